@@ -1,0 +1,1 @@
+"""Kafka wire protocol, request handlers, partitions and the ``sluice`` CLI."""

@@ -1,0 +1,75 @@
+"""One module per Kafka API; each registers itself here, and ApiVersions reads the table.
+
+Every handler has one shape::
+
+    async def handle(ctx: RequestContext, request) -> response | None
+
+Per-partition errors go into the response. A handler raises only for a
+request the broker cannot answer at all, which closes the connection.
+Supported versions come from the message class's JSON spec (``validVersions``),
+so what ApiVersions advertises is what the decoder accepts.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+if TYPE_CHECKING:
+    from ..broker import Broker
+    from ..protocol import RequestHeader
+
+
+@dataclass(slots=True)
+class RequestContext:
+    broker: "Broker"
+    header: "RequestHeader"
+    version: int
+    connection_id: int
+
+
+Handler = Callable[[RequestContext, Any], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Api:
+    key: int
+    request: type
+    response: type
+    handler: Handler
+    min_version: int
+    max_version: int
+
+    def flexible(self, version: int) -> bool:
+        return self.request.flexible_version_q(version)
+
+
+API_TABLE: dict[int, Api] = {}
+
+
+def api(request_cls: type, response_cls: type, *, max_version: int | None = None) -> Callable[[Handler], Handler]:
+    """Register ``handler`` for the API of ``request_cls`` at its spec's versions."""
+
+    def register(handler: Handler) -> Handler:
+        lo, hi = (int(v) for v in _parse_range(request_cls.json["validVersions"]))
+        if max_version is not None:
+            hi = min(hi, max_version)
+        key = request_cls.API_KEY
+        API_TABLE[key] = Api(key, request_cls, response_cls, handler, lo, hi)
+        return handler
+
+    return register
+
+
+def _parse_range(spec: str) -> tuple[int, int]:
+    lo, _, hi = spec.partition("-")
+    return int(lo), int(hi or lo)
+
+
+def load_all() -> dict[int, Api]:
+    """Import every API module so each registers itself."""
+    from . import (api_versions, create_partitions, create_topics, delete_records,  # noqa: F401
+                   delete_topics, describe_cluster, describe_configs, fetch,
+                   incremental_alter_configs, init_producer_id, list_offsets, metadata,
+                   produce)
+
+    return API_TABLE

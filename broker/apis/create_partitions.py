@@ -1,0 +1,28 @@
+"""CreatePartitions (37): grow a topic's partition count."""
+from kafka.protocol.admin import CreatePartitionsRequest, CreatePartitionsResponse
+
+from ..errors import ErrorCode
+from . import RequestContext, api
+
+Result = CreatePartitionsResponse.CreatePartitionsTopicResult
+
+
+@api(CreatePartitionsRequest, CreatePartitionsResponse)
+async def handle(ctx: RequestContext, request: CreatePartitionsRequest) -> CreatePartitionsResponse:
+    rm = ctx.broker.replicas
+    results = []
+    for t in request.topics:
+        topic = rm.metadata.topics.get(t.name)
+        error, message = ErrorCode.NONE, None
+        if topic is None:
+            error, message = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"topic {t.name} does not exist"
+        elif t.count <= topic.partitions:
+            error = ErrorCode.INVALID_PARTITIONS
+            message = (f"Topic currently has {topic.partitions} partitions, which is higher than "
+                       f"or equal to the requested {t.count}.")
+        elif t.assignments:
+            error, message = ErrorCode.INVALID_REPLICA_ASSIGNMENT, "manual assignment is not supported"
+        elif not request.validate_only:
+            rm.add_partitions(t.name, t.count)
+        results.append(Result(name=t.name, error_code=error, error_message=message))
+    return CreatePartitionsResponse(version=ctx.version, throttle_time_ms=0, results=results)

@@ -1,0 +1,23 @@
+"""DescribeCluster (60): this broker is the whole cluster (and its controller)."""
+from kafka.protocol.admin import DescribeClusterRequest, DescribeClusterResponse
+
+from ..errors import ErrorCode
+from . import RequestContext, api
+
+BROKERS, CONTROLLERS = 1, 2
+Broker = DescribeClusterResponse.DescribeClusterBroker
+
+
+@api(DescribeClusterRequest, DescribeClusterResponse)
+async def handle(ctx: RequestContext, request) -> DescribeClusterResponse:
+    b = ctx.broker
+    endpoint_type = request.endpoint_type if ctx.version >= 1 else BROKERS
+    error, message = ErrorCode.NONE, None
+    if endpoint_type not in (BROKERS, CONTROLLERS):
+        error, message = ErrorCode.UNSUPPORTED_ENDPOINT_TYPE, f"endpoint type {endpoint_type}"
+    brokers = [Broker(broker_id=b.node_id, host=b.advertised_host, port=b.advertised_port,
+                      rack=None, is_fenced=False)] if not error else []
+    return DescribeClusterResponse(
+        version=ctx.version, throttle_time_ms=0, error_code=error, error_message=message,
+        endpoint_type=endpoint_type, cluster_id=b.replicas.metadata.cluster_id,
+        controller_id=b.node_id, brokers=brokers, authorized_operations=None)

@@ -1,0 +1,118 @@
+"""Fetch (1): whole batches below the high watermark, long poll, fetch sessions.
+
+Size rules as Kafka's: ``partition_max_bytes`` per partition and ``max_bytes``
+per response, except that the first batch found is returned even when larger
+(KIP-74), so a consumer never gets stuck. With less than ``min_bytes`` ready
+the request waits up to ``max_wait_ms`` for high watermarks to move.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+
+from kafka.protocol.consumer import FetchRequest, FetchResponse
+
+from ..errors import ErrorCode
+from ..fetch_session import FetchSessionError, SessionPartition
+from . import RequestContext, api
+
+TopicResp = FetchResponse.FetchableTopicResponse
+PartData = TopicResp.PartitionData
+
+
+@api(FetchRequest, FetchResponse)
+async def handle(ctx: RequestContext, request: FetchRequest) -> FetchResponse:
+    b = ctx.broker
+    v = ctx.version
+    by_id = v >= 13
+    requested = [SessionPartition(t.topic if not by_id else None, t.topic_id if by_id else None,
+                                  p.partition, p.fetch_offset, p.partition_max_bytes)
+                 for t in request.topics for p in t.partitions]
+    if by_id:
+        for sp in requested:
+            topic = b.replicas.topic_by_id(sp.topic_id)
+            sp.topic = topic.name if topic else None
+    session = None
+    incremental = False
+    if v >= 7:
+        forgotten = [(f.topic_id if by_id else f.topic, p)
+                     for f in request.forgotten_topics_data for p in f.partitions]
+        try:
+            session, parts, incremental = b.fetch_sessions.resolve(
+                request.session_id, request.session_epoch, requested, forgotten)
+        except FetchSessionError as exc:
+            return FetchResponse(version=v, throttle_time_ms=0, error_code=exc.code,
+                                 session_id=0, responses=[])
+    else:
+        parts = requested
+    max_bytes = request.max_bytes if v >= 3 else 2**31 - 1
+    deadline = time.monotonic() + max(request.max_wait_ms, 0) / 1000
+    while True:
+        rows, total, has_error = _collect(b, parts, max_bytes)
+        remaining = deadline - time.monotonic()
+        if total >= request.min_bytes or has_error or remaining <= 0 or not parts:
+            break
+        await _wait_for_data(b, parts, remaining)
+    out_bytes = 0
+    responses: list = []
+    by_topic: dict = {}
+    for sp, error, hw, log_start, chunks in rows:
+        if incremental and not chunks and error == ErrorCode.NONE \
+                and hw == sp.last_hw and log_start == sp.last_log_start:
+            continue
+        sp.last_hw, sp.last_log_start = hw, log_start
+        records = b"".join(chunks) if len(chunks) != 1 else chunks[0]
+        out_bytes += len(records)
+        tkey = sp.topic_id if by_id else sp.topic
+        tr = by_topic.get(tkey)
+        if tr is None:
+            tr = by_topic[tkey] = TopicResp(topic=sp.topic, topic_id=sp.topic_id, partitions=[])
+            responses.append(tr)
+        tr.partitions.append(PartData(
+            partition_index=sp.partition, error_code=error, high_watermark=hw,
+            last_stable_offset=hw, log_start_offset=log_start, aborted_transactions=None,
+            preferred_read_replica=-1, records=records))
+    b.metrics.bytes_out(out_bytes)
+    return FetchResponse(version=v, throttle_time_ms=0, error_code=0,
+                         session_id=session.id if session else 0, responses=responses)
+
+
+def _collect(b, parts: list[SessionPartition], max_bytes: int):
+    rows = []
+    total = 0
+    has_error = False
+    for sp in parts:
+        p = b.replicas.get(sp.topic, sp.partition) if sp.topic is not None else None
+        if p is None:
+            code = ErrorCode.UNKNOWN_TOPIC_ID if sp.topic is None else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+            rows.append((sp, code, -1, -1, []))
+            has_error = True
+            continue
+        hw, log_start = p.high_watermark, p.log_start_offset
+        if sp.fetch_offset < log_start or sp.fetch_offset > hw:
+            rows.append((sp, ErrorCode.OFFSET_OUT_OF_RANGE, hw, log_start, []))
+            has_error = True
+            continue
+        limit = min(sp.max_bytes, max_bytes - total)
+        chunks = p.read(sp.fetch_offset, limit, min_one=(total == 0)) if limit > 0 or total == 0 else []
+        total += sum(len(c) for c in chunks)
+        rows.append((sp, ErrorCode.NONE, hw, log_start, chunks))
+    return rows, total, has_error
+
+
+async def _wait_for_data(b, parts: list[SessionPartition], timeout: float) -> None:
+    loop = asyncio.get_running_loop()
+    fut = loop.create_future()
+    watched = []
+    for sp in parts:
+        p = b.replicas.get(sp.topic, sp.partition) if sp.topic is not None else None
+        if p is not None:
+            p.add_waiter(fut)
+            watched.append(p)
+    try:
+        await asyncio.wait_for(asyncio.shield(fut), timeout)
+    except asyncio.TimeoutError:
+        pass
+    finally:
+        for p in watched:
+            p.remove_waiter(fut)

@@ -1,0 +1,85 @@
+"""Produce (0): validate batches, assign offsets, ack after the covering WAL fsync.
+
+Everything up to queueing the WAL write runs without awaiting, so pipelined
+requests on a connection append in the order they arrived.
+"""
+import asyncio
+import time
+
+from kafka.protocol.producer import ProduceRequest, ProduceResponse
+
+from wal import WalError
+
+from ..errors import ErrorCode
+from ..partition import AppendError
+from ..records import InvalidBatch, parse_batches
+from . import RequestContext, api
+
+TopicResp = ProduceResponse.TopicProduceResponse
+PartResp = TopicResp.PartitionProduceResponse
+
+
+@api(ProduceRequest, ProduceResponse)
+async def handle(ctx: RequestContext, request: ProduceRequest):
+    b = ctx.broker
+    rm = b.replicas
+    v = ctx.version
+    acks = request.acks
+    results: list[tuple[object, list[list]]] = []
+    waits: list[asyncio.Future] = []
+    now_ms = int(time.time() * 1000)
+    for td in request.topic_data:
+        topic = rm.topic_by_id(td.topic_id) if v >= 13 else rm.metadata.topics.get(td.name)
+        unknown = ErrorCode.UNKNOWN_TOPIC_ID if v >= 13 else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        parts = []
+        for pd in td.partition_data:
+            # [index, error, base_offset, log_append_time, log_start, message, durable_future]
+            row = [pd.index, ErrorCode.NONE, -1, -1, -1, None, None]
+            parts.append(row)
+            if acks not in (0, 1, -1):
+                row[1] = ErrorCode.INVALID_REQUIRED_ACKS
+                continue
+            p = rm.get(topic.name, pd.index) if topic is not None else None
+            if p is None:
+                row[1] = unknown
+                continue
+            row[4] = p.log_start_offset
+            records = pd.records
+            try:
+                if records is None:
+                    raise InvalidBatch(ErrorCode.CORRUPT_MESSAGE, "null record set")
+                headers = parse_batches(records)
+                max_bytes = rm.topic_config(topic, "max.message.bytes")
+                if any(h.size > max_bytes for h in headers):
+                    raise InvalidBatch(ErrorCode.MESSAGE_TOO_LARGE,
+                                       f"batch larger than max.message.bytes={max_bytes}")
+                lat = now_ms if rm.topic_config(topic, "message.timestamp.type") == "LogAppendTime" else None
+                res = p.append(bytearray(records), headers, log_append_time_ms=lat)
+            except (InvalidBatch, AppendError) as exc:
+                row[1], row[5] = exc.code, str(exc)
+                b.metrics.produce_error(exc.code)
+                continue
+            except WalError as exc:
+                row[1], row[5] = ErrorCode.KAFKA_STORAGE_ERROR, str(exc)
+                continue
+            row[2], row[3] = res.base_offset, res.log_append_time
+            b.metrics.bytes_in(len(records))
+            fut = res.durable if res.durable is not None else asyncio.ensure_future(rm.wal.sync())
+            row[6] = fut
+            waits.append(fut)
+        results.append((td, parts))
+    if acks == 0:
+        return None
+    if waits:
+        await asyncio.gather(*waits, return_exceptions=True)
+    responses = []
+    for td, parts in results:
+        prs = []
+        for index, error, base, lat, lso, message, fut in parts:
+            if fut is not None and fut.exception() is not None:
+                error, message, base = ErrorCode.KAFKA_STORAGE_ERROR, str(fut.exception()), -1
+            prs.append(PartResp(index=index, error_code=error, base_offset=base,
+                                log_append_time_ms=lat, log_start_offset=lso,
+                                record_errors=[], error_message=message if error else None))
+        responses.append(TopicResp(name=td.name, topic_id=td.topic_id, partition_responses=prs))
+    return ProduceResponse(version=v, responses=responses, throttle_time_ms=0)

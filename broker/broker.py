@@ -1,0 +1,39 @@
+"""Broker: what every request handler can reach (config, partitions, sessions, metrics)."""
+from __future__ import annotations
+
+import logging
+
+from .config import BrokerConfig
+from .errors import ErrorCode
+from .fetch_session import FetchSessionCache
+from .metrics import BrokerMetrics
+from .replica_manager import ReplicaManager
+from .topics import topic_name_error
+
+log = logging.getLogger(__name__)
+
+
+class Broker:
+    def __init__(self, config: BrokerConfig, data_dir: str, *, advertised_host: str,
+                 advertised_port: int, metrics: BrokerMetrics | None = None) -> None:
+        self.config = config
+        self.node_id: int = config["node.id"]
+        self.advertised_host = advertised_host
+        self.advertised_port = advertised_port
+        self.metrics = metrics or BrokerMetrics()
+        self.replicas = ReplicaManager(config, data_dir, metrics=self.metrics)
+        self.replicas.recover()
+        self.metrics.wal_bytes.set_function(lambda: self.replicas.wal.size_bytes)
+        self.fetch_sessions = FetchSessionCache(config["max.incremental.fetch.session.cache.slots"])
+
+    def auto_create(self, name: str) -> ErrorCode:
+        """Create a topic on first reference, as auto.create.topics.enable does."""
+        if not self.config["auto.create.topics.enable"]:
+            return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        if topic_name_error(name):
+            return ErrorCode.INVALID_TOPIC_EXCEPTION
+        self.replicas.create_topic(name, self.config["num.partitions"])
+        return ErrorCode.NONE
+
+    async def close(self) -> None:
+        await self.replicas.close()

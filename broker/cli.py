@@ -1,0 +1,104 @@
+"""The ``sluice`` command line: ``sluice serve`` and ``sluice bench``."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+log = logging.getLogger("sluice")
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sluice", description="Kafka-compatible broker on object storage")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run a broker")
+    serve.add_argument("--listen", type=_host_port, default=("127.0.0.1", 9092), metavar="HOST:PORT")
+    serve.add_argument("--data-dir", required=True, metavar="DIR")
+    serve.add_argument("--object-store", metavar="URL",
+                       help="file:///abs/path (default DIR/objects) or s3://bucket[/prefix]")
+    serve.add_argument("--config", metavar="FILE", help="Kafka-style properties file")
+    serve.add_argument("--override", action="append", default=[], metavar="KEY=VALUE")
+    serve.add_argument("--metrics", type=_host_port, metavar="HOST:PORT",
+                       help="serve Prometheus metrics over HTTP")
+    serve.add_argument("--log-level", default=os.environ.get("SLUICE_LOG_LEVEL", "INFO"))
+    from .bench import add_bench_parser
+    add_bench_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        logging.basicConfig(level=args.log_level.upper(),
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        try:
+            import uvloop
+            uvloop.install()
+        except ImportError:
+            pass
+        return asyncio.run(serve(args))
+    return args.func(args)
+
+
+async def serve(args) -> int:
+    from .broker import Broker
+    from .config import BrokerConfig
+    from .server import KafkaServer
+
+    file_text = open(args.config).read() if args.config else None
+    try:
+        config = BrokerConfig.load(file_text=file_text, overrides=args.override)
+    except ValueError as exc:
+        print(f"sluice: {exc}", file=sys.stderr)
+        return 2
+    data_dir = os.path.abspath(args.data_dir)
+    object_store = args.object_store or f"file://{os.path.join(data_dir, 'objects')}"
+    host, port = args.listen
+    adv_host, adv_port = _advertised(config["advertised.listeners"], host, port)
+    broker = Broker(config, data_dir, advertised_host=adv_host, advertised_port=adv_port)
+    server = KafkaServer(broker)
+    bound_host, bound_port = await server.start(host, port)
+    if adv_port == 0:
+        broker.advertised_port = bound_port
+    if args.metrics:
+        broker.metrics.serve(*args.metrics)
+    effective = " ".join(f"{k}={v}" for k, v in sorted(config.values.items()))
+    log.info("starting node %s: data-dir=%s object-store=%s advertised=%s:%d %s", broker.node_id,
+             data_dir, object_store, broker.advertised_host, broker.advertised_port, effective)
+    print(f"ready on {bound_host}:{bound_port}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down: answering in-flight requests and syncing the WAL")
+    await server.shutdown()
+    log.info("stopped cleanly")
+    return 0
+
+
+def _advertised(listeners: str, host: str, port: int) -> tuple[str, int]:
+    """First advertised listener (``PLAINTEXT://host:port``), else the listen address."""
+    if listeners:
+        first = listeners.split(",")[0]
+        first = first.split("://", 1)[-1]
+        h, p = _host_port(first)
+        return h, p
+    if host in ("0.0.0.0", "::", ""):
+        import socket
+        host = socket.gethostname()
+    return host, port
+
+
+if __name__ == "__main__":
+    sys.exit(main())

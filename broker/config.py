@@ -1,0 +1,140 @@
+"""Broker and topic configuration, by Apache Kafka's names and defaults.
+
+A config FILE is Java-properties style (``key=value`` lines, ``#`` comments),
+as Kafka's ``server.properties``. ``--override key=value`` wins over the file.
+Unknown keys are rejected so that a typo does not silently do nothing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+def _bool(v: str | bool) -> bool:
+    if isinstance(v, bool):
+        return v
+    if v.strip().lower() in ("true", "1", "yes"):
+        return True
+    if v.strip().lower() in ("false", "0", "no"):
+        return False
+    raise ValueError(f"not a boolean: {v!r}")
+
+
+# name -> (parser, default)
+BROKER_DEFAULTS: dict[str, tuple[Callable[[Any], Any], Any]] = {
+    "node.id": (int, 1),
+    "cluster.id": (str, ""),
+    "advertised.listeners": (str, ""),
+    "auto.create.topics.enable": (_bool, True),
+    "num.partitions": (int, 1),
+    "default.replication.factor": (int, 1),
+    "delete.topic.enable": (_bool, True),
+    "message.max.bytes": (int, 1048588),
+    "socket.request.max.bytes": (int, 104857600),
+    "log.retention.ms": (int, 604800000),
+    "log.retention.bytes": (int, -1),
+    "log.message.timestamp.type": (str, "CreateTime"),
+    "compression.type": (str, "producer"),
+    "replica.fetch.max.bytes": (int, 1048576),
+    "group.initial.rebalance.delay.ms": (int, 3000),
+    "offsets.retention.minutes": (int, 10080),
+    "transactional.id.expiration.ms": (int, 604800000),
+    "producer.id.expiration.ms": (int, 86400000),
+    "max.incremental.fetch.session.cache.slots": (int, 1000),
+    # Sluice's own settings (no Kafka equivalent)
+    "wal.segment.bytes": (int, 64 << 20),
+    "wal.max.bytes": (int, 1 << 30),
+    "cache.tail.bytes": (int, 256 << 20),
+    "cache.block.bytes": (int, 256 << 20),
+    "s3.upload.interval.ms": (int, 250),
+    "s3.upload.bytes": (int, 8 << 20),
+}
+
+# Topic-level configs users set with CreateTopics / IncrementalAlterConfigs,
+# with the broker-level key their default comes from.
+TOPIC_CONFIGS: dict[str, tuple[Callable[[Any], Any], str | None, Any]] = {
+    "cleanup.policy": (str, None, "delete"),
+    "compression.type": (str, "compression.type", None),
+    "retention.ms": (int, "log.retention.ms", None),
+    "retention.bytes": (int, "log.retention.bytes", None),
+    "message.timestamp.type": (str, "log.message.timestamp.type", None),
+    "max.message.bytes": (int, "message.max.bytes", None),
+    "segment.bytes": (int, None, 1073741824),
+    "segment.ms": (int, None, 604800000),
+    "min.insync.replicas": (int, None, 1),
+    "unclean.leader.election.enable": (_bool, None, False),
+    "message.timestamp.before.max.ms": (int, None, 9223372036854775807),
+    "message.timestamp.after.max.ms": (int, None, 3600000),
+    "delete.retention.ms": (int, None, 86400000),
+    "file.delete.delay.ms": (int, None, 60000),
+    "flush.messages": (int, None, 9223372036854775807),
+    "flush.ms": (int, None, 9223372036854775807),
+    "index.interval.bytes": (int, None, 4096),
+    "max.compaction.lag.ms": (int, None, 9223372036854775807),
+    "min.compaction.lag.ms": (int, None, 0),
+    "min.cleanable.dirty.ratio": (float, None, 0.5),
+    "preallocate": (_bool, None, False),
+    "segment.index.bytes": (int, None, 10485760),
+    "segment.jitter.ms": (int, None, 0),
+}
+
+TIMESTAMP_TYPES = ("CreateTime", "LogAppendTime")
+
+
+def parse_properties(text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", "!")):
+            continue
+        sep = min((i for i in (line.find("="), line.find(":")) if i >= 0), default=-1)
+        if sep < 0:
+            raise ValueError(f"config line without '=': {raw!r}")
+        out[line[:sep].strip()] = line[sep + 1:].strip()
+    return out
+
+
+@dataclass
+class BrokerConfig:
+    values: dict[str, Any] = field(default_factory=lambda: {k: d for k, (_, d) in BROKER_DEFAULTS.items()})
+
+    @classmethod
+    def load(cls, *, file_text: str | None = None, overrides: list[str] | None = None) -> "BrokerConfig":
+        cfg = cls()
+        raw: dict[str, str] = {}
+        if file_text:
+            raw.update(parse_properties(file_text))
+        for item in overrides or []:
+            if "=" not in item:
+                raise ValueError(f"--override needs key=value, got {item!r}")
+            k, v = item.split("=", 1)
+            raw[k.strip()] = v.strip()
+        for k, v in raw.items():
+            cfg.set(k, v)
+        return cfg
+
+    def set(self, key: str, value: Any) -> None:
+        if key not in BROKER_DEFAULTS:
+            raise ValueError(f"unknown broker config {key!r}")
+        parser = BROKER_DEFAULTS[key][0]
+        self.values[key] = parser(value)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.values[key]
+
+    def topic_default(self, name: str) -> Any:
+        _, broker_key, default = TOPIC_CONFIGS[name]
+        return self.values[broker_key] if broker_key else default
+
+
+def validate_topic_config(name: str, value: str | None) -> Any:
+    """Parse a topic config value; raise ValueError for unknown or invalid ones."""
+    if name not in TOPIC_CONFIGS:
+        raise ValueError(f"unknown topic config {name!r}")
+    if value is None:
+        raise ValueError(f"{name} needs a value")
+    parsed = TOPIC_CONFIGS[name][0](value)
+    if name == "message.timestamp.type" and parsed not in TIMESTAMP_TYPES:
+        raise ValueError(f"message.timestamp.type must be one of {TIMESTAMP_TYPES}")
+    if name == "cleanup.policy" and not set(parsed.split(",")) <= {"delete", "compact"}:
+        raise ValueError("cleanup.policy must be delete and/or compact")
+    return parsed

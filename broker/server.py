@@ -1,0 +1,194 @@
+"""Network server: one protocol object per connection, responses in request order.
+
+Each complete frame becomes a task right away (so pipelined produce requests
+do not wait behind each other's fsync), and its task joins the connection's
+FIFO. Responses are written strictly from the head of that FIFO, which is
+Kafka's per-connection ordering guarantee. A request the broker cannot parse,
+an unknown API key or an oversized frame closes the connection: there is no
+correlation id we could trust to answer.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections import deque
+
+from kafka.protocol.api_key import ApiKey
+
+from .apis import API_TABLE, RequestContext, load_all
+from .apis.api_versions import supported_versions
+from .broker import Broker
+from .errors import ErrorCode
+from .protocol import FrameDecoder, ProtocolError, frame_response, parse_request_header, peek_api
+
+log = logging.getLogger(__name__)
+
+MAX_IN_FLIGHT = 128  # per connection; reading pauses above this
+_conn_ids = itertools.count(1)
+_API_NAMES = {k.value: k.name for k in ApiKey}
+
+
+class KafkaConnection(asyncio.Protocol):
+    def __init__(self, server: "KafkaServer") -> None:
+        self.server = server
+        self.broker = server.broker
+        self.id = next(_conn_ids)
+        self.decoder = FrameDecoder(self.broker.config["socket.request.max.bytes"])
+        self.transport: asyncio.Transport | None = None
+        self.pending: deque[tuple[asyncio.Task, int, int, bool]] = deque()
+        self.closed = False
+        self.close_reason: str | None = None
+        self._paused = False
+
+    # ------------------------------------------------------------- lifecycle
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self.server.connections.add(self)
+        self.broker.metrics.connections.inc()
+
+    def connection_lost(self, exc) -> None:
+        self.closed = True
+        self.server.connections.discard(self)
+        self.broker.metrics.connections.dec()
+        for task, *_ in self.pending:
+            task.cancel()
+        self.pending.clear()
+
+    def close(self, reason: str) -> None:
+        if not self.closed:
+            self.closed = True
+            self.close_reason = reason
+            log.info("closing connection %d from %s: %s", self.id,
+                     self.transport.get_extra_info("peername") if self.transport else "?", reason)
+            if self.transport is not None:
+                self.transport.abort()
+
+    # --------------------------------------------------------------- input
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        try:
+            frames = self.decoder.feed(data)
+        except ProtocolError as exc:
+            self.close(str(exc))
+            return
+        for frame in frames:
+            if self.closed:
+                return
+            self._dispatch(frame)
+        if len(self.pending) > MAX_IN_FLIGHT and not self._paused:
+            self._paused = True
+            self.transport.pause_reading()
+
+    def _dispatch(self, frame: bytes) -> None:
+        try:
+            api_key, version, correlation_id = peek_api(frame)
+        except ProtocolError as exc:
+            self.close(str(exc))
+            return
+        api = API_TABLE.get(api_key)
+        if api is None:
+            self.close(f"unknown api key {api_key}")
+            return
+        if not api.min_version <= version <= api.max_version:
+            if api_key == ApiKey.ApiVersions:
+                # KIP-511: answer v0 with UNSUPPORTED_VERSION and what we support.
+                resp = supported_versions(0, ErrorCode.UNSUPPORTED_VERSION)
+                self._enqueue(_done(resp), correlation_id, 0, False)
+                self.broker.metrics.request("ApiVersions", "UNSUPPORTED_VERSION")
+                return
+            self.close(f"unsupported version {version} of {_API_NAMES.get(api_key, api_key)} "
+                       f"(supported {api.min_version}-{api.max_version})")
+            return
+        try:
+            header = parse_request_header(frame, flexible=api.flexible(version))
+            request = api.request.decode(memoryview(frame)[header.body_offset:], version=version)
+        except Exception as exc:  # truncated or garbled body
+            self.close(f"cannot decode {_API_NAMES.get(api_key)} v{version}: {exc!r}")
+            return
+        ctx = RequestContext(self.broker, header, version, self.id)
+        task = asyncio.get_running_loop().create_task(self._run(api, ctx, request))
+        self._enqueue(task, correlation_id, version, api_key != ApiKey.ApiVersions and api.flexible(version))
+
+    async def _run(self, api, ctx: RequestContext, request):
+        name = _API_NAMES.get(api.key, str(api.key))
+        try:
+            response = await api.handler(ctx, request)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s v%d handler failed", name, ctx.version)
+            self.broker.metrics.request(name, "UNKNOWN_SERVER_ERROR")
+            raise
+        self.broker.metrics.request(name, _error_name(response))
+        return response
+
+    def _enqueue(self, task, correlation_id: int, version: int, flexible_header: bool) -> None:
+        self.pending.append((task, correlation_id, version, flexible_header))
+        task.add_done_callback(self._flush)
+
+    # -------------------------------------------------------------- output
+    def _flush(self, _task=None) -> None:
+        while self.pending and self.pending[0][0].done():
+            task, correlation_id, version, flexible_header = self.pending.popleft()
+            if self.closed:
+                continue
+            if task.cancelled() or task.exception() is not None:
+                self.close("request handler failed")
+                return
+            response = task.result()
+            if response is None:  # acks=0 produce: no response
+                continue
+            try:
+                body = response.encode(version=version)
+            except Exception:
+                log.exception("cannot encode %s v%d", type(response).__name__, version)
+                self.close("response encoding failed")
+                return
+            self.transport.writelines(frame_response(correlation_id, body, flexible_header=flexible_header))
+        if self._paused and len(self.pending) <= MAX_IN_FLIGHT // 2 and not self.closed:
+            self._paused = False
+            self.transport.resume_reading()
+
+
+def _done(value) -> asyncio.Future:
+    fut = asyncio.get_running_loop().create_future()
+    fut.set_result(value)
+    return fut
+
+
+def _error_name(response) -> str:
+    code = getattr(response, "error_code", 0) if response is not None else 0
+    try:
+        return ErrorCode(code).name
+    except ValueError:
+        return str(code)
+
+
+class KafkaServer:
+    def __init__(self, broker: Broker) -> None:
+        load_all()
+        self.broker = broker
+        self.connections: set[KafkaConnection] = set()
+        self._server: asyncio.base_events.Server | None = None
+
+    async def start(self, host: str, port: int) -> tuple[str, int]:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: KafkaConnection(self), host, port,
+                                                reuse_address=True, backlog=1024)
+        sock = self._server.sockets[0]
+        bound_host, bound_port = sock.getsockname()[:2]
+        return bound_host, bound_port
+
+    async def shutdown(self, grace_seconds: float = 10.0) -> None:
+        """Stop accepting, let in-flight requests answer, sync the WAL, close."""
+        if self._server is not None:
+            self._server.close()
+        tasks = [t for c in self.connections for t, *_ in c.pending]
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace_seconds)
+        for c in list(self.connections):
+            if c.transport is not None:
+                c.transport.close()
+        await self.broker.close()
