@@ -28,10 +28,10 @@ class Broker:
 
     def auto_create(self, name: str) -> ErrorCode:
         """Create a topic on first reference, as auto.create.topics.enable does."""
+        if topic_name_error(name):  # Kafka checks the name even when not creating
+            return ErrorCode.INVALID_TOPIC_EXCEPTION
         if not self.config["auto.create.topics.enable"]:
             return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-        if topic_name_error(name):
-            return ErrorCode.INVALID_TOPIC_EXCEPTION
         self.replicas.create_topic(name, self.config["num.partitions"])
         return ErrorCode.NONE
 

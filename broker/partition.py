@@ -112,17 +112,14 @@ class Partition:
 
         Raises AppendError with the partition-level Kafka error code.
         """
-        if len(headers) == 1:
-            code, dup_base = self.check_producer(headers[0])
+        for h in headers:
+            code, dup_base = self.check_producer(h)
             if code:
                 raise AppendError(code)
             if dup_base is not None:
+                if len(headers) != 1:
+                    raise AppendError(ErrorCode.DUPLICATE_SEQUENCE_NUMBER)
                 return AppendResult(dup_base, -1, None, duplicate=True)
-        else:
-            for h in headers:
-                code, dup_base = self.check_producer(h)
-                if code or dup_base is not None:
-                    raise AppendError(code or ErrorCode.DUPLICATE_SEQUENCE_NUMBER)
         base = self.log_end_offset
         next_offset = base
         for h in headers:

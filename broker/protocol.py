@@ -25,6 +25,9 @@ _I16 = struct.Struct(">h")
 class ProtocolError(Exception):
     """The peer sent bytes that are not a valid Kafka request: close the connection."""
 
+    # FrameDecoder.feed: the complete frames that came before the bad input
+    frames: list[bytes] = []
+
 
 class FrameTooLarge(ProtocolError):
     pass
@@ -53,11 +56,11 @@ class FrameDecoder:
                 if len(buf) - start < 4:
                     break
                 size = _I32.unpack_from(buf, start)[0]
-                if size < 0:
-                    raise ProtocolError(f"negative frame size {size}")
-                if size > self.max_frame_bytes:
-                    raise FrameTooLarge(
+                if size < 0 or size > self.max_frame_bytes:
+                    exc = ProtocolError(f"negative frame size {size}") if size < 0 else FrameTooLarge(
                         f"frame of {size} bytes exceeds socket.request.max.bytes={self.max_frame_bytes}")
+                    exc.frames = frames
+                    raise exc
                 self._need = size
                 start += 4
             if len(buf) - start < self._need:
@@ -131,6 +134,48 @@ def parse_request_header(frame, *, flexible: bool) -> RequestHeader:
             if pos > len(frame):
                 raise ProtocolError("truncated tagged field")
     return RequestHeader(api_key, api_version, correlation_id, client_id, pos)
+
+
+_NULLABLE_KINDS = ("string", "bytes", "records")
+_null_plans: dict[tuple[int, int], tuple] = {}
+
+
+def _null_plan(struct, version: int) -> tuple:
+    """(name, may be null?, plan for its items/fields or None) for the fields that need a look."""
+    key = (id(struct), version)
+    plan = _null_plans.get(key)
+    if plan is None:
+        out = []
+        for f in struct.untagged_fields(version):
+            nullable_kind = f.is_array() or f.type_str in _NULLABLE_KINDS
+            may_be_null = not nullable_kind or f.nullable_for_version_q(version)
+            sub = _null_plan(f, version) if (f.is_struct_array() or f.is_struct()) else ()
+            if not may_be_null or sub:
+                out.append((f.name, may_be_null, sub or None, f.is_struct_array()))
+        plan = _null_plans[key] = (tuple(out), struct)  # keep struct alive: id() stays unique
+    return plan[0]
+
+
+def null_field(struct, obj, version: int) -> str | None:
+    """The name of a field that decoded to null where the schema forbids null
+    at ``version``, else None. The decoder accepts length -1 (or compact 0)
+    everywhere; Kafka refuses such a request as unparseable, and so must we
+    before any handler sees it. ``struct`` is a message class's ``_struct``."""
+    return _check_nulls(_null_plan(struct, version), obj)
+
+
+def _check_nulls(plan: tuple, obj) -> str | None:
+    for name, may_be_null, sub, is_array in plan:
+        value = getattr(obj, name, None)
+        if value is None:
+            if not may_be_null:
+                return name
+        elif sub is not None:
+            for item in (value if is_array else (value,)):
+                bad = _check_nulls(sub, item)
+                if bad:
+                    return f"{name}.{bad}"
+    return None
 
 
 def frame_response(correlation_id: int, body: bytes, *, flexible_header: bool) -> list[bytes]:

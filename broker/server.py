@@ -3,9 +3,14 @@
 Each complete frame becomes a task right away (so pipelined produce requests
 do not wait behind each other's fsync), and its task joins the connection's
 FIFO. Responses are written strictly from the head of that FIFO, which is
-Kafka's per-connection ordering guarantee. A request the broker cannot parse,
-an unknown API key or an oversized frame closes the connection: there is no
-correlation id we could trust to answer.
+Kafka's per-connection ordering guarantee. Kafka also *processes* a
+connection's requests in order, so only a produce whose predecessors are all
+produces already appending starts at once; any other request first waits for
+every earlier request on its connection to finish (a Fetch or ListOffsets
+pipelined behind a Produce sees that produce's records). A request the broker
+cannot parse, an unknown API key or an oversized frame closes the connection:
+there is no correlation id we could trust to answer. As in Kafka, requests
+that arrived before it are still answered first; nothing after it is read.
 """
 from __future__ import annotations
 
@@ -16,11 +21,12 @@ from collections import deque
 
 from kafka.protocol.api_key import ApiKey
 
-from .apis import API_TABLE, RequestContext, load_all
+from .apis import API_TABLE, CloseConnection, RequestContext, load_all
 from .apis.api_versions import supported_versions
 from .broker import Broker
 from .errors import ErrorCode
-from .protocol import FrameDecoder, ProtocolError, frame_response, parse_request_header, peek_api
+from .protocol import (FrameDecoder, ProtocolError, frame_response, null_field, parse_request_header,
+                       peek_api)
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +46,9 @@ class KafkaConnection(asyncio.Protocol):
         self.closed = False
         self.close_reason: str | None = None
         self._paused = False
+        self._closing: str | None = None  # reason to close once pending requests are answered
+        # Latest task that is not a produce started at once: later requests wait for it.
+        self._blocking: asyncio.Task | None = None
 
     # ------------------------------------------------------------- lifecycle
     def connection_made(self, transport) -> None:
@@ -55,28 +64,46 @@ class KafkaConnection(asyncio.Protocol):
             task.cancel()
         self.pending.clear()
 
-    def close(self, reason: str) -> None:
+    def close(self, reason: str, *, flush: bool = False) -> None:
+        """Close now; ``flush`` first sends the answers already written."""
         if not self.closed:
             self.closed = True
             self.close_reason = reason
             log.info("closing connection %d from %s: %s", self.id,
                      self.transport.get_extra_info("peername") if self.transport else "?", reason)
             if self.transport is not None:
-                self.transport.abort()
+                if flush:
+                    self.transport.close()
+                else:
+                    self.transport.abort()
+
+    def reject(self, reason: str) -> None:
+        """Unparseable input: read no more, answer what came before it, then close."""
+        if self.closed or self._closing:
+            return
+        self._closing = reason
+        if self.transport is not None:
+            self.transport.pause_reading()
+        if not self.pending:
+            self.close(reason, flush=True)
 
     # --------------------------------------------------------------- input
     def data_received(self, data: bytes) -> None:
-        if self.closed:
+        if self.closed or self._closing:
             return
         try:
             frames = self.decoder.feed(data)
         except ProtocolError as exc:
-            self.close(str(exc))
-            return
+            frames, error = exc.frames, exc
+        else:
+            error = None
         for frame in frames:
-            if self.closed:
+            if self.closed or self._closing:
                 return
             self._dispatch(frame)
+        if error is not None:
+            self.reject(str(error))
+            return
         if len(self.pending) > MAX_IN_FLIGHT and not self._paused:
             self._paused = True
             self.transport.pause_reading()
@@ -85,11 +112,11 @@ class KafkaConnection(asyncio.Protocol):
         try:
             api_key, version, correlation_id = peek_api(frame)
         except ProtocolError as exc:
-            self.close(str(exc))
+            self.reject(str(exc))
             return
         api = API_TABLE.get(api_key)
         if api is None:
-            self.close(f"unknown api key {api_key}")
+            self.reject(f"unknown api key {api_key}")
             return
         if not api.min_version <= version <= api.max_version:
             if api_key == ApiKey.ApiVersions:
@@ -98,24 +125,46 @@ class KafkaConnection(asyncio.Protocol):
                 self._enqueue(_done(resp), correlation_id, 0, False)
                 self.broker.metrics.request("ApiVersions", "UNSUPPORTED_VERSION")
                 return
-            self.close(f"unsupported version {version} of {_API_NAMES.get(api_key, api_key)} "
+            self.reject(f"unsupported version {version} of {_API_NAMES.get(api_key, api_key)} "
                        f"(supported {api.min_version}-{api.max_version})")
             return
         try:
             header = parse_request_header(frame, flexible=api.flexible(version))
             request = api.request.decode(memoryview(frame)[header.body_offset:], version=version)
+            bad = null_field(api.request._struct, request, version)
+            if bad:
+                raise ProtocolError(f"non-nullable field {bad} was serialized as null")
         except Exception as exc:  # truncated or garbled body
-            self.close(f"cannot decode {_API_NAMES.get(api_key)} v{version}: {exc!r}")
+            self.reject(f"cannot decode {_API_NAMES.get(api_key)} v{version}: {exc!r}")
             return
         ctx = RequestContext(self.broker, header, version, self.id)
-        task = asyncio.get_running_loop().create_task(self._run(api, ctx, request))
+        loop = asyncio.get_running_loop()
+        if api_key == ApiKey.Produce and (self._blocking is None or self._blocking.done()):
+            task = loop.create_task(self._run(api, ctx, request))
+        else:
+            earlier = [t for t, *_ in self.pending if not t.done()]
+            coro = self._run(api, ctx, request)
+            task = loop.create_task(self._run_after(earlier, coro) if earlier else coro)
+            self._blocking = task
         self._enqueue(task, correlation_id, version, api_key != ApiKey.ApiVersions and api.flexible(version))
+
+    @staticmethod
+    async def _run_after(earlier: list[asyncio.Task], coro):
+        try:
+            await asyncio.wait(earlier)
+        except BaseException:
+            coro.close()
+            raise
+        return await coro
 
     async def _run(self, api, ctx: RequestContext, request):
         name = _API_NAMES.get(api.key, str(api.key))
         try:
             response = await api.handler(ctx, request)
         except asyncio.CancelledError:
+            raise
+        except CloseConnection:
+            self.broker.metrics.request(name, "CLOSED")
             raise
         except Exception:
             log.exception("%s v%d handler failed", name, ctx.version)
@@ -126,6 +175,7 @@ class KafkaConnection(asyncio.Protocol):
 
     def _enqueue(self, task, correlation_id: int, version: int, flexible_header: bool) -> None:
         self.pending.append((task, correlation_id, version, flexible_header))
+        task.add_done_callback(_retrieve)  # a failure after the connection is gone is not news
         task.add_done_callback(self._flush)
 
     # -------------------------------------------------------------- output
@@ -135,7 +185,9 @@ class KafkaConnection(asyncio.Protocol):
             if self.closed:
                 continue
             if task.cancelled() or task.exception() is not None:
-                self.close("request handler failed")
+                exc = None if task.cancelled() else task.exception()
+                self.close(str(exc) if isinstance(exc, CloseConnection) else "request handler failed",
+                           flush=True)
                 return
             response = task.result()
             if response is None:  # acks=0 produce: no response
@@ -144,12 +196,20 @@ class KafkaConnection(asyncio.Protocol):
                 body = response.encode(version=version)
             except Exception:
                 log.exception("cannot encode %s v%d", type(response).__name__, version)
-                self.close("response encoding failed")
+                self.close("response encoding failed", flush=True)
                 return
             self.transport.writelines(frame_response(correlation_id, body, flexible_header=flexible_header))
-        if self._paused and len(self.pending) <= MAX_IN_FLIGHT // 2 and not self.closed:
+        if self._closing and not self.pending:
+            self.close(self._closing, flush=True)
+        if self._paused and len(self.pending) <= MAX_IN_FLIGHT // 2 and not self.closed \
+                and not self._closing:
             self._paused = False
             self.transport.resume_reading()
+
+
+def _retrieve(task: asyncio.Future) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def _done(value) -> asyncio.Future:

@@ -13,6 +13,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
+pytest_plugins = ["kafka_tools", "minio_server"]
+
 
 @dataclass
 class BrokerProcess:
@@ -20,6 +22,7 @@ class BrokerProcess:
 
     data_dir: Path
     overrides: list[str] = field(default_factory=list)
+    extra_args: list[str] = field(default_factory=list)
     port: int = 0
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
@@ -36,6 +39,7 @@ class BrokerProcess:
                 "--data-dir", str(self.data_dir)]
         for o in self.overrides:
             args += ["--override", o]
+        args += self.extra_args
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, cwd=ROOT)
         deadline = time.monotonic() + timeout
@@ -76,8 +80,8 @@ class BrokerProcess:
 def broker_factory(tmp_path):
     started: list[BrokerProcess] = []
 
-    def make(*overrides: str, name: str = "broker") -> BrokerProcess:
-        b = BrokerProcess(tmp_path / name, list(overrides))
+    def make(*overrides: str, name: str = "broker", extra_args: list[str] = ()) -> BrokerProcess:
+        b = BrokerProcess(tmp_path / name, list(overrides), list(extra_args))
         started.append(b)
         return b.start()
 

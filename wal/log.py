@@ -46,6 +46,20 @@ class WalError(Exception):
     """The WAL cannot accept writes (an fsync or write failed)."""
 
 
+class _GroupCommit(asyncio.Future):
+    """The future every append of one group commit shares.
+
+    It refuses ``cancel()``: a waiter that goes away (a client disconnects, so
+    its produce task is cancelled and its ``gather`` cancels what it awaits)
+    must not cancel durability for the other waiters, the high-watermark
+    callbacks, or the flusher. The cancelled task itself still ends cancelled,
+    as soon as the fsync completes.
+    """
+
+    def cancel(self, msg=None) -> bool:
+        return False
+
+
 @dataclass(frozen=True, slots=True)
 class Location:
     """Where an entry's data bytes sit: segment id, file position, length."""
@@ -183,7 +197,7 @@ class WriteAheadLog:
         fut = self._pending_future
         if fut is None:
             loop = asyncio.get_running_loop()
-            fut = self._pending_future = loop.create_future()
+            fut = self._pending_future = _GroupCommit(loop=loop)
             if self._flusher is None or self._flusher.done():
                 self._flusher = loop.create_task(self._flush_loop())
         return loc, fut
@@ -203,6 +217,10 @@ class WriteAheadLog:
             await asyncio.shield(fut)
         elif self._flusher is not None and not self._flusher.done():
             await asyncio.shield(self._flusher)
+        if self._failed is not None:
+            # The flusher swallows its error (it fails the batch's future), so
+            # waiting on the flusher alone would report a failed write as durable.
+            raise WalError("write-ahead log failed earlier") from self._failed
 
     async def _flush_loop(self) -> None:
         loop = asyncio.get_running_loop()

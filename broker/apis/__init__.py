@@ -30,6 +30,11 @@ class RequestContext:
 Handler = Callable[[RequestContext, Any], Awaitable[Any]]
 
 
+class CloseConnection(Exception):
+    """Raised by a handler to close the connection instead of answering, in
+    request order (Kafka does this for an acks=0 produce that failed)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Api:
     key: int

@@ -5,6 +5,9 @@ from ..errors import ErrorCode
 from . import RequestContext, api
 
 Result = CreatePartitionsResponse.CreatePartitionsTopicResult
+# As CreateTopics (Kafka's controller caps the records of one request at 10,000):
+# growing a topic by more than this in one request is refused, not attempted.
+MAX_NEW_PARTITIONS_PER_REQUEST = 10_000
 
 
 @api(CreatePartitionsRequest, CreatePartitionsResponse)
@@ -22,6 +25,8 @@ async def handle(ctx: RequestContext, request: CreatePartitionsRequest) -> Creat
                        f"or equal to the requested {t.count}.")
         elif t.assignments:
             error, message = ErrorCode.INVALID_REPLICA_ASSIGNMENT, "manual assignment is not supported"
+        elif t.count - topic.partitions > MAX_NEW_PARTITIONS_PER_REQUEST:
+            error, message = ErrorCode.POLICY_VIOLATION, "Excessively large number of partitions per request."
         elif not request.validate_only:
             rm.add_partitions(t.name, t.count)
         results.append(Result(name=t.name, error_code=error, error_message=message))

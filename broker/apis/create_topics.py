@@ -9,6 +9,10 @@ from . import RequestContext, api
 Result = CreateTopicsResponse.CreatableTopicResult
 ConfigOut = Result.CreatableTopicConfigs
 SOURCE_TOPIC, SOURCE_DEFAULT = 1, 5
+# Kafka's cap (ReplicationControlManager, KAFKA-17870): one request may not ask for
+# more partitions in total; above it the whole request fails with POLICY_VIOLATION.
+MAX_PARTITIONS_PER_REQUEST = 10_000
+TOO_MANY_PARTITIONS = "Excessively large number of partitions per request."
 
 
 @api(CreateTopicsRequest, CreateTopicsResponse)
@@ -17,8 +21,15 @@ async def handle(ctx: RequestContext, request: CreateTopicsRequest) -> CreateTop
     rm = b.replicas
     results = []
     seen: set[str] = set()
+    default_partitions = b.config["num.partitions"]
+    total = sum(len(t.assignments) if t.assignments else
+                default_partitions if t.num_partitions == -1 else max(t.num_partitions, 0)
+                for t in request.topics)
     for t in request.topics:
-        error, message = _validate(b, t, seen)
+        if total > MAX_PARTITIONS_PER_REQUEST:
+            error, message = ErrorCode.POLICY_VIOLATION, TOO_MANY_PARTITIONS
+        else:
+            error, message = _validate(b, t, seen)
         seen.add(t.name)
         topic = None
         if not error and not request.validate_only:

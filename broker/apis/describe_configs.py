@@ -44,16 +44,16 @@ async def handle(ctx: RequestContext, request: DescribeConfigsRequest) -> Descri
                 parser, broker_key, _ = TOPIC_CONFIGS[name]
                 is_set = name in topic.configs
                 value = b.replicas.topic_config(topic, name)
+                broker_syn = _broker_synonyms(b, broker_key) if broker_key else []
+                src = SRC_TOPIC if is_set else broker_syn[0].source if broker_syn else SRC_DEFAULT
                 synonyms = []
                 if request.include_synonyms:
                     if is_set:
                         synonyms.append(Synonym(name=name, value=topic.configs[name], source=SRC_TOPIC))
-                    if broker_key:
-                        synonyms.append(Synonym(name=broker_key, value=_text(b.config[broker_key]),
-                                                source=SRC_DEFAULT))
+                    synonyms += broker_syn
                 entries.append(Entry(name=name, value=_text(topic.configs[name] if is_set else value),
-                                     read_only=False, config_source=SRC_TOPIC if is_set else SRC_DEFAULT,
-                                     is_default=not is_set, is_sensitive=False, synonyms=synonyms,
+                                     read_only=False, config_source=src,
+                                     is_default=src == SRC_DEFAULT, is_sensitive=False, synonyms=synonyms,
                                      config_type=_config_type(parser), documentation=None))
             results.append(Result(error_code=0, error_message=None, resource_type=TOPIC,
                                   resource_name=res.resource_name, configs=entries))
@@ -69,15 +69,28 @@ async def handle(ctx: RequestContext, request: DescribeConfigsRequest) -> Descri
                 parser, default = BROKER_DEFAULTS[name]
                 value = b.config[name]
                 src = SRC_DEFAULT if value == default else SRC_STATIC_BROKER
+                synonyms = _broker_synonyms(b, name) if request.include_synonyms else []
                 entries.append(Entry(name=name, value=_text(value), read_only=True, config_source=src,
                                      is_default=src == SRC_DEFAULT, is_sensitive=False,
-                                     synonyms=[], config_type=_config_type(parser), documentation=None))
+                                     synonyms=synonyms, config_type=_config_type(parser), documentation=None))
             results.append(Result(error_code=0, error_message=None, resource_type=BROKER,
                                   resource_name=res.resource_name, configs=entries))
         else:
             results.append(_error(res, ErrorCode.INVALID_REQUEST,
                                   f"resource type {res.resource_type} is not supported"))
     return DescribeConfigsResponse(version=ctx.version, throttle_time_ms=0, results=results)
+
+
+def _broker_synonyms(b, key: str) -> list:
+    """A broker config's sources, most specific first, as Kafka lists them:
+    STATIC_BROKER_CONFIG when set in the config file or an override, then DEFAULT_CONFIG."""
+    _, default = BROKER_DEFAULTS[key]
+    value = b.config[key]
+    out = []
+    if value != default:
+        out.append(Synonym(name=key, value=_text(value), source=SRC_STATIC_BROKER))
+    out.append(Synonym(name=key, value=_text(default), source=SRC_DEFAULT))
+    return out
 
 
 def _error(res, code: ErrorCode, message: str):

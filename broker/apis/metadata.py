@@ -2,6 +2,7 @@
 from kafka.protocol.metadata import MetadataRequest, MetadataResponse
 
 from ..errors import ErrorCode
+from ..topics import topic_name_error
 from . import RequestContext, api
 
 R = MetadataResponse
@@ -42,7 +43,11 @@ def _describe(ctx: RequestContext, name: str | None, allow_auto: bool):
                  is_internal=False, partitions=[], authorized_operations=None)
     topic = rm.metadata.topics.get(name)
     if topic is None:
-        error = b.auto_create(name) if allow_auto else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        if allow_auto:
+            error = b.auto_create(name)
+        else:  # as Kafka: an invalid name is INVALID_TOPIC_EXCEPTION, not unknown
+            error = (ErrorCode.INVALID_TOPIC_EXCEPTION if topic_name_error(name)
+                     else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
         topic = rm.metadata.topics.get(name)
         if topic is None or error:
             return T(error_code=error or ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, name=name,

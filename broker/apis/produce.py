@@ -13,7 +13,7 @@ from wal import WalError
 from ..errors import ErrorCode
 from ..partition import AppendError
 from ..records import InvalidBatch, parse_batches
-from . import RequestContext, api
+from . import CloseConnection, RequestContext, api
 
 TopicResp = ProduceResponse.TopicProduceResponse
 PartResp = TopicResp.PartitionProduceResponse
@@ -49,6 +49,9 @@ async def handle(ctx: RequestContext, request: ProduceRequest):
                 if records is None:
                     raise InvalidBatch(ErrorCode.CORRUPT_MESSAGE, "null record set")
                 headers = parse_batches(records)
+                if len(headers) != 1:  # Kafka: produce v3+ carries exactly one batch per partition
+                    raise InvalidBatch(ErrorCode.INVALID_RECORD,
+                                       "Produce requests with version 3+ may contain exactly one record batch per partition")
                 max_bytes = rm.topic_config(topic, "max.message.bytes")
                 if any(h.size > max_bytes for h in headers):
                     raise InvalidBatch(ErrorCode.MESSAGE_TOO_LARGE,
@@ -69,6 +72,12 @@ async def handle(ctx: RequestContext, request: ProduceRequest):
             waits.append(fut)
         results.append((td, parts))
     if acks == 0:
+        # No answer is expected; an error closes the connection so that the
+        # client notices and refreshes its metadata (Kafka's KafkaApis does this).
+        errors = [f"{td.name!r:.60}-{row[0]}: {ErrorCode(row[1]).name}"
+                  for td, parts in results for row in parts if row[1]]
+        if errors:
+            raise CloseConnection(f"error in acks=0 produce: {', '.join(errors[:5])}")
         return None
     if waits:
         await asyncio.gather(*waits, return_exceptions=True)

@@ -1,0 +1,323 @@
+"""ObjectStore on a local directory (``file:///abs/path``), the embedded default.
+
+Layout: the object ``a/b/c`` is the plain file ``ROOT/a/b/c``; ``ROOT/.sluice/``
+holds temporary files and lock files and is never listed.
+
+Every write goes to a temporary file that is fsynced, then renamed over the
+key's path, then the directory is fsynced: a reader sees the old or the new
+object, never a mix, and a put that returned survives a crash. Renames and
+deletes happen under an exclusive ``flock`` on one of ``LOCK_STRIPES`` lock
+files chosen by the key, so a conditional put's check and its rename are one
+atomic step for every thread and process on this machine that shares ROOT.
+
+The etag is the quoted MD5 of the content, as S3 gives for a single-part put.
+"""
+from __future__ import annotations
+
+import asyncio
+import errno
+import fcntl
+import hashlib
+import os
+import stat
+import time
+import uuid
+import zlib
+from pathlib import Path
+
+from .base import (RESERVED_PREFIX, InvalidKey, NotFound, ObjectInfo, ObjectStore,
+                   ObjectStoreError, PreconditionFailed, check_key, check_put_args, check_range)
+
+RESERVED = RESERVED_PREFIX
+LOCK_STRIPES = 64
+STALE_TEMP_SECONDS = 3600.0
+_CHUNK = 1 << 20
+
+
+def _etag(data: bytes) -> str:
+    return '"' + hashlib.md5(data, usedforsecurity=False).hexdigest() + '"'
+
+
+def _etag_of_fd(fd: int) -> str:
+    h = hashlib.md5(usedforsecurity=False)
+    offset = 0
+    while chunk := os.pread(fd, _CHUNK, offset):
+        h.update(chunk)
+        offset += len(chunk)
+    return '"' + h.hexdigest() + '"'
+
+
+def _open_object(path: Path) -> int | None:
+    """A read-only fd on the object's file, or None if there is no such object
+    (missing, or a directory: 'a' while only 'a/b' exists)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return fd
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _read_all(fd: int) -> bytes:
+    # An object's file is never written after the rename that published it
+    # (a put renames a new inode over the path), so its size is final.
+    size = os.fstat(fd).st_size
+    parts = []
+    offset = 0
+    while offset < size:
+        chunk = os.pread(fd, size - offset, offset)
+        if not chunk:
+            break
+        parts.append(chunk)
+        offset += len(chunk)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+class FilesystemObjectStore(ObjectStore):
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+        if not self.root.is_absolute():
+            raise ValueError(f"filesystem object store needs an absolute path, not {root!s}")
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._tmp = self.root / RESERVED / "tmp"
+        self._locks = self.root / RESERVED / "locks"
+        self._tmp.mkdir(parents=True, exist_ok=True)
+        self._locks.mkdir(parents=True, exist_ok=True)
+        self._remove_stale_temps()
+
+    def __repr__(self) -> str:
+        return f"FilesystemObjectStore({str(self.root)!r})"
+
+    # -- keys and paths ------------------------------------------------------
+
+    def _path(self, key: str) -> Path:
+        return self.root.joinpath(*check_key(key))
+
+    def _remove_stale_temps(self) -> None:
+        # Leftovers of puts interrupted by a crash. Only old ones: another
+        # process sharing ROOT may be writing a fresh one right now.
+        cutoff = time.time() - STALE_TEMP_SECONDS
+        with os.scandir(self._tmp) as it:
+            for e in it:
+                try:
+                    if e.stat().st_mtime < cutoff:
+                        os.unlink(e.path)
+                except FileNotFoundError:
+                    pass
+
+    def _lock(self, key: str) -> int:
+        """Open and exclusively lock the key's stripe; close the fd to unlock.
+
+        flock locks belong to the open file description, so separate opens
+        exclude each other across threads as well as processes.
+        """
+        path = self._locks / f"{zlib.crc32(key.encode()) % LOCK_STRIPES:02d}"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _ensure_parent(self, path: Path) -> None:
+        """Create the missing directories above ``path``, durably."""
+        missing = []
+        d = path.parent
+        while d != self.root and not d.is_dir():
+            missing.append(d)
+            d = d.parent
+        for d in reversed(missing):
+            try:
+                d.mkdir()
+            except FileExistsError:
+                if not d.is_dir():
+                    raise InvalidKey(
+                        f"{d.relative_to(self.root)!s} is an object; it cannot also be a prefix")
+                continue
+            _fsync_dir(d.parent)
+
+    # -- sync implementations (run in a worker thread) -----------------------
+
+    def _put_sync(self, key: str, data: bytes, if_match: str | None, if_none_match: bool) -> str:
+        path = self._path(key)
+        etag = _etag(data)
+        tmp = self._tmp / uuid.uuid4().hex
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        try:
+            try:
+                view = memoryview(data)
+                while view:
+                    n = os.write(fd, view)
+                    view = view[n:]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            lock = self._lock(key)
+            try:
+                if if_none_match and os.path.isfile(path):
+                    raise PreconditionFailed(key, f"key {key!r} already exists")
+                if if_match is not None:
+                    cur = _open_object(path)
+                    if cur is None:
+                        raise PreconditionFailed(key, f"key {key!r} does not exist")
+                    try:
+                        current = _etag_of_fd(cur)
+                    finally:
+                        os.close(cur)
+                    if current != if_match:
+                        raise PreconditionFailed(
+                            key, f"key {key!r} has etag {current}, not {if_match}")
+                for _ in range(100):
+                    self._ensure_parent(path)
+                    try:
+                        os.rename(tmp, path)
+                        break
+                    except FileNotFoundError:
+                        continue    # a delete removed the (empty) parent meanwhile
+                    except (IsADirectoryError, NotADirectoryError):
+                        raise InvalidKey(f"key {key!r} conflicts with another key's prefix")
+                    except OSError as e:
+                        if e.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                            raise InvalidKey(f"key {key!r} is a prefix of other keys") from None
+                        raise
+                else:
+                    raise ObjectStoreError(f"could not create the directory for {key!r}")
+                _fsync_dir(path.parent)
+            finally:
+                os.close(lock)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
+        return etag
+
+    def _open(self, key: str) -> int:
+        fd = _open_object(self._path(key))
+        if fd is None:
+            raise NotFound(key)
+        return fd
+
+    def _get_sync(self, key: str) -> tuple[bytes, str]:
+        fd = self._open(key)
+        try:
+            data = _read_all(fd)
+        finally:
+            os.close(fd)
+        return data, _etag(data)
+
+    def _get_range_sync(self, key: str, start: int, end: int | None) -> bytes:
+        fd = self._open(key)
+        try:
+            if end is None:
+                end = os.fstat(fd).st_size
+            parts = []
+            offset = start
+            while offset < end:
+                chunk = os.pread(fd, end - offset, offset)
+                if not chunk:
+                    break
+                parts.append(chunk)
+                offset += len(chunk)
+            return b"".join(parts)
+        finally:
+            os.close(fd)
+
+    def _head_sync(self, key: str) -> ObjectInfo:
+        fd = self._open(key)
+        try:
+            size = os.fstat(fd).st_size
+            return ObjectInfo(key, size, _etag_of_fd(fd))
+        finally:
+            os.close(fd)
+
+    def _delete_sync(self, key: str) -> None:
+        path = self._path(key)
+        lock = self._lock(key)
+        try:
+            try:
+                os.unlink(path)
+            except (FileNotFoundError, NotADirectoryError):
+                return
+            except IsADirectoryError:
+                return      # 'a' while 'a/b' exists: no object 'a'
+            _fsync_dir(path.parent)
+        finally:
+            os.close(lock)
+        # Drop directories left empty, so their names can become keys again.
+        d = path.parent
+        while d != self.root:
+            try:
+                d.rmdir()
+            except OSError:
+                break
+            d = d.parent
+
+    def _list_sync(self, prefix: str) -> list[str]:
+        head, sep, name_prefix = prefix.rpartition("/")
+        if sep:
+            base = self._path(head)
+            key_base = head + "/"
+        else:
+            base = self.root
+            key_base = ""
+        keys: list[str] = []
+
+        def walk(d: Path, kb: str, top: bool) -> None:
+            try:
+                it = os.scandir(d)
+            except (FileNotFoundError, NotADirectoryError):
+                return
+            with it:
+                for e in it:
+                    if top:
+                        if not e.name.startswith(name_prefix):
+                            continue
+                        if d == self.root and e.name == RESERVED:
+                            continue
+                    if e.is_dir(follow_symlinks=False):
+                        walk(Path(e.path), kb + e.name + "/", False)
+                    else:
+                        keys.append(kb + e.name)
+
+        walk(base, key_base, True)
+        keys.sort()
+        return keys
+
+    # -- async interface -------------------------------------------------------
+
+    async def put(self, key: str, data: bytes, *, if_match: str | None = None,
+                  if_none_match: bool = False) -> str:
+        check_put_args(if_match, if_none_match)
+        return await asyncio.to_thread(self._put_sync, key, data, if_match, if_none_match)
+
+    async def get_with_etag(self, key: str) -> tuple[bytes, str]:
+        return await asyncio.to_thread(self._get_sync, key)
+
+    async def get_range(self, key: str, start: int, end: int | None = None) -> bytes:
+        check_range(start, end)
+        return await asyncio.to_thread(self._get_range_sync, key, start, end)
+
+    async def head(self, key: str) -> ObjectInfo:
+        return await asyncio.to_thread(self._head_sync, key)
+
+    async def exists(self, key: str) -> bool:
+        return await asyncio.to_thread(os.path.isfile, self._path(key))
+
+    async def delete(self, key: str) -> None:
+        await asyncio.to_thread(self._delete_sync, key)
+
+    async def list(self, prefix: str = "") -> list[str]:
+        return await asyncio.to_thread(self._list_sync, prefix)

@@ -1,0 +1,239 @@
+"""ObjectStore on S3 or an S3-compatible server (MinIO), via aiobotocore.
+
+Endpoint, region and credentials come from the standard AWS chain, exactly as
+the AWS CLI finds them: ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` (or a
+profile's ``endpoint_url``), ``AWS_REGION`` / ``AWS_DEFAULT_REGION``,
+``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY``, ``AWS_PROFILE``, config and
+credentials files, ... Constructor arguments override the chain.
+
+With a custom endpoint (MinIO and most S3-compatible servers) requests use
+path-style addressing (``http://host:port/bucket/key``); against AWS itself
+botocore's default (virtual-hosted) applies. Without any configured region,
+``us-east-1`` is used (SigV4 needs one; MinIO accepts it).
+
+Conditional writes use PutObject's ``IfNoneMatch="*"`` / ``IfMatch=etag``
+(botocore >= 1.35.x has both). Error mapping: 412 ``PreconditionFailed`` and
+409 ``ConditionalRequestConflict`` -> PreconditionFailed; ``NoSuchKey`` on an
+If-Match put (AWS's answer for a missing key) -> PreconditionFailed too, so a
+losing conditional put always raises the same exception; 404 elsewhere ->
+NotFound; 5xx, throttling, connection and timeout errors -> StoreUnavailable.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from typing import Any, NoReturn
+
+import aiohttp
+import botocore.exceptions
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+
+from .base import (NotFound, ObjectInfo, ObjectStore, ObjectStoreError,
+                   PreconditionFailed, StoreUnavailable, check_key, check_put_args, check_range)
+
+_NOT_FOUND_CODES = {"NoSuchKey", "404", "NotFound"}
+_PRECONDITION_CODES = {"PreconditionFailed", "ConditionalRequestConflict"}
+_UNAVAILABLE_CODES = {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout",
+                      "RequestTimeTooSkewed", "XMinioServerNotInitialized", "503", "500"}
+
+
+def _normalize_prefix(prefix: str) -> str:
+    prefix = prefix.strip("/")
+    return prefix + "/" if prefix else ""
+
+
+class S3ObjectStore(ObjectStore):
+    def __init__(self, bucket: str, prefix: str = "", *, endpoint_url: str | None = None,
+                 region: str | None = None, profile: str | None = None,
+                 addressing_style: str | None = None, page_size: int = 1000,
+                 max_pool_connections: int = 32, connect_timeout: float = 5.0,
+                 read_timeout: float = 30.0, retries: dict[str, Any] | None = None,
+                 aws_access_key_id: str | None = None,
+                 aws_secret_access_key: str | None = None) -> None:
+        if not bucket:
+            raise ValueError("S3 object store needs a bucket")
+        if not 1 <= page_size <= 1000:
+            raise ValueError("page_size must be within 1..1000")
+        self.bucket = bucket
+        self.prefix = _normalize_prefix(prefix)
+        self.page_size = page_size
+        self._session = get_session()
+        if profile:
+            self._session.set_config_variable("profile", profile)
+        self._endpoint_url = endpoint_url
+        self._region = region or self._session.get_config_variable("region") or "us-east-1"
+        if addressing_style is None:
+            addressing_style = "path" if self._custom_endpoint() else "auto"
+        config: dict[str, Any] = dict(
+            s3={"addressing_style": addressing_style},
+            max_pool_connections=max_pool_connections,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+        )
+        if retries is not None:
+            config["retries"] = retries
+        self._config = AioConfig(**config)
+        self._credentials = {}
+        if aws_access_key_id is not None:
+            self._credentials = dict(aws_access_key_id=aws_access_key_id,
+                                     aws_secret_access_key=aws_secret_access_key)
+        self._client: Any = None
+        self._client_lock = asyncio.Lock()
+        self._stack: contextlib.AsyncExitStack | None = None
+
+    def __repr__(self) -> str:
+        return f"S3ObjectStore(bucket={self.bucket!r}, prefix={self.prefix!r})"
+
+    def _custom_endpoint(self) -> bool:
+        if self._endpoint_url:
+            return True
+        if os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"):
+            return True
+        try:
+            scoped = self._session.get_scoped_config()
+        except botocore.exceptions.ProfileNotFound:
+            return False
+        s3_section = scoped.get("s3")
+        return bool(scoped.get("endpoint_url")
+                    or (isinstance(s3_section, dict) and s3_section.get("endpoint_url")))
+
+    async def _get_client(self) -> Any:
+        if self._client is None:
+            async with self._client_lock:
+                if self._client is None:
+                    stack = contextlib.AsyncExitStack()
+                    kwargs: dict[str, Any] = dict(region_name=self._region, config=self._config,
+                                                  **self._credentials)
+                    if self._endpoint_url:
+                        kwargs["endpoint_url"] = self._endpoint_url
+                    try:
+                        self._client = await stack.enter_async_context(
+                            self._session.create_client("s3", **kwargs))
+                    except botocore.exceptions.BotoCoreError as e:
+                        raise ObjectStoreError(f"cannot create the S3 client: {e}") from e
+                    self._stack = stack
+        return self._client
+
+    async def close(self) -> None:
+        if self._stack is not None:
+            stack, self._stack, self._client = self._stack, None, None
+            await stack.aclose()
+
+    def _key(self, key: str) -> str:
+        check_key(key)
+        return self.prefix + key
+
+    # -- error mapping ---------------------------------------------------------
+
+    def _raise(self, e: Exception, op: str, key: str, conditional: bool = False) -> NoReturn:
+        """Re-raise ``e`` as one of our exceptions (anything unknown as it is)."""
+        mapped = self._map(e, op, key, conditional)
+        if mapped is None:
+            raise e
+        raise mapped from e
+
+    def _map(self, e: Exception, op: str, key: str, conditional: bool) -> Exception | None:
+        if isinstance(e, botocore.exceptions.ClientError):
+            err = e.response.get("Error", {})
+            code = str(err.get("Code", ""))
+            status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            msg = f"{op} {key!r}: {code or status}: {err.get('Message', '')}".rstrip(": ")
+            if code in _PRECONDITION_CODES or status == 412:
+                return PreconditionFailed(key, msg)
+            if code in _NOT_FOUND_CODES or (status == 404 and code != "NoSuchBucket"):
+                # AWS answers If-Match on a missing key with 404 NoSuchKey.
+                return PreconditionFailed(key, msg) if conditional else NotFound(key, msg)
+            if conditional and status == 409:
+                return PreconditionFailed(key, msg)
+            if code in _UNAVAILABLE_CODES or status >= 500:
+                return StoreUnavailable(msg)
+            return ObjectStoreError(msg)
+        if isinstance(e, (botocore.exceptions.ConnectionError,
+                          botocore.exceptions.HTTPClientError,
+                          aiohttp.ClientError, asyncio.TimeoutError, OSError)):
+            return StoreUnavailable(f"{op} {key!r}: {type(e).__name__}: {e}")
+        if isinstance(e, botocore.exceptions.BotoCoreError):
+            return ObjectStoreError(f"{op} {key!r}: {e}")
+        return None
+
+    # -- operations --------------------------------------------------------------
+
+    async def put(self, key: str, data: bytes, *, if_match: str | None = None,
+                  if_none_match: bool = False) -> str:
+        check_put_args(if_match, if_none_match)
+        params: dict[str, Any] = dict(Bucket=self.bucket, Key=self._key(key), Body=bytes(data))
+        if if_none_match:
+            params["IfNoneMatch"] = "*"
+        if if_match is not None:
+            params["IfMatch"] = if_match
+        client = await self._get_client()
+        try:
+            resp = await client.put_object(**params)
+        except Exception as e:
+            self._raise(e, "put", key, conditional=if_none_match or if_match is not None)
+        return resp["ETag"]
+
+    async def get_with_etag(self, key: str) -> tuple[bytes, str]:
+        client = await self._get_client()
+        try:
+            resp = await client.get_object(Bucket=self.bucket, Key=self._key(key))
+            async with resp["Body"] as body:
+                data = await body.read()
+        except Exception as e:
+            self._raise(e, "get", key)
+        return data, resp["ETag"]
+
+    async def get_range(self, key: str, start: int, end: int | None = None) -> bytes:
+        check_range(start, end)
+        if end == start:
+            # An empty range cannot be asked for over HTTP; still say NotFound
+            # for a missing key, as the filesystem backend does.
+            await self.head(key)
+            return b""
+        rng = f"bytes={start}-" if end is None else f"bytes={start}-{end - 1}"
+        client = await self._get_client()
+        try:
+            resp = await client.get_object(Bucket=self.bucket, Key=self._key(key), Range=rng)
+            async with resp["Body"] as body:
+                return await body.read()
+        except botocore.exceptions.ClientError as e:
+            if e.response.get("Error", {}).get("Code") == "InvalidRange":
+                return b""      # start at or past the end of an existing object
+            self._raise(e, "get_range", key)
+        except Exception as e:
+            self._raise(e, "get_range", key)
+
+    async def head(self, key: str) -> ObjectInfo:
+        client = await self._get_client()
+        try:
+            resp = await client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except Exception as e:
+            self._raise(e, "head", key)
+        return ObjectInfo(key, resp["ContentLength"], resp["ETag"])
+
+    async def delete(self, key: str) -> None:
+        client = await self._get_client()
+        try:
+            await client.delete_object(Bucket=self.bucket, Key=self._key(key))
+        except Exception as e:
+            self._raise(e, "delete", key)
+
+    async def list(self, prefix: str = "") -> list[str]:
+        client = await self._get_client()
+        full = self.prefix + prefix
+        cut = len(self.prefix)
+        keys: list[str] = []
+        params: dict[str, Any] = dict(Bucket=self.bucket, Prefix=full, MaxKeys=self.page_size)
+        while True:
+            try:
+                resp = await client.list_objects_v2(**params)
+            except Exception as e:
+                self._raise(e, "list", prefix)
+            keys.extend(o["Key"][cut:] for o in resp.get("Contents", ()))
+            token = resp.get("NextContinuationToken")
+            if not resp.get("IsTruncated") or not token:
+                break
+            params["ContinuationToken"] = token
+        return keys

@@ -1,0 +1,360 @@
+"""wal.log.WriteAheadLog: append/sync/read, group commit, recovery, torn tails, segments."""
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+
+import pytest
+
+from wal.log import FRAME, SUFFIX, WalError, WriteAheadLog
+
+
+def _segment_files(directory) -> list[str]:
+    return sorted(n for n in os.listdir(directory) if n.endswith(SUFFIX))
+
+
+async def _recovered(directory, **kw) -> list[tuple[int, bytes, bytes]]:
+    """Open the WAL fresh and return its recovered entries as plain tuples."""
+    wal = WriteAheadLog(str(directory), **kw)
+    out = [(e.kind, e.key, bytes(e.data)) for e in wal.recover()]
+    await wal.close()
+    return out
+
+
+async def test_append_sync_read_back(tmp_path):
+    wal = WriteAheadLog(str(tmp_path / "wal"))
+    list(wal.recover())
+    entries = [(1, b"k%d" % i, os.urandom(10 + i)) for i in range(20)]
+    locs = []
+    futs = []
+    for kind, key, data in entries:
+        loc, fut = wal.append(kind, key, data)
+        locs.append(loc)
+        futs.append(fut)
+    await wal.sync()
+    assert all(f.done() and f.exception() is None for f in futs)
+    for (kind, key, data), loc in zip(entries, locs):
+        assert loc.length == len(data)
+        assert wal.read(loc) == data
+    assert wal.pending_bytes == 0
+    await wal.close()
+
+
+async def test_append_future_resolves_only_after_fsync(tmp_path):
+    wal = WriteAheadLog(str(tmp_path / "wal"))
+    list(wal.recover())
+    _, fut = wal.append(1, b"k", b"hello")
+    assert not fut.done()  # queued, not yet written
+    assert wal.pending_bytes > 0
+    await fut
+    assert fut.result() is None
+    await wal.close()
+
+
+async def test_group_commit_many_appends_one_fsync(tmp_path):
+    fsyncs: list[tuple[float, int]] = []
+    wal = WriteAheadLog(str(tmp_path / "wal"), on_fsync=lambda s, n: fsyncs.append((s, n)))
+    list(wal.recover())
+    n = 200
+    futs = [wal.append(1, b"key", b"v%05d" % i)[1] for i in range(n)]
+    # All appends made in one event-loop step share one future.
+    assert len({id(f) for f in futs}) == 1
+    await wal.sync()
+    assert all(f.done() and f.exception() is None for f in futs)
+    assert 1 <= len(fsyncs) < n
+    expected_bytes = sum(FRAME.size + 3 + 3 + 6 for _ in range(n))
+    assert sum(nbytes for _, nbytes in fsyncs) == expected_bytes
+    await wal.close()
+
+
+async def test_group_commit_appends_during_fsync_share_the_next_one(tmp_path):
+    fsyncs: list[int] = []
+    wal = WriteAheadLog(str(tmp_path / "wal"), on_fsync=lambda s, n: fsyncs.append(n))
+    list(wal.recover())
+    futs = []
+
+    async def producer(i: int) -> None:
+        for j in range(50):
+            _, fut = wal.append(1, b"p%d" % i, b"x" * 100)
+            futs.append(fut)
+            if j % 10 == 0:
+                await asyncio.sleep(0)
+
+    await asyncio.gather(*(producer(i) for i in range(10)))
+    await wal.sync()
+    await asyncio.gather(*futs)
+    assert len(futs) == 500
+    assert 1 <= len(fsyncs) < len(futs)
+    await wal.close()
+    assert len(await _recovered(tmp_path / "wal")) == 500
+
+
+async def test_recovery_after_reopen_returns_entries_in_order(tmp_path):
+    d = tmp_path / "wal"
+    wal = WriteAheadLog(str(d))
+    list(wal.recover())
+    entries = [(i % 3 + 1, b"key-%d" % (i % 7), b"data-%d" % i * (i % 5 + 1)) for i in range(100)]
+    for kind, key, data in entries:
+        wal.append(kind, key, data)
+    await wal.close()  # close syncs what is queued
+
+    wal2 = WriteAheadLog(str(d))
+    got = list(wal2.recover())
+    assert [(e.kind, e.key, bytes(e.data)) for e in got] == entries
+    # Locations from recovery read the same bytes back.
+    for e, (_, _, data) in zip(got, entries):
+        assert wal2.read(e.location) == data
+    await wal2.close()
+
+
+async def _write(directory, entries, **kw) -> None:
+    wal = WriteAheadLog(str(directory), **kw)
+    list(wal.recover())
+    for kind, key, data in entries:
+        wal.append(kind, key, data)
+    await wal.close()
+
+
+@pytest.mark.parametrize("cut", [1, 4, 8, 9, 20, -1])
+async def test_torn_tail_truncated_mid_entry(tmp_path, cut):
+    d = tmp_path / "wal"
+    entries = [(1, b"k", b"entry-%03d" % i + b"." * 30) for i in range(10)]
+    await _write(d, entries)
+    [seg] = _segment_files(d)
+    path = d / seg
+    full = path.stat().st_size
+    entry_size = full // 10
+    assert entry_size * 10 == full
+    # Keep 9 whole entries plus ``cut`` bytes of the 10th (-1: all but its last byte).
+    keep = 9 * entry_size + (cut if cut >= 0 else entry_size - 1)
+    os.truncate(path, keep)
+
+    wal = WriteAheadLog(str(d))
+    got = [(e.kind, e.key, bytes(e.data)) for e in wal.recover()]
+    assert got == entries[:9]
+    assert path.stat().st_size == 9 * entry_size  # the torn bytes are cut off
+
+    # New appends after recovery land right after the intact prefix and are readable.
+    new = [(2, b"n", b"after-%d" % i) for i in range(3)]
+    locs = [wal.append(*e)[0] for e in new]
+    await wal.sync()
+    for loc, (_, _, data) in zip(locs, new):
+        assert wal.read(loc) == data
+    await wal.close()
+    assert await _recovered(d) == entries[:9] + new
+
+
+async def test_torn_tail_corrupted_last_entry(tmp_path):
+    d = tmp_path / "wal"
+    entries = [(1, b"key", b"payload-%d" % i) for i in range(5)]
+    await _write(d, entries)
+    [seg] = _segment_files(d)
+    path = d / seg
+    size = path.stat().st_size
+    with open(path, "r+b") as f:  # flip one byte in the last entry's data
+        f.seek(size - 2)
+        b = f.read(1)
+        f.seek(size - 2)
+        f.write(bytes([b[0] ^ 0xFF]))
+    entry_size = size // 5
+
+    wal = WriteAheadLog(str(d))
+    got = [(e.kind, e.key, bytes(e.data)) for e in wal.recover()]
+    assert got == entries[:4]
+    assert path.stat().st_size == 4 * entry_size
+    _, fut = wal.append(3, b"z", b"new")
+    await fut
+    await wal.close()
+    assert await _recovered(d) == entries[:4] + [(3, b"z", b"new")]
+
+
+async def test_garbage_length_in_tail_is_cut(tmp_path):
+    d = tmp_path / "wal"
+    entries = [(1, b"k", b"v%d" % i) for i in range(3)]
+    await _write(d, entries)
+    [seg] = _segment_files(d)
+    path = d / seg
+    size = path.stat().st_size
+    with open(path, "ab") as f:  # a frame header that claims a huge body
+        f.write(FRAME.pack(0x7FFFFFFF, 0) + b"junk")
+    wal = WriteAheadLog(str(d))
+    assert [(e.kind, e.key, bytes(e.data)) for e in wal.recover()] == entries
+    assert path.stat().st_size == size
+    await wal.close()
+
+
+async def test_segment_roll_and_recovery_across_segments(tmp_path):
+    d = tmp_path / "wal"
+    wal = WriteAheadLog(str(d), segment_bytes=256)
+    list(wal.recover())
+    entries = [(1, b"k%d" % (i % 4), b"%03d" % i + b"#" * 40) for i in range(40)]
+    locs = [wal.append(*e)[0] for e in entries]
+    await wal.sync()
+    segs = _segment_files(d)
+    assert len(segs) > 5
+    assert len({loc.segment for loc in locs}) == len(segs)
+    for name in segs:
+        assert os.path.getsize(d / name) <= 256
+    for loc, (_, _, data) in zip(locs, entries):
+        assert wal.read(loc) == data
+    await wal.close()
+    assert await _recovered(d, segment_bytes=256) == entries
+
+
+async def test_entry_larger_than_segment_gets_its_own_segment(tmp_path):
+    d = tmp_path / "wal"
+    wal = WriteAheadLog(str(d), segment_bytes=64)
+    list(wal.recover())
+    big = b"B" * 500
+    l1, _ = wal.append(1, b"k", b"small")
+    l2, _ = wal.append(1, b"k", big)
+    l3, _ = wal.append(1, b"k", b"small2")
+    await wal.sync()
+    assert l1.segment < l2.segment < l3.segment
+    assert wal.read(l2) == big
+    await wal.close()
+    assert [d_ for _, _, d_ in await _recovered(d, segment_bytes=64)] == [b"small", big, b"small2"]
+
+
+async def test_torn_entry_in_earlier_segment_drops_later_segments(tmp_path):
+    d = tmp_path / "wal"
+    entries = [(1, b"k", b"%02d" % i + b"-" * 50) for i in range(12)]
+    await _write(d, entries, segment_bytes=200)
+    segs = _segment_files(d)
+    assert len(segs) >= 3
+    first = d / segs[0]
+    per_seg = len(_recovered_segment(first))
+    os.truncate(first, first.stat().st_size - 3)
+
+    wal = WriteAheadLog(str(d), segment_bytes=200)
+    got = [(e.kind, e.key, bytes(e.data)) for e in wal.recover()]
+    assert got == entries[:per_seg - 1]
+    assert _segment_files(d) == segs[:1]  # later segments are gone with the torn tail
+    loc, fut = wal.append(9, b"n", b"next")
+    await fut
+    assert wal.read(loc) == b"next"
+    await wal.close()
+    assert await _recovered(d, segment_bytes=200) == entries[:per_seg - 1] + [(9, b"n", b"next")]
+
+
+def _recovered_segment(path) -> list:
+    data = memoryview(path.read_bytes())
+    out, pos = [], 0
+    while pos < len(data):
+        got = WriteAheadLog._entry_at(data, pos, 0)
+        assert got is not None
+        out.append(got[0])
+        pos = got[1]
+    return out
+
+
+async def test_zero_length_data_and_key(tmp_path):
+    d = tmp_path / "wal"
+    wal = WriteAheadLog(str(d))
+    list(wal.recover())
+    l0, f0 = wal.append(7, b"", b"")
+    l1, f1 = wal.append(1, b"key", b"")
+    l2, f2 = wal.append(2, b"key", b"after")
+    await asyncio.gather(f0, f1, f2)
+    assert l0.length == 0 and l1.length == 0
+    assert wal.read(l0) == b"" and wal.read(l1) == b""
+    assert wal.read(l2) == b"after"
+    await wal.close()
+    assert await _recovered(d) == [(7, b"", b""), (1, b"key", b""), (2, b"key", b"after")]
+
+
+async def test_empty_wal_recovers_nothing_and_accepts_appends(tmp_path):
+    d = tmp_path / "wal"
+    wal = WriteAheadLog(str(d))
+    assert list(wal.recover()) == []
+    assert wal.size_bytes == 0
+    await wal.sync()  # nothing pending: returns at once
+    await wal.close()
+    assert await _recovered(d) == []
+
+
+async def test_write_failure_fails_futures_and_refuses_appends(tmp_path, monkeypatch):
+    wal = WriteAheadLog(str(tmp_path / "wal"))
+    list(wal.recover())
+
+    def boom(batch):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(wal, "_write_and_sync", boom)
+    _, fut = wal.append(1, b"k", b"v")
+    with pytest.raises(WalError):
+        await fut
+    with pytest.raises(WalError):
+        wal.append(1, b"k", b"v2")
+    await wal.close()
+
+
+async def test_sync_raises_when_the_inflight_flush_fails(tmp_path, monkeypatch):
+    """sync() promises durability; a failed write/fsync must not look like success."""
+    wal = WriteAheadLog(str(tmp_path / "wal"))
+    list(wal.recover())
+    started = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    release = threading.Event()
+
+    def slow_boom(batch):
+        loop.call_soon_threadsafe(started.set)
+        release.wait(10)
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(wal, "_write_and_sync", slow_boom)
+    _, fut = wal.append(1, b"k", b"v")
+    await asyncio.wait_for(started.wait(), 10)  # the batch is now in flight; nothing else pending
+    syncer = asyncio.ensure_future(wal.sync())
+    await asyncio.sleep(0)
+    release.set()
+    with pytest.raises(WalError):
+        await asyncio.wait_for(syncer, 10)
+    with pytest.raises(WalError):
+        await fut
+    with pytest.raises(WalError):  # and later syncs keep saying so
+        await wal.sync()
+    await wal.close()
+
+
+async def test_cancelling_one_waiter_does_not_cancel_the_group_commit(tmp_path):
+    """Appends in one group commit share a future; a waiter that goes away (a client
+    disconnecting cancels its produce task, whose gather() cancels what it awaits)
+    must not cancel durability for everyone else, nor break the flusher."""
+    wal = WriteAheadLog(str(tmp_path / "wal"))
+    list(wal.recover())
+    _, f1 = wal.append(1, b"a", b"one")
+    _, f2 = wal.append(1, b"b", b"two")
+
+    async def waiter(fut):
+        await asyncio.gather(fut, return_exceptions=True)
+        return fut.exception()
+
+    doomed = asyncio.ensure_future(waiter(f1))
+    survivor = asyncio.ensure_future(waiter(f2))
+    await asyncio.sleep(0)  # both are now waiting on the shared future
+    doomed.cancel()
+    assert await asyncio.wait_for(survivor, 10) is None  # success, not CancelledError
+    with pytest.raises(asyncio.CancelledError):
+        await doomed  # the cancelled waiter itself still ends cancelled
+    assert not f1.cancelled() and f1.exception() is None
+    # The flusher survived: later appends still become durable, and close() is clean.
+    _, f3 = wal.append(1, b"c", b"three")
+    await asyncio.wait_for(f3, 10)
+    await wal.close()
+    assert await _recovered(tmp_path / "wal") == [(1, b"a", b"one"), (1, b"b", b"two"),
+                                                  (1, b"c", b"three")]
+
+
+async def test_wait_for_timeout_on_append_future_leaves_it_intact(tmp_path):
+    wal = WriteAheadLog(str(tmp_path / "wal"))
+    list(wal.recover())
+    _, fut = wal.append(1, b"k", b"v")
+    _, other = wal.append(1, b"k", b"w")
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(asyncio.shield(fut), 0)  # shield: the usual way is unaffected
+    assert not fut.cancelled()
+    await wal.sync()
+    assert fut.result() is None and other.result() is None
+    await wal.close()
