@@ -13,7 +13,15 @@
     await store.close()
 
 A read-modify-write loop: get_with_etag, compute, put_if_match; on
-PreconditionFailed start over (and on NotFound, put_if_absent).
+PreconditionFailed start over (and on NotFound, put_if_absent). That loop is
+``conditional_update`` (manifest.py), on which the partition manifests are built:
+
+    ms = ManifestStore(store)
+    epoch = await ms.claim(topic_id, partition, broker_id)
+    m = await ms.update(topic_id, partition, append_segments(segs), epoch=epoch)
+
+Data objects (one upload, many partitions' batches, an index at the end) are
+in ``objectstore.data_object``. Formats and invariants: docs/storage.md.
 
 Exceptions:
 
@@ -24,8 +32,14 @@ Exceptions:
         │                         put_if_match with a stale etag or on a missing key
         │                         (S3 412 PreconditionFailed, 409 ConditionalRequestConflict)
         ├── InvalidKey            (also a ValueError) a key the store cannot hold
-        └── StoreUnavailable      unreachable, timed out, 5xx, throttled: retryable, and the
-                                  operation may or may not have happened
+        ├── StoreUnavailable      unreachable, timed out, 5xx, throttled: retryable, and the
+        │                         operation may or may not have happened
+        ├── CorruptObject         a data object or manifest whose bytes break its format
+        │                         (magic, version, crc32c, index, invariants)
+        ├── Fenced                a manifest update at an epoch that is not the stored one
+        │                         (another broker claimed the partition); nothing written
+        └── InvalidManifest       (also a ValueError) a manifest change that breaks an
+                                  invariant; refused, nothing written
 
 Other errors (no such bucket, access denied, no credentials) are a plain
 ObjectStoreError with the server's code in the message.
@@ -34,14 +48,19 @@ from __future__ import annotations
 
 from urllib.parse import unquote, urlsplit
 
-from .base import (InvalidKey, NotFound, ObjectInfo, ObjectStore, ObjectStoreError,
-                   PreconditionFailed, StoreUnavailable)
+from . import data_object
+from .base import (CorruptObject, Fenced, InvalidKey, InvalidManifest, NotFound, ObjectInfo,
+                   ObjectStore, ObjectStoreError, PreconditionFailed, StoreUnavailable)
 from .filesystem import FilesystemObjectStore
+from .manifest import (CLUSTER_METADATA_KEY, Manifest, ManifestStore, SegmentRef,
+                       append_segments, conditional_update, manifest_key)
 
 __all__ = [
     "ObjectStore", "ObjectInfo", "ObjectStoreError", "NotFound", "PreconditionFailed",
-    "InvalidKey", "StoreUnavailable", "FilesystemObjectStore", "S3ObjectStore",
-    "open_object_store",
+    "InvalidKey", "StoreUnavailable", "CorruptObject", "Fenced", "InvalidManifest",
+    "FilesystemObjectStore", "S3ObjectStore", "open_object_store",
+    "data_object", "Manifest", "ManifestStore", "SegmentRef", "append_segments",
+    "conditional_update", "manifest_key", "CLUSTER_METADATA_KEY",
 ]
 
 

@@ -42,6 +42,37 @@ class StoreUnavailable(ObjectStoreError):
     with PreconditionFailed although its first attempt won)."""
 
 
+class CorruptObject(ObjectStoreError):
+    """An object's bytes are not what its format promises: bad magic or
+    version, a checksum mismatch, a truncated or inconsistent index, a manifest
+    that does not decode or breaks its invariants. Not retryable; never
+    overwrite such an object blindly."""
+
+    def __init__(self, key: str | None, message: str) -> None:
+        super().__init__(f"{key!r}: {message}" if key else message)
+        self.key = key
+
+
+class Fenced(ObjectStoreError):
+    """A write carried an epoch that is not the current one: another broker
+    has claimed the partition since (or the caller's epoch was never granted).
+    Nothing was written; the caller must stop acting as the owner."""
+
+    def __init__(self, key: str, stored_epoch: int, epoch: int) -> None:
+        why = "a newer owner holds it" if stored_epoch > epoch else "that epoch was never granted"
+        super().__init__(f"{key!r}: fenced: write at epoch {epoch}, stored epoch is "
+                         f"{stored_epoch} ({why})")
+        self.key = key
+        self.stored_epoch = stored_epoch
+        self.epoch = epoch
+
+
+class InvalidManifest(ObjectStoreError, ValueError):
+    """A manifest change that would break the manifest invariants (see
+    docs/storage.md); refused before anything is written. A bug in the
+    caller's change, not a store condition: not retryable."""
+
+
 @dataclass(frozen=True, slots=True)
 class ObjectInfo:
     key: str
