@@ -1,7 +1,809 @@
-"""``sluice bench``: load generators against a running or self-started broker."""
+"""``sluice bench``: load generators against a running or self-started broker.
+
+``sluice bench produce`` drives a broker with confluent-kafka (librdkafka)
+idempotent producers, one per worker process, and reports what a client sees:
+
+* throughput (MB/s, msgs/s) over the steady-state window, i.e. acks that
+  arrive between ``--warmup`` and ``--duration`` seconds after the start;
+* ack latency, per message, from the ``produce()`` call to its delivery
+  callback, both measured with ``time.perf_counter`` in the same process, for
+  messages produced inside the steady-state window. Unthrottled, this includes
+  the time a message waits in librdkafka's queue; pace with ``--rate`` to
+  measure the broker's latency at a given load.
+
+MB means 10**6 bytes of record values (keys and protocol overhead excluded).
+Every wait is bounded: workers that do not report in time are killed, flushes
+time out, and a self-started broker is stopped (SIGTERM, then SIGKILL).
+
+``sluice bench fsync`` measures the disk under a data dir: write + fdatasync
+of fixed-size blocks, the floor under any acks=all latency.
+"""
 from __future__ import annotations
 
+import argparse
+import json
+import math
+import multiprocessing as mp
+import os
+import platform
+import queue
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from array import array
+from functools import partial
 
+MB = 1_000_000
+STARTUP_TIMEOUT = 30.0      # broker start, topic creation, producers ready
+BUCKET = 1.0                # seconds per timeline bucket
+
+
+# ---------------------------------------------------------------------------- CLI
 def add_bench_parser(sub) -> None:
     bench = sub.add_parser("bench", help="benchmarks")
     bench.set_defaults(func=lambda args: (bench.print_help(), 2)[1])
+    kinds = bench.add_subparsers(dest="bench")
+
+    p = kinds.add_parser("produce", help="produce throughput and ack latency (confluent-kafka)",
+                         description=__doc__.split("\n\n")[1],
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--bootstrap", metavar="HOST:PORT",
+                   help="broker to load; default: start one on a temp data dir and stop it after")
+    p.add_argument("--partitions", type=int, default=6)
+    p.add_argument("--record-size", type=int, default=1024, metavar="BYTES")
+    p.add_argument("--key-size", type=int, default=0, metavar="BYTES",
+                   help="0: no keys (librdkafka's sticky partitioner spreads batches)")
+    p.add_argument("--duration", type=float, default=20.0, metavar="SECONDS",
+                   help="how long to produce (warm-up included)")
+    p.add_argument("--warmup", type=float, default=2.0, metavar="SECONDS",
+                   help="excluded from the figures")
+    p.add_argument("--acks", default="all", choices=["0", "1", "all", "-1"])
+    p.add_argument("--rate", type=float, default=None, metavar="MB/s",
+                   help="total target rate, split evenly across producers (default: unthrottled)")
+    p.add_argument("--producers", type=int, default=1, metavar="N", help="producer processes")
+    p.add_argument("--linger-ms", type=float, default=5)
+    p.add_argument("--batch-size", type=int, default=None, metavar="BYTES",
+                   help="librdkafka batch.size (default: librdkafka's, 1000000)")
+    p.add_argument("--queue-kbytes", type=int, default=65536, metavar="KB",
+                   help="librdkafka queue.buffering.max.kbytes per producer: bounds how much "
+                        "unthrottled load is queued client-side")
+    p.add_argument("--compression", default="none", choices=["none", "gzip", "snappy", "lz4", "zstd"])
+    p.add_argument("--topic", default=None, help="default: a new sluice-bench-<random> topic")
+    p.add_argument("--flush-timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="how long producers wait for outstanding acks at the end")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra librdkafka producer property")
+    p.add_argument("--data-dir", metavar="DIR", default=None,
+                   help="where a self-started broker keeps its temp data dir (default: the system temp dir); "
+                        "put it on the disk you want to measure")
+    p.add_argument("--broker-arg", action="append", default=[], metavar="ARG",
+                   help="extra argument for a self-started broker (e.g. --broker-arg=--override=k=v)")
+    p.add_argument("--metrics", metavar="HOST:PORT",
+                   help="the --bootstrap broker's metrics endpoint, to report WAL fsync figures "
+                        "(a self-started broker's is used automatically)")
+    p.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    p.add_argument("--plot", metavar="FILE.png", help="write throughput and latency plots")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.set_defaults(func=run_produce)
+
+    f = kinds.add_parser("fsync", help="raw write+fdatasync latency of the disk under a directory",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    f.add_argument("--dir", default=None, help="default: a temp dir")
+    f.add_argument("--sizes", default="4096,65536,1048576", help="block sizes in bytes, comma-separated")
+    f.add_argument("--count", type=int, default=300, help="writes per size")
+    f.add_argument("--json", metavar="FILE")
+    f.set_defaults(func=run_fsync)
+
+
+# ------------------------------------------------------------------ self-started broker
+class _Broker:
+    """``sluice serve`` on a free loopback port and a temp data dir."""
+
+    def __init__(self, extra_args: list[str], parent_dir: str | None = None) -> None:
+        self.dir = tempfile.mkdtemp(prefix="sluice-bench-", dir=parent_dir)
+        self.log_path = os.path.join(self.dir, "broker.log")
+        self.metrics = f"127.0.0.1:{_free_port()}"
+        args = [sys.executable, "-m", "broker", "serve", "--listen", "127.0.0.1:0",
+                "--data-dir", os.path.join(self.dir, "data"), "--metrics", self.metrics, *extra_args]
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self._log,
+                                     cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        self.bootstrap = self._wait_ready()
+
+    def _wait_ready(self) -> str:
+        import selectors
+        sel = selectors.DefaultSelector()
+        sel.register(self.proc.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        buf = b""
+        while time.monotonic() < deadline:
+            if not sel.select(timeout=0.5):
+                if self.proc.poll() is not None:
+                    break
+                continue
+            chunk = os.read(self.proc.stdout.fileno(), 4096)
+            if not chunk:
+                break
+            buf += chunk
+            for line in buf.splitlines():
+                if line.startswith(b"ready on "):
+                    sel.close()
+                    # keep draining stdout so the broker can never block on a full pipe
+                    import threading
+                    threading.Thread(target=self._drain, daemon=True).start()
+                    return line[len(b"ready on "):].decode().strip()
+        sel.close()
+        self.stop()
+        raise RuntimeError(f"broker did not start; log tail:\n{self.tail}")
+
+    def _drain(self) -> None:
+        try:
+            while os.read(self.proc.stdout.fileno(), 65536):
+                pass
+        except OSError:
+            pass
+
+    def log_tail(self, n: int = 3000) -> str:
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read()[-n:].decode(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self) -> int:
+        """SIGTERM (SIGKILL after 20 s), remove the data dir; returns the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self._log.close()
+        self.tail = self.log_tail()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        return self.proc.returncode
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _scrape_wal(metrics: str | None) -> dict | None:
+    """The broker's WAL fsync counters from its Prometheus endpoint, or None."""
+    if not metrics:
+        return None
+    import urllib.request
+    try:
+        from prometheus_client.parser import text_string_to_metric_families
+        text = urllib.request.urlopen(f"http://{metrics}/metrics", timeout=5).read().decode()
+    except Exception:
+        return None
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for smp in fam.samples:
+            if smp.name == "sluice_wal_fsync_seconds_bucket":
+                out[("le", float(smp.labels["le"]))] = smp.value
+            elif smp.name in ("sluice_wal_fsync_seconds_count", "sluice_wal_fsync_seconds_sum",
+                            "sluice_wal_fsync_bytes_total", "sluice_bytes_in_total"):
+                out[smp.name] = smp.value
+    return out
+
+
+def _wal_delta(before: dict | None, after: dict | None, seconds: float) -> dict | None:
+    if not before or not after:
+        return None
+    d = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    n = d.get("sluice_wal_fsync_seconds_count", 0)
+    buckets = sorted((k[1], v) for k, v in d.items() if isinstance(k, tuple))
+
+    def upper(q: float):  # histogram bucket bound that holds the q-quantile
+        for le, cum in buckets:
+            if n and cum >= q * n:
+                return None if math.isinf(le) else le * 1000
+        return None
+
+    busy = d.get("sluice_wal_fsync_seconds_sum", 0)
+    nbytes = d.get("sluice_wal_fsync_bytes_total", 0)
+    return {
+        "fsyncs": int(n),
+        "fsyncs_per_s": round(n / seconds, 1),
+        "mean_fsync_ms": round(busy / n * 1000, 3) if n else None,
+        "mean_bytes_per_fsync": int(nbytes / n) if n else None,
+        "fsync_busy_fraction": round(busy / seconds, 3),
+        "fsync_p50_ms_at_most": upper(0.5),
+        "fsync_p99_ms_at_most": upper(0.99),
+        "fsync_max_ms_at_most": upper(1.0),
+    }
+
+
+def _create_topic(bootstrap: str, topic: str, partitions: int) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    fut = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)],
+                              operation_timeout=STARTUP_TIMEOUT, request_timeout=STARTUP_TIMEOUT)[topic]
+    try:
+        fut.result(timeout=STARTUP_TIMEOUT)
+    except Exception as exc:  # an existing topic is fine (--topic reuse)
+        if "TOPIC_ALREADY_EXISTS" not in str(exc) and "already exists" not in str(exc):
+            raise
+    md = admin.list_topics(topic, timeout=STARTUP_TIMEOUT)
+    got = len(md.topics[topic].partitions) if topic in md.topics else 0
+    if got != partitions:
+        print(f"note: topic {topic} has {got} partitions, not {partitions}", file=sys.stderr)
+
+
+# ------------------------------------------------------------------------- worker
+# Module globals: the delivery callback runs once per message, keep it cheap.
+_lat: array            # seconds, for messages produced inside the steady window
+_lat_at: array         # when each of those was produced, seconds since the start
+_acked_per_bucket: list[int]
+_errors: dict[str, int]
+_w_start = 0.0
+_w_lo = 0.0
+_w_hi = 0.0
+
+
+def _on_delivery(sent: float, err, _msg) -> None:
+    now = time.perf_counter()
+    if err is not None:
+        name = err.name() if hasattr(err, "name") else str(err)
+        _errors[name] = _errors.get(name, 0) + 1
+        return
+    b = int((now - _w_start) / BUCKET)
+    if b < len(_acked_per_bucket):
+        _acked_per_bucket[b] += 1
+    if _w_lo <= sent < _w_hi:
+        _lat.append(now - sent)
+        _lat_at.append(sent - _w_start)
+
+
+def _worker(idx: int, cfg: dict, conf: dict, ready, start_at, progress, results) -> None:
+    """One producer process: produce until the deadline, flush, report."""
+    global _lat, _lat_at, _acked_per_bucket, _errors, _w_start, _w_lo, _w_hi
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    from confluent_kafka import KafkaException, Producer
+
+    out = {"idx": idx, "error": None}
+    try:
+        producer = Producer(conf)
+        producer.list_topics(cfg["topic"], timeout=STARTUP_TIMEOUT)
+        rnd = os.urandom(cfg["record_size"] + 4096)
+        values = [rnd[i * 61 % 4096: i * 61 % 4096 + cfg["record_size"]] for i in range(64)]
+        keys = [os.urandom(cfg["key_size"]) for _ in range(64)] if cfg["key_size"] else [None] * 64
+        topic = cfg["topic"]
+        duration, warmup = cfg["duration"], cfg["warmup"]
+        n_buckets = int(math.ceil((duration + cfg["flush_timeout"]) / BUCKET)) + 2
+        _lat = array("d")
+        _lat_at = array("f")
+        _acked_per_bucket = [0] * n_buckets
+        _errors = {}
+        ready.put(idx)
+        # Wait for the common start time (perf_counter is CLOCK_MONOTONIC: shared by processes).
+        deadline = time.perf_counter() + STARTUP_TIMEOUT
+        while start_at.value == 0.0:
+            if time.perf_counter() > deadline:
+                raise RuntimeError("no start signal")
+            time.sleep(0.005)
+        _w_start = start_at.value
+        _w_lo, _w_hi = _w_start + warmup, _w_start + duration
+        end = _w_start + duration
+        while time.perf_counter() < _w_start:
+            time.sleep(0.001)
+        ru0 = resource.getrusage(resource.RUSAGE_SELF)
+
+        rate = cfg["rate_msgs"]  # per second for this worker, or None
+        min_burst = max(1, int(rate / 1000)) if rate else 1
+        record_size = cfg["record_size"]
+        produce, poll, now_fn = producer.produce, producer.poll, time.perf_counter
+        sent = 0
+        queue_full = 0
+        i = 0
+        now = now_fn()
+        while now < end:
+            if rate is not None:
+                due = int((now - _w_start) * rate) - sent
+                if due < min_burst:
+                    # Not yet ~1 ms worth of messages due: block in poll() for up to
+                    # 1 ms (librdkafka's granularity; it returns early to serve a
+                    # delivery report, so callbacks stay timely and we do not spin).
+                    poll(0.001)
+                    now = now_fn()
+                    continue
+                burst = min(due, 256)
+            else:
+                burst = 256
+            for _ in range(burst):
+                k = i & 63
+                try:
+                    produce(topic, values[k], keys[k], on_delivery=partial(_on_delivery, now))
+                except BufferError:  # librdkafka's queue is full: wait for acks
+                    queue_full += 1
+                    poll(0.001)
+                    break
+                except KafkaException as exc:
+                    _errors[str(exc)] = _errors.get(str(exc), 0) + 1
+                    break
+                i += 1
+                sent += 1
+                now = now_fn()
+            poll(0)
+            now = now_fn()
+            progress[idx] = sum(_acked_per_bucket) * record_size
+
+        ru1 = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = {"user_s": round(ru1.ru_utime - ru0.ru_utime, 2), "sys_s": round(ru1.ru_stime - ru0.ru_stime, 2)}
+        # Wait for the remaining acks, bounded; publish progress while waiting.
+        flush_deadline = now_fn() + cfg["flush_timeout"]
+        remaining = len(producer)
+        while remaining and now_fn() < flush_deadline:
+            remaining = producer.flush(min(0.5, max(flush_deadline - now_fn(), 0.0)))
+            progress[idx] = sum(_acked_per_bucket) * record_size
+        if remaining:
+            producer.purge()
+            producer.flush(1.0)
+        out.update(sent=sent, unacked=remaining, cpu=cpu, queue_full=queue_full, errors=_errors,
+                   acked_per_bucket=_acked_per_bucket, latencies=_lat.tobytes(),
+                   latency_at=_lat_at.tobytes())
+    except BaseException as exc:  # report instead of dying silently
+        out["error"] = repr(exc)
+    results.put(out)
+
+
+# ---------------------------------------------------------------------- produce run
+def run_produce(args) -> int:
+    if args.duration <= args.warmup:
+        print("sluice bench produce: --duration must exceed --warmup", file=sys.stderr)
+        return 2
+    broker = None
+    result = None
+    try:
+        if args.bootstrap:
+            bootstrap = args.bootstrap
+        else:
+            broker = _Broker(args.broker_arg, args.data_dir)
+            bootstrap = broker.bootstrap
+            print(f"started broker pid {broker.proc.pid} on {bootstrap} (data {broker.dir})", flush=True)
+        topic = args.topic or f"sluice-bench-{uuid.uuid4().hex[:8]}"
+        try:
+            _create_topic(bootstrap, topic, args.partitions)
+        except Exception as exc:
+            print(f"sluice bench produce: cannot create topic {topic} on {bootstrap}: {exc}", file=sys.stderr)
+            return 1
+        metrics = broker.metrics if broker else args.metrics
+        result = _drive(args, bootstrap, topic, broker.proc.pid if broker else None, metrics)
+    finally:
+        if broker is not None:
+            code = broker.stop()
+            if result is not None:
+                result["broker_exit_code"] = code
+            if code != 0:
+                print(f"sluice bench produce: the broker exited with {code}; log tail:\n{broker.tail}",
+                      file=sys.stderr)
+    if result is None:
+        return 1
+    _print_table(result)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+            f.write("\n")
+        print(f"wrote {args.json}")
+    if args.plot:
+        _plot(result, args.plot)
+        print(f"wrote {args.plot}")
+    t = result["totals"]
+    ok = (result["steady"]["msgs"] > 0 and not result["worker_errors"] and not result.get("broker_exit_code")
+          and not t["unacked_at_end"] and not t["delivery_errors"])
+    if not ok:
+        print("sluice bench produce: the run had errors (see above); its figures are suspect", file=sys.stderr)
+    return 0 if ok else 1
+
+
+def _producer_conf(args, bootstrap: str) -> dict:
+    conf = {
+        "bootstrap.servers": bootstrap,
+        "enable.idempotence": True,
+        "acks": "all" if args.acks in ("all", "-1") else args.acks,
+        "linger.ms": args.linger_ms,
+        "compression.type": args.compression,
+        "queue.buffering.max.kbytes": args.queue_kbytes,
+        "queue.buffering.max.messages": 1_000_000,
+        "message.timeout.ms": int((args.duration + args.flush_timeout) * 1000),
+        "socket.nagle.disable": True,
+    }
+    if args.acks in ("0", "1"):
+        conf["enable.idempotence"] = False  # librdkafka requires acks=all with idempotence
+    if args.batch_size:
+        conf["batch.size"] = args.batch_size
+    for item in args.set:
+        k, sep, v = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set needs KEY=VALUE, got {item!r}")
+        conf[k] = v
+    return conf
+
+
+def _drive(args, bootstrap: str, topic: str, broker_pid: int | None,
+           metrics: str | None) -> dict | None:
+    ctx = mp.get_context("spawn")  # no librdkafka threads inherited through fork
+    n = args.producers
+    rate_msgs = None
+    if args.rate:
+        rate_msgs = args.rate * MB / args.record_size / n
+    cfg = dict(topic=topic, record_size=args.record_size, key_size=args.key_size,
+               duration=args.duration, warmup=args.warmup, rate_msgs=rate_msgs,
+               flush_timeout=args.flush_timeout)
+    conf = _producer_conf(args, bootstrap)
+    ready, results = ctx.Queue(), ctx.Queue()
+    start_at = ctx.RawValue("d", 0.0)
+    progress = ctx.RawArray("q", n)
+    procs = [ctx.Process(target=_worker, args=(i, cfg, conf, ready, start_at, progress, results),
+                         daemon=True, name=f"bench-producer-{i}") for i in range(n)]
+    for p in procs:
+        p.start()
+    outs: dict[int, dict] = {}
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT + 30  # spawn + imports + metadata
+        ready_count = 0
+        while ready_count < n and time.monotonic() < deadline:
+            try:
+                ready.get(timeout=0.2)
+                ready_count += 1
+            except queue.Empty:
+                pass
+            # a worker that failed early reports on `results` without becoming ready
+            while True:
+                try:
+                    o = results.get_nowait()
+                except queue.Empty:
+                    break
+                outs[o["idx"]] = o
+            if outs or any(not p.is_alive() for p in procs):
+                break
+        if ready_count < n:
+            errs = [o.get("error") for o in outs.values() if o.get("error")]
+            print(f"sluice bench produce: only {ready_count}/{n} producers ready {errs}", file=sys.stderr)
+            return None
+        load_before = os.getloadavg()
+        t0 = time.perf_counter() + 0.2
+        start_at.value = t0
+        wall_start = time.time() + 0.2
+        while (wait := t0 - time.perf_counter()) > 0:
+            time.sleep(wait)
+        cpu0 = _proc_cpu(broker_pid)
+        warm = _progress(args, t0, progress, lambda: (_proc_cpu(broker_pid), _scrape_wal(metrics)))
+        cpu1 = _proc_cpu(broker_pid)
+        wal1 = _scrape_wal(metrics)
+        hard_deadline = time.monotonic() + args.flush_timeout + 30
+        while len(outs) < n:
+            try:
+                o = results.get(timeout=max(hard_deadline - time.monotonic(), 0.01))
+            except queue.Empty:
+                break
+            outs[o["idx"]] = o
+    finally:
+        for p in procs:
+            p.join(timeout=5)
+            if p.is_alive():
+                p.kill()
+                p.join(5)
+    missing = [i for i in range(n) if i not in outs]
+    result = _aggregate(args, topic, bootstrap, wall_start, outs, missing)
+    result["machine"]["loadavg_1m_before"] = round(load_before[0], 2)
+    result["machine"]["loadavg_1m_after"] = round(os.getloadavg()[0], 2)
+    if cpu0 and cpu1:
+        result["cpu_during_produce"]["broker"] = {k: round(cpu1[k] - cpu0[k], 2) for k in cpu0}
+    bcpu_warm, wal0 = warm
+    window = args.duration - args.warmup
+    if bcpu_warm and cpu1:
+        result["steady"]["broker_cpu_fraction"] = {
+            k.replace("_s", ""): round((cpu1[k] - bcpu_warm[k]) / window, 3) for k in cpu1}
+    result["steady"]["wal"] = _wal_delta(wal0, wal1, window)
+    return result
+
+
+def _progress(args, t0: float, progress, at_warmup):
+    """One line, rewritten each second, until the produce window ends.
+
+    Returns what ``at_warmup()`` returned when called at the end of the warm-up
+    (the broker's CPU and WAL counters at the start of the steady window).
+    """
+    tty = sys.stdout.isatty() and not args.quiet
+    end = t0 + args.duration
+    warm_at = t0 + args.warmup
+    ticks = sorted({t0 + k * BUCKET for k in range(1, int(args.duration / BUCKET) + 1)} | {end})
+    events = sorted([(t, "tick") for t in ticks if t <= end] + [(warm_at, "warm")])
+    warm = (None, None)
+    last_bytes, last_t = 0, t0
+    for at, what in events:
+        while (wait := at - time.perf_counter()) > 0:
+            time.sleep(wait)
+        if what == "warm":
+            warm = at_warmup()
+            continue
+        now = time.perf_counter()
+        total = sum(progress)
+        inst = (total - last_bytes) / max(now - last_t, 1e-9) / MB
+        avg = total / max(now - t0, 1e-9) / MB
+        last_bytes, last_t = total, now
+        if args.quiet:
+            continue
+        line = (f"[{now - t0:5.1f}s] {inst:8.1f} MB/s now  {avg:8.1f} MB/s avg  "
+                f"{total / MB:9.1f} MB acked")
+        print("\r" + line if tty else line, end="" if tty else "\n", flush=True)
+    if tty:
+        print()
+    if not args.quiet:
+        print("producing done; waiting for outstanding acks", flush=True)
+    return warm
+
+
+def _proc_cpu(pid: int | None) -> dict | None:
+    """user and system CPU seconds of a process (Linux /proc), or None."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+        tick = os.sysconf("SC_CLK_TCK")
+        return {"user_s": int(fields[11]) / tick, "sys_s": int(fields[12]) / tick}
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _percentiles(lat: array) -> dict:
+    if not lat:
+        return {k: None for k in ("p50", "p90", "p99", "p99_9", "max", "mean")}
+    try:
+        import numpy as np
+        a = np.frombuffer(lat, dtype=np.float64) * 1000.0
+        q = np.percentile(a, [50, 90, 99, 99.9])
+        out = dict(zip(("p50", "p90", "p99", "p99_9"), (float(x) for x in q)))
+        out.update(max=float(a.max()), mean=float(a.mean()))
+    except ImportError:
+        s = sorted(lat)
+        pick = lambda p: s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))] * 1000.0  # noqa: E731
+        out = {"p50": pick(50), "p90": pick(90), "p99": pick(99), "p99_9": pick(99.9),
+               "max": s[-1] * 1000.0, "mean": sum(s) / len(s) * 1000.0}
+    return {k: round(v, 3) for k, v in out.items()}
+
+
+def _aggregate(args, topic, bootstrap, wall_start, outs: dict, missing: list[int]) -> dict:
+    record = args.record_size
+    n_buckets = max((len(o.get("acked_per_bucket", [])) for o in outs.values()), default=0)
+    per_bucket = [0] * n_buckets
+    lat = array("d")
+    lat_at = array("f")
+    errors: dict[str, int] = {}
+    worker_errors = [f"producer {i}: no result (killed)" for i in missing]
+    sent = unacked = queue_full = 0
+    cpu = {"user_s": 0.0, "sys_s": 0.0}
+    for o in outs.values():
+        if o.get("error"):
+            worker_errors.append(f"producer {o['idx']}: {o['error']}")
+            continue
+        for b, c in enumerate(o["acked_per_bucket"]):
+            per_bucket[b] += c
+        lat.frombytes(o["latencies"])
+        lat_at.frombytes(o["latency_at"])
+        for k, v in o["errors"].items():
+            errors[k] = errors.get(k, 0) + v
+        sent += o["sent"]
+        unacked += o["unacked"]
+        queue_full += o["queue_full"]
+        for k in cpu:
+            cpu[k] = round(cpu[k] + o["cpu"][k], 2)
+    lo = int(args.warmup / BUCKET)
+    hi = int(args.duration / BUCKET)
+    window = (hi - lo) * BUCKET
+    steady_msgs = sum(per_bucket[lo:hi])
+    while per_bucket and per_bucket[-1] == 0:
+        per_bucket.pop()
+    timeline = [{"t": round(b * BUCKET, 3), "mb_per_s": round(c * record / MB / BUCKET, 3),
+                 "msgs_per_s": round(c / BUCKET, 1)} for b, c in enumerate(per_bucket)]
+    for b, pct in _latency_by_second(lat, lat_at).items():
+        if b < len(timeline):
+            timeline[b]["latency_ms_of_sends"] = pct
+    return {
+        "bench": "produce",
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(wall_start)),
+        "command": " ".join(["sluice"] + sys.argv[1:]) if sys.argv and "sluice" in sys.argv[0]
+                   else " ".join(sys.argv),
+        "config": {
+            "bootstrap": bootstrap if args.bootstrap else "self-started",
+            "topic": topic, "partitions": args.partitions, "record_size": record,
+            "key_size": args.key_size, "duration_s": args.duration, "warmup_s": args.warmup,
+            "acks": args.acks, "rate_mb_per_s": args.rate, "producers": args.producers,
+            "linger_ms": args.linger_ms, "batch_size": args.batch_size,
+            "queue_kbytes": args.queue_kbytes, "compression": args.compression,
+            "extra": args.set,
+        },
+        "machine": _machine(),
+        "units": {"mb": "10^6 bytes of record values", "latency": "ms, produce() to delivery callback",
+                  "timeline": "t = start of a 1 s bucket of acks, seconds since the common start"},
+        "steady": {
+            "window_s": [lo * BUCKET, hi * BUCKET],
+            "msgs": steady_msgs,
+            "msgs_per_s": round(steady_msgs / window, 1),
+            "mb_per_s": round(steady_msgs * record / MB / window, 3),
+            "latency_ms": _percentiles(lat),
+            "latency_samples": len(lat),
+        },
+        "totals": {"sent": sent, "acked": sum(per_bucket), "unacked_at_end": unacked,
+                   "queue_full_events": queue_full, "delivery_errors": errors},
+        "cpu_during_produce": {"producers": cpu},
+        "worker_errors": worker_errors,
+        "timeline": timeline,
+    }
+
+
+def _latency_by_second(lat: array, lat_at: array) -> dict[int, dict]:
+    """p50/p99/max ack latency of the messages produced in each 1 s bucket (needs numpy)."""
+    try:
+        import numpy as np
+    except ImportError:
+        return {}
+    if not lat:
+        return {}
+    a = np.frombuffer(lat, dtype=np.float64) * 1000.0
+    b = (np.frombuffer(lat_at, dtype=np.float32) / BUCKET).astype(np.int64)
+    out = {}
+    for k in np.unique(b):
+        v = a[b == k]
+        p50, p99 = np.percentile(v, [50, 99])
+        out[int(k)] = {"p50": round(float(p50), 3), "p99": round(float(p99), 3), "max": round(float(v.max()), 3)}
+    return out
+
+
+def _machine() -> dict:
+    mem = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    mem = round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    return {"cpus": os.cpu_count(), "memory_gib": mem, "python": platform.python_version(),
+            "platform": platform.platform()}
+
+
+def _print_table(r: dict) -> None:
+    c, s, t = r["config"], r["steady"], r["totals"]
+    lat = s["latency_ms"]
+    fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+    rate = "unthrottled" if c["rate_mb_per_s"] is None else f"{c['rate_mb_per_s']:g} MB/s"
+    rows = [
+        ("config", f"{c['producers']} producer(s), {c['partitions']} partitions, {c['record_size']} B "
+                   f"records, acks={c['acks']}, linger.ms={c['linger_ms']:g}, {rate}"),
+        ("window", f"{s['window_s'][0]:g}-{s['window_s'][1]:g} s"),
+        ("throughput", f"{s['mb_per_s']:.1f} MB/s   {s['msgs_per_s']:,.0f} msgs/s"),
+        ("ack latency", f"p50 {fmt(lat['p50'])}  p99 {fmt(lat['p99'])}  p99.9 {fmt(lat['p99_9'])}  "
+                        f"max {fmt(lat['max'])} ms   ({s['latency_samples']:,} samples)"),
+        ("messages", f"sent {t['sent']:,}  acked {t['acked']:,}  unacked at end {t['unacked_at_end']:,}"),
+        ("cpu", ", ".join(f"{who} {v['user_s']:.1f} s user + {v['sys_s']:.1f} s sys"
+                          for who, v in r["cpu_during_produce"].items())
+                + f" (of {c['duration_s']:g} s x {r['machine']['cpus']} cpus)"),
+        ("broker (steady)", _broker_row(s)),
+        ("machine", f"{r['machine']['cpus']} cpus, load average {r['machine'].get('loadavg_1m_before')} "
+                    f"before, {r['machine'].get('loadavg_1m_after')} after"),
+    ]
+    if t["delivery_errors"]:
+        rows.append(("errors", ", ".join(f"{k}: {v}" for k, v in t["delivery_errors"].items())))
+    for e in r["worker_errors"]:
+        rows.append(("worker error", e))
+    width = max(len(k) for k, _ in rows)
+    print()
+    for k, v in rows:
+        print(f"  {k:<{width}}  {v}")
+    print()
+
+
+def _broker_row(s: dict) -> str:
+    parts = []
+    if s.get("broker_cpu_fraction"):
+        c = s["broker_cpu_fraction"]
+        parts.append(f"cpu {c['user'] * 100:.0f}% user + {c['sys'] * 100:.0f}% sys of one core")
+    w = s.get("wal")
+    if w and w["fsyncs"]:
+        parts.append(f"{w['fsyncs_per_s']:.0f} fsyncs/s, mean {w['mean_fsync_ms']:.2f} ms, "
+                     f"p99 <= {w['fsync_p99_ms_at_most']} ms, "
+                     f"{w['mean_bytes_per_fsync'] / 1024:.0f} KiB each, fsync busy "
+                     f"{w['fsync_busy_fraction'] * 100:.0f}% of the time")
+    return "; ".join(parts) or "-"
+
+
+def _plot(r: dict, path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    c, s = r["config"], r["steady"]
+    fig = plt.figure(figsize=(13, 7))
+    grid = fig.add_gridspec(2, 2, width_ratios=[2, 1])
+    ax1 = fig.add_subplot(grid[0, 0])
+    ax3 = fig.add_subplot(grid[1, 0], sharex=ax1)
+    ax2 = fig.add_subplot(grid[:, 1])
+    mbs = [p["mb_per_s"] for p in r["timeline"]]
+    edges = [p["t"] for p in r["timeline"]] + [len(mbs) * BUCKET]
+    if mbs:
+        ax1.stairs(mbs, edges, color="tab:blue", lw=1.5, label="acked per second")
+    lo, hi = s["window_s"]
+    ax1.axvspan(0, lo, color="0.9", zorder=0, label="warm-up (excluded)")
+    ax1.axvline(hi, color="0.5", ls=":", label="produce stops")
+    ax1.axhline(s["mb_per_s"], color="tab:red", ls="--", label=f"steady mean {s['mb_per_s']:.1f} MB/s")
+    ax1.set_xlabel("seconds since start (acks in each 1 s bucket; after the stop: draining)")
+    ax1.set_ylabel("MB/s acked")
+    ax1.set_ylim(bottom=0)
+    ax1.legend(loc="lower right", fontsize=8)
+    rate = "unthrottled" if c["rate_mb_per_s"] is None else f"target {c['rate_mb_per_s']:g} MB/s"
+    ax1.set_title(f"produce throughput: {c['producers']} producer(s), {c['partitions']} partitions, "
+                  f"{c['record_size']} B, acks={c['acks']}, {rate}", fontsize=9)
+    pts = [(p["t"], p["latency_ms_of_sends"]) for p in r["timeline"] if "latency_ms_of_sends" in p]
+    if pts:
+        xs = [t for t, _ in pts] + [pts[-1][0] + BUCKET]
+        for key, color in (("p50", "tab:green"), ("p99", "tab:orange"), ("max", "tab:purple")):
+            ax3.stairs([v[key] for _, v in pts], xs, color=color, lw=1.5, label=key)
+        ax3.set_yscale("log")
+        ax3.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax3.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax3.legend(loc="upper right", fontsize=8)
+    ax3.axvspan(0, lo, color="0.9", zorder=0)
+    ax3.set_xlabel("seconds since start (by the second each message was produced)")
+    ax3.set_ylabel("ack latency, ms")
+    ax3.set_title("ack latency of the messages produced in each second", fontsize=9)
+    ax1.set_xlabel("")
+    lat = s["latency_ms"]
+    names = ["p50", "p90", "p99", "p99.9", "max"]
+    vals = [lat[k] or 0 for k in ("p50", "p90", "p99", "p99_9", "max")]
+    bars = ax2.bar(names, vals, color=["tab:green", "tab:olive", "tab:orange", "tab:red", "tab:purple"])
+    ax2.bar_label(bars, labels=[f"{v:.1f}" for v in vals], fontsize=8)
+    ax2.set_yscale("log" if vals[-1] > 20 * max(vals[0], 1e-3) else "linear")
+    ax2.set_ylabel("ms")
+    ax2.set_title("ack latency (produce() to delivery callback)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------- fsync run
+def run_fsync(args) -> int:
+    own = args.dir is None
+    d = tempfile.mkdtemp(prefix="sluice-fsync-") if own else args.dir
+    path = os.path.join(d, f"fsync-{uuid.uuid4().hex[:8]}.tmp")
+    rows = []
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        for size in (int(x) for x in args.sizes.split(",")):
+            buf = os.urandom(size)
+            lat = array("d")
+            for _ in range(args.count):
+                t = time.perf_counter()
+                os.write(fd, buf)
+                os.fdatasync(fd)
+                lat.append(time.perf_counter() - t)
+            p = _percentiles(lat)
+            rows.append({"block_bytes": size, "count": args.count, "latency_ms": p,
+                         "mb_per_s_at_median": round(size / (p["p50"] / 1000) / MB, 1)})
+            print(f"  {size:>9,} B write+fdatasync: p50 {p['p50']:.3f} ms  p99 {p['p99']:.3f} ms  "
+                  f"max {p['max']:.3f} ms  ({rows[-1]['mb_per_s_at_median']} MB/s at p50)")
+    finally:
+        os.close(fd)
+        os.unlink(path)
+        if own:
+            shutil.rmtree(d, ignore_errors=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"bench": "fsync", "dir": d, "machine": _machine(), "results": rows}, f, indent=2)
+            f.write("\n")
+    return 0
