@@ -6,6 +6,7 @@ import logging
 from .config import BrokerConfig
 from .errors import ErrorCode
 from .fetch_session import FetchSessionCache
+from .group_coordinator import GroupCoordinator
 from .metrics import BrokerMetrics
 from .replica_manager import ReplicaManager
 from .topics import topic_name_error
@@ -22,7 +23,8 @@ class Broker:
         self.advertised_port = advertised_port
         self.metrics = metrics or BrokerMetrics()
         self.replicas = ReplicaManager(config, data_dir, metrics=self.metrics)
-        self.replicas.recover()
+        self.groups = GroupCoordinator(self)
+        self.replicas.recover(on_group_entry=self.groups.replay)
         self.metrics.wal_bytes.set_function(lambda: self.replicas.wal.size_bytes)
         self.fetch_sessions = FetchSessionCache(config["max.incremental.fetch.session.cache.slots"])
 
@@ -36,4 +38,5 @@ class Broker:
         return ErrorCode.NONE
 
     async def close(self) -> None:
+        self.groups.shutdown()
         await self.replicas.close()

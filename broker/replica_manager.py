@@ -8,6 +8,9 @@ reads come from the tail cache, else from the WAL file.
 WAL entry kinds (key = topic id (16 bytes) + partition (int32)):
   1 BATCH      data = one record batch, offsets already assigned
   2 LOG_START  data = int64 new log start offset (DeleteRecords)
+Kind 3 GROUP (key = group id, UTF-8) belongs to the group coordinator: offset
+commits, offset deletes, group tombstones and group metadata; the encoding is
+in ``group_coordinator.py``. Recovery hands those entries to ``on_group_entry``.
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ log = logging.getLogger(__name__)
 
 KIND_BATCH = 1
 KIND_LOG_START = 2
+KIND_GROUP = 3
 _I64 = struct.Struct(">q")
 
 
@@ -48,11 +52,16 @@ class ReplicaManager:
             self._open_partitions(topic, 0)
 
     # ---------------------------------------------------------------- recovery
-    def recover(self) -> None:
-        """Rebuild every partition from the WAL (offsets, log start, producer state)."""
+    def recover(self, on_group_entry=None) -> None:
+        """Rebuild every partition from the WAL (offsets, log start, producer state);
+        group-coordinator entries go to ``on_group_entry(key, data)``."""
         by_key = {p.key: p for p in self.partitions.values()}
         batches = 0
         for entry in self.wal.recover():
+            if entry.kind == KIND_GROUP:
+                if on_group_entry is not None:
+                    on_group_entry(bytes(entry.key), bytes(entry.data))
+                continue
             p = by_key.get(entry.key)
             if p is None:
                 continue  # topic deleted since
@@ -124,6 +133,11 @@ class ReplicaManager:
         """Advance the log start offset durably (DeleteRecords)."""
         _, fut = self.wal.append(KIND_LOG_START, partition.key, _I64.pack(offset))
         partition.set_log_start_offset(offset)
+        return fut
+
+    def append_group_entry(self, group_id: str, data: bytes) -> asyncio.Future:
+        """Queue a group-coordinator entry (kind 3); the future resolves after its fsync."""
+        _, fut = self.wal.append(KIND_GROUP, group_id.encode(), data)
         return fut
 
     async def close(self) -> None:

@@ -42,6 +42,7 @@ class KafkaConnection(asyncio.Protocol):
         self.id = next(_conn_ids)
         self.decoder = FrameDecoder(self.broker.config["socket.request.max.bytes"])
         self.transport: asyncio.Transport | None = None
+        self.client_host = ""
         self.pending: deque[tuple[asyncio.Task, int, int, bool]] = deque()
         self.closed = False
         self.close_reason: str | None = None
@@ -53,6 +54,8 @@ class KafkaConnection(asyncio.Protocol):
     # ------------------------------------------------------------- lifecycle
     def connection_made(self, transport) -> None:
         self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.client_host = f"/{peer[0]}" if isinstance(peer, tuple) and peer else ""
         self.server.connections.add(self)
         self.broker.metrics.connections.inc()
 
@@ -137,7 +140,7 @@ class KafkaConnection(asyncio.Protocol):
         except Exception as exc:  # truncated or garbled body
             self.reject(f"cannot decode {_API_NAMES.get(api_key)} v{version}: {exc!r}")
             return
-        ctx = RequestContext(self.broker, header, version, self.id)
+        ctx = RequestContext(self.broker, header, version, self.id, self.client_host)
         loop = asyncio.get_running_loop()
         if api_key == ApiKey.Produce and (self._blocking is None or self._blocking.done()):
             task = loop.create_task(self._run(api, ctx, request))

@@ -25,6 +25,7 @@ class RequestContext:
     header: "RequestHeader"
     version: int
     connection_id: int
+    client_host: str = ""
 
 
 Handler = Callable[[RequestContext, Any], Awaitable[Any]]
@@ -76,5 +77,8 @@ def load_all() -> dict[int, Api]:
                    delete_topics, describe_cluster, describe_configs, fetch,
                    incremental_alter_configs, init_producer_id, list_offsets, metadata,
                    produce)
+    from . import (delete_groups, describe_groups, find_coordinator, heartbeat,  # noqa: F401
+                   join_group, leave_group, list_groups, offset_commit, offset_delete,
+                   offset_fetch, sync_group)
 
     return API_TABLE

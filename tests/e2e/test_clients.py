@@ -1,8 +1,8 @@
 """End-to-end: real Kafka clients against a real ``sluice serve`` subprocess.
 
 Clients: kafka-python, aiokafka, confluent-kafka (librdkafka) and kcat.
-Consumer groups are not implemented yet, so every consumer uses manual
-assignment and commits nothing.
+Consumers here use manual assignment and commit nothing; consumer groups
+are tested in test_groups.py.
 
 Every produced value carries its partition and a per-partition sequence
 number, so a consumed stream can be checked for exactly-once, in-order
@@ -402,19 +402,14 @@ async def aiokafka_produce(bootstrap: str, topic: str, client: str, partitions, 
 
 @pytest.mark.parametrize("codec", list(CODEC_IDS))
 async def test_compression_codecs(broker, codec):
-    """Partition 0 written by librdkafka (kafka-python for lz4, see below), partition 1
+    """Partition 0 written by librdkafka, partition 1
     by aiokafka; every batch must be stored with the producer's codec and be
     readable by every client."""
     per_part, parts = 1000, 2
     topic = unique(f"z-{codec}")
     create_topic(broker.bootstrap, topic, parts)
-    if codec == "lz4":
-        # librdkafka only uses lz4 when the broker advertises FindCoordinator v0
-        # (its "LZ4 feature" probe); see test_librdkafka_lz4_needs_find_coordinator.
-        kafka_python_produce(broker.bootstrap, topic, codec, [0], per_part, compression_type=codec)
-    else:
-        confluent_produce_all(broker.bootstrap, topic, codec, per_partition=per_part, partitions=1,
-                              **{"compression.type": codec, "linger.ms": 20})
+    confluent_produce_all(broker.bootstrap, topic, codec, per_partition=per_part, partitions=1,
+                          **{"compression.type": codec, "linger.ms": 20})
     await aiokafka_produce(broker.bootstrap, topic, codec, [1], per_part,
                            compression_type=None if codec == "none" else codec)
 
@@ -437,11 +432,9 @@ async def test_compression_codecs(broker, codec):
     check_stream(rows, codec, per_partition=per_part, partitions=parts)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "librdkafka enables lz4 only when ApiVersions lists FindCoordinator (key 10) v0; Sluice "
-    "does not implement consumer groups yet, so librdkafka silently sends lz4 batches "
-    "uncompressed. Remove this marker when FindCoordinator lands."))
 def test_librdkafka_lz4_needs_find_coordinator(broker):
+    """librdkafka enables lz4 only when ApiVersions lists FindCoordinator (key 10) v0
+    (its "LZ4 feature" probe); without it, it silently sends lz4 batches uncompressed."""
     topic = unique("lz4-rdk")
     create_topic(broker.bootstrap, topic, 1)
     confluent_produce_all(broker.bootstrap, topic, "lz4", per_partition=200, partitions=1,

@@ -1,0 +1,34 @@
+"""DescribeGroups (15): state, protocol and members (metadata and assignment when Stable)."""
+from kafka.protocol.admin import DescribeGroupsRequest, DescribeGroupsResponse
+
+from ..errors import ErrorCode
+from ..group_coordinator import DEAD, STABLE
+from . import RequestContext, api
+
+G = DescribeGroupsResponse.DescribedGroup
+M = G.DescribedGroupMember
+
+
+@api(DescribeGroupsRequest, DescribeGroupsResponse)
+async def handle(ctx: RequestContext, request: DescribeGroupsRequest) -> DescribeGroupsResponse:
+    v = ctx.version
+    out = []
+    for gid in request.groups:
+        g = ctx.broker.groups.groups.get(gid)
+        if g is None or g.state == DEAD:
+            err = ErrorCode.GROUP_ID_NOT_FOUND if v >= 6 else ErrorCode.NONE
+            out.append(G(error_code=err, error_message=f"Group {gid} not found." if err else None,
+                         group_id=gid, group_state=DEAD, protocol_type="", protocol_data="",
+                         members=[], authorized_operations=None))
+            continue
+        stable = g.state == STABLE
+        members = [M(member_id=m.member_id, group_instance_id=m.group_instance_id,
+                     client_id=m.client_id, client_host=m.client_host,
+                     member_metadata=m.metadata_for(g.protocol_name) if stable else b"",
+                     member_assignment=m.assignment if stable else b"")
+                   for m in g.members.values()]
+        out.append(G(error_code=ErrorCode.NONE, error_message=None, group_id=gid,
+                     group_state=g.state, protocol_type=g.protocol_type or "",
+                     protocol_data=(g.protocol_name or "") if stable else "",
+                     members=members, authorized_operations=None))
+    return DescribeGroupsResponse(version=v, throttle_time_ms=0, groups=out)

@@ -1,0 +1,22 @@
+"""ListGroups (16): every group this coordinator knows, filtered by state (v4+) and type (v5+)."""
+from kafka.protocol.admin import ListGroupsRequest, ListGroupsResponse
+
+from ..errors import ErrorCode
+from ..group_coordinator import DEAD
+from . import RequestContext, api
+
+
+@api(ListGroupsRequest, ListGroupsResponse)
+async def handle(ctx: RequestContext, request: ListGroupsRequest) -> ListGroupsResponse:
+    v = ctx.version
+    states = {s.lower() for s in (request.states_filter or [])} if v >= 4 else set()
+    types = {t.lower() for t in (request.types_filter or [])} if v >= 5 else set()
+    L = ListGroupsResponse.ListedGroup
+    groups = []
+    if not types or "classic" in types:
+        for g in ctx.broker.groups.groups.values():
+            if g.state == DEAD or (states and g.state.lower() not in states):
+                continue
+            groups.append(L(group_id=g.group_id, protocol_type=g.protocol_type or "",
+                            group_state=g.state, group_type="classic"))
+    return ListGroupsResponse(version=v, throttle_time_ms=0, error_code=ErrorCode.NONE, groups=groups)

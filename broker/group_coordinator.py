@@ -1,0 +1,669 @@
+"""Kafka's classic group coordinator (this broker coordinates every group).
+
+A group moves through Kafka's states::
+
+    Empty --join--> PreparingRebalance --all joined / rebalance timeout--> CompletingRebalance
+    CompletingRebalance --leader's SyncGroup--> Stable
+    Stable / CompletingRebalance --join with new metadata, leave, session expiry--> PreparingRebalance
+    PreparingRebalance --no member left at completion--> Empty
+    Empty --DeleteGroups--> Dead
+
+Members, generations and assignments live in memory only. Offsets and the
+group's existence are durable: every change is a WAL entry of kind 3
+(``KIND_GROUP``, key = group id) and is answered only after its fsync. Data of
+one entry (big-endian)::
+
+    u8 op
+    op 0 COMMIT / 1 DELETE_OFFSETS:
+        u32 count, then per partition:
+            u16 topic_len, topic, i32 partition,
+            (COMMIT only) i64 offset, i32 leader_epoch, i64 commit_timestamp_ms,
+                          i32 metadata_len (-1 = null), metadata
+    op 2 DELETE_GROUP (tombstone: the group and its offsets are gone)
+    op 3 GROUP_META: i32 generation, u16 len + protocol_type (written after each rebalance)
+
+Recovery replays them in WAL order (``replay``).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from .errors import ErrorCode
+
+log = logging.getLogger(__name__)
+
+EMPTY = "Empty"
+PREPARING = "PreparingRebalance"
+COMPLETING = "CompletingRebalance"
+STABLE = "Stable"
+DEAD = "Dead"
+
+OP_COMMIT, OP_DELETE_OFFSETS, OP_DELETE_GROUP, OP_GROUP_META = 0, 1, 2, 3
+
+_U8 = struct.Struct(">B")
+_U16 = struct.Struct(">H")
+_U32 = struct.Struct(">I")
+_I32 = struct.Struct(">i")
+_COMMIT = struct.Struct(">iqiq")  # partition, offset, leader epoch, commit timestamp
+
+
+@dataclass(slots=True)
+class OffsetAndMetadata:
+    offset: int
+    leader_epoch: int
+    metadata: str | None
+    commit_timestamp: int
+
+
+@dataclass(eq=False)
+class Member:
+    member_id: str
+    group_instance_id: str | None
+    client_id: str
+    client_host: str
+    session_timeout_ms: int
+    rebalance_timeout_ms: int
+    protocol_type: str
+    protocols: list[tuple[str, bytes]]
+    assignment: bytes = b""
+    join_future: asyncio.Future | None = None
+    sync_future: asyncio.Future | None = None
+    timer: asyncio.TimerHandle | None = None
+    is_new: bool = True
+
+    def metadata_for(self, protocol: str) -> bytes:
+        for name, meta in self.protocols:
+            if name == protocol:
+                return meta
+        return b""
+
+    def protocol_names(self) -> list[str]:
+        return [n for n, _ in self.protocols]
+
+    @property
+    def awaiting(self) -> bool:
+        return ((self.join_future is not None and not self.join_future.done())
+                or (self.sync_future is not None and not self.sync_future.done()))
+
+
+@dataclass(slots=True)
+class JoinResult:
+    error: int
+    generation: int = -1
+    protocol_type: str | None = None
+    protocol_name: str | None = None
+    leader: str = ""
+    member_id: str = ""
+    members: list = field(default_factory=list)  # (member_id, group_instance_id, metadata)
+
+
+@dataclass(eq=False)
+class Group:
+    group_id: str
+    state: str = EMPTY
+    generation: int = 0
+    protocol_type: str | None = None
+    protocol_name: str | None = None
+    leader_id: str | None = None
+    members: dict[str, Member] = field(default_factory=dict)
+    static_members: dict[str, str] = field(default_factory=dict)  # instance id -> member id
+    pending_members: dict[str, asyncio.TimerHandle] = field(default_factory=dict)  # KIP-394
+    offsets: dict[tuple[str, int], OffsetAndMetadata] = field(default_factory=dict)
+    join_timer: asyncio.TimerHandle | None = None
+    initial_delay_pending: bool = False
+
+    def subscribed_topics(self) -> set[str] | None:
+        """Topics of the members' consumer subscriptions; None when unknown."""
+        if self.protocol_type != "consumer" or self.protocol_name is None:
+            return None
+        topics: set[str] = set()
+        for m in self.members.values():
+            parsed = _parse_subscription(m.metadata_for(self.protocol_name))
+            if parsed is None:
+                return None
+            topics |= parsed
+        return topics
+
+
+def _parse_subscription(meta: bytes) -> set[str] | None:
+    try:
+        pos = 2  # i16 version
+        (n,) = _I32.unpack_from(meta, pos)
+        pos += 4
+        out = set()
+        for _ in range(n):
+            (ln,) = struct.unpack_from(">h", meta, pos)
+            pos += 2
+            out.add(bytes(meta[pos:pos + ln]).decode())
+            pos += ln
+        return out
+    except Exception:
+        return None
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _resolve(fut: asyncio.Future | None, value) -> None:
+    if fut is not None and not fut.done():
+        fut.set_result(value)
+
+
+class GroupCoordinator:
+    def __init__(self, broker) -> None:
+        self.broker = broker
+        self.config = broker.config
+        self.groups: dict[str, Group] = {}
+
+    # ------------------------------------------------------------ durability
+    def replay(self, key: bytes, data: bytes) -> None:
+        group_id = key.decode()
+        op = data[0]
+        if op == OP_DELETE_GROUP:
+            self.groups.pop(group_id, None)
+            return
+        g = self.groups.get(group_id)
+        if g is None:
+            g = self.groups[group_id] = Group(group_id)
+        if op == OP_GROUP_META:
+            (g.generation,) = _I32.unpack_from(data, 1)
+            (ln,) = _U16.unpack_from(data, 5)
+            g.protocol_type = data[7:7 + ln].decode() or None
+            return
+        for topic, partition, om in _decode_offsets(data):
+            if op == OP_COMMIT:
+                g.offsets[(topic, partition)] = om
+            else:
+                g.offsets.pop((topic, partition), None)
+
+    def _persist(self, group_id: str, data: bytes) -> asyncio.Future:
+        return self.broker.replicas.append_group_entry(group_id, data)
+
+    def _persist_meta(self, g: Group) -> None:
+        pt = (g.protocol_type or "").encode()
+        fut = self._persist(g.group_id, _U8.pack(OP_GROUP_META) + _I32.pack(g.generation)
+                            + _U16.pack(len(pt)) + pt)
+        fut.add_done_callback(lambda f: f.exception())  # nobody waits for it
+
+    def shutdown(self) -> None:
+        for g in self.groups.values():
+            if g.join_timer:
+                g.join_timer.cancel()
+            for h in g.pending_members.values():
+                h.cancel()
+            for m in g.members.values():
+                if m.timer:
+                    m.timer.cancel()
+
+    # ---------------------------------------------------------------- timers
+    def _schedule_session(self, g: Group, m: Member, timeout_ms: int | None = None) -> None:
+        if m.timer:
+            m.timer.cancel()
+        delay = (timeout_ms if timeout_ms is not None else m.session_timeout_ms) / 1000
+        m.timer = asyncio.get_running_loop().call_later(delay, self._session_expired, g, m)
+
+    def _session_expired(self, g: Group, m: Member) -> None:
+        m.timer = None
+        if g.members.get(m.member_id) is not m:
+            return
+        if m.awaiting:  # a member blocked in JoinGroup / SyncGroup is alive
+            self._schedule_session(g, m)
+            return
+        log.info("group %s: member %s session expired", g.group_id, m.member_id)
+        self._remove_member(g, m, "session timeout")
+
+    # ------------------------------------------------------------ rebalances
+    def _remove_member(self, g: Group, m: Member, reason: str) -> None:
+        g.members.pop(m.member_id, None)
+        if m.group_instance_id and g.static_members.get(m.group_instance_id) == m.member_id:
+            del g.static_members[m.group_instance_id]
+        if m.timer:
+            m.timer.cancel()
+            m.timer = None
+        _resolve(m.join_future, JoinResult(ErrorCode.UNKNOWN_MEMBER_ID, member_id=m.member_id))
+        _resolve(m.sync_future, (ErrorCode.UNKNOWN_MEMBER_ID, b""))
+        if g.state in (STABLE, COMPLETING):
+            self._prepare_rebalance(g, reason)
+        elif g.state == PREPARING:
+            self._maybe_complete_join(g)
+
+    def _prepare_rebalance(self, g: Group, reason: str) -> None:
+        if g.state == COMPLETING:
+            for m in g.members.values():
+                m.assignment = b""
+                _resolve(m.sync_future, (ErrorCode.REBALANCE_IN_PROGRESS, b""))
+        was_empty = g.state == EMPTY
+        g.state = PREPARING
+        log.info("group %s: preparing rebalance (generation %d): %s", g.group_id, g.generation, reason)
+        if g.join_timer:
+            g.join_timer.cancel()
+        loop = asyncio.get_running_loop()
+        rebalance_ms = max((m.rebalance_timeout_ms for m in g.members.values()), default=0)
+        delay_ms = self.config["group.initial.rebalance.delay.ms"]
+        if was_empty and delay_ms > 0:
+            g.initial_delay_pending = True
+            g.join_timer = loop.call_later(min(delay_ms, rebalance_ms) / 1000,
+                                           self._initial_delay_done, g, rebalance_ms - min(delay_ms, rebalance_ms))
+        else:
+            g.initial_delay_pending = False
+            g.join_timer = loop.call_later(rebalance_ms / 1000, self._complete_join, g)
+
+    def _initial_delay_done(self, g: Group, remaining_ms: int) -> None:
+        g.initial_delay_pending = False
+        g.join_timer = asyncio.get_running_loop().call_later(remaining_ms / 1000, self._complete_join, g)
+        self._maybe_complete_join(g)
+
+    def _maybe_complete_join(self, g: Group) -> None:
+        if g.state != PREPARING or g.initial_delay_pending:
+            return
+        if g.pending_members:
+            return
+        if all(m.join_future is not None and not m.join_future.done() for m in g.members.values()):
+            self._complete_join(g)
+
+    def _complete_join(self, g: Group) -> None:
+        if g.state != PREPARING:
+            return
+        if g.join_timer:
+            g.join_timer.cancel()
+            g.join_timer = None
+        g.initial_delay_pending = False
+        for m in list(g.members.values()):
+            if m.join_future is None or m.join_future.done():
+                log.info("group %s: member %s did not rejoin in time", g.group_id, m.member_id)
+                g.members.pop(m.member_id)
+                if m.group_instance_id and g.static_members.get(m.group_instance_id) == m.member_id:
+                    del g.static_members[m.group_instance_id]
+                if m.timer:
+                    m.timer.cancel()
+                _resolve(m.sync_future, (ErrorCode.UNKNOWN_MEMBER_ID, b""))
+        for mid, h in list(g.pending_members.items()):
+            h.cancel()
+        g.pending_members.clear()
+        g.generation += 1
+        if not g.members:
+            g.state, g.protocol_name, g.leader_id = EMPTY, None, None
+            self._persist_meta(g)
+            log.info("group %s: empty at generation %d", g.group_id, g.generation)
+            return
+        g.protocol_name = self._select_protocol(g)
+        if g.leader_id not in g.members:
+            g.leader_id = next(iter(g.members))
+        g.state = COMPLETING
+        self._persist_meta(g)
+        log.info("group %s: generation %d, protocol %s, leader %s, %d members", g.group_id,
+                 g.generation, g.protocol_name, g.leader_id, len(g.members))
+        everyone = [(m.member_id, m.group_instance_id, m.metadata_for(g.protocol_name))
+                    for m in g.members.values()]
+        for m in g.members.values():
+            m.is_new = False
+            m.assignment = b""
+            _resolve(m.join_future, JoinResult(
+                ErrorCode.NONE, g.generation, g.protocol_type, g.protocol_name, g.leader_id,
+                m.member_id, everyone if m.member_id == g.leader_id else []))
+            m.join_future = None
+            self._schedule_session(g, m)
+
+    @staticmethod
+    def _candidates(g: Group, extra: list[str] | None = None) -> set[str]:
+        sets = [set(m.protocol_names()) for m in g.members.values()]
+        if extra is not None:
+            sets.append(set(extra))
+        return set.intersection(*sets) if sets else set()
+
+    def _select_protocol(self, g: Group) -> str:
+        candidates = self._candidates(g)
+        votes: dict[str, int] = {}
+        for m in g.members.values():
+            choice = next(n for n in m.protocol_names() if n in candidates)
+            votes[choice] = votes.get(choice, 0) + 1
+        # Most votes wins; ties go to the leader's (first member's) preference order.
+        first = next(iter(g.members.values())).protocol_names()
+        return max(votes, key=lambda n: (votes[n], -first.index(n) if n in first else 0))
+
+    # --------------------------------------------------------------- JoinGroup
+    async def join_group(self, *, version: int, group_id: str, member_id: str,
+                         group_instance_id: str | None, client_id: str, client_host: str,
+                         session_timeout_ms: int, rebalance_timeout_ms: int,
+                         protocol_type: str, protocols: list[tuple[str, bytes]]) -> JoinResult:
+        if not group_id:
+            return JoinResult(ErrorCode.INVALID_GROUP_ID, member_id=member_id)
+        if not (self.config["group.min.session.timeout.ms"] <= session_timeout_ms
+                <= self.config["group.max.session.timeout.ms"]):
+            return JoinResult(ErrorCode.INVALID_SESSION_TIMEOUT, member_id=member_id)
+        if rebalance_timeout_ms < 0:
+            rebalance_timeout_ms = session_timeout_ms
+        g = self.groups.get(group_id)
+        if g is None:
+            if member_id:
+                return JoinResult(ErrorCode.UNKNOWN_MEMBER_ID, member_id=member_id)
+            g = self.groups[group_id] = Group(group_id)
+        if g.state == DEAD:
+            return JoinResult(ErrorCode.COORDINATOR_NOT_AVAILABLE, member_id=member_id)
+        names = [n for n, _ in protocols]
+        if not protocol_type or not protocols or (
+                g.members and (protocol_type != g.protocol_type or not self._candidates(g, names))):
+            return JoinResult(ErrorCode.INCONSISTENT_GROUP_PROTOCOL, member_id=member_id)
+
+        def new_member(mid: str) -> Member:
+            return Member(mid, group_instance_id, client_id, client_host, session_timeout_ms,
+                          rebalance_timeout_ms, protocol_type, list(protocols))
+
+        if not member_id:
+            if len(g.members) >= self.config["group.max.size"]:
+                return JoinResult(ErrorCode.GROUP_MAX_SIZE_REACHED)
+            new_id = f"{group_instance_id or client_id or 'member'}-{uuid.uuid4()}"
+            if group_instance_id:
+                old_id = g.static_members.get(group_instance_id)
+                if old_id is not None and old_id in g.members:
+                    return await self._replace_static(g, g.members[old_id], new_member(new_id))
+                m = new_member(new_id)
+                g.static_members[group_instance_id] = new_id
+                return await self._add_and_rebalance(g, m)
+            if version >= 4:  # KIP-394: the member must come back with this id
+                loop = asyncio.get_running_loop()
+                g.pending_members[new_id] = loop.call_later(
+                    session_timeout_ms / 1000, self._pending_expired, g, new_id)
+                return JoinResult(ErrorCode.MEMBER_ID_REQUIRED, member_id=new_id)
+            return await self._add_and_rebalance(g, new_member(new_id))
+
+        if member_id in g.pending_members:
+            g.pending_members.pop(member_id).cancel()
+            return await self._add_and_rebalance(g, new_member(member_id))
+        m = g.members.get(member_id)
+        if group_instance_id and g.static_members.get(group_instance_id, member_id) != member_id:
+            return JoinResult(ErrorCode.FENCED_INSTANCE_ID, member_id=member_id)
+        if m is None:
+            return JoinResult(ErrorCode.UNKNOWN_MEMBER_ID, member_id=member_id)
+        m.client_id, m.client_host = client_id, client_host
+        if g.state == PREPARING:
+            return await self._update_and_wait(g, m, protocols, session_timeout_ms, rebalance_timeout_ms)
+        if g.state == COMPLETING and m.protocols == list(protocols):
+            return self._current(g, m)
+        if g.state == STABLE and m.member_id != g.leader_id and m.protocols == list(protocols):
+            self._schedule_session(g, m)
+            return self._current(g, m)
+        m.protocols = list(protocols)
+        m.session_timeout_ms, m.rebalance_timeout_ms = session_timeout_ms, rebalance_timeout_ms
+        fut = self._await_join(m)
+        self._prepare_rebalance(g, f"member {member_id} rejoined")
+        self._maybe_complete_join(g)
+        return await fut
+
+    def _current(self, g: Group, m: Member) -> JoinResult:
+        members = ([(x.member_id, x.group_instance_id, x.metadata_for(g.protocol_name))
+                    for x in g.members.values()] if m.member_id == g.leader_id else [])
+        return JoinResult(ErrorCode.NONE, g.generation, g.protocol_type, g.protocol_name,
+                          g.leader_id or "", m.member_id, members)
+
+    def _pending_expired(self, g: Group, member_id: str) -> None:
+        if g.pending_members.pop(member_id, None) is not None:
+            self._maybe_complete_join(g)
+
+    def _await_join(self, m: Member) -> asyncio.Future:
+        _resolve(m.join_future, JoinResult(ErrorCode.UNKNOWN_MEMBER_ID, member_id=m.member_id))
+        m.join_future = asyncio.get_running_loop().create_future()
+        return m.join_future
+
+    async def _add_and_rebalance(self, g: Group, m: Member) -> JoinResult:
+        if not g.members:
+            g.protocol_type = m.protocol_type
+        g.members[m.member_id] = m
+        fut = self._await_join(m)
+        if g.state in (EMPTY, STABLE, COMPLETING):
+            self._prepare_rebalance(g, f"member {m.member_id} joined")
+        self._maybe_complete_join(g)
+        return await fut
+
+    async def _update_and_wait(self, g, m, protocols, session_ms, rebalance_ms) -> JoinResult:
+        m.protocols = list(protocols)
+        m.session_timeout_ms, m.rebalance_timeout_ms = session_ms, rebalance_ms
+        fut = self._await_join(m)
+        self._maybe_complete_join(g)
+        return await fut
+
+    async def _replace_static(self, g: Group, old: Member, m: Member) -> JoinResult:
+        """A static member rejoined with an empty member id: it takes over the old id's place."""
+        _resolve(old.join_future, JoinResult(ErrorCode.FENCED_INSTANCE_ID, member_id=old.member_id))
+        _resolve(old.sync_future, (ErrorCode.FENCED_INSTANCE_ID, b""))
+        if old.timer:
+            old.timer.cancel()
+        del g.members[old.member_id]
+        m.assignment = old.assignment
+        m.is_new = False
+        g.members[m.member_id] = m
+        g.static_members[m.group_instance_id] = m.member_id
+        if g.leader_id == old.member_id:
+            g.leader_id = m.member_id
+        if g.state == STABLE and old.protocols == m.protocols:
+            # No rebalance: the member keeps its assignment (it will SyncGroup for it).
+            self._schedule_session(g, m)
+            log.info("group %s: static member %s replaced %s without rebalance", g.group_id,
+                     m.member_id, old.member_id)
+            return self._current(g, m)
+        fut = self._await_join(m)
+        if g.state == PREPARING:
+            self._maybe_complete_join(g)
+        else:
+            self._prepare_rebalance(g, f"static member {m.group_instance_id} rejoined")
+            self._maybe_complete_join(g)
+        return await fut
+
+    # --------------------------------------------------------------- SyncGroup
+    def _check_member(self, g: Group | None, member_id: str, instance_id: str | None) -> tuple[int, Member | None]:
+        if g is None or g.state == DEAD:
+            return ErrorCode.UNKNOWN_MEMBER_ID, None
+        if instance_id and g.static_members.get(instance_id, member_id) != member_id:
+            return ErrorCode.FENCED_INSTANCE_ID, None
+        m = g.members.get(member_id)
+        if m is None:
+            return ErrorCode.UNKNOWN_MEMBER_ID, None
+        return ErrorCode.NONE, m
+
+    async def sync_group(self, *, group_id: str, generation: int, member_id: str,
+                         group_instance_id: str | None, protocol_type: str | None,
+                         protocol_name: str | None, assignments: dict[str, bytes]) -> tuple[int, bytes, Group | None]:
+        if not group_id:
+            return ErrorCode.INVALID_GROUP_ID, b"", None
+        g = self.groups.get(group_id)
+        err, m = self._check_member(g, member_id, group_instance_id)
+        if err:
+            return err, b"", g
+        if generation != g.generation:
+            return ErrorCode.ILLEGAL_GENERATION, b"", g
+        if ((protocol_type is not None and protocol_type != g.protocol_type)
+                or (protocol_name is not None and protocol_name != g.protocol_name)):
+            return ErrorCode.INCONSISTENT_GROUP_PROTOCOL, b"", g
+        if g.state == EMPTY:
+            return ErrorCode.UNKNOWN_MEMBER_ID, b"", g
+        if g.state == PREPARING:
+            return ErrorCode.REBALANCE_IN_PROGRESS, b"", g
+        if g.state == STABLE:
+            self._schedule_session(g, m)
+            return ErrorCode.NONE, m.assignment, g
+        # CompletingRebalance
+        _resolve(m.sync_future, (ErrorCode.REBALANCE_IN_PROGRESS, b""))
+        fut = m.sync_future = asyncio.get_running_loop().create_future()
+        self._schedule_session(g, m)
+        if member_id == g.leader_id:
+            for x in g.members.values():
+                x.assignment = assignments.get(x.member_id, b"")
+            g.state = STABLE
+            log.info("group %s: stable at generation %d", g.group_id, g.generation)
+            for x in g.members.values():
+                _resolve(x.sync_future, (ErrorCode.NONE, x.assignment))
+                x.sync_future = None
+        err, assignment = await fut
+        return err, assignment, g
+
+    # --------------------------------------------------------------- Heartbeat
+    def heartbeat(self, group_id: str, generation: int, member_id: str, instance_id: str | None) -> int:
+        if not group_id:
+            return ErrorCode.INVALID_GROUP_ID
+        g = self.groups.get(group_id)
+        err, m = self._check_member(g, member_id, instance_id)
+        if err:
+            return err
+        if g.state == EMPTY:
+            return ErrorCode.UNKNOWN_MEMBER_ID
+        if g.state == PREPARING:
+            self._schedule_session(g, m)
+            return ErrorCode.REBALANCE_IN_PROGRESS
+        if generation != g.generation:
+            return ErrorCode.ILLEGAL_GENERATION
+        self._schedule_session(g, m)
+        return ErrorCode.NONE
+
+    # -------------------------------------------------------------- LeaveGroup
+    def leave_group(self, group_id: str, members: list[tuple[str, str | None]]) -> tuple[int, list[int]]:
+        if not group_id:
+            return ErrorCode.INVALID_GROUP_ID, []
+        g = self.groups.get(group_id)
+        if g is None or g.state == DEAD:
+            return ErrorCode.NONE, [ErrorCode.UNKNOWN_MEMBER_ID] * len(members)
+        errors = []
+        for member_id, instance_id in members:
+            if instance_id:
+                current = g.static_members.get(instance_id)
+                if current is None:
+                    errors.append(ErrorCode.UNKNOWN_MEMBER_ID)
+                    continue
+                if member_id and member_id != current:
+                    errors.append(ErrorCode.FENCED_INSTANCE_ID)
+                    continue
+                member_id = current
+            if member_id in g.pending_members:
+                g.pending_members.pop(member_id).cancel()
+                self._maybe_complete_join(g)
+                errors.append(ErrorCode.NONE)
+                continue
+            m = g.members.get(member_id)
+            if m is None:
+                errors.append(ErrorCode.UNKNOWN_MEMBER_ID)
+                continue
+            log.info("group %s: member %s left", g.group_id, member_id)
+            self._remove_member(g, m, f"member {member_id} left")
+            errors.append(ErrorCode.NONE)
+        return ErrorCode.NONE, errors
+
+    # ----------------------------------------------------------------- offsets
+    def check_commit(self, group_id: str, generation: int, member_id: str,
+                     instance_id: str | None) -> int:
+        g = self.groups.get(group_id)
+        if g is None:
+            return ErrorCode.NONE if generation < 0 else ErrorCode.ILLEGAL_GENERATION
+        if g.state == DEAD:
+            return ErrorCode.COORDINATOR_NOT_AVAILABLE
+        if generation < 0 and g.state == EMPTY:
+            return ErrorCode.NONE  # a "simple" commit: no group membership involved
+        if instance_id and g.static_members.get(instance_id, member_id) != member_id:
+            return ErrorCode.FENCED_INSTANCE_ID
+        if g.state == COMPLETING:
+            return ErrorCode.REBALANCE_IN_PROGRESS
+        m = g.members.get(member_id)
+        if m is None:
+            return ErrorCode.UNKNOWN_MEMBER_ID
+        if generation != g.generation:
+            return ErrorCode.ILLEGAL_GENERATION
+        self._schedule_session(g, m)
+        return ErrorCode.NONE
+
+    async def commit_offsets(self, group_id: str, commits: list[tuple[str, int, OffsetAndMetadata]]) -> None:
+        """Make ``commits`` durable, then visible. Raises the WAL's error."""
+        if not commits:
+            return
+        fut = self._persist(group_id, _encode_offsets(OP_COMMIT, commits))
+
+        def apply(f: asyncio.Future) -> None:
+            # In a callback, not after the await: a client that disconnects
+            # (cancelling this handler) must not leave durable commits invisible.
+            if f.cancelled() or f.exception() is not None:
+                return
+            g = self.groups.get(group_id)
+            if g is None:
+                g = self.groups[group_id] = Group(group_id)
+            for topic, partition, om in commits:
+                g.offsets[(topic, partition)] = om
+        fut.add_done_callback(apply)
+        await fut
+
+    async def delete_offsets(self, group_id: str, keys: list[tuple[str, int]]) -> None:
+        if not keys:
+            return
+        fut = self._persist(group_id, _encode_offsets(OP_DELETE_OFFSETS, [(t, p, None) for t, p in keys]))
+
+        def apply(f: asyncio.Future) -> None:
+            if f.cancelled() or f.exception() is not None:
+                return
+            g = self.groups.get(group_id)
+            if g is not None:
+                for k in keys:
+                    g.offsets.pop(k, None)
+        fut.add_done_callback(apply)
+        await fut
+
+    async def delete_group(self, group_id: str) -> int:
+        g = self.groups.get(group_id)
+        if g is None or g.state == DEAD:
+            return ErrorCode.GROUP_ID_NOT_FOUND
+        if g.state != EMPTY:
+            return ErrorCode.NON_EMPTY_GROUP
+        g.state = DEAD
+        fut = self._persist(group_id, _U8.pack(OP_DELETE_GROUP))
+
+        def apply(f: asyncio.Future) -> None:
+            if f.cancelled() or f.exception() is not None:
+                g.state = EMPTY
+            elif self.groups.get(group_id) is g:
+                del self.groups[group_id]
+        fut.add_done_callback(apply)
+        await fut
+        return ErrorCode.NONE
+
+
+def _encode_offsets(op: int, items) -> bytes:
+    out = [_U8.pack(op), _U32.pack(len(items))]
+    for topic, partition, om in items:
+        t = topic.encode()
+        out.append(_U16.pack(len(t)) + t)
+        if op == OP_COMMIT:
+            out.append(_COMMIT.pack(partition, om.offset, om.leader_epoch, om.commit_timestamp))
+            if om.metadata is None:
+                out.append(_I32.pack(-1))
+            else:
+                md = om.metadata.encode()
+                out.append(_I32.pack(len(md)) + md)
+        else:
+            out.append(_I32.pack(partition))
+    return b"".join(out)
+
+
+def _decode_offsets(data: bytes):
+    op = data[0]
+    (n,) = _U32.unpack_from(data, 1)
+    pos = 5
+    for _ in range(n):
+        (ln,) = _U16.unpack_from(data, pos)
+        pos += 2
+        topic = data[pos:pos + ln].decode()
+        pos += ln
+        if op == OP_COMMIT:
+            partition, offset, epoch, ts = _COMMIT.unpack_from(data, pos)
+            pos += _COMMIT.size
+            (mlen,) = _I32.unpack_from(data, pos)
+            pos += 4
+            md = None
+            if mlen >= 0:
+                md = data[pos:pos + mlen].decode()
+                pos += mlen
+            yield topic, partition, OffsetAndMetadata(offset, epoch, md, ts)
+        else:
+            (partition,) = _I32.unpack_from(data, pos)
+            pos += 4
+            yield topic, partition, None

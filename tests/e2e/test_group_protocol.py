@@ -1,0 +1,219 @@
+"""Group coordinator error paths at the wire level (what real clients rarely show):
+KIP-394 member ids, generations, session expiry, static membership, offsets."""
+from __future__ import annotations
+
+import struct
+import threading
+import time
+import uuid
+
+import pytest
+from kafka.protocol.admin import DescribeGroupsRequest, ListGroupsRequest
+from kafka.protocol.consumer import (HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest,
+                                     OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest,
+                                     SyncGroupRequest)
+from kafka.protocol.metadata import FindCoordinatorRequest
+
+from tests.wire import WireClient
+
+pytestmark = pytest.mark.timeout(60)
+
+NONE, ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, REBALANCE_IN_PROGRESS = 0, 22, 25, 27
+COORDINATOR_NOT_AVAILABLE, MEMBER_ID_REQUIRED, FENCED_INSTANCE_ID = 15, 79, 82
+GROUP_SUBSCRIBED_TO_TOPIC, UNKNOWN_TOPIC_OR_PARTITION = 86, 3
+
+
+def subscription(*topics: str) -> bytes:
+    out = struct.pack(">hi", 0, len(topics))
+    for t in topics:
+        out += struct.pack(">h", len(t)) + t.encode()
+    return out + struct.pack(">i", -1)
+
+
+def join(port, group, member_id="", *, instance=None, session=6000, protocols=None, version=9):
+    P = JoinGroupRequest.JoinGroupRequestProtocol
+    protocols = protocols or [("range", subscription("t"))]
+    with WireClient(port, timeout=30) as c:
+        return c.request(JoinGroupRequest(
+            group_id=group, session_timeout_ms=session, rebalance_timeout_ms=session,
+            member_id=member_id, group_instance_id=instance, protocol_type="consumer",
+            protocols=[P(name=n, metadata=m) for n, m in protocols], reason=None), version=version)
+
+
+def sync(port, group, gen, member_id, assignments=(), instance=None):
+    A = SyncGroupRequest.SyncGroupRequestAssignment
+    with WireClient(port, timeout=30) as c:
+        return c.request(SyncGroupRequest(
+            group_id=group, generation_id=gen, member_id=member_id, group_instance_id=instance,
+            protocol_type="consumer", protocol_name="range",
+            assignments=[A(member_id=m, assignment=a) for m, a in assignments]), version=5)
+
+
+def heartbeat(port, group, gen, member_id, instance=None):
+    with WireClient(port) as c:
+        return c.request(HeartbeatRequest(group_id=group, generation_id=gen, member_id=member_id,
+                                          group_instance_id=instance), version=4).error_code
+
+
+def unique(p):
+    return f"{p}-{uuid.uuid4().hex[:8]}"
+
+
+def test_find_coordinator(broker):
+    with WireClient(broker.port) as c:
+        for v in range(4):
+            kw = {"key_type": 0} if v >= 1 else {}
+            r = c.request(FindCoordinatorRequest(key="g", **kw), version=v)
+            assert (r.error_code, r.node_id, r.port) == (0, 1, broker.port)
+        r = c.request(FindCoordinatorRequest(key_type=0, coordinator_keys=["a", "b"]), version=4)
+        assert [(x.key, x.error_code, x.port) for x in r.coordinators] == [("a", 0, broker.port), ("b", 0, broker.port)]
+        r = c.request(FindCoordinatorRequest(key_type=1, coordinator_keys=["txn"]), version=6)
+        assert r.coordinators[0].error_code == COORDINATOR_NOT_AVAILABLE
+        r = c.request(FindCoordinatorRequest(key="txn", key_type=1), version=3)
+        assert r.error_code == COORDINATOR_NOT_AVAILABLE
+
+
+def test_join_sync_heartbeat_generation_checks(broker_factory):
+    b = broker_factory("group.initial.rebalance.delay.ms=0", "group.min.session.timeout.ms=1000")
+    g = unique("g")
+    r = join(b.port, g)
+    assert r.error_code == MEMBER_ID_REQUIRED and r.member_id
+    mid = r.member_id
+    assert join(b.port, g, "bogus").error_code == UNKNOWN_MEMBER_ID
+    r = join(b.port, g, mid)
+    assert (r.error_code, r.generation_id, r.leader, r.protocol_name) == (NONE, 1, mid, "range")
+    assert [(m.member_id, bytes(m.metadata)) for m in r.members] == [(mid, subscription("t"))]
+    assert heartbeat(b.port, g, 1, mid) == NONE  # CompletingRebalance: fine
+    s = sync(b.port, g, 1, mid, [(mid, b"my-assignment")])
+    assert (s.error_code, bytes(s.assignment)) == (NONE, b"my-assignment")
+    assert heartbeat(b.port, g, 1, mid) == NONE
+    assert heartbeat(b.port, g, 2, mid) == ILLEGAL_GENERATION
+    assert heartbeat(b.port, g, 1, "nobody") == UNKNOWN_MEMBER_ID
+    assert sync(b.port, g, 0, mid).error_code == ILLEGAL_GENERATION
+    with WireClient(b.port) as c:
+        d = c.request(DescribeGroupsRequest(groups=[g], include_authorized_operations=False), version=5)
+        dg = d.groups[0]
+        assert (dg.group_state, dg.protocol_data, len(dg.members)) == ("Stable", "range", 1)
+        assert bytes(dg.members[0].member_assignment) == b"my-assignment"
+        lg = c.request(ListGroupsRequest(states_filter=["Stable"], types_filter=[]), version=5)
+        assert g in [x.group_id for x in lg.groups]
+
+    # a second member joins: the first one hears REBALANCE_IN_PROGRESS and rejoins
+    results = {}
+    t = threading.Thread(target=lambda: results.update(second=join(b.port, g, version=3, session=1000)))
+    t.start()
+    deadline = time.monotonic() + 10
+    while heartbeat(b.port, g, 1, mid) != REBALANCE_IN_PROGRESS:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    r1 = join(b.port, g, mid)
+    t.join(10)
+    r2 = results["second"]
+    assert r1.error_code == r2.error_code == NONE and r1.generation_id == r2.generation_id == 2
+    assert r1.leader == mid and len(r1.members) == 2 and r2.members == []
+    # the second member (session 1000 ms) goes silent: its session expires, a rebalance follows
+    deadline = time.monotonic() + 10
+    while heartbeat(b.port, g, 2, mid) != REBALANCE_IN_PROGRESS:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    r = join(b.port, g, mid)
+    assert (r.error_code, r.generation_id, len(r.members)) == (NONE, 3, 1)
+    # leave (v3 batch, one unknown): the group becomes Empty
+    with WireClient(b.port) as c:
+        M = LeaveGroupRequest.MemberIdentity
+        lr = c.request(LeaveGroupRequest(group_id=g, members=[
+            M(member_id=mid, group_instance_id=None, reason=None),
+            M(member_id="ghost", group_instance_id=None, reason=None)]), version=5)
+        assert [m.error_code for m in lr.members] == [NONE, UNKNOWN_MEMBER_ID]
+        lg = c.request(ListGroupsRequest(states_filter=["Empty"], types_filter=[]), version=5)
+        assert g in [x.group_id for x in lg.groups]
+
+
+def test_static_membership(broker_factory):
+    b = broker_factory("group.initial.rebalance.delay.ms=0")
+    g = unique("static")
+    r = join(b.port, g, instance="inst-1")
+    assert r.error_code == NONE and r.generation_id == 1  # static members need no KIP-394 round
+    old = r.member_id
+    assert sync(b.port, g, 1, old, [(old, b"A")], instance="inst-1").error_code == NONE
+    # restart of the static member: new member id, same generation, no rebalance
+    r = join(b.port, g, instance="inst-1")
+    assert r.error_code == NONE and r.generation_id == 1 and r.member_id != old
+    new = r.member_id
+    s = sync(b.port, g, 1, new, instance="inst-1")
+    assert (s.error_code, bytes(s.assignment)) == (NONE, b"A")
+    assert heartbeat(b.port, g, 1, old, instance="inst-1") == FENCED_INSTANCE_ID
+    assert heartbeat(b.port, g, 1, new, instance="inst-1") == NONE
+
+
+def test_offsets_commit_fetch_delete(broker_factory):
+    from confluent_kafka.admin import AdminClient, NewTopic
+    b = broker_factory("group.initial.rebalance.delay.ms=0")
+    topic = unique("t")
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})  # must outlive the future
+    admin.create_topics([NewTopic(topic, 2, 1)])[topic].result(15)
+    g1, g2 = unique("simple"), unique("simple")
+    T = OffsetCommitRequest.OffsetCommitRequestTopic
+    P = T.OffsetCommitRequestPartition
+    with WireClient(b.port) as c:
+        for g, off in ((g1, 7), (g2, 9)):
+            r = c.request(OffsetCommitRequest(
+                group_id=g, generation_id_or_member_epoch=-1, member_id="", group_instance_id=None,
+                topics=[T(name=topic, partitions=[
+                    P(partition_index=0, committed_offset=off, committed_leader_epoch=3, committed_metadata="hello"),
+                    P(partition_index=5, committed_offset=1, committed_leader_epoch=-1, committed_metadata=None)])]),
+                version=8)
+            assert [p.error_code for p in r.topics[0].partitions] == [NONE, UNKNOWN_TOPIC_OR_PARTITION]
+        # v7: one group, null topics = everything committed
+        r = c.request(OffsetFetchRequest(group_id=g1, topics=None, require_stable=False), version=7)
+        [(name, parts)] = [(t.name, t.partitions) for t in r.topics]
+        assert name == topic
+        assert [(p.partition_index, p.committed_offset, p.committed_leader_epoch, p.metadata) for p in parts] == \
+            [(0, 7, 3, "hello")]
+        # v8: several groups at once
+        G = OffsetFetchRequest.OffsetFetchRequestGroup
+        TT = G.OffsetFetchRequestTopics
+        r = c.request(OffsetFetchRequest(groups=[
+            G(group_id=g1, member_id=None, member_epoch=-1, topics=[TT(name=topic, partition_indexes=[0, 1])]),
+            G(group_id=g2, member_id=None, member_epoch=-1, topics=None)], require_stable=False), version=8)
+        got = {x.group_id: [(p.partition_index, p.committed_offset) for t in x.topics for p in t.partitions]
+               for x in r.groups}
+        assert got == {g1: [(0, 7), (1, -1)], g2: [(0, 9)]}
+        # OffsetDelete on an empty group removes the offset
+        DT = OffsetDeleteRequest.OffsetDeleteRequestTopic
+        r = c.request(OffsetDeleteRequest(group_id=g2, topics=[
+            DT(name=topic, partitions=[DT.OffsetDeleteRequestPartition(partition_index=0)])]), version=0)
+        assert r.error_code == NONE and r.topics[0].partitions[0].error_code == NONE
+        r = c.request(OffsetFetchRequest(group_id=g2, topics=None, require_stable=False), version=7)
+        assert r.topics == []
+
+    # a group with a live member: generation-checked commits; subscribed topics cannot be deleted
+    r = join(b.port, g1, protocols=[("range", subscription(topic))], version=3)
+    mid = r.member_id
+    assert sync(b.port, g1, 1, mid, [(mid, b"")]).error_code == NONE
+    with WireClient(b.port) as c:
+        def commit(gen, member):
+            return c.request(OffsetCommitRequest(
+                group_id=g1, generation_id_or_member_epoch=gen, member_id=member, group_instance_id=None,
+                topics=[T(name=topic, partitions=[P(partition_index=1, committed_offset=4,
+                                                    committed_leader_epoch=-1, committed_metadata="")])]),
+                version=8).topics[0].partitions[0].error_code
+        assert commit(-1, "") == UNKNOWN_MEMBER_ID
+        assert commit(5, mid) == ILLEGAL_GENERATION
+        assert commit(1, "nope") == UNKNOWN_MEMBER_ID
+        assert commit(1, mid) == NONE
+        DT = OffsetDeleteRequest.OffsetDeleteRequestTopic
+        r = c.request(OffsetDeleteRequest(group_id=g1, topics=[
+            DT(name=topic, partitions=[DT.OffsetDeleteRequestPartition(partition_index=0)])]), version=0)
+        assert r.topics[0].partitions[0].error_code == GROUP_SUBSCRIBED_TO_TOPIC
+
+    # offsets and deletes are durable: SIGKILL and restart
+    b.kill()
+    b.start()
+    with WireClient(b.port) as c:
+        r = c.request(OffsetFetchRequest(group_id=g1, topics=None, require_stable=False), version=7)
+        assert [(p.partition_index, p.committed_offset) for t in r.topics for p in t.partitions] == [(0, 7), (1, 4)]
+        r = c.request(OffsetFetchRequest(group_id=g2, topics=None, require_stable=False), version=7)
+        assert r.topics == []
+        d = c.request(DescribeGroupsRequest(groups=[g1], include_authorized_operations=False), version=5)
+        assert (d.groups[0].group_state, d.groups[0].protocol_type) == ("Empty", "consumer")

@@ -1,0 +1,322 @@
+"""End-to-end: consumer groups (classic protocol) with real clients.
+
+librdkafka (confluent-kafka) consumers share partitions and commit synchronously;
+kafka-python's KafkaConsumer joins a group and commits; confluent's AdminClient
+lists, describes, deletes groups and reads / rewinds committed offsets.
+Committed offsets survive a SIGKILL of the broker.
+"""
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import Counter
+
+import pytest
+from confluent_kafka import (ConsumerGroupState, Consumer, KafkaError, KafkaException, Producer,
+                             TopicPartition)
+from confluent_kafka.admin import AdminClient, NewTopic
+
+pytestmark = pytest.mark.timeout(180)
+
+GROUP_CONF = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000,
+              "enable.auto.commit": False, "auto.offset.reset": "earliest"}
+FAST = ("group.initial.rebalance.delay.ms=0",)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def admin(bootstrap: str) -> AdminClient:
+    return AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 10000})
+
+
+def create_topic(bootstrap: str, name: str, partitions: int) -> None:
+    a = admin(bootstrap)
+    fs = a.create_topics([NewTopic(name, partitions, 1)], operation_timeout=10, request_timeout=15)
+    fs[name].result(15)
+
+
+def produce(bootstrap: str, topic: str, partitions: int, per_partition: int, start: int = 0) -> None:
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "enable.idempotence": True})
+    for seq in range(start, start + per_partition):
+        for part in range(partitions):
+            p.produce(topic, value=f"{part}:{seq}".encode(), partition=part)
+            if seq % 500 == 0:
+                p.poll(0)
+    assert p.flush(30) == 0
+
+
+def consumer(bootstrap: str, group: str, **extra) -> Consumer:
+    conf = {"bootstrap.servers": bootstrap, "group.id": group, **GROUP_CONF}
+    conf.update(extra)
+    return Consumer(conf)
+
+
+class Worker(threading.Thread):
+    """A group member that polls, records what it got, and commits synchronously."""
+
+    def __init__(self, bootstrap: str, group: str, topic: str, name: str, **extra) -> None:
+        super().__init__(daemon=True, name=name)
+        self.c = consumer(bootstrap, group, **extra)
+        self.c.subscribe([topic])
+        self.seen: list[tuple[int, int, bytes]] = []
+        self.stop_flag = threading.Event()
+        self.error: BaseException | None = None
+        self.assigned: set[int] = set()
+
+    def run(self) -> None:
+        try:
+            while not self.stop_flag.is_set():
+                msgs = self.c.consume(num_messages=500, timeout=0.2)
+                good = []
+                for m in msgs:
+                    if m.error():
+                        if m.error().code() == KafkaError._PARTITION_EOF:
+                            continue
+                        raise KafkaException(m.error())
+                    good.append(m)
+                if good:
+                    self.seen.extend((m.partition(), m.offset(), m.value()) for m in good)
+                    self.c.commit(asynchronous=False)
+                self.assigned = {tp.partition for tp in self.c.assignment()}
+        except BaseException as exc:  # surfaced by the test
+            self.error = exc
+
+    def close(self) -> None:
+        self.stop_flag.set()
+        self.join(20)
+        self.c.close()  # LeaveGroup
+
+
+def wait_until(cond, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
+    c = consumer(bootstrap, group)
+    try:
+        tps = c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=15)
+        return {tp.partition: tp.offset for tp in tps}
+    finally:
+        c.close()
+
+
+def test_three_consumers_exactly_once(broker_factory):
+    # A short initial rebalance delay: the three members that start together
+    # land in the first generation together.
+    b = broker_factory("group.initial.rebalance.delay.ms=1500")
+    topic, group, parts, per = unique("g3"), unique("grp"), 6, 5000
+    create_topic(b.bootstrap, topic, parts)
+    workers = [Worker(b.bootstrap, group, topic, f"w{i}") for i in range(3)]
+    for w in workers:
+        w.start()
+    try:
+        wait_until(lambda: all(len(w.assigned) == 2 for w in workers), 45, "two partitions each")
+        produce(b.bootstrap, topic, parts, per)
+        wait_until(lambda: sum(len(w.seen) for w in workers) >= parts * per or any(w.error for w in workers),
+                   90, "30,000 records")
+        time.sleep(1.0)  # nothing more may arrive
+    finally:
+        for w in workers:
+            w.close()
+    for w in workers:
+        assert w.error is None, w.error
+    got = [r for w in workers for r in w.seen]
+    counts = Counter((p, o) for p, o, _ in got)
+    assert len(got) == parts * per, f"{len(got)} records, duplicates: {[k for k, n in counts.items() if n > 1][:5]}"
+    assert set(counts) == {(p, o) for p in range(parts) for o in range(per)}
+    # every consumer got work, and every partition belonged to one consumer
+    assert all(w.seen for w in workers), [len(w.seen) for w in workers]
+    owners = {p: {w.name for w in workers if any(r[0] == p for r in w.seen)} for p in range(parts)}
+    assert all(len(o) == 1 for o in owners.values()), owners
+    assert committed(b.bootstrap, group, topic, parts) == {p: per for p in range(parts)}
+
+
+def test_member_leaving_moves_partitions(broker_factory):
+    b = broker_factory(*FAST)
+    topic, group, parts = unique("leave"), unique("grp"), 4
+    create_topic(b.bootstrap, topic, parts)
+    produce(b.bootstrap, topic, parts, 100)
+    w1, w2 = Worker(b.bootstrap, group, topic, "w1"), Worker(b.bootstrap, group, topic, "w2")
+    w1.start()
+    w2.start()
+    try:
+        wait_until(lambda: len(w1.assigned) + len(w2.assigned) == parts and w1.assigned and w2.assigned,
+                   45, "both members assigned")
+        wait_until(lambda: len(w1.seen) + len(w2.seen) == parts * 100, 30, "first 400 records")
+        w2.close()  # leaves the group: w1 must take over everything
+        wait_until(lambda: w1.assigned == set(range(parts)), 30, "w1 owns every partition")
+        produce(b.bootstrap, topic, parts, 100, start=100)
+        wait_until(lambda: len(w1.seen) + len(w2.seen) == parts * 200, 30, "second 400 records")
+    finally:
+        w1.close()
+        if w2.is_alive():
+            w2.close()
+    assert w1.error is None and w2.error is None
+    got = Counter((p, o) for p, o, _ in w1.seen + w2.seen)
+    assert set(got) == {(p, o) for p in range(parts) for o in range(200)} and max(got.values()) == 1
+    assert {p for p, o, _ in w1.seen if o >= 100} == set(range(parts))
+
+
+def test_committed_offsets_survive_sigkill(broker_factory):
+    b = broker_factory(*FAST)
+    topic, group, parts = unique("crash"), unique("grp"), 3
+    create_topic(b.bootstrap, topic, parts)
+    produce(b.bootstrap, topic, parts, 200)
+    c = consumer(b.bootstrap, group)
+    c.subscribe([topic])
+    got = 0
+    deadline = time.monotonic() + 45
+    while got < parts * 100 and time.monotonic() < deadline:
+        for m in c.consume(num_messages=50, timeout=0.5):
+            if m.error():
+                continue
+            got += 1
+    # commit exactly offset 100 on every partition (with metadata), synchronously
+    c.commit(offsets=[TopicPartition(topic, p, 100, metadata=f"md-{p}") for p in range(parts)],
+             asynchronous=False)
+    c.close()
+    b.kill()
+    b.start()
+    # the group exists again (Empty) and its offsets survived
+    a = admin(b.bootstrap)
+    listed = a.list_consumer_groups(request_timeout=15).result(15)
+    assert group in {g.group_id for g in listed.valid}
+    res = a.list_consumer_group_offsets([_group_tps(group, topic, parts)])[group].result(15)
+    assert {tp.partition: (tp.offset, tp.metadata) for tp in res.topic_partitions} == \
+        {p: (100, f"md-{p}") for p in range(parts)}
+    # a new member of the group resumes from the committed offsets
+    c = consumer(b.bootstrap, group)
+    c.subscribe([topic])
+    seen = []
+    deadline = time.monotonic() + 45
+    while len(seen) < parts * 100 and time.monotonic() < deadline:
+        seen += [(m.partition(), m.offset()) for m in c.consume(num_messages=500, timeout=0.5)
+                 if not m.error()]
+    c.close()
+    assert sorted(seen) == [(p, o) for p in range(parts) for o in range(100, 200)]
+
+
+def _group_tps(group: str, topic: str, parts: int):
+    from confluent_kafka import ConsumerGroupTopicPartitions
+    return ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in range(parts)])
+
+
+def test_kafka_python_group_commit(broker_factory):
+    from kafka import KafkaConsumer, TopicPartition as KTP
+    b = broker_factory(*FAST)
+    topic, group, parts = unique("kp"), unique("grp"), 2
+    create_topic(b.bootstrap, topic, parts)
+    produce(b.bootstrap, topic, parts, 50)
+    kc = KafkaConsumer(topic, bootstrap_servers=b.bootstrap, group_id=group,
+                       auto_offset_reset="earliest", enable_auto_commit=False,
+                       session_timeout_ms=6000, heartbeat_interval_ms=1000,
+                       consumer_timeout_ms=15000)
+    try:
+        seen = []
+        for m in kc:
+            seen.append((m.partition, m.offset))
+            if len(seen) == parts * 50:
+                break
+        assert sorted(seen) == [(p, o) for p in range(parts) for o in range(50)]
+        kc.commit()
+        assert {p: kc.committed(KTP(topic, p)) for p in range(parts)} == {p: 50 for p in range(parts)}
+    finally:
+        kc.close()
+    assert committed(b.bootstrap, group, topic, parts) == {p: 50 for p in range(parts)}
+
+
+def test_admin_groups(broker_factory):
+    from confluent_kafka import ConsumerGroupTopicPartitions
+    b = broker_factory(*FAST)
+    topic, group, parts = unique("adm"), unique("grp"), 2
+    create_topic(b.bootstrap, topic, parts)
+    produce(b.bootstrap, topic, parts, 20)
+    a = admin(b.bootstrap)
+    w = Worker(b.bootstrap, group, topic, "w", **{"client.id": "admin-test-client"})
+    w.start()
+    try:
+        wait_until(lambda: len(w.seen) == parts * 20, 45, "40 records")
+        listed = a.list_consumer_groups(request_timeout=15).result(15)
+        assert group in {g.group_id for g in listed.valid}
+        stable = a.list_consumer_groups(request_timeout=15, states={ConsumerGroupState.STABLE}).result(15)
+        assert group in {g.group_id for g in stable.valid}
+        empty = a.list_consumer_groups(request_timeout=15, states={ConsumerGroupState.EMPTY}).result(15)
+        assert group not in {g.group_id for g in empty.valid}
+        desc = a.describe_consumer_groups([group], request_timeout=15)[group].result(15)
+        assert desc.state == ConsumerGroupState.STABLE
+        assert desc.partition_assignor == "range" or desc.partition_assignor
+        assert len(desc.members) == 1 and desc.members[0].client_id == "admin-test-client"
+        assert {tp.partition for tp in desc.members[0].assignment.topic_partitions} == set(range(parts))
+        # a group with a member cannot be deleted
+        fut = a.delete_consumer_groups([group], request_timeout=15)[group]
+        with pytest.raises(KafkaException) as ei:
+            fut.result(15)
+        assert ei.value.args[0].code() == KafkaError.NON_EMPTY_GROUP
+    finally:
+        w.close()
+    wait_until(lambda: a.describe_consumer_groups([group], request_timeout=15)[group].result(15).state
+               == ConsumerGroupState.EMPTY, 20, "group empty")
+    res = a.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group].result(15)
+    assert {tp.partition: tp.offset for tp in res.topic_partitions} == {p: 20 for p in range(parts)}
+    # rewind partition 0 to offset 5 and check that a consumer starts there
+    a.alter_consumer_group_offsets([ConsumerGroupTopicPartitions(group, [TopicPartition(topic, 0, 5)])])[
+        group].result(15)
+    assert committed(b.bootstrap, group, topic, parts) == {0: 5, 1: 20}
+    c = consumer(b.bootstrap, group)
+    c.subscribe([topic])
+    seen = []
+    deadline = time.monotonic() + 30
+    while len(seen) < 15 and time.monotonic() < deadline:
+        seen += [(m.partition(), m.offset()) for m in c.consume(num_messages=100, timeout=0.5) if not m.error()]
+    c.close()
+    assert sorted(seen) == [(0, o) for o in range(5, 20)]
+    # empty now: delete works, the group and its offsets are gone
+    a.delete_consumer_groups([group], request_timeout=15)[group].result(15)
+    listed = a.list_consumer_groups(request_timeout=15).result(15)
+    assert group not in {g.group_id for g in listed.valid}
+    assert committed(b.bootstrap, group, topic, parts) == {p: -1001 for p in range(parts)}
+    # deleting an unknown group answers GROUP_ID_NOT_FOUND
+    with pytest.raises(KafkaException) as ei:
+        a.delete_consumer_groups([group], request_timeout=15)[group].result(15)
+    assert ei.value.args[0].code() == KafkaError.GROUP_ID_NOT_FOUND
+
+
+def test_java_console_consumer_group_and_consumer_groups_tool(broker_factory, kafka_tools):
+    """Apache Kafka's Java consumer (classic protocol) in a group, then kafka-consumer-groups:
+    describe (offsets, lag), reset offsets, delete."""
+    b = broker_factory(*FAST)
+    bs = b.bootstrap
+    topic, group, parts = unique("java"), unique("jgrp"), 3
+    create_topic(bs, topic, parts)
+    produce(bs, topic, parts, 40)
+    res = kafka_tools.run("kafka-console-consumer", "--bootstrap-server", bs, "--topic", topic,
+                          "--group", group, "--from-beginning", "--max-messages", str(parts * 40),
+                          "--timeout-ms", "60000", "--consumer-property", "group.protocol=classic",
+                          timeout=120)
+    assert f"Processed a total of {parts * 40} messages" in res.stderr, res.describe()
+    assert committed(bs, group, topic, parts) == {p: 40 for p in range(parts)}
+
+    res = kafka_tools.run("kafka-consumer-groups", "--bootstrap-server", bs, "--describe",
+                          "--group", group, timeout=60)
+    rows = [line.split() for line in res.lines if line.split()[:2] == [group, topic]]
+    assert sorted((int(r[2]), int(r[3]), int(r[5])) for r in rows) == \
+        [(p, 40, 0) for p in range(parts)], res.describe()
+
+    res = kafka_tools.run("kafka-consumer-groups", "--bootstrap-server", bs, "--reset-offsets",
+                          "--group", group, "--topic", topic, "--to-offset", "10", "--execute", timeout=60)
+    assert committed(bs, group, topic, parts) == {p: 10 for p in range(parts)}, res.describe()
+
+    res = kafka_tools.run("kafka-consumer-groups", "--bootstrap-server", bs, "--list", timeout=60)
+    assert group in res.lines, res.describe()
+    res = kafka_tools.run("kafka-consumer-groups", "--bootstrap-server", bs, "--delete",
+                          "--group", group, timeout=60)
+    res = kafka_tools.run("kafka-consumer-groups", "--bootstrap-server", bs, "--list", timeout=60)
+    assert group not in res.lines, res.describe()
