@@ -14,9 +14,8 @@ from ..errors import ErrorCode
 from ..partition import AppendError
 from ..records import InvalidBatch, parse_batches
 from . import CloseConnection, RequestContext, api
+from .produce_response import PartitionResult, ProduceResponseBytes, TopicResult
 
-TopicResp = ProduceResponse.TopicProduceResponse
-PartResp = TopicResp.PartitionProduceResponse
 
 
 @api(ProduceRequest, ProduceResponse)
@@ -79,16 +78,19 @@ async def handle(ctx: RequestContext, request: ProduceRequest):
         if errors:
             raise CloseConnection(f"error in acks=0 produce: {', '.join(errors[:5])}")
         return None
-    if waits:
-        await asyncio.gather(*waits, return_exceptions=True)
-    responses = []
+    # Appends of one request usually share one group-commit future: wait once per future.
+    # (Group-commit futures refuse cancel(), so a disconnect cannot cancel others' durability.)
+    for fut in dict.fromkeys(waits):
+        try:
+            await fut
+        except WalError:
+            pass
+    topics = []
     for td, parts in results:
         prs = []
         for index, error, base, lat, lso, message, fut in parts:
             if fut is not None and fut.exception() is not None:
                 error, message, base = ErrorCode.KAFKA_STORAGE_ERROR, str(fut.exception()), -1
-            prs.append(PartResp(index=index, error_code=error, base_offset=base,
-                                log_append_time_ms=lat, log_start_offset=lso,
-                                record_errors=[], error_message=message if error else None))
-        responses.append(TopicResp(name=td.name, topic_id=td.topic_id, partition_responses=prs))
-    return ProduceResponse(version=v, responses=responses, throttle_time_ms=0)
+            prs.append(PartitionResult(index, error, base, lat, lso, message if error else None))
+        topics.append(TopicResult(td.name, td.topic_id, prs))
+    return ProduceResponseBytes(topics)
