@@ -194,28 +194,26 @@ class Partition:
 
     def offset_for_timestamp(self, ts: int) -> tuple[int, int] | None:
         """First batch whose max timestamp >= ts: (batch index position, base offset)."""
-        hw = self.high_watermark
-        for i, base in enumerate(self._bases):
-            if base >= hw:
-                break
-            if self._lasts[i] < self.log_start_offset:
-                continue
+        for i in self._live_durable():
             if self._max_ts[i] >= ts:
-                return i, base
+                return i, self._bases[i]
         return None
 
     def max_timestamp_batch(self) -> int | None:
         """Index of the (first) durable live batch holding the largest timestamp."""
         best = None
-        hw = self.high_watermark
-        for i, base in enumerate(self._bases):
-            if base >= hw:
-                break
-            if self._lasts[i] < self.log_start_offset:
-                continue
+        for i in self._live_durable():
             if best is None or self._max_ts[i] > self._max_ts[best]:
                 best = i
         return best
+
+    def _live_durable(self):
+        """Index positions of batches at or above the log start and below the high watermark."""
+        hw = self.high_watermark
+        for i in range(bisect.bisect_left(self._lasts, self.log_start_offset), len(self._bases)):
+            if self._bases[i] >= hw:
+                return
+            yield i
 
     def batch_at(self, i: int) -> bytes:
         return self.store.read_batch(self, self._bases[i], self._locs[i])

@@ -1,7 +1,6 @@
 """Shared fixtures: a real ``sluice serve`` subprocess on a free loopback port."""
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys

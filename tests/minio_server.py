@@ -213,3 +213,18 @@ def minio_factory(minio_binary, tmp_path):
     yield make
     for s in started:
         s.stop()
+
+
+def open_test_store(request, tmp_path, **s3_options):
+    """The store a parametrized test asked for: "filesystem" on tmp_path, or
+    "s3" on a fresh bucket of the session's real MinIO (never a mock)."""
+    from objectstore import FilesystemObjectStore
+    from objectstore.s3 import S3ObjectStore
+
+    if request.param == "filesystem":
+        return FilesystemObjectStore(tmp_path / "objects")
+    minio = request.getfixturevalue("minio")
+    bucket = request.getfixturevalue("minio_bucket")
+    return S3ObjectStore(bucket, "cluster-1", endpoint_url=minio.endpoint,
+                         aws_access_key_id=minio.access_key,
+                         aws_secret_access_key=minio.secret_key, **s3_options)

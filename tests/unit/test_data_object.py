@@ -10,23 +10,16 @@ import crc32c
 import pytest
 from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 
-from objectstore import CorruptObject, FilesystemObjectStore, NotFound, ObjectStore
+from objectstore import CorruptObject, NotFound
 from objectstore import data_object as do
-from objectstore.s3 import S3ObjectStore
+from minio_server import open_test_store
 
 TS0 = 1_700_000_000_000
 
 
 @pytest.fixture(params=["filesystem", pytest.param("s3", marks=pytest.mark.minio)])
 async def store(request, tmp_path):
-    if request.param == "filesystem":
-        s: ObjectStore = FilesystemObjectStore(tmp_path / "objects")
-    else:
-        minio = request.getfixturevalue("minio")
-        bucket = request.getfixturevalue("minio_bucket")
-        s = S3ObjectStore(bucket, "cluster-1", endpoint_url=minio.endpoint,
-                          aws_access_key_id=minio.access_key,
-                          aws_secret_access_key=minio.secret_key)
+    s = open_test_store(request, tmp_path)
     yield s
     await s.close()
 

@@ -11,8 +11,9 @@ import random
 
 import pytest
 
-from objectstore import (FilesystemObjectStore, InvalidKey, NotFound, ObjectStore,
+from objectstore import (FilesystemObjectStore, InvalidKey, NotFound,
                          ObjectStoreError, PreconditionFailed, open_object_store)
+from minio_server import open_test_store
 from objectstore.s3 import S3ObjectStore
 
 PAGE_SIZE = 7
@@ -20,14 +21,7 @@ PAGE_SIZE = 7
 
 @pytest.fixture(params=["filesystem", pytest.param("s3", marks=pytest.mark.minio)])
 async def store(request, tmp_path):
-    if request.param == "filesystem":
-        s: ObjectStore = FilesystemObjectStore(tmp_path / "objects")
-    else:
-        minio = request.getfixturevalue("minio")
-        bucket = request.getfixturevalue("minio_bucket")
-        s = S3ObjectStore(bucket, "cluster-1", endpoint_url=minio.endpoint,
-                          aws_access_key_id=minio.access_key,
-                          aws_secret_access_key=minio.secret_key, page_size=PAGE_SIZE)
+    s = open_test_store(request, tmp_path, page_size=PAGE_SIZE)
     yield s
     await s.close()
 
