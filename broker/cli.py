@@ -70,8 +70,10 @@ async def serve(args) -> int:
     bound_host, bound_port = await server.start(host, port)
     if adv_port == 0:
         broker.advertised_port = bound_port
+    lag_watch = None
     if args.metrics:
         broker.metrics.serve(*args.metrics)
+        lag_watch = asyncio.get_running_loop().create_task(broker.metrics.watch_event_loop())
     effective = " ".join(f"{k}={v}" for k, v in sorted(config.values.items()))
     log.info("starting node %s: data-dir=%s object-store=%s advertised=%s:%d %s", broker.node_id,
              data_dir, object_store, broker.advertised_host, broker.advertised_port, effective)
@@ -82,6 +84,8 @@ async def serve(args) -> int:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("shutting down: answering in-flight requests and syncing the WAL")
+    if lag_watch is not None:
+        lag_watch.cancel()
     await server.shutdown()
     log.info("stopped cleanly")
     return 0

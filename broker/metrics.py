@@ -20,6 +20,11 @@ class BrokerMetrics:
         self.fsync_bytes = Counter("sluice_wal_fsync_bytes_total", "Bytes made durable by WAL fsyncs", registry=r)
         self.wal_bytes = Gauge("sluice_wal_size_bytes", "Bytes held in WAL segment files", registry=r)
         self.connections = Gauge("sluice_connections", "Open client connections", registry=r)
+        self.loop_lag = Histogram("sluice_event_loop_lag_seconds",
+                                  "How late a 100 ms event-loop timer fires: a stall shows here "
+                                  "before it shows as produce latency",
+                                  buckets=(.001, .002, .005, .01, .02, .05, .1, .25, 1),
+                                  registry=r)
 
     def request(self, api: str, error: str = "NONE") -> None:
         self.requests.labels(api, error).inc()
@@ -36,6 +41,16 @@ class BrokerMetrics:
     def observe_fsync(self, seconds: float, nbytes: int) -> None:
         self.fsync_seconds.observe(seconds)
         self.fsync_bytes.inc(nbytes)
+
+    async def watch_event_loop(self, interval: float = 0.1) -> None:
+        """Run forever: record how late each timer tick fires (event-loop stalls)."""
+        import asyncio
+        import time
+
+        while True:
+            start = time.perf_counter()
+            await asyncio.sleep(interval)
+            self.loop_lag.observe(max(0.0, time.perf_counter() - start - interval))
 
     def serve(self, host: str, port: int):
         """Start the /metrics HTTP endpoint in a daemon thread."""

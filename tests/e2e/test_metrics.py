@@ -35,6 +35,7 @@ def test_metrics_endpoint_counts_requests_bytes_and_fsyncs(broker_factory):
     assert m[("sluice_bytes_in_total", ())] >= 2000 * 100
     assert m[("sluice_wal_fsync_seconds_count", ())] >= 1
     assert m[("sluice_wal_size_bytes", ())] >= 2000 * 100
+    assert m[("sluice_event_loop_lag_seconds_count", ())] >= 1
     errors = [labels for (name, labels), v in m.items()
               if name == "sluice_requests_total" and ("api", "Metadata") in labels]
     assert errors and all(dict(l)["error"] == "NONE" for l in errors)
