@@ -99,6 +99,12 @@ def add_bench_parser(sub) -> None:
     f.add_argument("--json", metavar="FILE")
     f.set_defaults(func=run_fsync)
 
+    from broker.bench_groups import add_groups_parser  # group coordinator (issue 4)
+    add_groups_parser(kinds)
+
+    from broker import bench_compare  # Sluice vs Apache Kafka (issue 5)
+    bench_compare.add_parser(kinds)
+
 
 # ------------------------------------------------------------------ self-started broker
 class _Broker:

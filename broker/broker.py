@@ -26,6 +26,10 @@ class Broker:
         self.groups = GroupCoordinator(self)
         self.replicas.recover(on_group_entry=self.groups.replay)
         self.metrics.wal_bytes.set_function(lambda: self.replicas.wal.size_bytes)
+        try:
+            self.groups.start_expiry()
+        except RuntimeError:  # no running loop (constructed outside the server)
+            pass
         self.fetch_sessions = FetchSessionCache(config["max.incremental.fetch.session.cache.slots"])
 
     def auto_create(self, name: str) -> ErrorCode:

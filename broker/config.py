@@ -41,10 +41,13 @@ BROKER_DEFAULTS: dict[str, tuple[Callable[[Any], Any], Any]] = {
     "group.max.size": (int, 2147483647),
     "offset.metadata.max.bytes": (int, 4096),
     "offsets.retention.minutes": (int, 10080),
+    "offsets.retention.check.interval.ms": (int, 600000),
     "transactional.id.expiration.ms": (int, 604800000),
     "producer.id.expiration.ms": (int, 86400000),
     "max.incremental.fetch.session.cache.slots": (int, 1000),
     # Sluice's own settings (no Kafka equivalent)
+    # offsets.retention.minutes in milliseconds when >= 0 (tests; Kafka has only minutes)
+    "offsets.retention.ms": (int, -1),
     "wal.segment.bytes": (int, 64 << 20),
     "wal.max.bytes": (int, 1 << 30),
     "cache.tail.bytes": (int, 256 << 20),

@@ -20,7 +20,16 @@ one entry (big-endian)::
             (COMMIT only) i64 offset, i32 leader_epoch, i64 commit_timestamp_ms,
                           i32 metadata_len (-1 = null), metadata
     op 2 DELETE_GROUP (tombstone: the group and its offsets are gone)
-    op 3 GROUP_META: i32 generation, u16 len + protocol_type (written after each rebalance)
+    op 3 GROUP_META: i32 generation, u16 len + protocol_type (written after each rebalance),
+                     then (optional, newer entries) i64 state timestamp ms
+
+Offset retention (Kafka's ``offsets.retention.minutes``, checked every
+``offsets.retention.check.interval.ms``): offsets of an Empty group expire the
+retention after the group became Empty; offsets of a group without a protocol
+type (simple commits) expire the retention after their commit; a Stable consumer
+group loses offsets of topics it no longer subscribes to, by commit time.
+Expiry writes DELETE_OFFSETS, and DELETE_GROUP once an Empty group has no
+offsets left, so it survives restart.
 
 Recovery replays them in WAL order (``replay``).
 """
@@ -116,6 +125,7 @@ class Group:
     offsets: dict[tuple[str, int], OffsetAndMetadata] = field(default_factory=dict)
     join_timer: asyncio.TimerHandle | None = None
     initial_delay_pending: bool = False
+    state_timestamp: int | None = None  # ms of the last Empty <-> non-Empty change (retention)
 
     def subscribed_topics(self) -> set[str] | None:
         """Topics of the members' consumer subscriptions; None when unknown."""
@@ -160,6 +170,8 @@ class GroupCoordinator:
         self.broker = broker
         self.config = broker.config
         self.groups: dict[str, Group] = {}
+        self._expiry_timer: asyncio.TimerHandle | None = None
+        self._commits_in_flight: dict[str, int] = {}  # group id -> commits awaiting fsync
 
     # ------------------------------------------------------------ durability
     def replay(self, key: bytes, data: bytes) -> None:
@@ -175,6 +187,8 @@ class GroupCoordinator:
             (g.generation,) = _I32.unpack_from(data, 1)
             (ln,) = _U16.unpack_from(data, 5)
             g.protocol_type = data[7:7 + ln].decode() or None
+            if len(data) >= 7 + ln + 8:
+                (g.state_timestamp,) = struct.unpack_from(">q", data, 7 + ln)
             return
         for topic, partition, om in _decode_offsets(data):
             if op == OP_COMMIT:
@@ -188,10 +202,83 @@ class GroupCoordinator:
     def _persist_meta(self, g: Group) -> None:
         pt = (g.protocol_type or "").encode()
         fut = self._persist(g.group_id, _U8.pack(OP_GROUP_META) + _I32.pack(g.generation)
-                            + _U16.pack(len(pt)) + pt)
+                            + _U16.pack(len(pt)) + pt + struct.pack(">q", g.state_timestamp or -1))
         fut.add_done_callback(lambda f: f.exception())  # nobody waits for it
 
+    # ------------------------------------------------------- offset retention
+    def retention_ms(self) -> int:
+        ms = self.config["offsets.retention.ms"]
+        return ms if ms >= 0 else self.config["offsets.retention.minutes"] * 60_000
+
+    def start_expiry(self) -> None:
+        """Start the periodic offset-expiry check (needs a running loop)."""
+        interval = self.config["offsets.retention.check.interval.ms"] / 1000
+        self._expiry_timer = asyncio.get_running_loop().call_later(interval, self._expiry_tick)
+
+    def _expiry_tick(self) -> None:
+        try:
+            self.expire_offsets()
+        except Exception:  # never stop checking
+            log.exception("offset expiry failed")
+        self.start_expiry()
+
+    def expire_offsets(self, now_ms: int | None = None) -> int:
+        """Kafka's GroupMetadata.removeExpiredOffsets for every group; returns how many expired."""
+        now = _now_ms() if now_ms is None else now_ms
+        retention = self.retention_ms()
+        total = 0
+        for g in list(self.groups.values()):
+            if g.state == DEAD:
+                continue
+            if g.protocol_type is not None and g.state == EMPTY:
+                base = (lambda om, ts=g.state_timestamp: ts if ts is not None and ts >= 0 else om.commit_timestamp)
+                keep = None
+            elif g.protocol_type is None:
+                base, keep = (lambda om: om.commit_timestamp), None
+            elif g.state == STABLE and (subscribed := g.subscribed_topics()) is not None:
+                base, keep = (lambda om: om.commit_timestamp), subscribed
+            else:
+                continue
+            expired = {k: om for k, om in g.offsets.items()
+                       if (keep is None or k[0] not in keep) and now - base(om) >= retention}
+            if expired:
+                total += len(expired)
+                log.info("group %s: %d offsets expired", g.group_id, len(expired))
+            if expired or (g.state == EMPTY and not g.offsets):
+                self._expire(g, expired)
+        return total
+
+    def _expire(self, g: Group, expired: dict) -> None:
+        """Tombstone ``expired``; an Empty group left without offsets is removed (Kafka: Dead)."""
+        remove_group = (g.state == EMPTY and not g.members and not g.pending_members
+                        and len(expired) == len(g.offsets)
+                        and not self._commits_in_flight.get(g.group_id))
+        if not remove_group and not expired:
+            return
+        fut = None
+        if expired:
+            fut = self._persist(g.group_id, _encode_offsets(OP_DELETE_OFFSETS, [(t, p, None) for t, p in expired]))
+        if expired:
+            fut.add_done_callback(lambda f: f.cancelled() or f.exception())
+        if remove_group:
+            fut = self._persist(g.group_id, _U8.pack(OP_DELETE_GROUP))
+
+        def apply(f: asyncio.Future) -> None:  # the last entry's fsync covers both
+            if f.cancelled() or f.exception() is not None:
+                return
+            for k, om in expired.items():
+                if g.offsets.get(k) is om:  # not re-committed meanwhile
+                    del g.offsets[k]
+            if (remove_group and g.state == EMPTY and not g.members and not g.offsets
+                    and self.groups.get(g.group_id) is g):
+                g.state = DEAD
+                del self.groups[g.group_id]
+                log.info("group %s: removed (empty, all offsets expired)", g.group_id)
+        fut.add_done_callback(apply)
+
     def shutdown(self) -> None:
+        if self._expiry_timer:
+            self._expiry_timer.cancel()
         for g in self.groups.values():
             if g.join_timer:
                 g.join_timer.cancel()
@@ -289,6 +376,7 @@ class GroupCoordinator:
         g.generation += 1
         if not g.members:
             g.state, g.protocol_name, g.leader_id = EMPTY, None, None
+            g.state_timestamp = _now_ms()
             self._persist_meta(g)
             log.info("group %s: empty at generation %d", g.group_id, g.generation)
             return
@@ -296,6 +384,7 @@ class GroupCoordinator:
         if g.leader_id not in g.members:
             g.leader_id = next(iter(g.members))
         g.state = COMPLETING
+        g.state_timestamp = _now_ms()
         self._persist_meta(g)
         log.info("group %s: generation %d, protocol %s, leader %s, %d members", g.group_id,
                  g.generation, g.protocol_name, g.leader_id, len(g.members))
@@ -579,10 +668,16 @@ class GroupCoordinator:
         if not commits:
             return
         fut = self._persist(group_id, _encode_offsets(OP_COMMIT, commits))
+        inflight = self._commits_in_flight
+        inflight[group_id] = inflight.get(group_id, 0) + 1
 
         def apply(f: asyncio.Future) -> None:
             # In a callback, not after the await: a client that disconnects
             # (cancelling this handler) must not leave durable commits invisible.
+            if inflight[group_id] <= 1:
+                del inflight[group_id]
+            else:
+                inflight[group_id] -= 1
             if f.cancelled() or f.exception() is not None:
                 return
             g = self.groups.get(group_id)

@@ -102,3 +102,18 @@ def kafka_tools() -> KafkaTools:
     if not any(libs.glob("kafka-tools-*.jar")):
         pytest.fail(f"no kafka-tools jar in {libs}")
     return KafkaTools(libs)
+
+
+@pytest.fixture
+def kafka_reference(kafka_tools, tmp_path):
+    """A real Apache Kafka KRaft broker (broker/kafka_reference.py) on loopback; stopped after the test."""
+    from broker.kafka_reference import KafkaBroker
+
+    kb = KafkaBroker(tmp_path / "kafka", heap="-Xmx512m", libs=str(kafka_tools.libs))
+    kb.start(timeout=120)
+    try:
+        yield kb
+    finally:
+        rc = kb.stop(timeout=30)
+        kb.cleanup()
+        assert rc is not None, "Kafka broker did not exit"

@@ -217,3 +217,69 @@ def test_offsets_commit_fetch_delete(broker_factory):
         assert r.topics == []
         d = c.request(DescribeGroupsRequest(groups=[g1], include_authorized_operations=False), version=5)
         assert (d.groups[0].group_state, d.groups[0].protocol_type) == ("Empty", "consumer")
+
+
+def test_offset_retention(broker_factory):
+    """offsets.retention.minutes (here Sluice's millisecond override): offsets of an
+    Empty consumer group expire the retention after it became Empty, simple commits
+    the retention after their commit; a Stable group keeps offsets of topics it
+    subscribes to. Expired groups disappear, and stay gone after a restart."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+    retention = ("offsets.retention.ms=3000", "offsets.retention.check.interval.ms=200")
+    b = broker_factory("group.initial.rebalance.delay.ms=0", *retention)
+    topic = unique("t")
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})
+    admin.create_topics([NewTopic(topic, 2, 1)])[topic].result(15)
+    T = OffsetCommitRequest.OffsetCommitRequestTopic
+    P = T.OffsetCommitRequestPartition
+    simple, consumer = unique("simple"), unique("consumer")
+
+    def commit(c, group, offset, gen=-1, member=""):
+        r = c.request(OffsetCommitRequest(
+            group_id=group, generation_id_or_member_epoch=gen, member_id=member, group_instance_id=None,
+            topics=[T(name=topic, partitions=[P(partition_index=0, committed_offset=offset,
+                                                committed_leader_epoch=-1, committed_metadata="")])]),
+            version=8)
+        assert r.topics[0].partitions[0].error_code == NONE
+
+    def fetch(c, group):
+        r = c.request(OffsetFetchRequest(group_id=group, topics=None, require_stable=False), version=7)
+        return {p.partition_index: p.committed_offset for t in r.topics for p in t.partitions}
+
+    def listed(c):
+        return {x.group_id for x in c.request(ListGroupsRequest(states_filter=[], types_filter=[]),
+                                              version=5).groups}
+
+    r = join(b.port, consumer, protocols=[("range", subscription(topic))], version=3)
+    mid = r.member_id
+    assert sync(b.port, consumer, 1, mid, [(mid, b"")]).error_code == NONE
+    with WireClient(b.port) as c:
+        commit(c, simple, 5)
+        commit(c, consumer, 7, gen=1, member=mid)
+        t_commit = time.monotonic()
+        # the member stays (heartbeats) well past the retention: its offsets stay
+        while time.monotonic() - t_commit < 4.5:
+            assert heartbeat(b.port, consumer, 1, mid) == NONE
+            time.sleep(0.5)
+        assert fetch(c, consumer) == {0: 7}
+        # the simple commit expired the retention after it was made
+        assert fetch(c, simple) == {} and simple not in listed(c)
+        # the member leaves: the group is Empty; its offsets expire 3 s later
+        M = LeaveGroupRequest.MemberIdentity
+        c.request(LeaveGroupRequest(group_id=consumer, members=[
+            M(member_id=mid, group_instance_id=None, reason=None)]), version=5)
+        t_empty = time.monotonic()
+        while fetch(c, consumer):
+            assert time.monotonic() - t_empty < 8, "consumer group offsets expired"
+            time.sleep(0.1)
+        assert time.monotonic() - t_empty >= 2.5
+        assert consumer not in listed(c)
+        commit(c, simple, 9)  # a fresh commit: present after the restart below
+    # tombstones: a restart with the default retention does not bring them back
+    b.kill()
+    b.overrides = ["group.initial.rebalance.delay.ms=0"]
+    b.start()
+    with WireClient(b.port) as c:
+        assert fetch(c, consumer) == {}
+        assert fetch(c, simple) == {0: 9}
+        assert consumer not in listed(c) and simple in listed(c)

@@ -320,3 +320,233 @@ def test_java_console_consumer_group_and_consumer_groups_tool(broker_factory, ka
                           "--group", group, timeout=60)
     res = kafka_tools.run("kafka-consumer-groups", "--bootstrap-server", bs, "--list", timeout=60)
     assert group not in res.lines, res.describe()
+
+
+# --------------------------------------------------------------------------- aiokafka
+@pytest.mark.parametrize("assignor", ["range", "roundrobin"])
+def test_aiokafka_group_exactly_once(broker_factory, assignor):
+    """Two aiokafka members (range, the default, then roundrobin) share a topic and
+    commit after each batch: every record once, committed offsets at the end."""
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+    from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+    b = broker_factory(*FAST)
+    topic, group, parts, per = unique("aio"), unique("grp"), 4, 500
+    create_topic(b.bootstrap, topic, parts)
+    strategy = RangePartitionAssignor if assignor == "range" else RoundRobinPartitionAssignor
+
+    async def main():
+        consumers = [AIOKafkaConsumer(topic, bootstrap_servers=b.bootstrap, group_id=group,
+                                      enable_auto_commit=False, auto_offset_reset="earliest",
+                                      session_timeout_ms=6000, heartbeat_interval_ms=1000,
+                                      partition_assignment_strategy=(strategy,))
+                     for _ in range(2)]
+        for c in consumers:
+            await c.start()
+        seen: list[list[tuple[int, int]]] = [[], []]
+        stop = asyncio.Event()
+
+        async def run(i, c):
+            while not stop.is_set():
+                batches = await c.getmany(timeout_ms=200, max_records=200)
+                for tp, msgs in batches.items():
+                    seen[i].extend((m.partition, m.offset) for m in msgs)
+                if batches:
+                    await c.commit()
+
+        tasks = [asyncio.create_task(run(i, c)) for i, c in enumerate(consumers)]
+        try:
+            deadline = time.monotonic() + 45
+            while not (all(c.assignment() for c in consumers)
+                       and sum(len(c.assignment()) for c in consumers) == parts):
+                assert time.monotonic() < deadline, "both members assigned"
+                assert not any(t.done() for t in tasks), [t.exception() for t in tasks if t.done()]
+                await asyncio.sleep(0.1)
+            assignments = [{tp.partition for tp in c.assignment()} for c in consumers]
+            await asyncio.get_running_loop().run_in_executor(None, produce, b.bootstrap, topic, parts, per)
+            deadline = time.monotonic() + 60
+            while sum(map(len, seen)) < parts * per:
+                assert time.monotonic() < deadline, sum(map(len, seen))
+                assert not any(t.done() for t in tasks), [t.exception() for t in tasks if t.done()]
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(1.0)  # nothing more may arrive
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for c in consumers:
+                await c.stop()
+        return seen, assignments
+
+    seen, assignments = asyncio.run(main())
+    assert all(seen), [len(s) for s in seen]
+    got = Counter(r for s in seen for r in s)
+    assert set(got) == {(p, o) for p in range(parts) for o in range(per)} and max(got.values()) == 1
+    assert sorted(p for a in assignments for p in a) == list(range(parts))
+    expected = [{0, 1}, {2, 3}] if assignor == "range" else [{0, 2}, {1, 3}]
+    assert sorted(assignments, key=min) == expected
+    for i, s in enumerate(seen):
+        assert {p for p, _ in s} == assignments[i]
+    assert committed(b.bootstrap, group, topic, parts) == {p: per for p in range(parts)}
+
+
+# --------------------------------------------------------------- cooperative-sticky
+class RecordingWorker(Worker):
+    """A Worker that subscribes with rebalance callbacks and records them."""
+
+    def __init__(self, *a, **kw) -> None:
+        super().__init__(*a, **kw)
+        self.events: list[tuple[str, frozenset[int]]] = []
+        topic = a[2]
+        self.c.subscribe([topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
+
+    def _on_assign(self, c, tps) -> None:
+        self.events.append(("assign", frozenset(tp.partition for tp in tps)))
+
+    def _on_revoke(self, c, tps) -> None:
+        self.events.append(("revoke", frozenset(tp.partition for tp in tps)))
+
+
+def test_cooperative_sticky_incremental_rebalances(broker_factory):
+    """Three librdkafka members with cooperative-sticky join one after another.
+    Each join is an incremental rebalance: members keep (and keep consuming)
+    the partitions they are not asked to give up, and only moved partitions are
+    revoked and assigned. Every record is consumed exactly once."""
+    b = broker_factory(*FAST)
+    topic, group, parts, per = unique("coop"), unique("grp"), 6, 200
+    create_topic(b.bootstrap, topic, parts)
+    conf = {"partition.assignment.strategy": "cooperative-sticky"}
+    workers: list[RecordingWorker] = []
+    produced = 0
+    try:
+        for n in range(1, 4):
+            before = [set(w.assigned) for w in workers]
+            w = RecordingWorker(b.bootstrap, group, topic, f"w{n}", **conf)
+            w.start()
+            workers.append(w)
+            # two partitions each (6 / n) and everything assigned once
+            wait_until(lambda: sorted(p for x in workers for p in x.assigned) == list(range(parts))
+                       and all(len(x.assigned) == parts // n for x in workers)
+                       or any(x.error for x in workers), 45, f"{n} members balanced")
+            assert not any(x.error for x in workers), [x.error for x in workers]
+            # sticky: earlier members only lost partitions, never swapped them
+            for x, old in zip(workers, before):
+                assert x.assigned <= old, (x.name, old, x.assigned)
+            produce(b.bootstrap, topic, parts, per, start=produced)
+            produced += per
+            wait_until(lambda: sum(len(x.seen) for x in workers) >= parts * produced
+                       or any(x.error for x in workers), 60, f"{parts * produced} records")
+            # the newest member consumed what it was given
+            assert {p for p, o, _ in w.seen if o >= produced - per} == w.assigned
+        time.sleep(1.0)
+        w1_events, w1_final = list(workers[0].events), set(workers[0].assigned)  # before close revokes
+    finally:
+        for w in workers:
+            w.close()
+    for w in workers:
+        assert w.error is None, w.error
+    got = Counter((p, o) for w in workers for p, o, _ in w.seen)
+    assert set(got) == {(p, o) for p in range(parts) for o in range(produced)} and max(got.values()) == 1
+    # incremental: w1 was assigned everything once, then only saw revocations
+    # of moved partitions (never an eager revoke-all followed by re-assign)
+    assert w1_events[0] == ("assign", frozenset(range(parts))), w1_events
+    assert all(kind == "revoke" for kind, ps in w1_events[1:] if ps), w1_events
+    revoked = set().union(*(ps for kind, ps in w1_events if kind == "revoke"))
+    assert len(revoked) == 4 and not revoked & w1_final, (revoked, w1_final)
+    assert committed(b.bootstrap, group, topic, parts) == {p: produced for p in range(parts)}
+
+
+# ------------------------------------------------------------------- session expiry
+def test_silent_member_is_evicted_and_partitions_move(broker_factory):
+    """A raw protocol member joins next to a librdkafka consumer, takes its
+    share of partitions, then never heartbeats again: after session.timeout.ms
+    the coordinator evicts it and the survivor gets (and consumes) everything."""
+    from tests.e2e.test_group_protocol import join, subscription, sync
+    from tests.wire import WireClient
+    from kafka.protocol.admin import DescribeGroupsRequest
+
+    b = broker_factory(*FAST)
+    topic, group, parts = unique("evict"), unique("grp"), 4
+    create_topic(b.bootstrap, topic, parts)
+    produce(b.bootstrap, topic, parts, 50)
+    w = Worker(b.bootstrap, group, topic, "survivor")
+    w.start()
+    try:
+        wait_until(lambda: w.assigned == set(range(parts)), 45, "survivor owns everything")
+        r = join(b.port, group)
+        assert r.error_code == 79  # MEMBER_ID_REQUIRED
+        r = join(b.port, group, r.member_id, protocols=[("range", subscription(topic))])
+        assert r.error_code == 0 and r.leader != r.member_id
+        silent = r.member_id
+        s = sync(b.port, group, r.generation_id, silent)
+        assert s.error_code == 0 and s.assignment  # the leader gave it a share
+        wait_until(lambda: len(w.assigned) == parts // 2, 20, "survivor gave up half")
+        last_heartbeat = time.monotonic()
+        with WireClient(b.port) as c:
+            d = c.request(DescribeGroupsRequest(groups=[group], include_authorized_operations=False), version=5)
+            assert silent in {m.member_id for m in d.groups[0].members}
+        wait_until(lambda: w.assigned == set(range(parts)), 30, "survivor owns everything again")
+        evicted_after = time.monotonic() - last_heartbeat
+        with WireClient(b.port) as c:
+            d = c.request(DescribeGroupsRequest(groups=[group], include_authorized_operations=False), version=5)
+            assert silent not in {m.member_id for m in d.groups[0].members}
+            assert d.groups[0].group_state == "Stable" and len(d.groups[0].members) == 1
+        # session timeout is 6 s; the rebalance itself takes at most ~a heartbeat interval more
+        assert 5.0 <= evicted_after <= 20, evicted_after
+        assert "session expired" in b.log_text()
+        # the survivor consumed every record, including the evicted member's share
+        produce(b.bootstrap, topic, parts, 50, start=50)
+        wait_until(lambda: {(p, o) for p, o, _ in w.seen} >= {(p, o) for p in range(parts) for o in range(100)},
+                   30, "all records")
+    finally:
+        w.close()
+    assert w.error is None, w.error
+
+
+# ---------------------------------------------------------------- static membership
+def test_static_member_restart_without_rebalance(broker_factory):
+    """Two static members (group.instance.id). One closes (a static member sends
+    no LeaveGroup) and a new consumer with the same instance id starts within
+    session.timeout.ms: it gets the same partitions back, the other member sees
+    no rebalance, and the generation stays the same."""
+    b = broker_factory(*FAST)
+    topic, group, parts = unique("static"), unique("grp"), 4
+    create_topic(b.bootstrap, topic, parts)
+    produce(b.bootstrap, topic, parts, 20)
+    conf = {"session.timeout.ms": 30000}
+    w1 = RecordingWorker(b.bootstrap, group, topic, "w1", **{"group.instance.id": "inst-1", **conf})
+    w1.start()
+    w2 = w2b = None
+    try:
+        wait_until(lambda: w1.assigned == set(range(parts)), 45, "w1 owns everything")
+        w2 = RecordingWorker(b.bootstrap, group, topic, "w2", **{"group.instance.id": "inst-2", **conf})
+        w2.start()
+        wait_until(lambda: len(w1.assigned) == len(w2.assigned) == parts // 2, 45, "balanced")
+        wait_until(lambda: len(w1.seen) + len(w2.seen) == parts * 20, 30, "first records")
+        w1_events, w2_assigned = list(w1.events), set(w2.assigned)
+        generations = b.log_text().count(f"group {group}: generation ")
+        w2.close()
+        w2b = RecordingWorker(b.bootstrap, group, topic, "w2b", **{"group.instance.id": "inst-2", **conf})
+        w2b.start()
+        wait_until(lambda: w2b.assigned == w2_assigned, 30, "restarted member has its partitions back")
+        produce(b.bootstrap, topic, parts, 20, start=20)
+        wait_until(lambda: len(w1.seen) + len(w2.seen) + len(w2b.seen) == parts * 40, 30, "second records")
+        time.sleep(2.0)  # a few heartbeats: a rebalance would show now
+        assert w1.events == w1_events  # w1's rebalance callbacks were not called again
+        assert b.log_text().count(f"group {group}: generation ") == generations
+        assert "without rebalance" in b.log_text()
+        a = admin(b.bootstrap)  # must outlive the future
+        desc = a.describe_consumer_groups([group], request_timeout=15)[group].result(15)
+        assert desc.state == ConsumerGroupState.STABLE
+        assert sorted(m.group_instance_id for m in desc.members) == ["inst-1", "inst-2"]
+    finally:
+        for w in (w1, w2, w2b):
+            if w is not None and w.is_alive():
+                w.close()
+    for w in (w1, w2, w2b):
+        assert w.error is None, w.error
+    got = Counter((p, o) for w in (w1, w2, w2b) for p, o, _ in w.seen)
+    assert set(got) == {(p, o) for p in range(parts) for o in range(40)} and max(got.values()) == 1
+    # w2b resumed from w2's commits
+    assert {p for p, o, _ in w2b.seen} == w2_assigned and min(o for _, o, _ in w2b.seen) == 20

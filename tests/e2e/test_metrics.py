@@ -1,5 +1,6 @@
 """--metrics serves Prometheus text that moves with real traffic."""
 import socket
+import time
 import urllib.request
 
 from confluent_kafka import Producer
@@ -35,6 +36,11 @@ def test_metrics_endpoint_counts_requests_bytes_and_fsyncs(broker_factory):
     assert m[("sluice_bytes_in_total", ())] >= 2000 * 100
     assert m[("sluice_wal_fsync_seconds_count", ())] >= 1
     assert m[("sluice_wal_size_bytes", ())] >= 2000 * 100
+    # the lag watcher observes once per 100 ms tick: the producer may finish before the first
+    deadline = time.monotonic() + 10
+    while m[("sluice_event_loop_lag_seconds_count", ())] < 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        m = _scrape(mport)
     assert m[("sluice_event_loop_lag_seconds_count", ())] >= 1
     errors = [labels for (name, labels), v in m.items()
               if name == "sluice_requests_total" and ("api", "Metadata") in labels]

@@ -1,0 +1,260 @@
+"""A single Apache Kafka broker to compare Sluice against (issue 5).
+
+``KafkaBroker(workdir)`` runs one KRaft node with ``process.roles=broker,controller``
+(static quorum of one voter, ``node.id=1``) from the jars that
+``deploy/install-kafka.sh`` caches, via ``deploy/kafka-tool``:
+
+* both listeners (PLAINTEXT and CONTROLLER) on free loopback ports;
+* ``log.dirs`` under ``workdir``, formatted with ``kafka-storage format`` and a
+  random cluster id;
+* the broker's log (log4j on stdout, plus JVM warnings on stderr) goes to
+  ``workdir/kafka.log``;
+* ``start()`` returns once a Kafka Metadata request (confluent-kafka) names the
+  broker; ``stop()`` sends SIGTERM, waits, then SIGKILLs. Every wait is bounded.
+
+Used by ``sluice bench compare`` and by the e2e tests. Also runnable:
+
+    python -m broker.kafka_reference [--workdir DIR]    # start, print the bootstrap, stop on Ctrl-C
+"""
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TOOL = ROOT / "deploy" / "kafka-tool"
+INSTALL = ROOT / "deploy" / "install-kafka.sh"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def kafka_libs() -> str:
+    """The jar directory (installs Kafka on first use; cached afterwards)."""
+    env = os.environ.get("KAFKA_LIBS")
+    if env:
+        return env
+    proc = subprocess.run([str(INSTALL)], capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        raise RuntimeError(f"deploy/install-kafka.sh failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc.stdout.strip().splitlines()[-1]
+
+
+def kafka_version(libs: str | None = None) -> str:
+    libs = libs or kafka_libs()
+    for name in os.listdir(libs):
+        if name.startswith("kafka-clients-") and name.endswith(".jar"):
+            return name[len("kafka-clients-"):-len(".jar")]
+    return "unknown"
+
+
+def java_version() -> str:
+    try:
+        out = subprocess.run(["java", "-version"], capture_output=True, text=True, timeout=30).stderr
+        return out.splitlines()[0].strip() if out else "unknown"
+    except Exception:
+        return "unknown"
+
+
+def random_cluster_id() -> str:
+    """What ``kafka-storage random-uuid`` prints (Kafka's Uuid: url-safe base64, no padding).
+
+    Like Kafka, never one that starts with "-": a command line would take it for an option.
+    """
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
+
+
+class KafkaBroker:
+    """One combined controller+broker KRaft node on loopback. Use as a context manager or start()/stop()."""
+
+    def __init__(self, workdir: str | os.PathLike | None = None, heap: str = "-Xmx1g -Xms1g",
+                 overrides: dict[str, str] | None = None, libs: str | None = None) -> None:
+        self._own_dir = workdir is None
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="sluice-kafka-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.heap = heap
+        self.overrides = dict(overrides or {})
+        self.libs = libs
+        self.port = 0
+        self.controller_port = 0
+        self.log_path = self.workdir / "kafka.log"
+        self.config_path = self.workdir / "server.properties"
+        self.log_dir = self.workdir / "kraft-logs"
+        self.proc: subprocess.Popen | None = None
+        self._log = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def _env(self) -> dict:
+        return dict(os.environ, KAFKA_LIBS=self.libs, KAFKA_HEAP_OPTS=self.heap)
+
+    def write_config(self) -> None:
+        self.port, self.controller_port = free_port(), free_port()
+        while self.controller_port == self.port:
+            self.controller_port = free_port()
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "controller.listener.names": "CONTROLLER",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": str(self.log_dir),
+            "num.partitions": "1",
+            "default.replication.factor": "1",
+            "min.insync.replicas": "1",
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "1",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            "auto.create.topics.enable": "true",
+        }
+        props.update(self.overrides)
+        self.config_path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+
+    def start(self, timeout: float = 120.0) -> "KafkaBroker":
+        deadline = time.monotonic() + timeout
+        self.libs = self.libs or kafka_libs()
+        self.write_config()
+        fmt = subprocess.run(
+            [str(TOOL), "kafka-storage", "format", f"--cluster-id={random_cluster_id()}",
+             f"--config={self.config_path}"],
+            capture_output=True, text=True, env=dict(self._env(), KAFKA_HEAP_OPTS="-Xmx256m"),
+            timeout=max(5.0, deadline - time.monotonic()))
+        if fmt.returncode != 0:
+            raise RuntimeError(f"kafka-storage format failed ({fmt.returncode}):\n{fmt.stdout}\n{fmt.stderr}")
+        self._log = open(self.log_path, "ab")
+        # kafka-tool execs java: self.proc.pid is the broker JVM itself. Own session, so
+        # a kill never reaches the caller's process group.
+        self.proc = subprocess.Popen([str(TOOL), "kafka-server-start", str(self.config_path)],
+                                     stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+                                     env=self._env(), start_new_session=True)
+        try:
+            self._wait_ready(deadline)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_ready(self, deadline: float) -> None:
+        from confluent_kafka.admin import AdminClient
+
+        admin = None
+        last = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"Kafka exited with {self.proc.returncode}; log tail:\n{self.log_tail()}")
+            # Don't let librdkafka spam connection-refused errors while the JVM starts.
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    pass
+            except OSError as exc:
+                last = exc
+                time.sleep(0.5)
+                continue
+            if admin is None:
+                admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
+            try:
+                md = admin.list_topics(timeout=min(5.0, max(0.5, deadline - time.monotonic())))
+                if md.brokers and md.controller_id >= 0:
+                    return
+            except Exception as exc:  # noqa: BLE001 - keep polling until the deadline
+                last = exc
+            time.sleep(0.5)
+        raise TimeoutError(f"Kafka did not answer Metadata at {self.bootstrap} ({last}); log tail:\n{self.log_tail()}")
+
+    def log_tail(self, n: int = 4000) -> str:
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - n))
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM, wait up to ``timeout`` s (a KRaft node shuts down in a few seconds), then SIGKILL."""
+        rc = None
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    try:
+                        os.killpg(self.proc.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                    self.proc.wait(10)
+            rc = self.proc.returncode
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        return rc
+
+    def cleanup(self) -> None:
+        """Remove the log dirs (and the whole workdir if this object made it)."""
+        shutil.rmtree(self.workdir if self._own_dir else self.log_dir, ignore_errors=True)
+
+    def __enter__(self) -> "KafkaBroker":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(description="Run one Apache Kafka KRaft broker on loopback until Ctrl-C.")
+    p.add_argument("--workdir", default=None, help="default: a new temp dir, removed at the end")
+    p.add_argument("--heap", default="-Xmx1g -Xms1g")
+    a = p.parse_args(argv)
+    kb = KafkaBroker(a.workdir, heap=a.heap)
+    t = time.monotonic()
+    try:
+        kb.start()
+    except BaseException:
+        kb.cleanup()
+        raise
+    print(f"Kafka {kafka_version(kb.libs)} ready on {kb.bootstrap} after {time.monotonic() - t:.1f}s "
+          f"(pid {kb.pid}, log {kb.log_path})", flush=True)
+    try:
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print(f"stopped: exit {kb.stop()}", flush=True)
+        kb.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    sys.exit(main())

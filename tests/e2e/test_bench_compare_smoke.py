@@ -1,0 +1,59 @@
+"""`sluice bench compare --quick` runs Sluice and a real Apache Kafka side by side
+end to end and reports the documented JSON shape, table, plot and BENCHMARKS.md
+section. No timing thresholds: the machine may be busy with other work."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_bench_compare_quick(tmp_path, kafka_tools):
+    out, png, md = tmp_path / "cmp.json", tmp_path / "cmp.png", tmp_path / "BENCHMARKS.md"
+    md.write_text("# Benchmarks\n\n## Produce (issue 2)\n\nkept\n\n## Comparison with Apache Kafka (issue 5)\n\n"
+                  "old text\n\n<!-- notes below are kept by `sluice bench compare --write-benchmarks` -->\n"
+                  "hand notes\n\n## Later section\n\nalso kept\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "broker", "bench", "compare", "--quick", "--json", str(out), "--plot", str(png),
+         "--write-benchmarks", str(md), "--note", "smoke test", "--data-dir", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=240,
+        env={**__import__("os").environ, "KAFKA_LIBS": str(kafka_tools.libs)})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    assert "| workload | Kafka | Sluice | Sluice/Kafka |" in proc.stdout
+    assert "round 1/1 kafka" in proc.stderr  # progress
+
+    r = json.loads(out.read_text())
+    assert r["bench"] == "compare"
+    assert r["config"]["rounds"] == 1 and r["config"]["quick"] is True
+    assert r["command"].startswith("sluice bench compare --quick")
+    m = r["machine"]
+    assert m["cpus"] >= 1 and m["memory_gib"] > 0
+    assert m["fsync_64KiB"]["p50_ms"] > 0 and m["fsync_4KiB"]["p99_ms"] > 0
+    assert r["versions"]["kafka"].startswith("4.")
+    assert [(x["round"], x["system"]) for x in r["rounds"]] == [(1, "sluice"), (1, "kafka")]
+    for rd in r["rounds"]:
+        assert rd["rss_idle_mib"] > 0
+        want = {"a", "b", "c"} if rd["system"] == "kafka" else {"a", "b"}
+        assert set(rd["workloads"]) == want
+        for w in rd["workloads"].values():
+            assert w["records"] > 0 and w["mb_per_s"] > 0
+            lat = w["latency_ms"]
+            assert 0 <= lat["p50"] <= lat["p95"] <= lat["p99"] <= lat["p99_9"] <= lat["max"]
+        assert rd["workloads"]["a"]["broker_rss_mib"]["peak"] > 0
+    rows = {row["key"]: row for row in r["summary"]}
+    for key in ("a_mb_per_s", "a_p99_ms", "b_p99_ms", "c_mb_per_s", "d_rss_idle_mib", "d_rss_peak_mib"):
+        assert rows[key]["status"] == "measured"
+        assert rows[key]["kafka"] > 0 and rows[key]["sluice"] > 0
+        assert rows[key]["ratio_sluice_over_kafka"] > 0
+    assert [row["label"] for row in r["summary"] if row["status"] == "not yet"] == [
+        "tail consume latency", "catch-up read throughput", "partition move"]
+
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = md.read_text()
+    assert "kept" in text and "also kept" in text and "old text" not in text
+    assert text.index("| tail consume latency") < text.index("hand notes") < text.index("## Later section")
+    assert text.count("## Comparison with Apache Kafka (issue 5)") == 1
+    assert text.index("## Comparison with Apache Kafka") < text.index("## Later section")
+    assert "**smoke test**" in text and "sluice bench compare --quick" in text
+    assert "| tail consume latency | not yet | not yet |" in text
