@@ -71,11 +71,15 @@ def _fsync_dir(path: Path) -> None:
 def _read_all(fd: int) -> bytes:
     # An object's file is never written after the rename that published it
     # (a put renames a new inode over the path), so its size is final.
-    size = os.fstat(fd).st_size
+    return _read_range(fd, 0, os.fstat(fd).st_size)
+
+
+def _read_range(fd: int, start: int, end: int) -> bytes:
+    """pread [start, end) until done or end of file (short reads happen)."""
     parts = []
-    offset = 0
-    while offset < size:
-        chunk = os.pread(fd, size - offset, offset)
+    offset = start
+    while offset < end:
+        chunk = os.pread(fd, end - offset, offset)
         if not chunk:
             break
         parts.append(chunk)
@@ -223,15 +227,7 @@ class FilesystemObjectStore(ObjectStore):
         try:
             if end is None:
                 end = os.fstat(fd).st_size
-            parts = []
-            offset = start
-            while offset < end:
-                chunk = os.pread(fd, end - offset, offset)
-                if not chunk:
-                    break
-                parts.append(chunk)
-                offset += len(chunk)
-            return b"".join(parts)
+            return _read_range(fd, start, end)
         finally:
             os.close(fd)
 
