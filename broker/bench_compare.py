@@ -475,7 +475,7 @@ def _fmt(v) -> str:
 
 def markdown_table(result: dict) -> str:
     n = result["config"]["rounds"]
-    out = [f"| workload | Kafka | Sluice | Sluice/Kafka | per round (Kafka; Sluice) |",
+    out = ["| workload | Kafka | Sluice | Sluice/Kafka | per round (Kafka; Sluice) |",
            "|---|---|---|---|---|"]
     for row in result["summary"]:
         if row["status"] == "not yet":

@@ -214,7 +214,6 @@ def _commit_worker(host: str, port: int, topic: str, depth: int, duration: float
     end = t0 + duration
     c.sock.sendall(b"".join(frame() for _ in range(depth)))
     ok = errors = 0
-    lat_sum = 0.0
     while True:
         r = c.read(RC)
         if r.topics[0].partitions[0].error_code == 0:

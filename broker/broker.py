@@ -7,30 +7,37 @@ from .config import BrokerConfig
 from .errors import ErrorCode
 from .fetch_session import FetchSessionCache
 from .group_coordinator import GroupCoordinator
+from objectstore import open_object_store
+
+from .metered_store import MeteredStore
 from .metrics import BrokerMetrics
 from .replica_manager import ReplicaManager
+from .uploader import Uploader
 from .topics import topic_name_error
 
 log = logging.getLogger(__name__)
 
 
 class Broker:
-    def __init__(self, config: BrokerConfig, data_dir: str, *, advertised_host: str,
+    def __init__(self, config: BrokerConfig, data_dir: str, *, object_store: str, advertised_host: str,
                  advertised_port: int, metrics: BrokerMetrics | None = None) -> None:
         self.config = config
         self.node_id: int = config["node.id"]
         self.advertised_host = advertised_host
         self.advertised_port = advertised_port
         self.metrics = metrics or BrokerMetrics()
-        self.replicas = ReplicaManager(config, data_dir, metrics=self.metrics)
+        store = MeteredStore(open_object_store(object_store), self.metrics)
+        self.replicas = ReplicaManager(config, data_dir, store, metrics=self.metrics)
         self.groups = GroupCoordinator(self)
-        self.replicas.recover(on_group_entry=self.groups.replay)
+        self.uploader = Uploader(self.replicas, self.groups, self.metrics)
         self.metrics.wal_bytes.set_function(lambda: self.replicas.wal.size_bytes)
-        try:
-            self.groups.start_expiry()
-        except RuntimeError:  # no running loop (constructed outside the server)
-            pass
         self.fetch_sessions = FetchSessionCache(config["max.incremental.fetch.session.cache.slots"])
+
+    async def start(self) -> None:
+        """Load state from the object store and the WAL, then start background work."""
+        await self.replicas.start(self.groups)
+        self.groups.start_expiry()
+        self.uploader.start()
 
     def auto_create(self, name: str) -> ErrorCode:
         """Create a topic on first reference, as auto.create.topics.enable does."""
@@ -42,5 +49,7 @@ class Broker:
         return ErrorCode.NONE
 
     async def close(self) -> None:
+        """Clean shutdown: upload everything (bounded), then close the WAL and the store."""
         self.groups.shutdown()
+        await self.uploader.stop(self.config["s3.shutdown.timeout.ms"] / 1000)
         await self.replicas.close()

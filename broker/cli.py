@@ -65,7 +65,14 @@ async def serve(args) -> int:
     object_store = args.object_store or f"file://{os.path.join(data_dir, 'objects')}"
     host, port = args.listen
     adv_host, adv_port = _advertised(config["advertised.listeners"], host, port)
-    broker = Broker(config, data_dir, advertised_host=adv_host, advertised_port=adv_port)
+    broker = Broker(config, data_dir, object_store=object_store, advertised_host=adv_host,
+                    advertised_port=adv_port)
+    try:
+        await broker.start()
+    except Exception as exc:
+        log.error("cannot start: %s: %s", type(exc).__name__, exc)
+        await broker.replicas.store.close()
+        return 1
     server = KafkaServer(broker)
     bound_host, bound_port = await server.start(host, port)
     if adv_port == 0:
@@ -83,7 +90,7 @@ async def serve(args) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    log.info("shutting down: answering in-flight requests and syncing the WAL")
+    log.info("shutting down: answering in-flight requests, syncing the WAL, uploading what is left")
     if lag_watch is not None:
         lag_watch.cancel()
     await server.shutdown()

@@ -54,6 +54,17 @@ BROKER_DEFAULTS: dict[str, tuple[Callable[[Any], Any], Any]] = {
     "cache.block.bytes": (int, 256 << 20),
     "s3.upload.interval.ms": (int, 250),
     "s3.upload.bytes": (int, 8 << 20),
+    "cache.block.size": (int, 4 << 20),
+    "cache.readahead.blocks": (int, 2),
+    "cache.readahead.bytes": (int, 8 << 20),
+    "log.retention.check.interval.ms": (int, 300000),
+    "s3.compaction.interval.ms": (int, 10000),
+    "s3.compaction.target.bytes": (int, 64 << 20),
+    "s3.compaction.max.segments": (int, 32),
+    "s3.compaction.max.bytes.per.run": (int, 256 << 20),
+    "s3.gc.interval.ms": (int, 60000),
+    "s3.gc.grace.ms": (int, 60000),
+    "s3.shutdown.timeout.ms": (int, 30000),
 }
 
 # Topic-level configs users set with CreateTopics / IncrementalAlterConfigs,

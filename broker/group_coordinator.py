@@ -196,6 +196,25 @@ class GroupCoordinator:
             else:
                 g.offsets.pop((topic, partition), None)
 
+    def snapshot_entries(self) -> list[tuple[bytes, bytes]]:
+        """Every durable fact as WAL-entry payloads (GROUP_META, then one COMMIT
+        of all offsets per group): replaying them with ``replay`` rebuilds the
+        durable state. The uploader stores them in the bucket so that the WAL
+        entries they cover can be dropped; replaying a WAL entry again on top
+        of a newer snapshot is harmless because every entry sets or removes
+        state, it never adds to it."""
+        out = []
+        for g in self.groups.values():
+            if g.state == DEAD:
+                continue
+            key = g.group_id.encode()
+            pt = (g.protocol_type or "").encode()
+            out.append((key, _U8.pack(OP_GROUP_META) + _I32.pack(g.generation) + _U16.pack(len(pt))
+                        + pt + struct.pack(">q", g.state_timestamp or -1)))
+            if g.offsets:
+                out.append((key, _encode_offsets(OP_COMMIT, [(t, p, om) for (t, p), om in g.offsets.items()])))
+        return out
+
     def _persist(self, group_id: str, data: bytes) -> asyncio.Future:
         return self.broker.replicas.append_group_entry(group_id, data)
 

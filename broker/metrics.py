@@ -26,6 +26,42 @@ class BrokerMetrics:
                                   buckets=(.001, .002, .005, .01, .02, .05, .1, .25, 1),
                                   registry=r)
 
+        # Object storage: requests are the cloud bill, so count every one.
+        self.store_requests = Counter("sluice_objectstore_requests_total",
+                                      "Object-store requests by operation (put, get, get_range, "
+                                      "head, list, delete) and outcome (ok, error)",
+                                      ["op", "outcome"], registry=r)
+        self.store_bytes = Counter("sluice_objectstore_bytes_total",
+                                   "Bytes moved to (put) and from (get) the object store",
+                                   ["direction"], registry=r)
+        self.uploaded_bytes = Counter("sluice_upload_batch_bytes_total",
+                                      "Record-batch bytes uploaded in data objects", registry=r)
+        self.uploads = Counter("sluice_uploads_total", "Data objects uploaded", registry=r)
+        self.upload_seconds = Histogram("sluice_upload_seconds",
+                                        "One upload: data-object PUT plus manifest updates",
+                                        buckets=(.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10),
+                                        registry=r)
+        self.puts_per_gb = Gauge("sluice_objectstore_puts_per_gb_ingested",
+                                 "PUT requests per GB of record batches accepted since start", registry=r)
+        self.gets_per_gb = Gauge("sluice_objectstore_gets_per_gb_ingested",
+                                 "GET requests per GB of record batches accepted since start", registry=r)
+        self.compactions = Counter("sluice_compactions_total", "Segment runs merged by compaction",
+                                   registry=r)
+        self.compacted_bytes = Counter("sluice_compacted_bytes_total",
+                                       "Bytes written into compacted objects", registry=r)
+        self.gc_deleted = Counter("sluice_gc_deleted_objects_total",
+                                  "Data objects deleted by garbage collection", registry=r)
+        self.avg_object_bytes = Gauge("sluice_segment_average_bytes",
+                                      "Average manifest segment size over owned partitions", registry=r)
+        # Read tiers: where Fetch found its batches.
+        self.read_bytes = Counter("sluice_fetch_read_bytes_total",
+                                  "Batch bytes read for Fetch by tier (tail_cache, wal, block_cache, "
+                                  "object_store)", ["tier"], registry=r)
+        self.cache_hit_ratio = Gauge("sluice_cache_hit_ratio", "Hit ratio by cache (tail, block)",
+                                     ["cache"], registry=r)
+        self.cache_bytes = Gauge("sluice_cache_size_bytes", "Bytes held by cache (tail, block)",
+                                 ["cache"], registry=r)
+
     def request(self, api: str, error: str = "NONE") -> None:
         self.requests.labels(api, error).inc()
 

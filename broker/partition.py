@@ -24,10 +24,27 @@ PRODUCER_WINDOW = 5  # batches per producer remembered for de-duplication (Kafka
 
 
 class BatchStore(Protocol):
-    """Where a partition's batch bytes are written and read back."""
+    """Where a partition's batch bytes are written and read back.
+
+    ``read_batch`` answers from memory or local disk without waiting, or None
+    when the bytes must come from the object store (``read_remote``). An index
+    entry whose location is a ``RemoteSegment`` stands for a whole uploaded
+    range whose batches are not known yet; ``expand`` replaces it by one entry
+    per batch (``replace_entries``).
+    """
 
     def write_batch(self, partition: "Partition", base_offset: int, data) -> tuple[object, asyncio.Future]: ...
-    def read_batch(self, partition: "Partition", base_offset: int, location: object) -> bytes: ...
+    def read_batch(self, partition: "Partition", base_offset: int, location: object) -> bytes | None: ...
+    async def read_remote(self, partition: "Partition", base_offset: int, location: object) -> bytes: ...
+    async def expand(self, partition: "Partition", segment: "RemoteSegment") -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteSegment:
+    """Index entry for an uploaded range known only from the manifest: offsets
+    ``first..last`` in ``ref`` (a SegmentRef). Expanded to batches on first read."""
+
+    ref: object
 
 
 class AppendError(Exception):
@@ -74,6 +91,14 @@ class Partition:
         self._sizes: list[int] = []
         self._locs: list[object] = []
         self._waiters: set[asyncio.Future] = set()
+        # Object storage (set by the ReplicaManager):
+        self.epoch: int | None = None        # manifest epoch we own it at (None: not claimed yet)
+        self.uploaded_end = 0                # manifest next_offset confirmed stored
+        self.upload_from = 0                 # first offset not yet in an uploaded data object
+        self.manifest_log_start = 0          # log start the manifest holds
+        self.unconfirmed: list = []          # uploaded (SegmentRef, entries) whose manifest update failed
+        self.offline = False                 # storage broke an invariant: KAFKA_STORAGE_ERROR
+        self.manifest = None                 # last manifest read or written (objectstore.Manifest)
 
     # --------------------------------------------------------------- producers
     def check_producer(self, h: BatchHeader) -> tuple[ErrorCode, int | None]:
@@ -140,6 +165,44 @@ class Partition:
         durable.add_done_callback(lambda f: f.exception() is None and self.advance_high_watermark(end))
         return AppendResult(base, log_append_time_ms if log_append_time_ms is not None else -1, durable)
 
+    def index_entries(self):
+        """(base, last, max_timestamp, size, location) of every indexed batch or segment."""
+        return zip(self._bases, self._lasts, self._max_ts, self._sizes, self._locs)
+
+    def add_segment(self, first: int, last: int, max_ts: int, size: int, ref: object) -> None:
+        """Index an uploaded range from the manifest (recovery); see RemoteSegment."""
+        self._bases.append(first)
+        self._lasts.append(last)
+        self._max_ts.append(max_ts)
+        self._sizes.append(size)
+        self._locs.append(RemoteSegment(ref))
+
+    def replace_entries(self, first: int, last: int, entries: list[tuple[int, int, int, int, object]]) -> bool:
+        """Replace the index entries covering exactly offsets ``first..last`` by
+        ``entries`` (base, last, max_ts, size, loc), for an upload (new
+        locations), an expansion or a compaction. False (nothing changed) if
+        the entries there no longer span exactly that range, e.g. the log
+        start moved past part of it."""
+        i = bisect.bisect_left(self._lasts, first)
+        j = bisect.bisect_left(self._lasts, last)
+        if i >= len(self._bases) or j >= len(self._bases) or self._lasts[j] != last \
+                or entries[-1][1] != last:
+            return False
+        self._bases[i:j + 1] = [e[0] for e in entries]
+        self._lasts[i:j + 1] = [e[1] for e in entries]
+        self._max_ts[i:j + 1] = [e[2] for e in entries]
+        self._sizes[i:j + 1] = [e[3] for e in entries]
+        self._locs[i:j + 1] = [e[4] for e in entries]
+        return True
+
+    def set_location(self, base_offset: int, loc: object) -> bool:
+        """Point the batch at ``base_offset`` to a new location (after upload)."""
+        i = bisect.bisect_left(self._bases, base_offset)
+        if i < len(self._bases) and self._bases[i] == base_offset:
+            self._locs[i] = loc
+            return True
+        return False
+
     def _index(self, h: BatchHeader, loc: object) -> None:
         self._bases.append(h.base_offset)
         self._lasts.append(h.last_offset)
@@ -173,24 +236,34 @@ class Partition:
         self._waiters.discard(fut)
 
     # ------------------------------------------------------------------- reads
-    def read(self, offset: int, max_bytes: int, *, min_one: bool) -> list[bytes]:
+    async def read(self, offset: int, max_bytes: int, *, min_one: bool) -> list[bytes]:
         """Whole batches from ``offset`` below the high watermark, up to max_bytes.
 
         ``min_one`` returns the first batch even when it exceeds max_bytes, so a
-        consumer can always make progress (Kafka's KIP-74 rule).
+        consumer can always make progress (Kafka's KIP-74 rule). Batches in
+        memory or the WAL are read without awaiting; uploaded ones may wait for
+        the object store. The index can change while waiting (log start,
+        compaction), so the position is found again by offset after each wait.
         """
-        i = bisect.bisect_left(self._lasts, offset)
         out: list[bytes] = []
         total = 0
-        hw = self.high_watermark
-        while i < len(self._bases) and self._bases[i] < hw:
-            size = self._sizes[i]
+        next_offset = offset
+        while True:
+            i = bisect.bisect_left(self._lasts, next_offset)
+            if i >= len(self._bases) or self._bases[i] >= self.high_watermark:
+                return out
+            base, last, size, loc = self._bases[i], self._lasts[i], self._sizes[i], self._locs[i]
+            if type(loc) is RemoteSegment:
+                await self.store.expand(self, loc)
+                continue
             if total + size > max_bytes and (out or not min_one):
-                break
-            out.append(self.store.read_batch(self, self._bases[i], self._locs[i]))
+                return out
+            data = self.store.read_batch(self, base, loc)
+            if data is None:
+                data = await self.store.read_remote(self, base, loc)
+            out.append(data)
             total += size
-            i += 1
-        return out
+            next_offset = last + 1
 
     def offset_for_timestamp(self, ts: int) -> tuple[int, int] | None:
         """First batch whose max timestamp >= ts: (batch index position, base offset)."""
@@ -215,15 +288,56 @@ class Partition:
                 return
             yield i
 
-    def batch_at(self, i: int) -> bytes:
-        return self.store.read_batch(self, self._bases[i], self._locs[i])
+    def is_segment(self, i: int) -> bool:
+        return type(self._locs[i]) is RemoteSegment
 
-    def set_log_start_offset(self, offset: int) -> None:
-        """Advance the log start (DeleteRecords, retention); drop index entries below it."""
-        if offset <= self.log_start_offset:
-            return
-        self.log_start_offset = offset
+    async def expand_at(self, i: int) -> None:
+        if type(self._locs[i]) is RemoteSegment:
+            await self.store.expand(self, self._locs[i])
+
+    async def batch_at(self, i: int) -> bytes:
+        """The batch at index position ``i`` (a segment is expanded first)."""
+        while type(self._locs[i]) is RemoteSegment:
+            base = self._bases[i]
+            await self.store.expand(self, self._locs[i])
+            i = bisect.bisect_left(self._lasts, base)
+        data = self.store.read_batch(self, self._bases[i], self._locs[i])
+        if data is None:
+            data = await self.store.read_remote(self, self._bases[i], self._locs[i])
+        return data
+
+    def entries_from(self, offset: int):
+        """Index entries (base, last, max_ts, size, loc) from the one holding ``offset`` on."""
         i = bisect.bisect_left(self._lasts, offset)
+        return zip(self._bases[i:], self._lasts[i:], self._max_ts[i:], self._sizes[i:], self._locs[i:])
+
+    def retention_offset(self, now_ms: int, retention_ms: int, retention_bytes: int, limit: int) -> int | None:
+        """Kafka's retention as a new log start: the first entry (batch or segment)
+        to keep when older ones exceed ``retention.ms`` or the log exceeds
+        ``retention.bytes``; only entries ending below ``limit`` (the uploaded
+        end) may go. None when nothing expires."""
+        total = sum(self._sizes)
+        new_start = None
+        for i in range(bisect.bisect_left(self._lasts, self.log_start_offset), len(self._bases)):
+            if self._lasts[i] >= limit:
+                break
+            too_old = retention_ms >= 0 and self._max_ts[i] < now_ms - retention_ms
+            too_big = retention_bytes >= 0 and total - self._sizes[i] >= retention_bytes
+            if not (too_old or too_big):
+                break
+            total -= self._sizes[i]
+            new_start = self._lasts[i] + 1
+        return new_start
+
+    def set_log_start_offset(self, offset: int, *, force: bool = False) -> None:
+        """Advance the log start (DeleteRecords, retention); drop index entries below it.
+        ``force`` re-applies the current one (after the index gained entries)."""
+        if offset <= self.log_start_offset and not force:
+            return
+        self.log_start_offset = max(offset, self.log_start_offset)
+        # Batches not uploaded yet stay indexed (but unreadable: below the log
+        # start) so that the next upload stays contiguous with the manifest.
+        i = bisect.bisect_left(self._lasts, min(self.log_start_offset, self.upload_from))
         if i:
             del self._bases[:i], self._lasts[:i], self._max_ts[:i], self._sizes[:i], self._locs[:i]
 

@@ -1,16 +1,27 @@
-"""ReplicaManager: the broker's partitions over one WAL and one tail cache.
+"""ReplicaManager: the broker's partitions over one WAL, the caches and the object store.
 
 It is the single storage-facing interface the API handlers call (create and
 delete topics, find a partition, append, read). It implements ``BatchStore``
-for its partitions: a batch is written to the WAL and kept in the tail cache;
-reads come from the tail cache, else from the WAL file.
+for its partitions. A batch lives in up to three places, and its index entry
+says which:
+
+  WAL ``Location``   appended, not yet uploaded: tail cache, else the WAL file
+  ``ObjectRange``    uploaded: tail cache, else block cache, else a ranged GET
+  ``RemoteSegment``  uploaded before this process started: known from the
+                     manifest only as a range; read once as a whole and split
+                     into ``ObjectRange`` batches (``expand``)
 
 WAL entry kinds (key = topic id (16 bytes) + partition (int32)):
   1 BATCH      data = one record batch, offsets already assigned
-  2 LOG_START  data = int64 new log start offset (DeleteRecords)
+  2 LOG_START  data = int64 new log start offset (DeleteRecords, retention)
 Kind 3 GROUP (key = group id, UTF-8) belongs to the group coordinator: offset
 commits, offset deletes, group tombstones and group metadata; the encoding is
-in ``group_coordinator.py``. Recovery hands those entries to ``on_group_entry``.
+in ``group_coordinator.py``.
+
+Start (``start``): cluster metadata (newer of the local copy and the bucket's),
+then per partition claim + load its manifest (log start, uploaded end, segments,
+producer state as of the uploaded end), then the bucket's group snapshot, then
+the WAL replay of whatever was not uploaded yet (docs/storage.md section 7).
 """
 from __future__ import annotations
 
@@ -18,13 +29,21 @@ import asyncio
 import logging
 import os
 import struct
+import time
 import uuid
+from dataclasses import dataclass
 
-from cache import TailCache
+import crc32c
+
+from cache import BlockCache, TailCache
+from objectstore import (CLUSTER_METADATA_KEY, CorruptObject, ManifestStore, NotFound, ObjectStore,
+                         data_object)
+from objectstore.manifest import conditional_update, json_decoder, json_encode
 from wal import WriteAheadLog
+from wal.log import Location
 
 from .config import BrokerConfig, TOPIC_CONFIGS, validate_topic_config
-from .partition import Partition
+from .partition import Partition, ProducerEntry, RemoteSegment
 from .records import read_header
 from .topics import MetadataStore, Topic
 
@@ -34,55 +53,211 @@ KIND_BATCH = 1
 KIND_LOG_START = 2
 KIND_GROUP = 3
 _I64 = struct.Struct(">q")
+GROUP_SNAPSHOT_KEY = "cluster/groups.snapshot"
+_SNAP_HEAD = b"SLGS\x00\x01"
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRange:
+    """An uploaded batch: bytes ``[position, position + length)`` of data object ``key``."""
+
+    key: str
+    position: int
+    length: int
 
 
 class ReplicaManager:
-    def __init__(self, config: BrokerConfig, data_dir: str, *, metrics=None) -> None:
+    def __init__(self, config: BrokerConfig, data_dir: str, store: ObjectStore, *, metrics=None) -> None:
         self.config = config
         self.data_dir = data_dir
         self.metrics = metrics
+        self.node_id: int = config["node.id"]
         os.makedirs(data_dir, exist_ok=True)
         self.metadata = MetadataStore(data_dir)
         self.wal = WriteAheadLog(os.path.join(data_dir, "wal"),
                                  segment_bytes=config["wal.segment.bytes"],
                                  on_fsync=metrics.observe_fsync if metrics else None)
+        self.store = store
+        self.manifests = ManifestStore(store)
         self.tail_cache = TailCache(config["cache.tail.bytes"])
+        self.block_cache = BlockCache(config["cache.block.bytes"], config["cache.block.size"],
+                                      fetch=store.get_range,
+                                      readahead_blocks=config["cache.readahead.blocks"])
         self.partitions: dict[tuple[str, int], Partition] = {}
+        self.deleted_topics: list[Topic] = []   # manifests to delete from the bucket
+        self.group_entries = 0                  # kind-3 entries appended (snapshot freshness)
+        self.pending_upload_bytes = 0           # appended since the last upload's cut
+        self.upload_wanted = asyncio.Event()    # set when pending bytes reach s3.upload.bytes
+        self.wal_room = asyncio.Event()         # set while the WAL is under wal.max.bytes
+        self.wal_room.set()
+        self._expanding: dict[int, asyncio.Future] = {}
+        self._store_errors: set[str] = set()
+
+    # ---------------------------------------------------------------- start
+    async def start(self, groups) -> None:
+        """Load what the bucket and the WAL hold; see the module docstring."""
+        await self._load_cluster_metadata()
+        self.metadata.ensure_cluster_id()
         for topic in self.metadata.topics.values():
             self._open_partitions(topic, 0)
+        sem = asyncio.Semaphore(32)
 
-    # ---------------------------------------------------------------- recovery
-    def recover(self, on_group_entry=None) -> None:
-        """Rebuild every partition from the WAL (offsets, log start, producer state);
-        group-coordinator entries go to ``on_group_entry(key, data)``."""
+        async def load(p: Partition) -> None:
+            async with sem:
+                await self._claim_and_load(p)
+        await asyncio.gather(*(load(p) for p in self.partitions.values()))
+        await self._load_group_snapshot(groups)
+        self._recover_wal(groups.replay)
+
+    async def _load_cluster_metadata(self) -> None:
+        try:
+            doc, _ = await conditional_update(self.store, CLUSTER_METADATA_KEY, lambda cur: cur,
+                                              json_decoder(CLUSTER_METADATA_KEY), json_encode)
+        except NotFound:
+            doc = None
+        if doc is not None and doc.get("generation", 0) > self.metadata.generation:
+            log.info("cluster metadata: loading generation %d from the object store (local copy: %d)",
+                     doc.get("generation", 0), self.metadata.generation)
+            self.metadata.load_doc(doc)
+            self.metadata.save()
+            self.metadata.dirty = False
+
+    async def _claim_and_load(self, p: Partition) -> None:
+        """Claim (epoch + 1: fences a previous incarnation) and adopt the manifest."""
+        p.epoch = await self.manifests.claim(p.topic_id, p.index, self.node_id)
+        m, _ = await self.manifests.load(p.topic_id, p.index)
+        assert m is not None
+        p.log_start_offset = p.manifest_log_start = m.log_start_offset
+        p.uploaded_end = p.upload_from = m.next_offset
+        p.log_end_offset = p.high_watermark = m.next_offset
+        for s in m.segments:
+            p.add_segment(s.first_offset, s.last_offset, s.max_timestamp, s.length, s)
+        p.set_log_start_offset(m.log_start_offset)
+        p.producers = decode_producer_state(m.producer_state)
+
+    async def _load_group_snapshot(self, groups) -> None:
+        try:
+            data = await self.store.get(GROUP_SNAPSHOT_KEY)
+        except NotFound:
+            return
+        for key, entry in decode_group_snapshot(data):
+            groups.replay(key, entry)
+
+    def _recover_wal(self, on_group_entry) -> None:
+        """Replay WAL entries above each manifest's uploaded end."""
         by_key = {p.key: p for p in self.partitions.values()}
-        batches = 0
+        batches = skipped = 0
         for entry in self.wal.recover():
             if entry.kind == KIND_GROUP:
-                if on_group_entry is not None:
-                    on_group_entry(bytes(entry.key), bytes(entry.data))
+                on_group_entry(bytes(entry.key), bytes(entry.data))
                 continue
             p = by_key.get(entry.key)
-            if p is None:
+            if p is None or p.offline:
                 continue  # topic deleted since
             if entry.kind == KIND_BATCH:
-                p.replay_batch(read_header(entry.data), entry.location)
+                h = read_header(entry.data)
+                if h.last_offset < p.uploaded_end:
+                    skipped += 1
+                    continue  # uploaded already
+                if h.base_offset != p.log_end_offset:
+                    log.error("partition %s-%d: the WAL continues at offset %d but the log ends at %d; "
+                              "acknowledged data is missing, the partition is offline (KAFKA_STORAGE_ERROR)",
+                              p.topic, p.index, h.base_offset, p.log_end_offset)
+                    p.offline = True
+                    continue
+                p.replay_batch(h, entry.location)
+                self.tail_cache.put(p.key, h.base_offset, bytes(entry.data))
                 batches += 1
             elif entry.kind == KIND_LOG_START:
                 p.set_log_start_offset(_I64.unpack(entry.data)[0])
-        log.info("recovered %d batches across %d partitions from the WAL", batches, len(by_key))
+        log.info("recovered %d batches across %d partitions from the WAL (%d already uploaded)",
+                 batches, len(by_key), skipped)
+        self._check_wal_room()
 
     # ------------------------------------------------------------- BatchStore
     def write_batch(self, partition: Partition, base_offset: int, data):
         loc, fut = self.wal.append(KIND_BATCH, partition.key, data)
         self.tail_cache.put(partition.key, base_offset, data)
+        self.pending_upload_bytes += len(data)
+        if self.pending_upload_bytes >= self.config["s3.upload.bytes"]:
+            self.upload_wanted.set()
+        if self.wal.size_bytes >= self.config["wal.max.bytes"]:
+            self.wal_room.clear()
         return loc, fut
 
-    def read_batch(self, partition: Partition, base_offset: int, location) -> bytes:
+    def read_batch(self, partition: Partition, base_offset: int, location):
         data = self.tail_cache.get(partition.key, base_offset)
-        if data is None:
+        if data is not None:
+            self._read_tier("tail_cache", len(data))
+            return data
+        if type(location) is Location:
             data = self.wal.read(location)
+            self._read_tier("wal", len(data))
+            return data
+        return None
+
+    async def read_remote(self, partition: Partition, base_offset: int, location: ObjectRange) -> bytes:
+        fetched = self.block_cache.bytes_fetched
+        data = await self.block_cache.read(location.key, location.position,
+                                           location.position + location.length)
+        missed = self.block_cache.bytes_fetched != fetched
+        self._read_tier("object_store" if missed else "block_cache", len(data))
+        _verify_batch(data, location)
+        if missed:
+            self._read_ahead(partition, base_offset)
         return data
+
+    def _read_ahead(self, p: Partition, base_offset: int) -> None:
+        """A sequential reader that just missed will want what follows: warm the
+        ranges of the next ``cache.readahead.bytes`` of this partition."""
+        budget = self.config["cache.readahead.bytes"]
+        ranges: dict[str, list[int]] = {}
+        for base, _last, _ts, size, loc in p.entries_from(base_offset + 1):
+            if budget <= 0:
+                break
+            if type(loc) is ObjectRange:
+                key, start, end = loc.key, loc.position, loc.position + loc.length
+            elif type(loc) is RemoteSegment:
+                key, start, end = loc.ref.object_key, loc.ref.position, loc.ref.position + loc.ref.length
+            else:
+                break   # local from here on
+            span = ranges.get(key)
+            if span is not None and span[1] == start:
+                span[1] = end
+            else:
+                ranges[key] = [start, end]
+            budget -= size
+        for key, (start, end) in ranges.items():
+            self.block_cache.prefetch(key, start, end)
+
+    async def expand(self, partition: Partition, segment: RemoteSegment) -> None:
+        """Read an uploaded segment once and index its batches one by one."""
+        fut = self._expanding.get(id(segment))
+        if fut is not None:
+            await asyncio.shield(fut)
+            return
+        fut = self._expanding[id(segment)] = asyncio.get_running_loop().create_future()
+        try:
+            ref = segment.ref
+            data = await self.block_cache.read(ref.object_key, ref.position, ref.position + ref.length)
+            data_object.verify_chunk(data, ref, key=ref.object_key)
+            entries = [(s.base_offset, s.last_offset, s.max_timestamp, s.size,
+                        ObjectRange(ref.object_key, ref.position + s.position, s.size))
+                       for s in data_object.iter_batches(data, key=ref.object_key)]
+            partition.replace_entries(ref.first_offset, ref.last_offset, entries)
+            partition.set_log_start_offset(partition.log_start_offset, force=True)
+            self._read_ahead(partition, ref.last_offset)
+            fut.set_result(None)
+        except BaseException as exc:
+            fut.set_exception(exc)
+            fut.exception()
+            raise
+        finally:
+            del self._expanding[id(segment)]
+
+    def _read_tier(self, tier: str, n: int) -> None:
+        if self.metrics is not None:
+            self.metrics.read_bytes.labels(tier).inc(n)
 
     # ------------------------------------------------------------------ topics
     def _open_partitions(self, topic: Topic, start: int) -> None:
@@ -107,6 +282,7 @@ class ReplicaManager:
             p = self.partitions.pop((name, i))
             self.tail_cache.discard_partition(p.key)
             p.wake_waiters()
+        self.deleted_topics.append(topic)
         log.info("deleted topic %s", name)
         return topic
 
@@ -130,7 +306,7 @@ class ReplicaManager:
 
     # ---------------------------------------------------------- log start
     def delete_records(self, partition: Partition, offset: int) -> asyncio.Future:
-        """Advance the log start offset durably (DeleteRecords)."""
+        """Advance the log start offset durably (DeleteRecords, retention)."""
         _, fut = self.wal.append(KIND_LOG_START, partition.key, _I64.pack(offset))
         partition.set_log_start_offset(offset)
         return fut
@@ -138,7 +314,97 @@ class ReplicaManager:
     def append_group_entry(self, group_id: str, data: bytes) -> asyncio.Future:
         """Queue a group-coordinator entry (kind 3); the future resolves after its fsync."""
         _, fut = self.wal.append(KIND_GROUP, group_id.encode(), data)
+        self.group_entries += 1
         return fut
+
+    # ------------------------------------------------------------ backpressure
+    def _check_wal_room(self) -> None:
+        if self.wal.size_bytes < self.config["wal.max.bytes"]:
+            self.wal_room.set()
+        else:
+            self.wal_room.clear()
+
+    async def wait_for_wal_room(self, timeout: float) -> bool:
+        """False if the WAL is still full (the object store is behind) after ``timeout`` s."""
+        if self.wal_room.is_set():
+            return True
+        try:
+            await asyncio.wait_for(self.wal_room.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    def storage_error(self, what: str, exc: BaseException) -> None:
+        """Log an object-store failure once per kind until that kind succeeds again."""
+        kind = f"{what}:{type(exc).__name__}"
+        if kind not in self._store_errors:
+            self._store_errors.add(kind)
+            log.warning("object store: %s failed (%s: %s); retrying quietly until it works again",
+                        what, type(exc).__name__, exc)
+
+    def storage_ok(self, what: str) -> None:
+        gone = {k for k in self._store_errors if k.startswith(what + ":")}
+        if gone:
+            self._store_errors -= gone
+            log.info("object store: %s works again", what)
 
     async def close(self) -> None:
         await self.wal.close()
+        await self.store.close()
+
+
+# -- producer state and group snapshots in the bucket --------------------------------
+
+
+def encode_producer_state(producers: dict[int, ProducerEntry]) -> dict:
+    """Plain JSON for a manifest: {pid: [epoch, [[first_seq, last_seq, base_offset], ...]]}."""
+    return {str(pid): [e.epoch, [list(b) for b in e.batches]] for pid, e in producers.items()}
+
+
+def decode_producer_state(state: dict) -> dict[int, ProducerEntry]:
+    out = {}
+    for pid, (epoch, batches) in state.items():
+        e = ProducerEntry(epoch)
+        e.batches.extend(tuple(b) for b in batches)
+        out[int(pid)] = e
+    return out
+
+
+def encode_group_snapshot(entries: list[tuple[bytes, bytes]]) -> bytes:
+    """``SLGS`` v1, u32 count, (u16 key len, key, u32 data len, data)*, u32 crc32c of all before."""
+    out = [_SNAP_HEAD, struct.pack(">I", len(entries))]
+    for key, data in entries:
+        out.append(struct.pack(">H", len(key)) + key + struct.pack(">I", len(data)))
+        out.append(data)
+    body = b"".join(out)
+    return body + struct.pack(">I", crc32c.crc32c(body))
+
+
+def decode_group_snapshot(data: bytes) -> list[tuple[bytes, bytes]]:
+    if len(data) < 14 or not data.startswith(_SNAP_HEAD) \
+            or crc32c.crc32c(data[:-4]) != struct.unpack(">I", data[-4:])[0]:
+        raise CorruptObject(GROUP_SNAPSHOT_KEY, "bad group snapshot (magic or crc32c)")
+    (n,) = struct.unpack_from(">I", data, 6)
+    pos = 10
+    out = []
+    for _ in range(n):
+        (kl,) = struct.unpack_from(">H", data, pos)
+        key = data[pos + 2:pos + 2 + kl]
+        pos += 2 + kl
+        (dl,) = struct.unpack_from(">I", data, pos)
+        out.append((key, data[pos + 4:pos + 4 + dl]))
+        pos += 4 + dl
+    return out
+
+
+def _verify_batch(data, loc: ObjectRange) -> None:
+    """A batch read back from the object store must be the one uploaded: check
+    its length and its own CRC32C (covers attributes to the end)."""
+    if len(data) != loc.length or len(data) < 61 \
+            or crc32c.crc32c(memoryview(data)[21:]) != int.from_bytes(data[17:21], "big"):
+        raise CorruptObject(loc.key, f"batch at {loc.position} (+{loc.length}) fails its CRC")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+

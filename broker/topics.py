@@ -1,8 +1,12 @@
-"""Cluster metadata this broker owns: topics (id, partitions, configs) and producer ids.
+"""Cluster metadata: topics (id, partitions, configs) and producer-id blocks.
 
-Persisted as one JSON document, replaced atomically (write temp, fsync,
-rename, fsync dir). With object storage this document moves to the bucket
-behind a conditional write; the shape stays the same.
+One JSON document with a ``generation`` bumped on every change. It is written
+locally at once (write temp, fsync, rename, fsync dir), so a restart on the
+same data dir never forgets a topic, and copied to the bucket
+(``cluster/metadata.json``, conditional writes) by the uploader before any
+manifest of a new topic, so a broker started with an empty data dir finds
+every topic, its id and its configs there. At start the newer generation of
+the two copies wins.
 """
 from __future__ import annotations
 
@@ -54,21 +58,34 @@ class MetadataStore:
         self.cluster_id = ""
         self._producer_id_next = 0
         self._producer_id_block_end = 0
+        self.generation = 0
+        self.dirty = False  # changed since the last copy to the bucket
         if os.path.exists(self.path):
             with open(self.path) as f:
-                doc = json.load(f)
-            self.cluster_id = doc.get("cluster_id", "")
-            self.topics = {t["name"]: Topic.from_json(t) for t in doc.get("topics", [])}
-            # Never reuse ids handed out before a crash: start at the reserved block's end.
-            self._producer_id_next = self._producer_id_block_end = doc.get("producer_id_block_end", 0)
+                self.load_doc(json.load(f))
+
+    def load_doc(self, doc: dict[str, Any]) -> None:
+        self.cluster_id = doc.get("cluster_id", "")
+        self.generation = doc.get("generation", 0)
+        self.topics = {t["name"]: Topic.from_json(t) for t in doc.get("topics", [])}
+        # Never reuse ids handed out before a crash: start at the reserved block's end.
+        self._producer_id_next = self._producer_id_block_end = doc.get("producer_id_block_end", 0)
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"format": "sluice.cluster", "cluster_id": self.cluster_id,
+                "generation": self.generation,
+                "producer_id_block_end": self._producer_id_block_end,
+                "topics": [t.to_json() for t in self.topics.values()]}
+
+    def ensure_cluster_id(self) -> None:
         if not self.cluster_id:
             self.cluster_id = _cluster_id()
             self.save()
 
     def save(self) -> None:
-        doc = {"cluster_id": self.cluster_id,
-               "producer_id_block_end": self._producer_id_block_end,
-               "topics": [t.to_json() for t in self.topics.values()]}
+        self.generation += 1
+        self.dirty = True
+        doc = self.to_doc()
         tmp = self.path + ".tmp"
         with open(tmp, "w") as f:
             json.dump(doc, f, indent=1)

@@ -1,4 +1,5 @@
-"""Read caches: the tail cache (recent appends). The block cache arrives with object storage."""
+"""Read caches: the tail cache (recent appends) and the block cache (object-store ranges)."""
+from .block import BlockCache, ShortRead
 from .tail import TailCache
 
-__all__ = ["TailCache"]
+__all__ = ["BlockCache", "ShortRead", "TailCache"]

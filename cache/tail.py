@@ -39,6 +39,10 @@ class TailCache:
             self.hits += 1
         return data
 
+    def peek(self, key: Hashable, base_offset: int):
+        """``get`` without counting a hit or miss (the uploader's reads are not the cache's job)."""
+        return self._entries.get((key, base_offset))
+
     def discard_partition(self, key: Hashable) -> None:
         for k in [k for k in self._entries if k[0] == key]:
             self.size_bytes -= len(self._entries.pop(k))

@@ -210,6 +210,34 @@ class WriteAheadLog:
         _fsync_dir(self.directory)  # once per segment: makes the new file's name durable
         return seg
 
+    # ---------------------------------------------------------------- trimming
+    def cut(self) -> int:
+        """Start a new segment (unless the active one is empty) and return its id:
+        every entry appended so far lies in a segment with a smaller id, so once
+        they are uploaded, ``trim(cut)`` may delete those segments whole."""
+        if self._active.size > 0:
+            self._roll()
+        return self._active.id
+
+    def trim(self, before: int) -> int:
+        """Delete every segment whose id is below ``before`` (their entries are
+        uploaded); returns the bytes freed. The active segment is never deleted,
+        and nothing still queued for fsync is in a segment below a ``cut``."""
+        freed = 0
+        for seg_id in sorted(self._segments):
+            if seg_id >= before or self._segments[seg_id] is self._active:
+                break
+            if any(seg is self._segments[seg_id] for seg, _ in self._pending):
+                break
+            seg = self._segments.pop(seg_id)
+            freed += seg.size
+            os.close(seg.fd)
+            os.unlink(seg.path)
+        return freed
+
+    def segment_of(self, loc: "Location") -> int:
+        return loc.segment
+
     async def sync(self) -> None:
         """Wait until every entry appended so far is durable."""
         fut = self._pending_future

@@ -12,6 +12,8 @@ import time
 
 from kafka.protocol.consumer import FetchRequest, FetchResponse
 
+from objectstore import ObjectStoreError
+
 from ..errors import ErrorCode
 from ..fetch_session import FetchSessionError, SessionPartition
 from . import RequestContext, api
@@ -48,7 +50,7 @@ async def handle(ctx: RequestContext, request: FetchRequest) -> FetchResponse:
     max_bytes = request.max_bytes if v >= 3 else 2**31 - 1
     deadline = time.monotonic() + max(request.max_wait_ms, 0) / 1000
     while True:
-        rows, total, has_error = _collect(b, parts, max_bytes)
+        rows, total, has_error = await _collect(b, parts, max_bytes)
         remaining = deadline - time.monotonic()
         if total >= request.min_bytes or has_error or remaining <= 0 or not parts:
             break
@@ -77,7 +79,7 @@ async def handle(ctx: RequestContext, request: FetchRequest) -> FetchResponse:
                          session_id=session.id if session else 0, responses=responses)
 
 
-def _collect(b, parts: list[SessionPartition], max_bytes: int):
+async def _collect(b, parts: list[SessionPartition], max_bytes: int):
     rows = []
     total = 0
     has_error = False
@@ -89,12 +91,23 @@ def _collect(b, parts: list[SessionPartition], max_bytes: int):
             has_error = True
             continue
         hw, log_start = p.high_watermark, p.log_start_offset
+        if p.offline:
+            rows.append((sp, ErrorCode.KAFKA_STORAGE_ERROR, hw, log_start, []))
+            has_error = True
+            continue
         if sp.fetch_offset < log_start or sp.fetch_offset > hw:
             rows.append((sp, ErrorCode.OFFSET_OUT_OF_RANGE, hw, log_start, []))
             has_error = True
             continue
         limit = min(sp.max_bytes, max_bytes - total)
-        chunks = p.read(sp.fetch_offset, limit, min_one=(total == 0)) if limit > 0 or total == 0 else []
+        try:
+            chunks = await p.read(sp.fetch_offset, limit, min_one=(total == 0)) \
+                if limit > 0 or total == 0 else []
+        except ObjectStoreError as exc:  # unreachable or corrupt object: retriable for clients
+            b.replicas.storage_error("fetch", exc)
+            rows.append((sp, ErrorCode.KAFKA_STORAGE_ERROR, hw, log_start, []))
+            has_error = True
+            continue
         total += sum(len(c) for c in chunks)
         rows.append((sp, ErrorCode.NONE, hw, log_start, chunks))
     return rows, total, has_error

@@ -1,6 +1,8 @@
 """ListOffsets (2): earliest (-2), latest (-1), max timestamp (-3), by timestamp."""
 from kafka.protocol.consumer import ListOffsetsRequest, ListOffsetsResponse
 
+from objectstore import ObjectStoreError
+
 from ..errors import ErrorCode
 from ..records import iter_records
 from . import RequestContext, api
@@ -24,35 +26,52 @@ async def handle(ctx: RequestContext, request: ListOffsetsRequest) -> ListOffset
                                       error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
                                       timestamp=-1, offset=-1, leader_epoch=-1))
                 continue
-            ts, offset = lookup(p, rp.timestamp)
+            try:
+                ts, offset = await lookup(p, rp.timestamp)
+            except ObjectStoreError as exc:
+                rm.storage_error("list_offsets", exc)
+                parts.append(PartResp(partition_index=rp.partition_index,
+                                      error_code=ErrorCode.KAFKA_STORAGE_ERROR,
+                                      timestamp=-1, offset=-1, leader_epoch=-1))
+                continue
             parts.append(PartResp(partition_index=rp.partition_index, error_code=0,
                                   timestamp=ts, offset=offset, leader_epoch=p.leader_epoch))
         topics.append(TopicResp(name=t.name, partitions=parts))
     return ListOffsetsResponse(version=ctx.version, throttle_time_ms=0, topics=topics)
 
 
-def lookup(p, timestamp: int) -> tuple[int, int]:
+async def _find(p, find):
+    """Index position ``find()`` gives, at batch granularity: an uploaded
+    segment known only as a whole is expanded and the search repeated."""
+    while True:
+        i = find()
+        if i is None or not p.is_segment(i):
+            return i
+        await p.expand_at(i)
+
+
+async def lookup(p, timestamp: int) -> tuple[int, int]:
     """(timestamp, offset) as Kafka answers; offset -1 when no record qualifies."""
     if timestamp in (LATEST, LATEST_TIERED):
         return -1, p.high_watermark
     if timestamp in (EARLIEST, EARLIEST_LOCAL):
         return -1, p.log_start_offset
     if timestamp == MAX_TIMESTAMP:
-        i = p.max_timestamp_batch()
+        i = await _find(p, p.max_timestamp_batch)
         if i is None:
             return -1, -1
-        return _first_record(p, i, lambda r_ts, max_ts: r_ts == max_ts, None)
-    found = p.offset_for_timestamp(timestamp)
+        return await _first_record(p, i, lambda r_ts, max_ts: r_ts == max_ts, None)
+    found = await _find(p, lambda: (f := p.offset_for_timestamp(timestamp)) and f[0])
     if found is None:
         return -1, -1
-    return _first_record(p, found[0], lambda r_ts, _: r_ts >= timestamp, timestamp)
+    return await _first_record(p, found, lambda r_ts, _: r_ts >= timestamp, timestamp)
 
 
-def _first_record(p, i: int, match, target):
+async def _first_record(p, i: int, match, target):
     """Decode one batch (off the hot path) to find the matching record's offset."""
     from ..records import read_header, TIMESTAMP_TYPE_BIT
 
-    data = p.batch_at(i)
+    data = await p.batch_at(i)
     h = read_header(data)
     if h.attributes & TIMESTAMP_TYPE_BIT:  # LogAppendTime: every record has maxTimestamp
         return h.max_timestamp, max(h.base_offset, p.log_start_offset)

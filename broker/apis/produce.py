@@ -27,6 +27,12 @@ async def handle(ctx: RequestContext, request: ProduceRequest):
     results: list[tuple[object, list[list]]] = []
     waits: list[asyncio.Future] = []
     now_ms = int(time.time() * 1000)
+    # Backpressure: past wal.max.bytes the object store is behind (or down);
+    # wait for uploads to free room, up to the request's timeout, as Kafka
+    # would wait for replicas, then answer REQUEST_TIMED_OUT.
+    full = not rm.wal_room.is_set() and not await rm.wait_for_wal_room(max(request.timeout_ms, 0) / 1000)
+    if full:
+        b.metrics.produce_error(ErrorCode.REQUEST_TIMED_OUT)
     for td in request.topic_data:
         topic = rm.topic_by_id(td.topic_id) if v >= 13 else rm.metadata.topics.get(td.name)
         unknown = ErrorCode.UNKNOWN_TOPIC_ID if v >= 13 else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
@@ -41,6 +47,9 @@ async def handle(ctx: RequestContext, request: ProduceRequest):
             p = rm.get(topic.name, pd.index) if topic is not None else None
             if p is None:
                 row[1] = unknown
+                continue
+            if full or p.offline:
+                row[1] = ErrorCode.REQUEST_TIMED_OUT if full else ErrorCode.KAFKA_STORAGE_ERROR
                 continue
             row[4] = p.log_start_offset
             records = pd.records

@@ -12,6 +12,7 @@ from broker.errors import ErrorCode
 from broker.partition import PRODUCER_WINDOW, AppendError, Partition
 from broker.records import parse_batches
 from broker.replica_manager import ReplicaManager
+from objectstore import FilesystemObjectStore
 
 
 def batch(n: int = 1, *, pid: int = -1, epoch: int = -1, seq: int = -1, size: int = 10) -> bytearray:
@@ -214,20 +215,20 @@ def offsets(chunks: list[bytes]) -> list[int]:
 
 async def test_read_returns_whole_batches_within_max_bytes():
     p, sz = await _partition_with([100, 100, 100, 100])
-    assert offsets(p.read(0, sz[0] + sz[1], min_one=True)) == [0, 1]
-    assert offsets(p.read(0, sz[0] + sz[1] - 1, min_one=True)) == [0]  # no partial batch
-    assert offsets(p.read(1, 10**9, min_one=False)) == [1, 2, 3]
-    assert offsets(p.read(3, 10**9, min_one=True)) == [3]
-    assert p.read(4, 10**9, min_one=True) == []  # at the end: nothing
-    assert sum(map(len, p.read(0, 10**9, min_one=False))) == sum(sz)
+    assert offsets(await p.read(0, sz[0] + sz[1], min_one=True)) == [0, 1]
+    assert offsets(await p.read(0, sz[0] + sz[1] - 1, min_one=True)) == [0]  # no partial batch
+    assert offsets(await p.read(1, 10**9, min_one=False)) == [1, 2, 3]
+    assert offsets(await p.read(3, 10**9, min_one=True)) == [3]
+    assert await p.read(4, 10**9, min_one=True) == []  # at the end: nothing
+    assert sum(map(len, await p.read(0, 10**9, min_one=False))) == sum(sz)
 
 
 async def test_read_min_one_returns_an_oversized_first_batch():
     p, sz = await _partition_with([5000, 10, 10])
     assert sz[0] > 1000
-    assert offsets(p.read(0, 1000, min_one=True)) == [0]  # KIP-74: progress is guaranteed
-    assert p.read(0, 1000, min_one=False) == []
-    assert offsets(p.read(0, 0, min_one=True)) == [0]
+    assert offsets(await p.read(0, 1000, min_one=True)) == [0]  # KIP-74: progress is guaranteed
+    assert await p.read(0, 1000, min_one=False) == []
+    assert offsets(await p.read(0, 0, min_one=True)) == [0]
 
 
 async def test_read_from_offset_inside_a_batch_returns_that_batch():
@@ -236,8 +237,8 @@ async def test_read_from_offset_inside_a_batch_returns_that_batch():
     append(p, batch(5))
     store.make_durable()
     await asyncio.sleep(0)
-    assert offsets(p.read(3, 10**9, min_one=True)) == [0, 5]
-    assert offsets(p.read(7, 10**9, min_one=True)) == [5]
+    assert offsets(await p.read(3, 10**9, min_one=True)) == [0, 5]
+    assert offsets(await p.read(7, 10**9, min_one=True)) == [5]
 
 
 async def test_read_stops_at_high_watermark():
@@ -247,18 +248,31 @@ async def test_read_stops_at_high_watermark():
     await asyncio.sleep(0)
     append(p, batch(2))  # queued, not durable
     assert (p.high_watermark, p.log_end_offset) == (2, 4)
-    assert offsets(p.read(0, 10**9, min_one=True)) == [0]
-    assert p.read(2, 10**9, min_one=True) == []
+    assert offsets(await p.read(0, 10**9, min_one=True)) == [0]
+    assert await p.read(2, 10**9, min_one=True) == []
     store.make_durable()
     await asyncio.sleep(0)
-    assert offsets(p.read(0, 10**9, min_one=True)) == [0, 2]
+    assert offsets(await p.read(0, 10**9, min_one=True)) == [0, 2]
 
 
 # ------------------------------------------------- high watermark over the WAL
+class NoGroups:
+    """The ReplicaManager hands group entries to the coordinator; none here."""
+
+    def replay(self, key, data):
+        raise AssertionError("no group entries expected")
+
+
+async def open_replicas(tmp_path) -> ReplicaManager:
+    rm = ReplicaManager(BrokerConfig(), str(tmp_path / "data"),
+                        FilesystemObjectStore(str(tmp_path / "objects")))
+    await rm.start(NoGroups())
+    return rm
+
+
 @pytest.fixture
 async def replicas(tmp_path):
-    rm = ReplicaManager(BrokerConfig(), str(tmp_path / "data"))
-    rm.recover()
+    rm = await open_replicas(tmp_path)
     yield rm
     await rm.close()
 
@@ -289,13 +303,13 @@ async def test_high_watermark_advances_only_after_the_wal_fsync(replicas, monkey
     assert not res.durable.done()
     assert p.high_watermark == 0
     assert not waiter.done()
-    assert p.read(0, 10**9, min_one=True) == []  # nothing readable before it is durable
+    assert await p.read(0, 10**9, min_one=True) == []  # nothing readable before it is durable
     release.set()
     await asyncio.wait_for(res.durable, 10)
     await asyncio.sleep(0)
     assert p.high_watermark == 3
     assert waiter.done()  # long-polling fetches are woken
-    [data] = p.read(0, 10**9, min_one=True)
+    [data] = await p.read(0, 10**9, min_one=True)
     b = DefaultRecordBatch(bytes(data))
     assert b.validate_crc() and b.base_offset == 0 and b.records_count == 3
 
@@ -315,13 +329,11 @@ async def test_high_watermark_does_not_advance_when_the_wal_write_fails(replicas
     await asyncio.sleep(0)
     assert p.log_end_offset == 1
     assert p.high_watermark == 0
-    assert p.read(0, 10**9, min_one=True) == []
+    assert await p.read(0, 10**9, min_one=True) == []
 
 
 async def test_state_survives_replica_manager_restart(tmp_path):
-    d = str(tmp_path / "data")
-    rm = ReplicaManager(BrokerConfig(), d)
-    rm.recover()
+    rm = await open_replicas(tmp_path)
     rm.create_topic("r", 2)
     p0 = rm.get("r", 0)
     r1 = append(p0, batch(2, pid=4, epoch=1, seq=0))
@@ -330,13 +342,12 @@ async def test_state_survives_replica_manager_restart(tmp_path):
     await rm.wal.sync()
     await rm.close()
 
-    rm2 = ReplicaManager(BrokerConfig(), d)
-    rm2.recover()
+    rm2 = await open_replicas(tmp_path)
     try:
         q0, q1 = rm2.get("r", 0), rm2.get("r", 1)
         assert (q0.log_end_offset, q0.high_watermark) == (5, 5)
         assert (q1.log_end_offset, q1.high_watermark) == (1, 1)
-        assert offsets(q0.read(0, 10**9, min_one=True)) == [0, 2]
+        assert offsets(await q0.read(0, 10**9, min_one=True)) == [0, 2]
         dup = append(q0, batch(2, pid=4, epoch=1, seq=0))
         assert dup.duplicate and dup.base_offset == r1.base_offset == 0
         assert append(q0, batch(1, pid=4, epoch=1, seq=5)).base_offset == 5
@@ -366,4 +377,4 @@ async def test_cancelled_produce_waiter_does_not_stall_the_high_watermark(replic
     await rm.wal.sync()
     await asyncio.sleep(0)
     assert (p0.high_watermark, p1.high_watermark) == (2, 3)
-    assert offsets(p0.read(0, 10**9, min_one=True)) == [0]
+    assert offsets(await p0.read(0, 10**9, min_one=True)) == [0]
