@@ -1,6 +1,8 @@
 """Shared fixtures: a real ``sluice serve`` subprocess on a free loopback port."""
 from __future__ import annotations
 
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,6 +24,7 @@ class BrokerProcess:
     data_dir: Path
     overrides: list[str] = field(default_factory=list)
     extra_args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)   # added to os.environ (AWS chain, crash points)
     port: int = 0
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
@@ -40,7 +43,8 @@ class BrokerProcess:
             args += ["--override", o]
         args += self.extra_args
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, cwd=ROOT)
+        env = dict(os.environ, **self.env) if self.env else None
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, cwd=ROOT, env=env)
         deadline = time.monotonic() + timeout
         line = b""
         while time.monotonic() < deadline:
@@ -74,13 +78,19 @@ class BrokerProcess:
     def log_text(self) -> str:
         return self.log_path.read_text() if self.log_path and self.log_path.exists() else ""
 
+    def wipe(self) -> None:
+        """Delete the data dir (WAL, local metadata): the broker must rebuild from the bucket."""
+        assert self.proc is None or self.proc.poll() is not None, "stop the broker first"
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
 
 @pytest.fixture
 def broker_factory(tmp_path):
     started: list[BrokerProcess] = []
 
-    def make(*overrides: str, name: str = "broker", extra_args: list[str] = ()) -> BrokerProcess:
-        b = BrokerProcess(tmp_path / name, list(overrides), list(extra_args))
+    def make(*overrides: str, name: str = "broker", extra_args: list[str] = (),
+             env: dict[str, str] | None = None) -> BrokerProcess:
+        b = BrokerProcess(tmp_path / name, list(overrides), list(extra_args), dict(env or {}))
         started.append(b)
         return b.start()
 

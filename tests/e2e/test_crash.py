@@ -375,9 +375,14 @@ NONE, OUT_OF_ORDER_SEQUENCE_NUMBER, INVALID_PRODUCER_EPOCH = 0, 45, 47
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("how", ["sigkill", "sigterm"])
-def test_idempotent_producer_state_survives_restart(broker_factory, how):
-    b = broker_factory()
+@pytest.mark.parametrize("how", ["sigkill", "sigterm",
+                                 pytest.param("sigterm-empty-data-dir", marks=pytest.mark.minio)])
+def test_idempotent_producer_state_survives_restart(broker_factory, how, request):
+    if how == "sigterm-empty-data-dir":  # the state must come back from the bucket alone
+        minio, bucket = request.getfixturevalue("minio"), request.getfixturevalue("minio_bucket")
+        b = broker_factory(extra_args=["--object-store", f"s3://{bucket}"], env=minio.env())
+    else:
+        b = broker_factory()
     create_topic(b.bootstrap, "pstate", 1)
     c = RawClient(b.port)
     pid, epoch0 = c.init_producer_id()
@@ -394,6 +399,8 @@ def test_idempotent_producer_state_survives_restart(broker_factory, how):
         b.kill()
     else:
         assert b.stop() == 0
+    if how == "sigterm-empty-data-dir":
+        b.wipe()
     b.start()
 
     c = RawClient(b.port)
