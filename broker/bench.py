@@ -105,6 +105,9 @@ def add_bench_parser(sub) -> None:
     from broker import bench_compare  # Sluice vs Apache Kafka (issue 5)
     bench_compare.add_parser(kinds)
 
+    from broker import bench_storage  # object storage (issue 3)
+    bench_storage.add_parser(kinds)
+
 
 # ------------------------------------------------------------------ self-started broker
 class _Broker:

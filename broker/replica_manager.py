@@ -127,6 +127,7 @@ class ReplicaManager:
         p.epoch = await self.manifests.claim(p.topic_id, p.index, self.node_id)
         m, _ = await self.manifests.load(p.topic_id, p.index)
         assert m is not None
+        p.manifest = m  # compaction and GC need it even if the partition never uploads again
         p.log_start_offset = p.manifest_log_start = m.log_start_offset
         p.uploaded_end = p.upload_from = m.next_offset
         p.log_end_offset = p.high_watermark = m.next_offset

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 
 import pytest
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 from kafka.protocol.producer import ProduceRequest, ProduceResponse
 
@@ -166,6 +166,18 @@ COMPACTION = ("s3.upload.interval.ms=50", "s3.upload.bytes=16384",
                                       "compaction.after_manifest"])
 def test_crash_during_compaction_loses_and_doubles_nothing(broker_factory, minio, minio_bucket, crash_at):
     b = s3_broker(broker_factory, minio, minio_bucket, *COMPACTION, crash_at=crash_at)
+    # A partition that is idle by the time of the crash: all of it uploaded, so
+    # after the restart it has nothing to upload. Compaction and GC must still
+    # run (GC needs every partition's manifest to know what is referenced).
+    create_topic(b.bootstrap, "idle", 1)
+    p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all", "enable.idempotence": True})
+    idle = {}
+    for i in range(10):
+        p.produce("idle", value=b"idle-%d" % i,
+                  on_delivery=lambda err, msg: idle.__setitem__(msg.value().decode(), (err, msg.offset())))
+    assert p.flush(15) == 0
+    assert idle == {f"idle-{i}": (None, i) for i in range(10)}
+    wait_until(lambda: metric(b, "sluice_wal_size_bytes") == 0, 30, "the idle topic's upload")
     state = {}
 
     def after_crash():
@@ -194,9 +206,12 @@ def test_crash_during_compaction_loses_and_doubles_nothing(broker_factory, minio
     assert referenced <= data, referenced - data
     check_log(b)
 
+    assert consume_all(b.bootstrap, "idle", 1)[0] == [(i, f"idle-{i}") for i in range(10)]
+
     stop_wipe_start(b)
     consumed = verify_all(b, acked, sent)
     assert consumed == consumed_before
+    assert consume_all(b.bootstrap, "idle", 1)[0] == [(i, f"idle-{i}") for i in range(10)]
     check_log(b)
 
 
@@ -262,8 +277,12 @@ def test_object_store_outage_backpressure_and_recovery(broker_factory, minio_fac
         assert b.proc.poll() is None
         md = AdminClient({"bootstrap.servers": b.bootstrap}).list_topics(timeout=10)
         assert "outage" in md.topics and md.topics["outage"].error is None
-        assert metric(b, "sluice_objectstore_requests_total", op="put", outcome="error") >= 1
-        # The store failure is logged once per kind, not once per attempt.
+        # The store failure is logged once per kind, not once per failed upload
+        # or refused request (a failed PUT surfaces after the client's own retries).
+        wait_until(lambda: metric(b, "sluice_objectstore_requests_total", op="put", outcome="error") >= 2,
+                   60, "repeated failed uploads")
+        for _ in range(5):
+            assert produce(timeout_ms=100) == REQUEST_TIMED_OUT
         failures = [ln for ln in b.log_text().splitlines() if "object store" in ln and "failed" in ln]
         assert 1 <= len(failures) <= 5, "\n".join(failures[:20])
 

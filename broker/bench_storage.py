@@ -1,0 +1,411 @@
+"""``sluice bench storage``: what the object store costs and how fast it reads back.
+
+One run, on a MinIO it starts itself (deploy/install-minio.sh, a temp dir, a
+free loopback port), in four phases:
+
+1. ingest: unthrottled acks=all produce for ``--ingest-seconds`` (librdkafka,
+   as ``sluice bench produce``); object-store PUTs per GB ingested and the
+   average segment (chunk) size in the manifests;
+2. compaction: the broker restarts with compaction on; when it settles, the
+   average segment size and the data-object count again;
+3. catch-up read: the broker restarts with an EMPTY data dir (cold block
+   cache) and one librdkafka consumer reads everything from offset 0; then
+   reads it all again (warm block cache);
+4. tail produce latency at ``--rate`` MB/s for ``--latency-seconds``, alone and
+   then with a catch-up consumer reading the old data at the same time (after
+   another empty-data-dir restart, so it reads from MinIO).
+
+Prints a table, writes ``--json`` and a ``--plot`` PNG. Every wait is bounded.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+
+from .bench import MB, _create_topic, _drive, _free_port, _machine
+
+MINIO_INSTALL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                             "deploy", "install-minio.sh")
+
+
+def add_parser(kinds) -> None:
+    s = kinds.add_parser("storage", help="object storage: PUTs/GB, compaction, catch-up reads, "
+                                         "tail latency with a catch-up reader (MinIO)",
+                         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("--partitions", type=int, default=6)
+    s.add_argument("--record-size", type=int, default=1024)
+    s.add_argument("--ingest-seconds", type=float, default=20.0)
+    s.add_argument("--rate", type=float, default=20.0, metavar="MB/s",
+                   help="produce rate of the tail-latency phase")
+    s.add_argument("--latency-seconds", type=float, default=15.0)
+    s.add_argument("--block-cache-mb", type=int, default=4096,
+                   help="cache.block.bytes for the read phases (warm = fits)")
+    s.add_argument("--quick", action="store_true", help="short phases (smoke test)")
+    s.add_argument("--json", metavar="FILE")
+    s.add_argument("--plot", metavar="FILE.png")
+    s.set_defaults(func=run)
+
+
+# ------------------------------------------------------------------------ processes
+class Minio:
+    def __init__(self, workdir: str) -> None:
+        res = subprocess.run(["bash", MINIO_INSTALL], capture_output=True, text=True, timeout=3600)
+        if res.returncode != 0:
+            raise RuntimeError(f"install-minio.sh failed: {res.stderr[-2000:]}")
+        binary = res.stdout.strip().splitlines()[-1]
+        self.port = _free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.env = {"AWS_ENDPOINT_URL_S3": self.endpoint, "AWS_ACCESS_KEY_ID": "sluice-bench",
+                    "AWS_SECRET_ACCESS_KEY": "sluice-bench-secret", "AWS_REGION": "us-east-1"}
+        env = dict(os.environ, MINIO_ROOT_USER="sluice-bench", MINIO_ROOT_PASSWORD="sluice-bench-secret",
+                   MINIO_BROWSER="off", MINIO_UPDATE="off")
+        self.log = open(os.path.join(workdir, "minio.log"), "wb")
+        self.proc = subprocess.Popen([binary, "server", os.path.join(workdir, "minio"), "--address",
+                                      f"127.0.0.1:{self.port}", "--quiet"], stdout=self.log,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.endpoint}/minio/health/ready", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError("MinIO did not become ready")
+        self.bucket = "sluice-bench"
+        self.client().create_bucket(Bucket=self.bucket)
+
+    def client(self):
+        import boto3
+        from botocore.config import Config
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                            aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
+                            aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
+                            config=Config(s3={"addressing_style": "path"}))
+
+    def objects(self, prefix: str) -> list[dict]:
+        out, token = [], None
+        c = self.client()
+        while True:
+            kw = {"Bucket": self.bucket, "Prefix": prefix}
+            if token:
+                kw["ContinuationToken"] = token
+            resp = c.list_objects_v2(**kw)
+            out += resp.get("Contents", [])
+            if not resp.get("IsTruncated"):
+                return out
+            token = resp["NextContinuationToken"]
+
+    def segments(self) -> list[int]:
+        """Lengths of every segment in every manifest."""
+        c = self.client()
+        lengths = []
+        for o in self.objects("manifests/"):
+            m = json.loads(c.get_object(Bucket=self.bucket, Key=o["Key"])["Body"].read())
+            lengths += [s["length"] for s in m["segments"]]
+        return lengths
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.log.close()
+
+
+class Broker:
+    """``sluice serve`` against the bench bucket; restartable, optionally with an empty data dir."""
+
+    def __init__(self, workdir: str, minio: Minio) -> None:
+        self.data_dir = os.path.join(workdir, "broker-data")
+        self.log_path = os.path.join(workdir, "broker.log")
+        self.minio = minio
+        self.proc = None
+        self.port = _free_port()
+        self.metrics = f"127.0.0.1:{_free_port()}"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, *overrides: str, wipe: bool = False) -> "Broker":
+        if wipe:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+        args = [sys.executable, "-m", "broker", "serve", "--listen", self.bootstrap, "--data-dir",
+                self.data_dir, "--object-store", f"s3://{self.minio.bucket}", "--metrics", self.metrics]
+        for o in overrides:
+            args += ["--override", o]
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, env=dict(os.environ, **self.minio.env),
+                                     cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        log.close()
+        line = self.proc.stdout.readline()
+        if not line.startswith(b"ready on "):
+            raise RuntimeError(f"broker did not start: {line!r}")
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(120)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def scrape(self) -> dict[tuple[str, tuple], float]:
+        from prometheus_client.parser import text_string_to_metric_families
+        text = urllib.request.urlopen(f"http://{self.metrics}/metrics", timeout=10).read().decode()
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for f in text_string_to_metric_families(text) for s in f.samples}
+
+
+def _catch_up(bootstrap: str, topic: str, partitions: int, ends: dict[int, int], out) -> None:
+    """Read [0, end) of every partition; put (bytes, seconds) on ``out``."""
+    from confluent_kafka import Consumer, TopicPartition
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"catchup-{uuid.uuid4().hex[:6]}",
+                  "enable.auto.commit": False, "fetch.max.bytes": 52428800,
+                  "max.partition.fetch.bytes": 8 << 20, "queued.max.messages.kbytes": 262144})
+    c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    todo = {p for p in range(partitions) if ends[p] > 0}
+    nbytes = 0
+    t0 = time.perf_counter()
+    deadline = time.monotonic() + 600
+    while todo and time.monotonic() < deadline:
+        for m in c.consume(10000, 1.0):
+            if m.error():
+                continue
+            nbytes += len(m.value())
+            if m.offset() >= ends[m.partition()] - 1:
+                todo.discard(m.partition())
+    secs = time.perf_counter() - t0
+    c.close()
+    out.put((nbytes, secs, sorted(todo)))
+
+
+def _ends(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
+    from confluent_kafka import Consumer, TopicPartition
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "ends"})
+    try:
+        return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=15, cached=False)[1]
+                for p in range(partitions)}
+    finally:
+        c.close()
+
+
+def _read_all(bootstrap: str, topic: str, partitions: int, ends: dict[int, int]) -> dict:
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=_catch_up, args=(bootstrap, topic, partitions, ends, q), daemon=True)
+    p.start()
+    nbytes, secs, missing = q.get(timeout=700)
+    p.join(10)
+    return {"bytes": nbytes, "seconds": round(secs, 2), "mb_per_s": round(nbytes / MB / secs, 1),
+            "incomplete_partitions": missing}
+
+
+def _produce_args(a, duration: float, rate: float | None, warmup: float = 2.0) -> argparse.Namespace:
+    return argparse.Namespace(
+        producers=1, record_size=a.record_size, key_size=0, duration=duration, warmup=warmup,
+        rate=rate, flush_timeout=60.0, acks="all", linger_ms=5, batch_size=None, queue_kbytes=65536,
+        compression="none", set=[], quiet=False, partitions=a.partitions, bootstrap=None)
+
+
+def _wait_settled(b: Broker, name: str, quiet_s: float, timeout: float) -> float:
+    """Wait until metric ``name`` stops changing for ``quiet_s``; returns its value."""
+    last, since = None, time.monotonic()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = b.scrape().get((name, ()), 0.0)
+        if v != last:
+            last, since = v, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            break
+        time.sleep(0.5)
+    return last or 0.0
+
+
+def _step(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# ----------------------------------------------------------------------------- run
+def run(a) -> int:
+    if a.quick:
+        a.ingest_seconds, a.latency_seconds = min(a.ingest_seconds, 6.0), min(a.latency_seconds, 5.0)
+    work = tempfile.mkdtemp(prefix="sluice-bench-storage-")
+    result: dict = {"command": "sluice bench storage " + " ".join(sys.argv[3:]), "machine": _machine(),
+                    "config": {k: v for k, v in vars(a).items() if k != "func"}}
+    minio = broker = None
+    try:
+        _step("starting MinIO")
+        minio = Minio(work)
+        broker = Broker(work, minio)
+        no_compaction = ("s3.compaction.interval.ms=3600000",)
+        cache = (f"cache.block.bytes={a.block_cache_mb << 20}",)
+        broker.start(*no_compaction)
+        topic = f"storage-{uuid.uuid4().hex[:6]}"
+        _create_topic(broker.bootstrap, topic, a.partitions)
+
+        # 1. ingest
+        _step(f"1/4 ingest: unthrottled acks=all produce for {a.ingest_seconds:g} s")
+        r = _drive(_produce_args(a, a.ingest_seconds, None), broker.bootstrap, topic, broker.proc.pid,
+                   broker.metrics)
+        # everything uploaded (bounded wait), then read the broker's own request counters
+        deadline = time.monotonic() + 120
+        while broker.scrape().get(("sluice_wal_size_bytes", ()), 1) > 0 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        m = broker.scrape()
+        puts = sum(v for (n, lab), v in m.items()
+                   if n == "sluice_objectstore_requests_total" and dict(lab).get("op") == "put")
+        ingested = m.get(("sluice_bytes_in_total", ()), 0.0)
+        broker.stop()
+        segs = minio.segments()
+        data_objs = minio.objects("data/")
+        result["ingest"] = {
+            "produce_mb_per_s": r["steady"]["mb_per_s"] if r else None,
+            "bytes": int(ingested),
+            "puts": int(puts),
+            "puts_per_gb": round(puts / (ingested / 1e9), 1) if ingested else None,
+            "data_objects": len(data_objs),
+            "segments": len(segs),
+            "avg_segment_bytes": round(sum(segs) / max(1, len(segs))),
+            "avg_data_object_bytes": round(sum(o["Size"] for o in data_objs) / max(1, len(data_objs))),
+        }
+
+        # 2. compaction
+        _step("2/4 compaction: restart with compaction every 500 ms until it settles")
+        broker.start("s3.compaction.interval.ms=500", "s3.gc.interval.ms=1000", "s3.gc.grace.ms=1000")
+        t0 = time.monotonic()
+        merged = _wait_settled(broker, "sluice_compactions_total", 4.0, 600)
+        _wait_settled(broker, "sluice_gc_deleted_objects_total", 4.0, 120)
+        broker.stop()
+        segs2 = minio.segments()
+        objs2 = minio.objects("data/")
+        result["compaction"] = {
+            "runs_merged": merged, "seconds": round(time.monotonic() - t0, 1),
+            "segments": len(segs2), "avg_segment_bytes": round(sum(segs2) / max(1, len(segs2))),
+            "data_objects": len(objs2),
+            "avg_data_object_bytes": round(sum(o["Size"] for o in objs2) / max(1, len(objs2))),
+        }
+
+        # 3. catch-up reads
+        _step("3/4 catch-up read from offset 0: empty data dir (cold), then again (warm)")
+        broker.start(*no_compaction, *cache, wipe=True)
+        ends = _ends(broker.bootstrap, topic, a.partitions)
+        cold = _read_all(broker.bootstrap, topic, a.partitions, ends)
+        warm = _read_all(broker.bootstrap, topic, a.partitions, ends)
+        mm = broker.scrape()
+        result["catch_up"] = {"cold": cold, "warm": warm, "gets": mm.get(
+            ("sluice_objectstore_requests_total", (("op", "get_range"), ("outcome", "ok"))), 0)}
+        broker.stop()
+
+        # 4. tail latency, alone and with a catch-up reader
+        _step(f"4/4 tail produce at {a.rate:g} MB/s for {a.latency_seconds:g} s: alone")
+        broker.start(*no_compaction, wipe=True)
+        alone = _drive(_produce_args(a, a.latency_seconds, a.rate), broker.bootstrap, topic,
+                       broker.proc.pid, broker.metrics)
+        broker.stop()
+        _step("4/4 ... and with a catch-up consumer reading from offset 0 (cold cache)")
+        broker.start(*no_compaction, wipe=True)
+        ctx = mp.get_context("spawn")
+        q = ctx.Queue()
+        reader = ctx.Process(target=_catch_up, args=(broker.bootstrap, topic, a.partitions, ends, q),
+                             daemon=True)
+        reader.start()
+        time.sleep(1.0)  # the reader is connected and fetching
+        busy = _drive(_produce_args(a, a.latency_seconds, a.rate), broker.bootstrap, topic,
+                      broker.proc.pid, broker.metrics)
+        rb, rs, _ = q.get(timeout=700)
+        reader.join(10)
+        broker.stop()
+        result["tail_latency"] = {
+            "rate_mb_per_s": a.rate,
+            "alone": alone["steady"]["latency_ms"] if alone else None,
+            "with_catch_up": busy["steady"]["latency_ms"] if busy else None,
+            "catch_up_reader_mb_per_s": round(rb / MB / rs, 1),
+        }
+    finally:
+        if broker is not None:
+            broker.stop()
+        if minio is not None:
+            minio.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    _print(result)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(result, f, indent=2)
+            f.write("\n")
+        print(f"wrote {a.json}")
+    if a.plot:
+        _plot(result, a.plot)
+        print(f"wrote {a.plot}")
+    return 0
+
+
+def _print(r: dict) -> None:
+    i, c, cu, t = r["ingest"], r["compaction"], r["catch_up"], r["tail_latency"]
+    rows = [
+        ("ingest (acks=all, unthrottled)", f"{i['produce_mb_per_s']} MB/s, {i['bytes'] / MB:.0f} MB"),
+        ("PUTs per GB ingested", f"{i['puts_per_gb']}"),
+        ("data objects / avg size before compaction", f"{i['data_objects']} / {i['avg_data_object_bytes'] / MB:.2f} MB"),
+        ("segments / avg segment before compaction", f"{i['segments']} / {i['avg_segment_bytes'] / MB:.3f} MB"),
+        ("segments / avg segment after compaction", f"{c['segments']} / {c['avg_segment_bytes'] / MB:.2f} MB"),
+        ("data objects / avg size after compaction + GC", f"{c['data_objects']} / {c['avg_data_object_bytes'] / MB:.2f} MB"),
+        ("catch-up read, cold block cache (MinIO)", f"{cu['cold']['mb_per_s']} MB/s"),
+        ("catch-up read, warm block cache", f"{cu['warm']['mb_per_s']} MB/s"),
+        (f"tail produce p50/p99 at {t['rate_mb_per_s']:g} MB/s, alone",
+         f"{t['alone']['p50']:.1f} / {t['alone']['p99']:.1f} ms" if t["alone"] else "-"),
+        (f"tail produce p50/p99 at {t['rate_mb_per_s']:g} MB/s, with a catch-up reader",
+         f"{t['with_catch_up']['p50']:.1f} / {t['with_catch_up']['p99']:.1f} ms (reader {t['catch_up_reader_mb_per_s']} MB/s)"
+         if t["with_catch_up"] else "-"),
+    ]
+    print("| measure | value |\n|---|---|")
+    for k, v in rows:
+        print(f"| {k} | {v} |")
+
+
+def _plot(r: dict, path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(14, 4.5))
+    i, c = r["ingest"], r["compaction"]
+    b = ax1.bar(["before", "after"], [i["avg_segment_bytes"] / MB, c["avg_segment_bytes"] / MB],
+                color=["tab:gray", "tab:blue"])
+    ax1.bar_label(b, fmt="%.2f")
+    ax1.set_ylabel("MB")
+    ax1.set_title("average segment size (compaction)", fontsize=9)
+    cu = r["catch_up"]
+    b = ax2.bar(["cold (MinIO)", "warm (block cache)"], [cu["cold"]["mb_per_s"], cu["warm"]["mb_per_s"]],
+                color=["tab:orange", "tab:green"])
+    ax2.bar_label(b, fmt="%.0f")
+    ax2.set_ylabel("MB/s")
+    ax2.set_title("catch-up read from offset 0", fontsize=9)
+    t = r["tail_latency"]
+    keys = ["p50", "p90", "p99", "p99_9"]
+    x = range(len(keys))
+    if t["alone"] and t["with_catch_up"]:
+        ax3.bar([k - 0.2 for k in x], [t["alone"][k] for k in keys], 0.4, label="alone")
+        ax3.bar([k + 0.2 for k in x], [t["with_catch_up"][k] for k in keys], 0.4, label="with catch-up reader")
+    ax3.set_xticks(list(x), keys)
+    ax3.set_ylabel("ms")
+    ax3.set_title(f"tail produce ack latency at {t['rate_mb_per_s']:g} MB/s", fontsize=9)
+    ax3.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
