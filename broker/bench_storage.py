@@ -316,9 +316,18 @@ def run(a) -> int:
         # 4. tail latency, alone and with a catch-up reader
         _step(f"4/4 tail produce at {a.rate:g} MB/s for {a.latency_seconds:g} s: alone")
         broker.start(*no_compaction, wipe=True)
+        before = broker.scrape()
         alone = _drive(_produce_args(a, a.latency_seconds, a.rate), broker.bootstrap, topic,
                        broker.proc.pid, broker.metrics)
+        after = broker.scrape()
         broker.stop()
+
+        def puts(m):
+            return sum(v for (n, lab), v in m.items()
+                       if n == "sluice_objectstore_requests_total" and dict(lab).get("op") == "put")
+        paced_in = after.get(("sluice_bytes_in_total", ()), 0) - before.get(("sluice_bytes_in_total", ()), 0)
+        result["paced_puts_per_gb"] = round((puts(after) - puts(before)) / (paced_in / 1e9), 1) \
+            if paced_in else None
         _step("4/4 ... and with a catch-up consumer reading from offset 0 (cold cache)")
         broker.start(*no_compaction, wipe=True)
         ctx = mp.get_context("spawn")
@@ -360,7 +369,8 @@ def _print(r: dict) -> None:
     i, c, cu, t = r["ingest"], r["compaction"], r["catch_up"], r["tail_latency"]
     rows = [
         ("ingest (acks=all, unthrottled)", f"{i['produce_mb_per_s']} MB/s, {i['bytes'] / MB:.0f} MB"),
-        ("PUTs per GB ingested", f"{i['puts_per_gb']}"),
+        ("PUTs per GB ingested, unthrottled", f"{i['puts_per_gb']}"),
+        (f"PUTs per GB ingested at {t['rate_mb_per_s']:g} MB/s", f"{r.get('paced_puts_per_gb')}"),
         ("data objects / avg size before compaction", f"{i['data_objects']} / {i['avg_data_object_bytes'] / MB:.2f} MB"),
         ("segments / avg segment before compaction", f"{i['segments']} / {i['avg_segment_bytes'] / MB:.3f} MB"),
         ("segments / avg segment after compaction", f"{c['segments']} / {c['avg_segment_bytes'] / MB:.2f} MB"),

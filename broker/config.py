@@ -61,7 +61,7 @@ BROKER_DEFAULTS: dict[str, tuple[Callable[[Any], Any], Any]] = {
     "s3.compaction.interval.ms": (int, 10000),
     "s3.compaction.target.bytes": (int, 64 << 20),
     "s3.compaction.max.segments": (int, 32),
-    "s3.compaction.max.bytes.per.run": (int, 256 << 20),
+    "s3.compaction.max.bytes.per.run": (int, 64 << 20),
     "s3.gc.interval.ms": (int, 60000),
     "s3.gc.grace.ms": (int, 60000),
     "s3.shutdown.timeout.ms": (int, 30000),
