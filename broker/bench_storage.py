@@ -28,6 +28,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 import uuid
@@ -69,22 +70,29 @@ class Minio:
                     "AWS_SECRET_ACCESS_KEY": "sluice-bench-secret", "AWS_REGION": "us-east-1"}
         env = dict(os.environ, MINIO_ROOT_USER="sluice-bench", MINIO_ROOT_PASSWORD="sluice-bench-secret",
                    MINIO_BROWSER="off", MINIO_UPDATE="off")
+        self.data_path = os.path.join(workdir, "minio")
         self.log = open(os.path.join(workdir, "minio.log"), "wb")
-        self.proc = subprocess.Popen([binary, "server", os.path.join(workdir, "minio"), "--address",
+        self.proc = subprocess.Popen([binary, "server", self.data_path, "--address",
                                       f"127.0.0.1:{self.port}", "--quiet"], stdout=self.log,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.endpoint}/minio/health/ready", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError("MinIO did not become ready")
-        self.bucket = "sluice-bench"
-        self.client().create_bucket(Bucket=self.bucket)
+        try:  # the caller never sees this object if __init__ fails: stop MinIO here
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"MinIO exited with {self.proc.returncode}")
+                try:
+                    with urllib.request.urlopen(f"{self.endpoint}/minio/health/ready", timeout=2) as r:
+                        if r.status == 200:
+                            break
+                except OSError:
+                    time.sleep(0.1)
+            else:
+                raise RuntimeError("MinIO did not become ready")
+            self.bucket = "sluice-bench"
+            self.client().create_bucket(Bucket=self.bucket)
+        except BaseException:
+            self.stop()
+            raise
 
     def client(self):
         import boto3
@@ -141,7 +149,7 @@ class Broker:
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self, *overrides: str, wipe: bool = False) -> "Broker":
+    def start(self, *overrides: str, wipe: bool = False, timeout: float = 60.0) -> "Broker":
         if wipe:
             shutil.rmtree(self.data_dir, ignore_errors=True)
         args = [sys.executable, "-m", "broker", "serve", "--listen", self.bootstrap, "--data-dir",
@@ -152,12 +160,37 @@ class Broker:
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, env=dict(os.environ, **self.minio.env),
                                      cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         log.close()
-        line = self.proc.stdout.readline()
+        # bounded: a broker that never prints "ready on" is killed after `timeout` s
+        killer = threading.Timer(timeout, self.proc.kill)
+        killer.start()
+        try:
+            line = self.proc.stdout.readline()
+        finally:
+            killer.cancel()
         if not line.startswith(b"ready on "):
-            raise RuntimeError(f"broker did not start: {line!r}")
+            self.stop()
+            raise RuntimeError(f"broker did not start: {line!r}; log tail:\n{self.log_tail()}")
+        # keep draining stdout so the broker can never block on a full pipe
+        threading.Thread(target=self._drain, args=(self.proc.stdout,), daemon=True).start()
         return self
 
-    def stop(self) -> None:
+    @staticmethod
+    def _drain(pipe) -> None:
+        try:
+            while pipe.read(65536):
+                pass
+        except (OSError, ValueError):
+            pass
+
+    def log_tail(self, n: int = 3000) -> str:
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read()[-n:].decode(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self) -> int | None:
+        """SIGTERM (SIGKILL after 120 s); returns the exit code."""
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -165,6 +198,7 @@ class Broker:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+        return self.proc.returncode if self.proc else None
 
     def scrape(self) -> dict[tuple[str, tuple], float]:
         from prometheus_client.parser import text_string_to_metric_families
@@ -346,6 +380,9 @@ def run(a) -> int:
             "alone": alone["steady"]["latency_ms"] if alone else None,
             "with_catch_up": busy["steady"]["latency_ms"] if busy else None,
             "catch_up_reader_mb_per_s": round(rb / MB / rs, 1),
+            "broker_cpu_alone": alone["steady"].get("broker_cpu_fraction") if alone else None,
+            "broker_cpu_with_catch_up": busy["steady"].get("broker_cpu_fraction") if busy else None,
+            "loadavg_1m_with_catch_up": busy["machine"].get("loadavg_1m_after") if busy else None,
         }
     finally:
         if broker is not None:
