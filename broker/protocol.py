@@ -187,10 +187,12 @@ def _check_nulls(plan: tuple, obj) -> str | None:
     return None
 
 
-def frame_response(correlation_id: int, body: bytes, *, flexible_header: bool) -> list[bytes]:
-    """Size prefix + response header; returned as parts for writelines (no body copy)."""
+def frame_response(correlation_id: int, body, *, flexible_header: bool) -> list:
+    """Size prefix + response header, then the body's parts (one bytes object,
+    or a list of buffers), for writelines: the body is never copied."""
+    parts = body if isinstance(body, list) else [body]
     head_len = 5 if flexible_header else 4
-    prefix = _I32.pack(head_len + len(body)) + _I32.pack(correlation_id)
+    prefix = _I32.pack(head_len + sum(map(len, parts))) + _I32.pack(correlation_id)
     if flexible_header:
         prefix += b"\x00"  # no tagged fields
-    return [prefix, body]
+    return [prefix, *parts]

@@ -196,12 +196,15 @@ class KafkaConnection(asyncio.Protocol):
             if response is None:  # acks=0 produce: no response
                 continue
             try:
-                body = response.encode(version=version)
+                if hasattr(response, "encode_parts"):  # hand-encoded, records not copied
+                    parts = response.encode_parts(version)
+                else:
+                    parts = [response.encode(version=version)]
             except Exception:
                 log.exception("cannot encode %s v%d", type(response).__name__, version)
                 self.close("response encoding failed", flush=True)
                 return
-            self.transport.writelines(frame_response(correlation_id, body, flexible_header=flexible_header))
+            self.transport.writelines(frame_response(correlation_id, parts, flexible_header=flexible_header))
         if self._closing and not self.pending:
             self.close(self._closing, flush=True)
         if self._paused and len(self.pending) <= MAX_IN_FLIGHT // 2 and not self.closed \

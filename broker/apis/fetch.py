@@ -17,9 +17,8 @@ from objectstore import ObjectStoreError
 from ..errors import ErrorCode
 from ..fetch_session import FetchSessionError, SessionPartition
 from . import RequestContext, api
+from .fetch_response import FetchPartition, FetchResponseParts, FetchTopic
 
-TopicResp = FetchResponse.FetchableTopicResponse
-PartData = TopicResp.PartitionData
 
 
 @api(FetchRequest, FetchResponse)
@@ -56,27 +55,22 @@ async def handle(ctx: RequestContext, request: FetchRequest) -> FetchResponse:
             break
         await _wait_for_data(b, parts, remaining)
     out_bytes = 0
-    responses: list = []
+    topics: list[FetchTopic] = []
     by_topic: dict = {}
     for sp, error, hw, log_start, chunks in rows:
         if incremental and not chunks and error == ErrorCode.NONE \
                 and hw == sp.last_hw and log_start == sp.last_log_start:
             continue
         sp.last_hw, sp.last_log_start = hw, log_start
-        records = b"".join(chunks) if len(chunks) != 1 else chunks[0]
-        out_bytes += len(records)
+        out_bytes += sum(map(len, chunks))
         tkey = sp.topic_id if by_id else sp.topic
         tr = by_topic.get(tkey)
         if tr is None:
-            tr = by_topic[tkey] = TopicResp(topic=sp.topic, topic_id=sp.topic_id, partitions=[])
-            responses.append(tr)
-        tr.partitions.append(PartData(
-            partition_index=sp.partition, error_code=error, high_watermark=hw,
-            last_stable_offset=hw, log_start_offset=log_start, aborted_transactions=None,
-            preferred_read_replica=-1, records=records))
+            tr = by_topic[tkey] = FetchTopic(sp.topic, sp.topic_id, [])
+            topics.append(tr)
+        tr.partitions.append(FetchPartition(sp.partition, error, hw, log_start, chunks))
     b.metrics.bytes_out(out_bytes)
-    return FetchResponse(version=v, throttle_time_ms=0, error_code=0,
-                         session_id=session.id if session else 0, responses=responses)
+    return FetchResponseParts(topics, session_id=session.id if session else 0)
 
 
 async def _collect(b, parts: list[SessionPartition], max_bytes: int):
