@@ -4,15 +4,29 @@ Each round starts a fresh Sluice (``sluice serve`` on a temp data dir) and runs
 every workload on it, stops it, then starts a fresh Apache Kafka KRaft broker
 (``broker/kafka_reference.py``) and runs the same workloads, and stops it:
 A B A B ... for ``--rounds`` rounds. Every workload gets a new topic. Both
-brokers are loaded by the same client, Kafka's own ``kafka-producer-perf-test``
-(the Java producer), with the same settings. Figures are medians over rounds.
+brokers are loaded by the same clients with the same settings: Kafka's own
+``kafka-producer-perf-test`` (the Java producer) writes, Kafka's
+``kafka-consumer-perf-test`` (the Java consumer) reads in (f), and a
+librdkafka consumer (confluent-kafka, a separate process) reads in (e).
+Figures are medians over rounds.
 
 Workloads:
   (a) produce, acks=all, unthrottled;  (b) produce, acks=all, at a fixed rate
   (latency);  (c) as (a), with Kafka at equal durability (topic flush.messages=1,
   an fsync per append; Sluice always fsyncs before acking, so its column repeats (a));
   (d) broker resident memory (RSS of its process tree, /proc) at idle after start
-  and at peak during (a).
+  and at peak during (a);
+  (e) tail consume: a producer at ``--tail-rate`` MB/s for ``--tail-seconds`` while a
+  consumer, started first, reads the same topic from offset 0 and keeps up;
+  consumer MB/s and end-to-end latency (consumer receive time minus the record's
+  CreateTime, which the producer sets at send(); millisecond resolution);
+  (f) catch-up read: write ``--catchup-mb`` MB unthrottled, then read it all from
+  offset 0 twice with kafka-consumer-perf-test. Kafka reads its local log (the
+  first read comes right after writing, so the OS page cache holds the data for
+  both reads). Sluice runs against a local MinIO it starts (s3://), is restarted
+  with an EMPTY data dir after the upload, so its first read fetches every byte
+  from MinIO (cold block cache), and its second comes from its block cache
+  (cache.block.bytes sized to hold it all).
 """
 from __future__ import annotations
 
@@ -23,6 +37,7 @@ import platform
 import re
 import shlex
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -33,12 +48,16 @@ from array import array
 from pathlib import Path
 
 from broker import bench
+from broker.bench_storage import Broker as S3Broker, Minio
 from broker.kafka_reference import ROOT, TOOL, KafkaBroker, java_version, kafka_libs, kafka_version
 
 MB = 1_000_000
 SECTION = "## Comparison with Apache Kafka (issue 5)"
 NOTES_MARK = "<!-- notes below are kept by `sluice bench compare --write-benchmarks` -->"
-NOT_YET = ["tail consume latency", "catch-up read throughput", "partition move"]
+NOT_YET = ["partition move"]
+WORKLOADS = "a,b,c,e,f"          # (d) comes with (a)
+READ_FETCH_BYTES = 8 << 20       # kafka-consumer-perf-test --fetch-size (max.partition.fetch.bytes)
+LOG_PROBLEM_RE = re.compile(r"\b(ERROR|FATAL|CRITICAL)\b|Traceback")
 
 FINAL_RE = re.compile(
     r"(\d+) records sent, ([\d.]+) records/sec \(([\d.]+) MB/sec\), ([\d.]+) ms avg latency, "
@@ -51,7 +70,8 @@ def add_parser(kinds) -> None:
                          description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=None, help="A/B rounds (default 3; --quick: 1)")
     p.add_argument("--quick", action="store_true",
-                   help="small run for smoke tests: 1 round, 100k records, 5 s at the fixed rate")
+                   help="small run for smoke tests: 1 round, 100k records, 5 s at the fixed rates, "
+                        "64 MB catch-up")
     p.add_argument("--records", type=int, default=None,
                    help="records per unthrottled run (default 1,000,000; --quick 100,000)")
     p.add_argument("--durable-records", type=int, default=None,
@@ -61,11 +81,19 @@ def add_parser(kinds) -> None:
     p.add_argument("--rate", type=float, default=10.0, metavar="MB/s", help="fixed rate for (b)")
     p.add_argument("--rate-seconds", type=float, default=None,
                    help="length of (b) in seconds (default 20; --quick 5)")
+    p.add_argument("--tail-rate", type=float, default=20.0, metavar="MB/s", help="producer rate for (e)")
+    p.add_argument("--tail-seconds", type=float, default=None,
+                   help="length of (e) in seconds (default 20; --quick 5)")
+    p.add_argument("--catchup-mb", type=float, default=None, metavar="MB",
+                   help="MB (10^6 bytes of values) written then read back in (f) (default 2048; --quick 64)")
+    p.add_argument("--catchup-block-cache-mb", type=int, default=None, metavar="MiB",
+                   help="Sluice cache.block.bytes for (f) (default: 4096, or 1.25 x --catchup-mb if larger)")
     p.add_argument("--producer-prop", action="append", default=[], metavar="KEY=VALUE",
                    help="extra Java producer property, for both brokers")
     p.add_argument("--kafka-heap", default="-Xmx1g -Xms1g", help="KAFKA_HEAP_OPTS for the Kafka broker")
     p.add_argument("--data-dir", default=None, help="parent of both brokers' temp data dirs")
-    p.add_argument("--only", default=None, help="comma-separated subset of workloads: a,b,c")
+    p.add_argument("--only", default=None,
+                   help="comma-separated subset of workloads: a,b,c,e,f (default all; (d) comes with (a))")
     p.add_argument("--json", metavar="FILE")
     p.add_argument("--plot", metavar="FILE.png")
     p.add_argument("--write-benchmarks", nargs="?", const=str(ROOT / "BENCHMARKS.md"), default=None,
@@ -166,7 +194,18 @@ def _versions(libs: str) -> dict:
         sluice_v = None
     return {"sluice": sluice_v, "sluice_commit": commit, "sluice_worktree_dirty": dirty,
             "kafka": kafka_version(libs), "java": java_version(), "python": platform.python_version(),
-            "client": f"kafka-producer-perf-test (Java producer {kafka_version(libs)})"}
+            "client": f"kafka-producer-perf-test (Java producer {kafka_version(libs)})",
+            "consumer_clients": f"(e) confluent-kafka {_confluent_versions()}; (f) kafka-consumer-perf-test "
+                                f"(Java consumer {kafka_version(libs)})"}
+
+
+def _confluent_versions() -> str:
+    try:
+        import confluent_kafka
+        v = confluent_kafka.version()
+        return f"{v[0] if isinstance(v, tuple) else v} (librdkafka {confluent_kafka.libversion()[0]})"
+    except Exception:
+        return "?"
 
 
 class Progress:
@@ -226,11 +265,57 @@ class _System:
         return self.kafka.log_tail() if self.kafka else self.sluice.log_tail()
 
     def stop(self) -> int | None:
+        """Stop the broker, note error lines of its log in ``self.log_problems``, remove its dir."""
         if self.kafka:
             rc = self.kafka.stop(30)
+            self.log_problems = log_problems(self.kafka.log_path)
             shutil.rmtree(self.kafka.workdir, ignore_errors=True)
             return rc
+        proc = self.sluice.proc
+        if proc.poll() is None:  # stop first, so the log is complete before bench._Broker removes it
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                pass  # bench._Broker.stop kills it
+        self.log_problems = log_problems(self.sluice.log_path)
         return self.sluice.stop()
+
+
+class _S3System:
+    """A ``bench_storage.Broker`` (Sluice against MinIO) seen as a _System by ``_perf_test``."""
+
+    def __init__(self, broker: S3Broker) -> None:
+        self.broker = broker
+        self.name = "sluice (s3)"
+
+    @property
+    def bootstrap(self) -> str:
+        return self.broker.bootstrap
+
+    @property
+    def pid(self) -> int:
+        return self.broker.proc.pid
+
+    def alive(self) -> bool:
+        return self.broker.proc is not None and self.broker.proc.poll() is None
+
+    def log_tail(self) -> str:
+        return self.broker.log_tail()
+
+
+def log_problems(path, limit: int = 10) -> dict:
+    """Error-level lines (ERROR, FATAL, CRITICAL, Traceback) of a broker log: count and the first few."""
+    lines = []
+    try:
+        with open(path, "rb") as f:
+            for raw in f:
+                line = raw.decode(errors="replace").rstrip()
+                if LOG_PROBLEM_RE.search(line):
+                    lines.append(line[:300])
+    except OSError:
+        pass
+    return {"count": len(lines), "first": lines[:limit]}
 
 
 def _create_topic(bootstrap: str, topic: str, partitions: int, config: dict | None = None) -> None:
@@ -320,6 +405,261 @@ def _perf_test(sysm: _System, topic: str, records: int, record_size: int, throug
     return out
 
 
+# ------------------------------------------------------------- (e) tail consume
+def tail_consumer_main(argv: list[str]) -> int:
+    """The (e) consumer, run in its own process: prints "ready", then one JSON line at the end.
+
+    Assigned to every partition from offset 0 (the topic is new and empty), it reads until
+    it has ``--records`` records, or nothing came for ``--idle-seconds`` after the first
+    record, or ``--max-seconds`` passed. End-to-end latency of a record is the wall-clock
+    time when ``consume()`` handed it over minus its timestamp (CreateTime: the producer's
+    wall clock at send(), in whole ms, so the figure carries up to +1 ms of rounding).
+    """
+    p = argparse.ArgumentParser(prog="tail-consumer")
+    p.add_argument("--bootstrap", required=True)
+    p.add_argument("--topic", required=True)
+    p.add_argument("--partitions", type=int, required=True)
+    p.add_argument("--records", type=int, required=True)
+    p.add_argument("--max-seconds", type=float, required=True)
+    p.add_argument("--idle-seconds", type=float, default=15.0)
+    a = p.parse_args(argv)
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": a.bootstrap, "group.id": f"cmp-tail-{os.getpid()}",
+                  "enable.auto.commit": False, "log_level": 3})
+    deadline = time.monotonic() + a.max_seconds
+    try:
+        c.assign([TopicPartition(a.topic, i, 0) for i in range(a.partitions)])
+        c.get_watermark_offsets(TopicPartition(a.topic, 0), timeout=15, cached=False)  # connected
+        print("ready", flush=True)
+        lat, n, nbytes, errors, types = array("d"), 0, 0, 0, set()
+        t_first = t_last = None
+        while n < a.records and time.monotonic() < deadline:
+            # consume(n, timeout) waits until it has n messages or the timeout passed, which
+            # would add its own delay: take what is queued, else block for the next one.
+            msgs = c.consume(10000, 0)
+            if not msgs:
+                m = c.poll(0.2)
+                msgs = [m] if m is not None else []
+            now = time.time()
+            mono = time.monotonic()
+            if not msgs:
+                if t_last is not None and mono - t_last > a.idle_seconds:
+                    break
+                continue
+            got = 0
+            for m in msgs:
+                if m.error():
+                    errors += 1
+                    continue
+                v = m.value()
+                nbytes += len(v) if v else 0
+                tt, ts = m.timestamp()
+                types.add(tt)
+                lat.append(now - ts / 1000.0)
+                got += 1
+            if got:
+                n += got
+                t_first = mono if t_first is None else t_first
+                t_last = mono
+    finally:
+        c.close()
+    span = (t_last - t_first) if t_first is not None else 0.0
+    names = {1: "CreateTime", 2: "LogAppendTime"}
+    print(json.dumps({
+        "records": n, "bytes": nbytes, "expected_records": a.records, "complete": n >= a.records,
+        "seconds": round(span, 3), "mb_per_s": round(nbytes / MB / span, 2) if span > 0 else None,
+        "e2e_latency_ms": bench._percentiles(lat), "timestamp_types": sorted(names.get(t, str(t)) for t in types),
+        "errors": errors}), flush=True)
+    return 0
+
+
+def _tail_consume(sysm, topic: str, records: int, rate_records: float, seconds: float, record_size: int,
+                  partitions: int, props: list[str], libs: str, progress: Progress) -> dict:
+    """(e): start the consumer (own process), wait until it is ready, run the fixed-rate producer."""
+    idle = 15.0
+    cmd = [sys.executable, "-c", "import sys; from broker.bench_compare import tail_consumer_main; "
+           "sys.exit(tail_consumer_main(sys.argv[1:]))", "--bootstrap", sysm.bootstrap, "--topic", topic,
+           "--partitions", str(partitions), "--records", str(records),
+           "--max-seconds", str(round(seconds * 3 + 180)), "--idle-seconds", str(idle)]
+    errf = tempfile.TemporaryFile()
+    cons = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errf, stdin=subprocess.DEVNULL, text=True,
+                            cwd=ROOT, start_new_session=True)
+    lines: list[str] = []
+    ready = threading.Event()
+
+    def reader():
+        for line in cons.stdout:
+            lines.append(line.strip())
+            if line.strip() == "ready":
+                ready.set()
+
+    th = threading.Thread(target=reader, daemon=True)
+    th.start()
+
+    def fail(what: str) -> RuntimeError:
+        errf.seek(0)
+        return RuntimeError(f"tail consumer {what} on {sysm.name} (exit {cons.poll()}, broker alive: "
+                            f"{sysm.alive()}):\n" + "\n".join(lines[-5:]) + "\n"
+                            + errf.read().decode(errors="replace")[-3000:]
+                            + f"\n--- broker log tail\n{sysm.log_tail()}")
+    try:
+        t0 = time.monotonic()
+        while not ready.wait(0.2):
+            if cons.poll() is not None or time.monotonic() - t0 > 60:
+                raise fail("did not start")
+        producer = _perf_test(sysm, topic, records, record_size, rate_records, props, libs, progress,
+                              sample_rss=False)
+        progress.show("producer done, waiting for the consumer")
+        # The consumer is done once it has every record, or after `idle` s without one.
+        try:
+            cons.wait(idle + 60)
+        except subprocess.TimeoutExpired:
+            raise fail("did not finish") from None
+        th.join(10)
+        if cons.returncode != 0 or not lines or not lines[-1].startswith("{"):
+            raise fail("failed")
+    finally:
+        if cons.poll() is None:
+            os.killpg(cons.pid, 9)
+            cons.wait(10)
+        errf.close()
+    out = json.loads(lines[-1])
+    if not out["records"]:
+        raise RuntimeError(f"tail consumer on {sysm.name} received no records: {out}")
+    out["producer"] = producer
+    out["tail_rate_records_per_s"] = round(rate_records, 1)
+    out["producer_held_rate"] = producer["records_per_s"] >= 0.95 * rate_records
+    return out
+
+
+# ------------------------------------------------------------- (f) catch-up read
+def _consumer_perf_test(bootstrap: str, topic: str, records: int, record_size: int, libs: str, name: str) -> dict:
+    """Read ``records`` from offset 0 with kafka-consumer-perf-test; MB/s over its fetch time."""
+    cmd = [str(TOOL), "kafka-consumer-perf-test", "--bootstrap-server", bootstrap, "--topic", topic,
+           "--num-records", str(records), "--fetch-size", str(READ_FETCH_BYTES), "--timeout", "30000",
+           "--group", f"cmp-read-{os.urandom(4).hex()}"]
+    timeout = 180 + records * record_size / MB / 2.0   # never slower than 2 MB/s
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            text=True, start_new_session=True,
+                            env=dict(os.environ, KAFKA_LIBS=libs, KAFKA_HEAP_OPTS="-Xmx512m"))
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        out, err = proc.communicate(timeout=10)
+        raise RuntimeError(f"kafka-consumer-perf-test timed out after {timeout:.0f} s on {name}:\n"
+                           f"{out[-2000:]}\n{err[-3000:]}") from None
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)
+            proc.wait(10)
+    wall = time.monotonic() - t0
+    # start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec,
+    # rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec   (its "MB" is MiB)
+    row = None
+    for line in out.splitlines():
+        f = [x.strip() for x in line.split(",")]
+        if len(f) == 10 and not line.startswith("start.time"):
+            row = f
+    if proc.returncode != 0 or row is None:
+        raise RuntimeError(f"kafka-consumer-perf-test failed on {name} (exit {proc.returncode}):\n"
+                           f"{out[-2000:]}\n{err[-3000:]}")
+    n, mib, rebalance_ms, fetch_ms = int(row[4]), float(row[2]), float(row[6]), float(row[7])
+    if n < records:
+        raise RuntimeError(f"kafka-consumer-perf-test on {name} read {n:,} of {records:,} records:\n"
+                           f"{out[-2000:]}\n{err[-3000:]}")
+    nbytes = n * record_size  # values of record_size bytes, no keys (its MiB figure has 4 decimals)
+    return {"records": n, "bytes": nbytes, "mib_reported": mib, "fetch_s": round(fetch_ms / 1000, 3),
+            "mb_per_s": round(nbytes / MB / (fetch_ms / 1000), 1) if fetch_ms > 0 else None,
+            "rebalance_ms": rebalance_ms, "wall_s": round(wall, 2)}
+
+
+def _catchup_kafka(sysm: _System, topic: str, records: int, record_size: int, partitions: int,
+                   props: list[str], libs: str, progress: Progress) -> dict:
+    _create_topic(sysm.bootstrap, topic, partitions)
+    progress.show(f"writing {records * record_size / MB:,.0f} MB")
+    prod = _perf_test(sysm, topic, records, record_size, -1, props, libs, progress, sample_rss=False)
+    progress.show("reading from offset 0 (1st: right after writing)")
+    cold = _consumer_perf_test(sysm.bootstrap, topic, prod["records"], record_size, libs, sysm.name)
+    progress.show("reading from offset 0 (2nd)")
+    warm = _consumer_perf_test(sysm.bootstrap, topic, prod["records"], record_size, libs, sysm.name)
+    return {"produce": prod, "records": prod["records"], "cold": cold, "warm": warm,
+            "source": "local log; OS page cache holds the data (just written) for both reads"}
+
+
+def _tiers(m: dict) -> dict:
+    out = {}
+    for (name, labels), v in m.items():
+        if name == "sluice_fetch_read_bytes_total":
+            out[dict(labels).get("tier", "?")] = v
+        elif name == "sluice_objectstore_bytes_total" and dict(labels).get("direction") == "get":
+            out["objectstore_get_bytes"] = v
+        elif name == "sluice_objectstore_requests_total" and dict(labels).get("op") in ("get", "get_range"):
+            out["objectstore_gets"] = out.get("objectstore_gets", 0) + v
+    return out
+
+
+def _delta(after: dict, before: dict) -> dict:
+    return {k: int(v - before.get(k, 0)) for k, v in sorted(after.items()) if v - before.get(k, 0)}
+
+
+def _catchup_sluice(args, tag: str, records: int, props: list[str], libs: str, progress: Progress) -> dict:
+    """(f) for Sluice: its own MinIO and a broker against it; write, restart with an empty data dir, read twice."""
+    work = tempfile.mkdtemp(prefix="sluice-cmp-catchup-", dir=args.data_dir)
+    minio = broker = None
+    out: dict = {}
+    try:
+        progress.show("starting MinIO")
+        minio = Minio(work)
+        broker = S3Broker(work, minio)
+        overrides = ("s3.compaction.interval.ms=3600000",            # read the data as uploaded
+                     f"cache.block.bytes={args.catchup_block_cache_mb << 20}",
+                     "group.initial.rebalance.delay.ms=0")          # as the Kafka reference broker
+        out["overrides"] = list(overrides)
+        broker.start(*overrides)
+        sysm = _S3System(broker)
+        topic = f"cmp-f-{tag}"
+        _create_topic(broker.bootstrap, topic, args.partitions)
+        progress.show(f"writing {records * args.record_size / MB:,.0f} MB")
+        prod = _perf_test(sysm, topic, records, args.record_size, -1, props, libs, progress, sample_rss=False)
+        progress.show("waiting for the upload to MinIO")
+        t0 = time.monotonic()
+        limit = 180 + records * args.record_size / MB / 5   # never slower than 5 MB/s
+        while broker.scrape().get(("sluice_wal_size_bytes", ()), 1) > 0:
+            if time.monotonic() - t0 > limit:
+                raise RuntimeError(f"Sluice did not upload its WAL within {limit:.0f} s:\n{broker.log_tail()}")
+            time.sleep(0.2)
+        out["upload_wait_s"] = round(time.monotonic() - t0, 1)
+        out["exit_code_after_write"] = broker.stop()
+        objs = minio.objects("data/")
+        out["data_objects"] = len(objs)
+        out["data_object_bytes"] = sum(o["Size"] for o in objs)
+        progress.show("restarting Sluice with an empty data dir")
+        broker.start(*overrides, wipe=True)
+        m0 = _tiers(broker.scrape())
+        progress.show("reading from offset 0 (cold block cache: from MinIO)")
+        cold = _consumer_perf_test(broker.bootstrap, topic, prod["records"], args.record_size, libs, sysm.name)
+        m1 = _tiers(broker.scrape())
+        progress.show("reading from offset 0 again (warm block cache)")
+        warm = _consumer_perf_test(broker.bootstrap, topic, prod["records"], args.record_size, libs, sysm.name)
+        m2 = _tiers(broker.scrape())
+        cold["read_bytes_by_tier"], warm["read_bytes_by_tier"] = _delta(m1, m0), _delta(m2, m1)
+        out.update({"produce": prod, "records": prod["records"], "cold": cold, "warm": warm,
+                    "source": "MinIO on loopback (s3://), block cache empty after a restart with an "
+                              "empty data dir; then the block cache"})
+    finally:
+        if broker is not None:
+            out["exit_code"] = broker.stop()
+            out["broker_log_problems"] = log_problems(broker.log_path)
+        if minio is not None:
+            minio.stop()
+            out["minio_log_problems"] = log_problems(os.path.join(work, "minio.log"))
+        shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
 # ---------------------------------------------------------------------- run
 def run_compare(args) -> int:
     if args.quick:
@@ -327,11 +667,19 @@ def run_compare(args) -> int:
         args.records = args.records or 100_000
         args.rate_seconds = args.rate_seconds or 5.0
         args.durable_records = args.durable_records or 50_000
+        args.tail_seconds = args.tail_seconds or 5.0
+        args.catchup_mb = args.catchup_mb or 64.0
     args.rounds = args.rounds or 3
     args.records = args.records or 1_000_000
     args.rate_seconds = args.rate_seconds or 20.0
     args.durable_records = args.durable_records or 300_000
-    workloads = set((args.only or "a,b,c").split(","))
+    args.tail_seconds = args.tail_seconds or 20.0
+    args.catchup_mb = args.catchup_mb or 2048.0
+    args.catchup_block_cache_mb = args.catchup_block_cache_mb or max(4096, int(args.catchup_mb * 1.25 * MB) >> 20)
+    workloads = set((args.only or WORKLOADS).split(","))
+    unknown = workloads - set(WORKLOADS.split(","))
+    if unknown:
+        raise SystemExit(f"--only: unknown workload(s) {','.join(sorted(unknown))} (choose from {WORKLOADS})")
     progress = Progress(args.quiet)
     command = "sluice " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
@@ -343,6 +691,9 @@ def run_compare(args) -> int:
     props = ["acks=all", "linger.ms=5", *args.producer_prop]
     rate_records = args.rate * MB / args.record_size
     rate_n = max(1000, int(rate_records * args.rate_seconds))
+    tail_records = args.tail_rate * MB / args.record_size
+    tail_n = max(1000, int(tail_records * args.tail_seconds))
+    catchup_n = max(1000, int(args.catchup_mb * MB / args.record_size))
 
     rounds: list[dict] = []
     t_start = time.monotonic()
@@ -371,9 +722,24 @@ def run_compare(args) -> int:
                     _create_topic(sysm.bootstrap, f"cmp-c-{tag}", args.partitions, {"flush.messages": "1"})
                     res["workloads"]["c"] = _perf_test(sysm, f"cmp-c-{tag}", args.durable_records, args.record_size,
                                                        -1, props, libs, progress, sample_rss=False)
+                if "e" in workloads:
+                    progress.phase(f"{label} (e) tail consume at {args.tail_rate:g} MB/s:")
+                    _create_topic(sysm.bootstrap, f"cmp-e-{tag}", args.partitions)
+                    res["workloads"]["e"] = _tail_consume(sysm, f"cmp-e-{tag}", tail_n, tail_records,
+                                                          args.tail_seconds, args.record_size, args.partitions,
+                                                          props, libs, progress)
+                if "f" in workloads and name == "kafka":
+                    progress.phase(f"{label} (f) catch-up read:")
+                    res["workloads"]["f"] = _catchup_kafka(sysm, f"cmp-f-{tag}", catchup_n, args.record_size,
+                                                           args.partitions, props, libs, progress)
             finally:
                 progress.phase(f"{label} stopping broker")
                 res["exit_code"] = sysm.stop()
+                res["broker_log_problems"] = getattr(sysm, "log_problems", None)
+            if "f" in workloads and name == "sluice":
+                # its own broker against MinIO, after the round's broker has stopped
+                progress.phase(f"{label} (f) catch-up read via MinIO:")
+                res["workloads"]["f"] = _catchup_sluice(args, tag, catchup_n, props, libs, progress)
             rounds.append(res)
     progress.done()
 
@@ -385,6 +751,10 @@ def run_compare(args) -> int:
                    "durable_records": args.durable_records,
                    "record_size": args.record_size, "partitions": args.partitions,
                    "rate_mb_per_s": args.rate, "rate_records": rate_n, "producer_props": props,
+                   "tail_rate_mb_per_s": args.tail_rate, "tail_seconds": args.tail_seconds, "tail_records": tail_n,
+                   "catchup_mb": args.catchup_mb, "catchup_records": catchup_n,
+                   "catchup_fetch_size": READ_FETCH_BYTES,
+                   "catchup_sluice_block_cache_mib": args.catchup_block_cache_mb,
                    "kafka_heap": args.kafka_heap, "order": "per round: Sluice then Kafka, each a fresh "
                    "broker on a fresh temp dir; a new topic per workload",
                    "workloads": sorted(workloads)},
@@ -420,6 +790,16 @@ METRICS = [
     ("d_rss_idle_mib", "(d) broker RSS, idle after start", None, ("rss_idle_mib",), "MiB", False),
     ("d_rss_peak_mib", "(d) broker RSS, peak during (a)", "a", ("broker_rss_mib", "peak"), "MiB", False),
     ("a_cpu_s_per_gb", "(d) broker CPU time per GB produced in (a)", "a", ("broker_cpu_s_per_gb",), "CPU s/GB", False),
+    ("e_mb_per_s", "(e) tail consume while producing at {tail_rate} MB/s: consumer throughput", "e",
+     ("mb_per_s",), "MB/s", True),
+    ("e_p50_ms", "(e) tail consume at {tail_rate} MB/s: end-to-end p50 latency (record timestamp to consumer)",
+     "e", ("e2e_latency_ms", "p50"), "ms", False),
+    ("e_p99_ms", "(e) tail consume at {tail_rate} MB/s: end-to-end p99 latency (record timestamp to consumer)",
+     "e", ("e2e_latency_ms", "p99"), "ms", False),
+    ("f_cold_mb_per_s", "(f) catch-up read of {catchup_mb} MB from offset 0, 1st read (Kafka: local log just "
+     "written, page cache warm; Sluice: from MinIO, empty block cache)", "f", ("cold", "mb_per_s"), "MB/s", True),
+    ("f_warm_mb_per_s", "(f) catch-up read of {catchup_mb} MB from offset 0, 2nd read (Kafka: page cache; "
+     "Sluice: block cache)", "f", ("warm", "mb_per_s"), "MB/s", True),
 ]
 
 
@@ -432,7 +812,9 @@ def _get(d, path):
 
 
 def summarize(result: dict) -> list[dict]:
-    rate = result["config"]["rate_mb_per_s"]
+    c = result["config"]
+    fmt = {"rate": f"{c['rate_mb_per_s']:g}", "tail_rate": f"{c.get('tail_rate_mb_per_s', 0):g}",
+           "catchup_mb": f"{c.get('catchup_mb', 0):,.0f}"}
     rows = []
     for key, label, wl, path, unit, higher in METRICS:
         vals = {}
@@ -454,7 +836,7 @@ def summarize(result: dict) -> list[dict]:
         med = {s: (round(statistics.median(v), 2) if v else None) for s, v in vals.items()}
         ratio = (round(med["sluice"] / med["kafka"], 2)
                  if med["sluice"] is not None and med["kafka"] not in (None, 0) else None)
-        rows.append({"key": key, "label": label.format(rate=f"{rate:g}"), "unit": unit,
+        rows.append({"key": key, "label": label.format(**fmt), "unit": unit,
                      "higher_is_better": higher, "kafka": med["kafka"], "sluice": med["sluice"],
                      "ratio_sluice_over_kafka": ratio, "kafka_rounds": vals["kafka"],
                      "sluice_rounds": vals["sluice"], "status": "measured"})
@@ -493,6 +875,29 @@ def markdown_table(result: dict) -> str:
     out.append(f"Medians over {n} round(s); (a) {c['records']:,} records, (b) {c['rate_records']:,} records at "
                f"{c['rate_mb_per_s']:g} MB/s, (c) {c['durable_records']:,} records. (c): Sluice's column repeats "
                "its (a) figures, since Sluice fsyncs before every ack anyway.")
+    if "tail_records" in c:
+        out.append("")
+        out.append(
+            f"(e) {c['tail_records']:,} records at {c['tail_rate_mb_per_s']:g} MB/s from the same producer, while "
+            "a librdkafka consumer (confluent-kafka, its own process, default fetch settings), started first, "
+            "reads every partition from offset 0. Throughput is what it received over the time from its first "
+            "to its last record (it keeps up, so about the produce rate). End-to-end latency = the consumer's "
+            "receive time minus the record's CreateTime, which the producer sets at send(): it includes the "
+            "producer's batching (linger.ms), the produce round trip to durability (Sluice: WAL fsync; Kafka: "
+            "page cache) and the fetch; timestamps are whole ms. A consumer MB/s well below the target rate "
+            "means the producer could not hold it: both latencies are then mostly the producer's own backlog "
+            "(its ack latency is in the JSON, `workloads.e.producer`).")
+        out.append("")
+        out.append(
+            f"(f) {c['catchup_records']:,} records written unthrottled, then read from offset 0 twice by "
+            f"`kafka-consumer-perf-test` (`--fetch-size {c['catchup_fetch_size']}`, a new group each time); MB/s "
+            "over its fetch time, so JVM start and group join are not counted. Kafka: the round's broker, "
+            "reading its local log right after writing: the data is in the OS page cache for both reads, "
+            "so neither is a cold disk read. Sluice: a separate broker against a MinIO on loopback (s3://, "
+            "compaction off so it reads the objects as uploaded), stopped once its WAL was uploaded and "
+            "restarted with an empty data dir, so the 1st read fetches every byte from MinIO (whose files "
+            "are in the OS page cache too) into an empty block cache; the 2nd read comes from the block "
+            f"cache (`cache.block.bytes` = {c['catchup_sluice_block_cache_mib']} MiB).")
     return "\n".join(out)
 
 
@@ -509,6 +914,8 @@ def _section(result: dict, table: str, plot_path: str | None) -> str:
         "Kafka, each on a temp data dir, a new topic per workload. The load comes from",
         "Kafka's own `kafka-producer-perf-test` (Java producer) with the same settings for",
         f"both (`{' '.join(c['producer_props'])}`, other settings at their defaults),",
+        "read back in (e) by a librdkafka consumer and in (f) by Kafka's `kafka-consumer-perf-test`",
+        "(details below the table),",
         f"{c['partitions']} partitions, {c['record_size']} B records. MB = 10^6 bytes of record values.",
         "Latency is what the perf test reports (send to ack, per record); unthrottled, it",
         "includes time in the client's buffer. RSS is the broker process tree's resident memory",
@@ -531,6 +938,7 @@ def _section(result: dict, table: str, plot_path: str | None) -> str:
         f"| platform | {m['platform']} |",
         f"| versions | Sluice {v['sluice']} at `{v['sluice_commit']}`{' (+ uncommitted changes)' if v['sluice_worktree_dirty'] else ''}, "
         f"Apache Kafka {v['kafka']} ({c['kafka_heap']}), {v['java']}, CPython {v['python']} |",
+        *([f"| consumers | {v['consumer_clients']} |"] if v.get("consumer_clients") else []),
         f"| run time | {result['elapsed_s']:.0f} s |",
         "",
         table,
@@ -568,7 +976,7 @@ def plot(result: dict, path: str) -> None:
 
     colors = {"kafka": "#4c72b0", "sluice": "#dd8452"}
     rows = {r["key"]: r for r in result["summary"]}
-    fig, axes = plt.subplots(2, 2, figsize=(12, 8))
+    fig, axes = plt.subplots(3, 2, figsize=(12, 12))
 
     def bars(ax, keys, labels, title, unit):
         x = range(len(keys))
@@ -587,14 +995,18 @@ def plot(result: dict, path: str) -> None:
 
     bars(axes[0][0], ["a_mb_per_s", "c_mb_per_s"], ["(a) acks=all", "(c) Kafka flush.messages=1"],
          "produce throughput, unthrottled (median; dots: rounds)", "MB/s")
-    rate = result["config"]["rate_mb_per_s"]
-    for ax, wl, title in ((axes[0][1], "b", f"(b) ack latency at {rate:g} MB/s"),
-                          (axes[1][0], "a", "(a) ack latency, unthrottled")):
-        pcts = ["p50", "p95", "p99", "p99_9"]
+    c = result["config"]
+    rate = c["rate_mb_per_s"]
+    for ax, wl, key, pcts, title in (
+            (axes[0][1], "b", "latency_ms", ["p50", "p95", "p99", "p99_9"], f"(b) ack latency at {rate:g} MB/s"),
+            (axes[1][0], "a", "latency_ms", ["p50", "p95", "p99", "p99_9"], "(a) ack latency, unthrottled"),
+            (axes[2][0], "e", "e2e_latency_ms", ["p50", "p90", "p99", "p99_9"],
+             f"(e) end-to-end latency (record timestamp to consumer), tail consume at "
+             f"{c.get('tail_rate_mb_per_s', 0):g} MB/s")):
         for j, system in enumerate(("kafka", "sluice")):
             vals = []
             for p in pcts:
-                rs = [rd["workloads"][wl]["latency_ms"][p] for rd in result["rounds"]
+                rs = [rd["workloads"][wl][key][p] for rd in result["rounds"]
                       if rd["system"] == system and wl in rd["workloads"]]
                 vals.append(statistics.median(rs) if rs else 0)
             ax.bar([i + (j - 0.5) * 0.38 for i in range(len(pcts))], vals, 0.38, color=colors[system],
@@ -606,6 +1018,10 @@ def plot(result: dict, path: str) -> None:
         ax.legend(fontsize=8)
     bars(axes[1][1], ["d_rss_idle_mib", "d_rss_peak_mib"], ["idle", "peak during (a)"],
          "(d) broker resident memory", "MiB")
+    bars(axes[2][1], ["f_cold_mb_per_s", "f_warm_mb_per_s", "e_mb_per_s"],
+         ["(f) 1st read\nKafka: page cache\nSluice: MinIO, cold cache", "(f) 2nd read\nKafka: page cache\n"
+          "Sluice: block cache", f"(e) tail consumer\nat {c.get('tail_rate_mb_per_s', 0):g} MB/s"],
+         f"(f) catch-up read of {c.get('catchup_mb', 0):,.0f} MB from offset 0; (e) tail consumer", "MB/s")
     import textwrap
     title = f"Sluice vs Apache Kafka {result['versions']['kafka']}, {result['config']['rounds']} round(s)"
     if result.get("note"):

@@ -1,6 +1,7 @@
 """`sluice bench compare --quick` runs Sluice and a real Apache Kafka side by side
 end to end and reports the documented JSON shape, table, plot and BENCHMARKS.md
-section. No timing thresholds: the machine may be busy with other work."""
+section, including (e) tail consume and (f) catch-up read (Sluice via MinIO).
+No timing thresholds: the machine may be busy with other work."""
 import json
 import subprocess
 import sys
@@ -17,7 +18,7 @@ def test_bench_compare_quick(tmp_path, kafka_tools):
     proc = subprocess.run(
         [sys.executable, "-m", "broker", "bench", "compare", "--quick", "--json", str(out), "--plot", str(png),
          "--write-benchmarks", str(md), "--note", "smoke test", "--data-dir", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=240,
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
         env={**__import__("os").environ, "KAFKA_LIBS": str(kafka_tools.libs)})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     assert "| workload | Kafka | Sluice | Sluice/Kafka |" in proc.stdout
@@ -34,26 +35,49 @@ def test_bench_compare_quick(tmp_path, kafka_tools):
     assert [(x["round"], x["system"]) for x in r["rounds"]] == [(1, "sluice"), (1, "kafka")]
     for rd in r["rounds"]:
         assert rd["rss_idle_mib"] > 0
-        want = {"a", "b", "c"} if rd["system"] == "kafka" else {"a", "b"}
+        want = {"a", "b", "c", "e", "f"} if rd["system"] == "kafka" else {"a", "b", "e", "f"}
         assert set(rd["workloads"]) == want
-        for w in rd["workloads"].values():
+        assert rd["broker_log_problems"]["count"] >= 0
+        for name, w in rd["workloads"].items():
+            if name in ("e", "f"):
+                continue
             assert w["records"] > 0 and w["mb_per_s"] > 0
             lat = w["latency_ms"]
             assert 0 <= lat["p50"] <= lat["p95"] <= lat["p99"] <= lat["p99_9"] <= lat["max"]
         assert rd["workloads"]["a"]["broker_rss_mib"]["peak"] > 0
+        # (e) tail consume: every record produced at the fixed rate reached the consumer
+        e = rd["workloads"]["e"]
+        assert e["complete"] and e["records"] == e["expected_records"] == r["config"]["tail_records"]
+        assert e["mb_per_s"] > 0 and e["producer"]["records"] == e["records"]
+        assert e["timestamp_types"] == ["CreateTime"]
+        lat = e["e2e_latency_ms"]
+        assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["p99_9"] <= lat["max"]
+        # (f) catch-up read: everything written, read back twice from offset 0
+        f = rd["workloads"]["f"]
+        assert f["records"] == f["produce"]["records"] == r["config"]["catchup_records"]
+        for read in ("cold", "warm"):
+            assert f[read]["records"] == f["records"] and f[read]["mb_per_s"] > 0 and f[read]["fetch_s"] > 0
+        if rd["system"] == "sluice":
+            # 1st read: every byte from MinIO (the data dir was emptied); 2nd: none
+            assert f["cold"]["read_bytes_by_tier"]["objectstore_get_bytes"] >= f["cold"]["bytes"]
+            assert f["warm"]["read_bytes_by_tier"].get("objectstore_get_bytes", 0) == 0
+            assert f["exit_code"] == 0 and f["exit_code_after_write"] == 0
     rows = {row["key"]: row for row in r["summary"]}
-    for key in ("a_mb_per_s", "a_p99_ms", "b_p99_ms", "c_mb_per_s", "d_rss_idle_mib", "d_rss_peak_mib"):
+    for key in ("a_mb_per_s", "a_p99_ms", "b_p99_ms", "c_mb_per_s", "d_rss_idle_mib", "d_rss_peak_mib",
+                "e_mb_per_s", "e_p50_ms", "e_p99_ms", "f_cold_mb_per_s", "f_warm_mb_per_s"):
         assert rows[key]["status"] == "measured"
         assert rows[key]["kafka"] > 0 and rows[key]["sluice"] > 0
         assert rows[key]["ratio_sluice_over_kafka"] > 0
-    assert [row["label"] for row in r["summary"] if row["status"] == "not yet"] == [
-        "tail consume latency", "catch-up read throughput", "partition move"]
+    assert [row["label"] for row in r["summary"] if row["status"] == "not yet"] == ["partition move"]
 
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = md.read_text()
     assert "kept" in text and "also kept" in text and "old text" not in text
-    assert text.index("| tail consume latency") < text.index("hand notes") < text.index("## Later section")
+    assert text.index("| partition move") < text.index("hand notes") < text.index("## Later section")
     assert text.count("## Comparison with Apache Kafka (issue 5)") == 1
     assert text.index("## Comparison with Apache Kafka") < text.index("## Later section")
     assert "**smoke test**" in text and "sluice bench compare --quick" in text
-    assert "| tail consume latency | not yet | not yet |" in text
+    assert "| partition move | not yet | not yet |" in text
+    assert "| (e) tail consume while producing at 20 MB/s: consumer throughput" in text
+    assert "| (f) catch-up read of 64 MB from offset 0, 1st read" in text
+    assert "tail consume latency | not yet" not in text and "catch-up read throughput | not yet" not in text

@@ -231,7 +231,6 @@ def test_retention_advances_the_log_start_and_deletes_objects(s3_broker):
 
 
 def test_delete_records_and_topic_configs_survive_an_empty_data_dir(s3_broker):
-    from confluent_kafka.admin import AdminClient as _A  # noqa: F401
     from kafka.admin import KafkaAdminClient
     from kafka.structs import TopicPartition as KTP
 
