@@ -188,12 +188,27 @@ class Partition:
         if i >= len(self._bases) or j >= len(self._bases) or self._lasts[j] != last \
                 or entries[-1][1] != last:
             return False
-        self._bases[i:j + 1] = [e[0] for e in entries]
-        self._lasts[i:j + 1] = [e[1] for e in entries]
-        self._max_ts[i:j + 1] = [e[2] for e in entries]
-        self._sizes[i:j + 1] = [e[3] for e in entries]
-        self._locs[i:j + 1] = [e[4] for e in entries]
+        self._splice(i, j + 1, entries)
         return True
+
+    def replace_segment(self, segment: "RemoteSegment", entries: list[tuple[int, int, int, int, object]]) -> bool:
+        """Replace the one index entry that is ``segment`` by ``entries`` (its
+        batches). False if that entry is gone (compaction or retention replaced
+        it meanwhile): the reader then finds the new entry and goes on."""
+        i = bisect.bisect_left(self._lasts, segment.ref.last_offset)
+        if i >= len(self._locs) or self._locs[i] is not segment:
+            return False
+        keep = [e for e in entries if e[1] >= min(self.log_start_offset, self.upload_from)]
+        self._splice(i, i + 1, keep)
+        return True
+
+    def _splice(self, i: int, j: int, entries: list[tuple[int, int, int, int, object]]) -> None:
+        """Index positions [i, j) become ``entries`` (base, last, max_ts, size, loc)."""
+        self._bases[i:j] = [e[0] for e in entries]
+        self._lasts[i:j] = [e[1] for e in entries]
+        self._max_ts[i:j] = [e[2] for e in entries]
+        self._sizes[i:j] = [e[3] for e in entries]
+        self._locs[i:j] = [e[4] for e in entries]
 
     def set_location(self, base_offset: int, loc: object) -> bool:
         """Point the batch at ``base_offset`` to a new location (after upload)."""
@@ -308,8 +323,9 @@ class Partition:
 
     def entries_from(self, offset: int):
         """Index entries (base, last, max_ts, size, loc) from the one holding ``offset`` on."""
-        i = bisect.bisect_left(self._lasts, offset)
-        return zip(self._bases[i:], self._lasts[i:], self._max_ts[i:], self._sizes[i:], self._locs[i:])
+        b, la, ts, sz, lo = self._bases, self._lasts, self._max_ts, self._sizes, self._locs
+        for i in range(bisect.bisect_left(la, offset), len(b)):  # no list copies; callers never await
+            yield b[i], la[i], ts[i], sz[i], lo[i]
 
     def retention_offset(self, now_ms: int, retention_ms: int, retention_bytes: int, limit: int) -> int | None:
         """Kafka's retention as a new log start: the first entry (batch or segment)

@@ -245,8 +245,12 @@ class ReplicaManager:
             entries = [(s.base_offset, s.last_offset, s.max_timestamp, s.size,
                         ObjectRange(ref.object_key, ref.position + s.position, s.size))
                        for s in data_object.iter_batches(data, key=ref.object_key)]
-            partition.replace_entries(ref.first_offset, ref.last_offset, entries)
-            partition.set_log_start_offset(partition.log_start_offset, force=True)
+            if not entries or entries[0][0] != ref.first_offset or entries[-1][1] != ref.last_offset:
+                raise CorruptObject(ref.object_key, f"chunk at {ref.position} holds offsets "
+                                                    f"{entries[0][0] if entries else None}.."
+                                                    f"{entries[-1][1] if entries else None}, the "
+                                                    f"manifest says {ref.first_offset}..{ref.last_offset}")
+            partition.replace_segment(segment, entries)
             self._read_ahead(partition, ref.last_offset)
             fut.set_result(None)
         except BaseException as exc:
