@@ -12,40 +12,20 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
 import time
-import urllib.request
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
-from prometheus_client.parser import text_string_to_metric_families
+
+from tests.e2e.test_crash import wait_until
+from tests.e2e.test_metrics import _free_port, _scrape as scrape
 
 pytestmark = pytest.mark.minio
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def scrape(port: int) -> dict[tuple[str, tuple], float]:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for fam in text_string_to_metric_families(text) for s in fam.samples}
-
-
 def metric(port: int, name: str, **labels) -> float:
     return scrape(port).get((name, tuple(sorted(labels.items()))), 0.0)
-
-
-def wait_until(cond, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture
