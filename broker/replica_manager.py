@@ -92,6 +92,7 @@ class ReplicaManager:
         self.wal_room.set()
         self._expanding: dict[int, asyncio.Future] = {}
         self._store_errors: set[str] = set()
+        self._tier_counters: dict = {}
 
     # ---------------------------------------------------------------- start
     async def start(self, groups) -> None:
@@ -261,8 +262,11 @@ class ReplicaManager:
             del self._expanding[id(segment)]
 
     def _read_tier(self, tier: str, n: int) -> None:
-        if self.metrics is not None:
-            self.metrics.read_bytes.labels(tier).inc(n)
+        child = self._tier_counters.get(tier)  # labels() per batch was a lookup on the fetch path
+        if child is None and self.metrics is not None:
+            child = self._tier_counters[tier] = self.metrics.read_bytes.labels(tier)
+        if child is not None:
+            child.inc(n)
 
     # ------------------------------------------------------------------ topics
     def _open_partitions(self, topic: Topic, start: int) -> None:

@@ -262,6 +262,9 @@ class NoGroups:
     def replay(self, key, data):
         raise AssertionError("no group entries expected")
 
+    def snapshot_entries(self):
+        return []
+
 
 async def open_replicas(tmp_path) -> ReplicaManager:
     rm = ReplicaManager(BrokerConfig(), str(tmp_path / "data"),

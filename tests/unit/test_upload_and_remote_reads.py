@@ -16,15 +16,7 @@ from broker.uploader import Uploader
 from objectstore import FilesystemObjectStore
 from wal.log import Location
 
-from test_partition import append, batch  # same directory (rootdir-inserted)
-
-
-class NoGroups:
-    def replay(self, key, data):
-        raise AssertionError("no group entries expected")
-
-    def snapshot_entries(self):
-        return []
+from test_partition import NoGroups, append, batch  # same directory (rootdir-inserted)
 
 
 async def open_broker(tmp_path, data: str = "data", **overrides):
