@@ -5,7 +5,7 @@ three frames per connection of:
 
 * well-formed requests with hostile field values (Produce, Fetch, ListOffsets,
   Metadata, CreateTopics, CreatePartitions, InitProducerId, DescribeConfigs,
-  IncrementalAlterConfigs at random supported versions; negative and huge
+  IncrementalAlterConfigs and the group APIs at random supported versions; negative and huge
   sizes, offsets, partitions, epochs, sessions and partition counts; invalid
   names; null, junk, corrupt and idempotent record batches),
 * mutations (bit flips, overwritten, inserted and deleted bytes, truncation,
@@ -25,8 +25,9 @@ The fuzzer must not be able to delete data legitimately, since the test then
 checks that data written before fuzzing is unchanged. So no frame it sends
 carries API key 20 (DeleteTopics) or 21 (DeleteRecords) (mutations landing on
 those keys are rewritten to 9999), and every request that changes state
-(Produce, CreatePartitions, IncrementalAlterConfigs) names only the scratch
-topic ``fuzz-scratch`` or random other names; the checked topic ``precious``
+(Produce, CreatePartitions, IncrementalAlterConfigs, OffsetCommit) names only
+the scratch topic ``fuzz-scratch`` (and the group ``fuzz-group``) or random
+other names; the checked topic ``precious``
 is only ever named by read-only requests (Metadata, Fetch, ListOffsets,
 DescribeConfigs), whose mutations could at worst append or create, never
 remove or rewrite records.
@@ -47,10 +48,15 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.protocol.admin import (CreatePartitionsRequest, CreateTopicsRequest, DescribeClusterRequest,
                                   DescribeConfigsRequest, IncrementalAlterConfigsRequest)
-from kafka.protocol.consumer import FetchRequest, ListOffsetsRequest
-from kafka.protocol.metadata import ApiVersionsRequest, ApiVersionsResponse, MetadataRequest
+from kafka.protocol.admin import DescribeGroupsRequest, ListGroupsRequest
+from kafka.protocol.consumer import (FetchRequest, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest,
+                                     ListOffsetsRequest, OffsetCommitRequest, OffsetFetchRequest,
+                                     SyncGroupRequest)
+from kafka.protocol.metadata import (ApiVersionsRequest, ApiVersionsResponse, FindCoordinatorRequest,
+                                     MetadataRequest)
 from kafka.protocol.producer import InitProducerIdRequest, ProduceRequest
 
+from broker.apis import load_all
 from wire import WireClient, encode_request, make_batch, response_class, response_header_size
 
 PRECIOUS = "precious"
@@ -116,6 +122,29 @@ def _seed_requests() -> list[tuple[object, int]]:
             IA.AlterConfigsResource.AlterableConfig(name="max.message.bytes", config_operation=0,
                                                     value="2000000")])], validate_only=False), 1),
         (DescribeClusterRequest(include_cluster_authorized_operations=False), 0),
+        # Group APIs: each answers at once for a group with no members (JoinGroup
+        # v4+ without a member id gets MEMBER_ID_REQUIRED rather than waiting).
+        (FindCoordinatorRequest(key="fuzz-group", key_type=0), 2),
+        (FindCoordinatorRequest(key_type=0, coordinator_keys=["fuzz-group"]), 4),
+        (JoinGroupRequest(group_id="fuzz-group", session_timeout_ms=10000, rebalance_timeout_ms=10000,
+                          member_id="", group_instance_id=None, protocol_type="consumer",
+                          protocols=[JoinGroupRequest.JoinGroupRequestProtocol(name="range",
+                                                                               metadata=b"\x00\x01")],
+                          reason=None), 7),
+        (SyncGroupRequest(group_id="fuzz-group", generation_id=1, member_id="nobody", group_instance_id=None,
+                          protocol_type="consumer", protocol_name="range", assignments=[]), 5),
+        (HeartbeatRequest(group_id="fuzz-group", generation_id=1, member_id="nobody",
+                          group_instance_id=None), 4),
+        (LeaveGroupRequest(group_id="fuzz-group", member_id="nobody"), 1),
+        (OffsetCommitRequest(group_id="fuzz-group", generation_id_or_member_epoch=-1, member_id="",
+                             group_instance_id=None, retention_time_ms=-1, topics=[
+                                 OffsetCommitRequest.OffsetCommitRequestTopic(name=SCRATCH, partitions=[
+                                     OffsetCommitRequest.OffsetCommitRequestTopic.OffsetCommitRequestPartition(
+                                         partition_index=0, committed_offset=1, committed_leader_epoch=-1,
+                                         commit_timestamp=-1, committed_metadata="m")])]), 8),
+        (OffsetFetchRequest(group_id="fuzz-group", topics=None, require_stable=False), 7),
+        (ListGroupsRequest(states_filter=[]), 4),
+        (DescribeGroupsRequest(groups=["fuzz-group"], include_authorized_operations=False), 5),
     ]
 
 
@@ -407,7 +436,8 @@ def _decode_response(req: bytes, resp: bytes) -> None:
         assert isinstance(decoded, ApiVersionsResponse)
 
 
-REQUEST_CLASSES = {type(r).API_KEY: type(r) for r, _ in _seed_requests()}
+# Every API the broker serves may answer a mutated frame: its own table says which.
+REQUEST_CLASSES = {key: api.request for key, api in load_all().items()}
 
 
 def _assert_alive(broker) -> None:
