@@ -68,8 +68,9 @@ class BlockCache:
         looked_up = self.hits + self.misses
         return self.hits / looked_up if looked_up else 0.0
 
-    async def read(self, key: str, start: int, end: int) -> bytes:
-        """Bytes [start, end) of ``key``; raises ShortRead if the object is shorter."""
+    async def read(self, key: str, start: int, end: int) -> bytes | memoryview:
+        """Bytes [start, end) of ``key`` (a read-only view when they lie in one
+        block); raises ShortRead if the object is shorter."""
         if start < 0 or end < start:
             raise ValueError(f"bad range [{start}, {end})")
         if start == end:
@@ -116,7 +117,9 @@ class BlockCache:
             if not isinstance(p, _Run):
                 self.bytes_from_cache += b - a
             out.append(block[a:b])
-        return b"".join(out)
+        # A range inside one block (most batches) is a view of it, not a copy;
+        # the view keeps that block's bytes alive only while the caller holds it.
+        return out[0] if len(out) == 1 else b"".join(out)
 
     def prefetch(self, key: str, start: int, end: int) -> None:
         """Fetch the missing blocks of [start, end) in the background (errors are
