@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -84,6 +85,11 @@ async def serve(args) -> int:
     effective = " ".join(f"{k}={v}" for k, v in sorted(config.values.items()))
     log.info("starting node %s: data-dir=%s object-store=%s advertised=%s:%d %s", broker.node_id,
              data_dir, object_store, broker.advertised_host, broker.advertised_port, effective)
+    # What start-up built (modules, schemas, the replayed indexes) lives as long
+    # as the process: keep it out of every later collection, so a full (gen2)
+    # collection walks only what requests allocate (one took ~30 ms otherwise).
+    gc.collect()
+    gc.freeze()
     print(f"ready on {bound_host}:{bound_port}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -45,6 +45,8 @@ BROKER_DEFAULTS: dict[str, tuple[Callable[[Any], Any], Any]] = {
     "transactional.id.expiration.ms": (int, 604800000),
     "producer.id.expiration.ms": (int, 86400000),
     "max.incremental.fetch.session.cache.slots": (int, 1000),
+    # KIP-956's tiered-storage fetch quota: bytes/s of Fetch served from the object store
+    "remote.log.manager.fetch.max.bytes.per.second": (int, 9223372036854775807),
     # Sluice's own settings (no Kafka equivalent)
     # offsets.retention.minutes in milliseconds when >= 0 (tests; Kafka has only minutes)
     "offsets.retention.ms": (int, -1),
@@ -65,6 +67,8 @@ BROKER_DEFAULTS: dict[str, tuple[Callable[[Any], Any], Any]] = {
     "s3.gc.interval.ms": (int, 60000),
     "s3.gc.grace.ms": (int, 60000),
     "s3.shutdown.timeout.ms": (int, 30000),
+    # catch-up (object-store) Fetch bytes are paced while produce requests take longer (0: never)
+    "remote.fetch.produce.latency.target.ms": (int, 20),
 }
 
 # Topic-level configs users set with CreateTopics / IncrementalAlterConfigs,

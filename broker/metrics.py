@@ -62,6 +62,20 @@ class BrokerMetrics:
         self.cache_bytes = Gauge("sluice_cache_size_bytes", "Bytes held by cache (tail, block)",
                                  ["cache"], registry=r)
 
+        # Catch-up pacing (read_pacer): how long Fetch answers were held back, at what rate.
+        self.remote_fetch_paced_seconds = Counter(
+            "sluice_remote_fetch_paced_seconds_total",
+            "Seconds Fetch responses holding object-store bytes were held back so produce "
+            "latency stays near remote.fetch.produce.latency.target.ms", registry=r)
+        self.remote_fetch_rate = Gauge(
+            "sluice_remote_fetch_rate_bytes_per_second",
+            "Current allowance for Fetch bytes from the object store (+Inf: not paced)", registry=r)
+
+    def remote_fetch_paced(self, seconds: float, rate: float) -> None:
+        if seconds > 0:
+            self.remote_fetch_paced_seconds.inc(seconds)
+        self.remote_fetch_rate.set(rate)
+
     def request(self, api: str, error: str = "NONE") -> None:
         self.requests.labels(api, error).inc()
 

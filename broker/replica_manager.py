@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import struct
 import time
@@ -44,6 +45,7 @@ from wal.log import Location
 
 from .config import BrokerConfig, TOPIC_CONFIGS, validate_topic_config
 from .partition import Partition, ProducerEntry, RemoteSegment
+from .read_pacer import RemoteReadPacer
 from .records import read_header
 from .topics import MetadataStore, Topic
 
@@ -83,6 +85,9 @@ class ReplicaManager:
         self.block_cache = BlockCache(config["cache.block.bytes"], config["cache.block.size"],
                                       fetch=store.get_range,
                                       readahead_blocks=config["cache.readahead.blocks"])
+        cap = config["remote.log.manager.fetch.max.bytes.per.second"]
+        self.read_pacer = RemoteReadPacer(max_rate=math.inf if cap >= 1 << 62 else float(max(cap, 1)),
+                                          target=max(config["remote.fetch.produce.latency.target.ms"], 0) / 1000)
         self.partitions: dict[tuple[str, int], Partition] = {}
         self.deleted_topics: list[Topic] = []   # manifests to delete from the bucket
         self.group_entries = 0                  # kind-3 entries appended (snapshot freshness)
@@ -203,6 +208,7 @@ class ReplicaManager:
         data = await self.block_cache.read(location.key, location.position,
                                            location.position + location.length)
         missed = self.block_cache.bytes_fetched != fetched
+        self.read_pacer.charge(len(data))
         self._read_tier("object_store" if missed else "block_cache", len(data))
         _verify_batch(data, location)
         if missed:

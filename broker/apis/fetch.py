@@ -48,8 +48,13 @@ async def handle(ctx: RequestContext, request: FetchRequest) -> FetchResponse:
         parts = requested
     max_bytes = request.max_bytes if v >= 3 else 2**31 - 1
     deadline = time.monotonic() + max(request.max_wait_ms, 0) / 1000
+    pacer = b.replicas.read_pacer
+    remote = False
     while True:
+        charged = pacer.charged_total
         rows, total, has_error = await _collect(b, parts, max_bytes)
+        # A collect from the tails never awaits, so only object-store reads move this.
+        remote = pacer.charged_total != charged
         remaining = deadline - time.monotonic()
         if total >= request.min_bytes or has_error or remaining <= 0 or not parts:
             break
@@ -70,6 +75,9 @@ async def handle(ctx: RequestContext, request: FetchRequest) -> FetchResponse:
             topics.append(tr)
         tr.partitions.append(FetchPartition(sp.partition, error, hw, log_start, chunks))
     b.metrics.bytes_out(out_bytes)
+    if remote and pacer.enabled:
+        # Catch-up bytes yield to produce (read_pacer): hold the answer back.
+        b.metrics.remote_fetch_paced(await pacer.pace(), pacer.rate)
     return FetchResponseParts(topics, session_id=session.id if session else 0)
 
 

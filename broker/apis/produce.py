@@ -24,6 +24,7 @@ async def handle(ctx: RequestContext, request: ProduceRequest):
     rm = b.replicas
     v = ctx.version
     acks = request.acks
+    started = time.monotonic()
     results: list[tuple[object, list[list]]] = []
     waits: list[asyncio.Future] = []
     now_ms = int(time.time() * 1000)
@@ -102,4 +103,5 @@ async def handle(ctx: RequestContext, request: ProduceRequest):
                 error, message, base = ErrorCode.KAFKA_STORAGE_ERROR, str(fut.exception()), -1
             prs.append(PartitionResult(index, error, base, lat, lso, message if error else None))
         topics.append(TopicResult(td.name, td.topic_id, prs))
+    rm.read_pacer.observe_produce(time.monotonic() - started)
     return ProduceResponseBytes(topics)

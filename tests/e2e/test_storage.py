@@ -6,7 +6,8 @@
 - a consumer at the tail is served from the tail cache: zero object reads;
 - retention (retention.ms, retention.bytes) and DeleteRecords advance the log
   start, survive an empty data dir, and garbage collection deletes the objects;
-- topic configs and consumer-group offsets come back from the bucket alone.
+- topic configs and consumer-group offsets come back from the bucket alone;
+- catch-up Fetch answers are paced by the remote fetch quota.
 """
 from __future__ import annotations
 
@@ -136,6 +137,23 @@ def test_200mb_over_8_partitions_survives_an_empty_data_dir(s3_broker):
     m = scrape(b.metrics_port)
     assert m[("sluice_fetch_read_bytes_total", (("tier", "block_cache"),))] >= 100 << 20
     assert m[("sluice_objectstore_bytes_total", (("direction", "get"),))] >= 100 << 20
+
+
+def test_catch_up_fetches_are_paced_by_the_remote_fetch_quota(s3_broker):
+    """remote.log.manager.fetch.max.bytes.per.second holds back Fetch answers
+    served from the object store (the same pacer steers by produce latency);
+    every record still arrives, in order."""
+    b = s3_broker("num.partitions=2", "remote.log.manager.fetch.max.bytes.per.second=4000000")
+    acked = produce_acked(b.bootstrap, "paced", 2, 24 << 20)
+    ends = {p: max(offs) + 1 for p, offs in acked.items()}
+    restart_empty(b)
+    assert metric(b.metrics_port, "sluice_remote_fetch_paced_seconds_total") == 0
+    got = consume_range(b.bootstrap, "paced", {0: 0, 1: 0}, ends)
+    assert got == acked
+    m = scrape(b.metrics_port)
+    assert m[("sluice_remote_fetch_paced_seconds_total", ())] > 0
+    assert m[("sluice_remote_fetch_rate_bytes_per_second", ())] == 4000000
+    assert m[("sluice_fetch_read_bytes_total", (("tier", "block_cache"),))] >= 24 << 20
 
 
 def test_a_tail_consumer_never_reads_the_object_store(s3_broker):

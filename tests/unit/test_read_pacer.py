@@ -1,0 +1,95 @@
+"""RemoteReadPacer: catch-up Fetch bytes yield to produce (fake clock, no sleeps)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from broker.read_pacer import MAX_DELAY, MIN_RATE, WINDOW, RemoteReadPacer
+
+MB = 1 << 20
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_unpaced_by_default_and_without_produce_traffic():
+    clock = Clock()
+    p = RemoteReadPacer(target=0.02, clock=clock)
+    assert p.enabled and p.rate == math.inf
+    for _ in range(50):            # 50 x 8 MiB in 1 s, no produce requests at all
+        p.charge(8 * MB)
+        assert p.delay() == 0.0
+        clock.t += 0.02
+    assert p.rate == math.inf
+    assert not RemoteReadPacer(clock=clock).enabled
+
+
+def test_static_cap_is_a_token_bucket():
+    clock = Clock()
+    p = RemoteReadPacer(max_rate=10 * MB, clock=clock)
+    p.charge(10 * MB)              # the burst: one second's worth
+    assert p.delay() == 0.0
+    p.charge(5 * MB)               # 5 MiB of debt at 10 MiB/s
+    assert abs(p.delay() - 0.5) < 1e-9
+    clock.t += 0.25
+    assert abs(p.delay() - 0.25) < 1e-9
+    clock.t += 0.25
+    assert p.delay() == 0.0
+    p.charge(1000 * MB)            # never longer than MAX_DELAY at once
+    assert p.delay() == MAX_DELAY
+    assert p.charged_total == 1015 * MB
+
+
+def _window(p: RemoteReadPacer, clock: Clock, *, read: int, produce_s: float | None) -> None:
+    p.charge(read)
+    if produce_s is not None:
+        p.observe_produce(produce_s)
+    clock.t += WINDOW
+    p.delay()                      # closes the window
+
+
+def test_slow_produce_halves_the_catch_up_rate_down_to_the_floor_then_it_recovers():
+    clock = Clock()
+    p = RemoteReadPacer(target=0.02, clock=clock)
+    # catch-up flowing at 100 MiB/s, produce answered in 80 ms: paced at half what flowed
+    _window(p, clock, read=20 * MB, produce_s=0.08)
+    assert p.rate == pytest.approx(50 * MB)
+    _window(p, clock, read=10 * MB, produce_s=0.08)     # still slow: halved again
+    assert p.rate == pytest.approx(25 * MB)
+    for _ in range(20):
+        _window(p, clock, read=2 * MB, produce_s=0.08)
+    assert p.rate == MIN_RATE      # still progressing
+    # produce fast again: the allowance grows by half per window until unpaced
+    rates = []
+    for _ in range(40):
+        _window(p, clock, read=MB, produce_s=0.005)
+        rates.append(p.rate)
+        if p.rate == math.inf:
+            break
+    assert rates[0] == MIN_RATE * 1.5 and rates[-1] == math.inf
+    assert all(a < b for a, b in zip(rates, rates[1:]))
+
+
+def test_slow_produce_without_catch_up_bytes_changes_nothing():
+    clock = Clock()
+    p = RemoteReadPacer(target=0.02, clock=clock)
+    for _ in range(10):
+        _window(p, clock, read=0, produce_s=0.5)
+    assert p.rate == math.inf
+
+
+def test_adaptation_never_exceeds_the_static_cap():
+    clock = Clock()
+    p = RemoteReadPacer(max_rate=30 * MB, target=0.02, clock=clock)
+    _window(p, clock, read=6 * MB, produce_s=0.08)      # flowing at 30 MiB/s: halved
+    _window(p, clock, read=6 * MB, produce_s=0.08)
+    assert p.rate < 30 * MB
+    for _ in range(10):
+        _window(p, clock, read=MB, produce_s=0.001)
+    assert p.rate == 30 * MB
