@@ -56,6 +56,7 @@ BROKER_DEFAULTS: dict[str, tuple[Callable[[Any], Any], Any]] = {
     "cache.block.bytes": (int, 256 << 20),
     "s3.upload.interval.ms": (int, 250),
     "s3.upload.bytes": (int, 8 << 20),
+    "s3.manifest.interval.ms": (int, 2000),
     "cache.block.size": (int, 4 << 20),
     "cache.readahead.blocks": (int, 2),
     "cache.readahead.bytes": (int, 8 << 20),

@@ -10,9 +10,11 @@ or sooner once ``s3.upload.bytes`` are pending):
    yet uploaded and its producer state: all of them lie below the cut;
 3. wait for the WAL fsync covering them, snapshot the group coordinator;
 4. ONE data object for all partitions (built in a thread), ONE PUT;
-5. per partition, one conditional manifest update: new segment, producer
+5. per partition, one conditional manifest update: new segment(s), producer
    state as of its end, log start; then the batches' index entries point at
-   the object (``ObjectRange``); the tail cache still serves recent ones;
+   the object (``ObjectRange``); the tail cache still serves recent ones.
+   Manifests are written every ``s3.manifest.interval.ms``, not every upload:
+   segments uploaded in between wait as "unconfirmed" (``_manifests_due``);
 6. the group snapshot, if groups changed;
 7. only if every step succeeded for every partition: ``wal.trim(cut)``.
 
@@ -46,6 +48,7 @@ from .replica_manager import (GROUP_SNAPSHOT_KEY, ObjectRange, ReplicaManager, e
 
 log = logging.getLogger(__name__)
 MAX_RUN_SEGMENTS = 256
+MAX_UNCONFIRMED = 64     # uploaded segments a partition may have waiting for its manifest
 
 
 class Uploader:
@@ -64,6 +67,7 @@ class Uploader:
         self._next_retention = now + self.config["log.retention.check.interval.ms"] / 1000
         self._next_compaction = now + self.config["s3.compaction.interval.ms"] / 1000
         self._next_gc = now + self.config["s3.gc.interval.ms"] / 1000
+        self._next_manifests = now   # the first upload records at once
         self.uploads = 0
 
     # ------------------------------------------------------------------ loop
@@ -104,7 +108,7 @@ class Uploader:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                if await self.upload_once():
+                if await self.upload_once(force=True):
                     log.info("shutdown: everything is uploaded; the WAL is empty of data")
                     return
             except ObjectStoreError as exc:
@@ -114,9 +118,27 @@ class Uploader:
                     "the WAL keeps the rest for the next start", timeout)
 
     # ---------------------------------------------------------------- upload
-    async def upload_once(self) -> bool:
+    def _manifests_due(self, force: bool) -> bool:
+        """Whether this upload records its segments in the manifests.
+
+        A manifest update is one conditional PUT per partition (plus a GET when
+        another writer moved it): per upload, that was most of the PUTs per GB
+        and of the embedded store's fsyncs. Deferred, the uploaded segments wait
+        as ``unconfirmed`` and the WAL keeps their bytes, so a crash in between
+        replays them (the orphaned object is garbage-collected). They are
+        recorded every ``s3.manifest.interval.ms``, at shutdown, and early when
+        the WAL is half full or a partition has many segments waiting.
+        """
+        if force or time.monotonic() >= self._next_manifests:
+            return True
+        if self.rm.wal.size_bytes >= self.config["wal.max.bytes"] // 2:
+            return True
+        return any(len(p.unconfirmed) >= MAX_UNCONFIRMED for p in self.rm.partitions.values())
+
+    async def upload_once(self, *, force: bool = False) -> bool:
         """One upload; True when everything appended before it is now in the
-        object store and the WAL segments holding it were deleted."""
+        object store, recorded in the manifests, and the WAL segments holding it
+        were deleted. ``force`` records the manifests now (shutdown, tests)."""
         rm = self.rm
         await self._sync_cluster_metadata()
         await self._claim_new_partitions()
@@ -160,14 +182,18 @@ class Uploader:
                     ref = SegmentRef.from_chunk(key, refs_by_key[p.key])
                     p.unconfirmed.append((ref, entries, pstate))
                     p.upload_from = ref.last_offset + 1
-        # -- manifests
-        sem = asyncio.Semaphore(64)
+        # -- manifests: recorded every s3.manifest.interval.ms, not every upload
+        if self._manifests_due(force):
+            self._next_manifests = time.monotonic() + self.config["s3.manifest.interval.ms"] / 1000
+            sem = asyncio.Semaphore(64)
 
-        async def update(p: Partition) -> bool:
-            async with sem:
-                return await self._update_manifest(p)
-        results = await asyncio.gather(*(update(p) for p, _, _ in work))
-        complete = complete and all(results)
+            async def update(p: Partition) -> bool:
+                async with sem:
+                    return await self._update_manifest(p)
+            results = await asyncio.gather(*(update(p) for p, _, _ in work))
+            complete = complete and all(results)
+        elif work:
+            complete = False    # the WAL keeps these bytes until their manifests say so
         if key is not None:
             crash_point("upload.after_manifests")
         if snapshot is not None:

@@ -49,7 +49,7 @@ async def test_upload_then_read_back_from_objects_and_from_an_empty_data_dir(tmp
     try:
         rm.create_topic("t", 1)
         sent = await produce(rm, "t", 20)
-        assert await up.upload_once()
+        assert await up.upload_once(force=True)
         p = rm.get("t", 0)
         locs = [e[4] for e in p.entries_from(0)]
         assert locs and all(type(loc) is ObjectRange for loc in locs)
@@ -78,6 +78,41 @@ async def test_upload_then_read_back_from_objects_and_from_an_empty_data_dir(tmp
         await rm2.close()
 
 
+async def test_manifests_are_recorded_every_interval_and_the_wal_waits_for_them(tmp_path):
+    rm, up = await open_broker(tmp_path, **{"s3.manifest.interval.ms": 3_600_000})
+    try:
+        rm.create_topic("d", 1)
+        p = rm.get("d", 0)
+        sent = await produce(rm, "d", 4)
+        assert await up.upload_once()                      # the first upload records at once
+        assert len(p.manifest.segments) == 1 and rm.wal.size_bytes == 0
+        puts = rm.metrics.store_requests.labels("put", "ok")._value.get()
+        for _ in range(3):                                 # three more uploads, within the interval
+            sent += await produce(rm, "d", 2)
+            assert not await up.upload_once()
+        # three data objects, no manifest write; the WAL keeps the bytes, reads still work
+        assert rm.metrics.store_requests.labels("put", "ok")._value.get() == puts + 3
+        assert len(p.manifest.segments) == 1 and len(p.unconfirmed) == 3
+        assert rm.wal.size_bytes > 0
+        assert values(await p.read(0, 10**9, min_one=True)) == sent
+        # one manifest update records all three segments; then the WAL is trimmed
+        assert await up.upload_once(force=True)
+        assert len(p.manifest.segments) == 4 and not p.unconfirmed
+        assert rm.wal.size_bytes == 0
+        assert p.manifest.next_offset == p.high_watermark
+        rm.tail_cache.discard_partition(p.key)
+        assert values(await p.read(0, 10**9, min_one=True)) == sent
+    finally:
+        await rm.close()
+
+    # what the manifest recorded is all an empty data dir needs
+    rm2, _ = await open_broker(tmp_path, data="data2")
+    try:
+        assert values(await rm2.get("d", 0).read(0, 10**9, min_one=True)) == sent
+    finally:
+        await rm2.close()
+
+
 async def test_compaction_repoints_the_index_and_reads_stay_identical(tmp_path):
     rm, up = await open_broker(tmp_path, **{"s3.compaction.target.bytes": 1 << 20,
                                             "s3.compaction.max.segments": 3})
@@ -86,7 +121,7 @@ async def test_compaction_repoints_the_index_and_reads_stay_identical(tmp_path):
         sent = []
         for _ in range(6):                                 # six uploads, six small segments
             sent += await produce(rm, "c", 4)
-            assert await up.upload_once()
+            assert await up.upload_once(force=True)
         p = rm.get("c", 0)
         assert len(p.manifest.segments) == 6
         before = {e[4].key for e in p.entries_from(0)}
@@ -108,12 +143,12 @@ async def test_retention_bytes_advances_the_log_start_over_uploaded_data(tmp_pat
         await produce(rm, "r", 10)
         p = rm.get("r", 0)
         assert up.enforce_retention() == 0                 # nothing uploaded yet: nothing may go
-        assert await up.upload_once()
+        assert await up.upload_once(force=True)
         assert up.enforce_retention() == 1
         await rm.wal.sync()
         assert p.log_start_offset > 0
         assert p.size_bytes >= 600                         # Kafka's rule: keep at least the bound
-        assert await up.upload_once()
+        assert await up.upload_once(force=True)
         assert p.manifest.log_start_offset == p.log_start_offset
         first = values(await p.read(p.log_start_offset, 10**9, min_one=True))
         assert len(first) == 3 * 10 - p.log_start_offset
