@@ -362,24 +362,35 @@ def run(a) -> int:
         paced_in = after.get(("sluice_bytes_in_total", ()), 0) - before.get(("sluice_bytes_in_total", ()), 0)
         result["paced_puts_per_gb"] = round((puts(after) - puts(before)) / (paced_in / 1e9), 1) \
             if paced_in else None
-        _step("4/4 ... and with a catch-up consumer reading from offset 0 (cold cache)")
-        broker.start(*no_compaction, wipe=True)
-        ctx = mp.get_context("spawn")
-        q = ctx.Queue()
-        reader = ctx.Process(target=_catch_up, args=(broker.bootstrap, topic, a.partitions, ends, q),
-                             daemon=True)
-        reader.start()
-        time.sleep(1.0)  # the reader is connected and fetching
-        busy = _drive(_produce_args(a, a.latency_seconds, a.rate), broker.bootstrap, topic,
-                      broker.proc.pid, broker.metrics)
-        rb, rs, _ = q.get(timeout=700)
-        reader.join(10)
-        broker.stop()
+        runs = {}
+        for name, extra in (("with_catch_up", ()),
+                            ("with_catch_up_unpaced", ("remote.fetch.produce.latency.target.ms=0",))):
+            _step(f"4/4 ... and with a catch-up consumer reading from offset 0 (cold cache)"
+                  f"{', catch-up pacing off' if extra else ''}")
+            broker.start(*no_compaction, *extra, wipe=True)
+            ctx = mp.get_context("spawn")
+            q = ctx.Queue()
+            reader = ctx.Process(target=_catch_up, args=(broker.bootstrap, topic, a.partitions, ends, q),
+                                 daemon=True)
+            reader.start()
+            time.sleep(1.0)  # the reader is connected and fetching
+            busy = _drive(_produce_args(a, a.latency_seconds, a.rate), broker.bootstrap, topic,
+                          broker.proc.pid, broker.metrics)
+            m = broker.scrape()
+            rb, rs, _ = q.get(timeout=700)
+            reader.join(10)
+            broker.stop()
+            runs[name] = (busy, rb / MB / rs, m.get(("sluice_remote_fetch_paced_seconds_total", ()), 0.0))
+        busy, reader_mb, paced = runs["with_catch_up"]
+        unpaced, unpaced_reader_mb, _ = runs["with_catch_up_unpaced"]
         result["tail_latency"] = {
             "rate_mb_per_s": a.rate,
             "alone": alone["steady"]["latency_ms"] if alone else None,
             "with_catch_up": busy["steady"]["latency_ms"] if busy else None,
-            "catch_up_reader_mb_per_s": round(rb / MB / rs, 1),
+            "catch_up_reader_mb_per_s": round(reader_mb, 1),
+            "catch_up_paced_seconds": round(paced, 1),
+            "with_catch_up_unpaced": unpaced["steady"]["latency_ms"] if unpaced else None,
+            "catch_up_reader_mb_per_s_unpaced": round(unpaced_reader_mb, 1),
             "broker_cpu_alone": alone["steady"].get("broker_cpu_fraction") if alone else None,
             "broker_cpu_with_catch_up": busy["steady"].get("broker_cpu_fraction") if busy else None,
             "loadavg_1m_with_catch_up": busy["machine"].get("loadavg_1m_after") if busy else None,
@@ -419,6 +430,9 @@ def _print(r: dict) -> None:
         (f"tail produce p50/p99 at {t['rate_mb_per_s']:g} MB/s, with a catch-up reader",
          f"{t['with_catch_up']['p50']:.1f} / {t['with_catch_up']['p99']:.1f} ms (reader {t['catch_up_reader_mb_per_s']} MB/s)"
          if t["with_catch_up"] else "-"),
+        (f"... the same with catch-up pacing off (remote.fetch.produce.latency.target.ms=0)",
+         f"{t['with_catch_up_unpaced']['p50']:.1f} / {t['with_catch_up_unpaced']['p99']:.1f} ms "
+         f"(reader {t['catch_up_reader_mb_per_s_unpaced']} MB/s)" if t.get("with_catch_up_unpaced") else "-"),
     ]
     print("| measure | value |\n|---|---|")
     for k, v in rows:
@@ -446,9 +460,13 @@ def _plot(r: dict, path: str) -> None:
     t = r["tail_latency"]
     keys = ["p50", "p90", "p99", "p99_9"]
     x = range(len(keys))
-    if t["alone"] and t["with_catch_up"]:
-        ax3.bar([k - 0.2 for k in x], [t["alone"][k] for k in keys], 0.4, label="alone")
-        ax3.bar([k + 0.2 for k in x], [t["with_catch_up"][k] for k in keys], 0.4, label="with catch-up reader")
+    series = [(t["alone"], "alone"), (t["with_catch_up"], "with catch-up reader (paced)"),
+              (t.get("with_catch_up_unpaced"), "with catch-up reader, pacing off")]
+    series = [(v, label) for v, label in series if v]
+    w = 0.8 / max(1, len(series))
+    for j, (v, label) in enumerate(series):
+        ax3.bar([k - 0.4 + w * (j + 0.5) for k in x], [v[k] for k in keys], w, label=label)
+    ax3.set_yscale("log")
     ax3.set_xticks(list(x), keys)
     ax3.set_ylabel("ms")
     ax3.set_title(f"tail produce ack latency at {t['rate_mb_per_s']:g} MB/s", fontsize=9)
