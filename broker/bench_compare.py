@@ -11,8 +11,15 @@ librdkafka consumer (confluent-kafka, a separate process) reads in (e).
 Figures are medians over rounds.
 
 Workloads:
-  (a) produce, acks=all, unthrottled;  (b) produce, acks=all, at a fixed rate
-  (latency);  (c) as (a), with Kafka at equal durability (topic flush.messages=1,
+  (a) produce, acks=all, unthrottled;
+  (b) produce, acks=all, at fixed rates (latency p50/p99/p99.9): each ``--rate`` (default
+  10 and 50 MB/s) and ``--rate-max-pct`` (80) % of the LOWER of the two systems'
+  unthrottled maxima. That maximum comes from a calibration before round 1: a fresh
+  broker of each system runs (a) alone (same records); the rate it gives is then used
+  in every round, so each (b) row is a median over rounds at one rate (rates run lowest
+  first, a new topic each). The calibration figures are in the JSON (``calibration``)
+  and below the table, not in the medians;
+  (c) as (a), with Kafka at equal durability (topic flush.messages=1,
   an fsync per append; Sluice always fsyncs before acking, so its column repeats (a));
   (d) broker resident memory (RSS of its process tree, /proc) at idle after start
   and at peak during (a);
@@ -26,7 +33,17 @@ Workloads:
   both reads). Sluice runs against a local MinIO it starts (s3://), is restarted
   with an EMPTY data dir after the upload, so its first read fetches every byte
   from MinIO (cold block cache), and its second comes from its block cache
-  (cache.block.bytes sized to hold it all).
+  (cache.block.bytes sized to hold it all);
+  (g) partition move: a fresh 3-node Kafka cluster (3 combined controller+broker
+  KRaft nodes, started after the round's single Kafka broker stopped) holds a topic
+  of one partition, replication factor 1, on broker 1, written by
+  kafka-producer-perf-test (1 MiB, then ``--move-mib``); Kafka's own
+  kafka-reassign-partitions moves it to broker 2 (--execute, then --verify until it
+  reports it complete). Timed two ways: in the cluster's metadata (polled every 50 ms,
+  from the last poll that still showed the partition only on broker 1 to the first that
+  showed it only on broker 2, leader and in sync there), and as the tool shows it
+  (--execute started to the first --verify that reports completion, JVM starts
+  included). Sluice has no partition reassignment yet: its column says "not yet".
 """
 from __future__ import annotations
 
@@ -49,13 +66,17 @@ from pathlib import Path
 
 from broker import bench
 from broker.bench_storage import Broker as S3Broker, Minio
-from broker.kafka_reference import ROOT, TOOL, KafkaBroker, java_version, kafka_libs, kafka_version
+from broker.kafka_reference import (ROOT, TOOL, KafkaBroker, KafkaCluster, java_version, kafka_libs,
+                                    kafka_version)
 
 MB = 1_000_000
 SECTION = "## Comparison with Apache Kafka (issue 5)"
 NOTES_MARK = "<!-- notes below are kept by `sluice bench compare --write-benchmarks` -->"
-NOT_YET = ["partition move"]
-WORKLOADS = "a,b,c,e,f"          # (d) comes with (a)
+WORKLOADS = "a,b,c,e,f,g"        # (d) comes with (a)
+MOVE_SMALL_MIB = 1.0             # (g): the small partition; the large one is --move-mib
+MOVE_POLL_S = 0.05               # (g): metadata poll interval
+VERIFY_PAUSE_S = 1.0             # (g): pause between --verify runs (each a JVM start, on the same cores)
+SLUICE_NO_MOVE = "not yet: Sluice has no partition reassignment yet"
 READ_FETCH_BYTES = 8 << 20       # kafka-consumer-perf-test --fetch-size (max.partition.fetch.bytes)
 LOG_PROBLEM_RE = re.compile(r"\b(ERROR|FATAL|CRITICAL)\b|Traceback")
 
@@ -71,16 +92,22 @@ def add_parser(kinds) -> None:
     p.add_argument("--rounds", type=int, default=None, help="A/B rounds (default 3; --quick: 1)")
     p.add_argument("--quick", action="store_true",
                    help="small run for smoke tests: 1 round, 100k records, 5 s at the fixed rates, "
-                        "64 MB catch-up")
+                        "64 MB catch-up, 64 MiB partition move")
     p.add_argument("--records", type=int, default=None,
                    help="records per unthrottled run (default 1,000,000; --quick 100,000)")
     p.add_argument("--durable-records", type=int, default=None,
                    help="records for (c), Kafka with flush.messages=1 (default 300,000; --quick 50,000)")
     p.add_argument("--record-size", type=int, default=1024)
     p.add_argument("--partitions", type=int, default=6)
-    p.add_argument("--rate", type=float, default=10.0, metavar="MB/s", help="fixed rate for (b)")
+    p.add_argument("--rate", default="10,50", metavar="MB/s[,MB/s...]",
+                   help="fixed rates for (b), comma-separated (default 10,50)")
+    p.add_argument("--rate-max-pct", type=float, default=80.0, metavar="PCT",
+                   help="also run (b) at PCT %% of the lower of the two systems' unthrottled (a) throughputs, "
+                        "measured by a calibration run before round 1 (a fresh broker of each system runs (a) "
+                        "alone, --records records); that one rate is used in every round. 0: off (no "
+                        "calibration). Default 80")
     p.add_argument("--rate-seconds", type=float, default=None,
-                   help="length of (b) in seconds (default 20; --quick 5)")
+                   help="length of each (b) run in seconds (default 20; --quick 5)")
     p.add_argument("--tail-rate", type=float, default=20.0, metavar="MB/s", help="producer rate for (e)")
     p.add_argument("--tail-seconds", type=float, default=None,
                    help="length of (e) in seconds (default 20; --quick 5)")
@@ -88,12 +115,17 @@ def add_parser(kinds) -> None:
                    help="MB (10^6 bytes of values) written then read back in (f) (default 2048; --quick 64)")
     p.add_argument("--catchup-block-cache-mb", type=int, default=None, metavar="MiB",
                    help="Sluice cache.block.bytes for (f) (default: 4096, or 1.25 x --catchup-mb if larger)")
+    p.add_argument("--move-mib", type=float, default=None, metavar="MiB",
+                   help="(g): MiB (2^20 bytes of record values) in the large partition moved (default 2048 = "
+                        "2 GiB; --quick 64); the small one holds 1 MiB")
+    p.add_argument("--kafka-cluster-heap", default="-Xmx512m -Xms512m",
+                   help="(g): KAFKA_HEAP_OPTS of each node of the 3-node Kafka cluster")
     p.add_argument("--producer-prop", action="append", default=[], metavar="KEY=VALUE",
                    help="extra Java producer property, for both brokers")
     p.add_argument("--kafka-heap", default="-Xmx1g -Xms1g", help="KAFKA_HEAP_OPTS for the Kafka broker")
     p.add_argument("--data-dir", default=None, help="parent of both brokers' temp data dirs")
     p.add_argument("--only", default=None,
-                   help="comma-separated subset of workloads: a,b,c,e,f (default all; (d) comes with (a))")
+                   help="comma-separated subset of workloads: a,b,c,e,f,g (default all; (d) comes with (a))")
     p.add_argument("--json", metavar="FILE")
     p.add_argument("--plot", metavar="FILE.png")
     p.add_argument("--write-benchmarks", nargs="?", const=str(ROOT / "BENCHMARKS.md"), default=None,
@@ -660,7 +692,340 @@ def _catchup_sluice(args, tag: str, records: int, props: list[str], libs: str, p
     return out
 
 
+# ------------------------------------------------------------- (g) partition move
+class _ClusterSystem:
+    """A ``KafkaCluster`` seen as a _System by ``_perf_test`` (pid: node 1, the partitions' source)."""
+
+    def __init__(self, cluster: KafkaCluster) -> None:
+        self.cluster = cluster
+        self.name = f"kafka ({cluster.n}-node cluster)"
+
+    @property
+    def bootstrap(self) -> str:
+        return self.cluster.bootstrap
+
+    @property
+    def pid(self) -> int | None:
+        return self.cluster.nodes[0].pid
+
+    def alive(self) -> bool:
+        return self.cluster.alive()
+
+    def log_tail(self) -> str:
+        return self.cluster.log_tail()
+
+
+def _log_bytes(path) -> int:
+    """Bytes in a Kafka partition directory's segment files (``*.log``; the indexes are preallocated)."""
+    total = 0
+    try:
+        for entry in os.scandir(path):
+            if entry.name.endswith(".log") and entry.is_file(follow_symlinks=False):
+                total += entry.stat(follow_symlinks=False).st_size
+    except OSError:
+        pass
+    return total
+
+
+class ReplicaWatcher:
+    """Polls one partition's replicas, ISR and leader in Metadata every ``interval`` s (a thread).
+
+    Keeps the transitions: for each change of (replicas, isr, leader, error), the time it was
+    first seen and the time of the last poll that still showed the state before it, both
+    relative to ``t0`` (``mark()``), so a change is bracketed to within one poll interval.
+    """
+
+    def __init__(self, bootstrap: str, topic: str, partition: int = 0, interval: float = MOVE_POLL_S) -> None:
+        from confluent_kafka.admin import AdminClient
+
+        self.admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+        self.topic, self.partition, self.interval = topic, partition, interval
+        self.t0 = time.monotonic()
+        self.state = None
+        self.polls = 0
+        self.transitions: list[dict] = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def poll(self):
+        try:
+            md = self.admin.list_topics(self.topic, timeout=5)
+            t = md.topics.get(self.topic)
+            p = t.partitions.get(self.partition) if t is not None and not t.error else None
+            if p is None:
+                return ("error", str(t.error if t is not None else "no topic"))
+            return (tuple(p.replicas), tuple(sorted(p.isrs)), p.leader, str(p.error) if p.error else None)
+        except Exception as exc:  # noqa: BLE001 - a failed poll is a state of its own
+            return ("error", type(exc).__name__)
+
+    def start(self) -> "ReplicaWatcher":
+        self.state = self.poll()
+        self._last_t = time.monotonic()
+        self._thread.start()
+        return self
+
+    def mark(self) -> None:
+        """Times from now on are relative to this instant (the reassignment's start)."""
+        self.t0 = time.monotonic()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            st = self.poll()
+            now = time.monotonic()
+            with self._lock:
+                self.polls += 1
+                if st != self.state:
+                    self.transitions.append({"seen_s": round(now - self.t0, 3),
+                                             "previous_last_seen_s": round(self._last_t - self.t0, 3),
+                                             "replicas": list(st[0]) if st[0] != "error" else None,
+                                             "isr": list(st[1]) if st[0] != "error" else None,
+                                             "leader": st[2] if st[0] != "error" else None,
+                                             "error": st[3] if st[0] != "error" else st[1]})
+                    self.state = st
+                self._last_t = now
+
+    @staticmethod
+    def is_moved(st, target: int) -> bool:
+        return st is not None and st[0] == (target,) and st[1] == (target,) and st[2] == target and st[3] is None
+
+    def wait_moved(self, target: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self.is_moved(self.state, target):
+                    return True
+            time.sleep(self.interval)
+        return False
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def timing(self, target: int) -> dict:
+        with self._lock:
+            tr = list(self.transitions)
+        return {"polls": self.polls, "poll_interval_s": self.interval, **self.move_timing(tr, target)}
+
+    @staticmethod
+    def move_timing(tr: list[dict], target: int) -> dict:
+        """move_s: last poll showing the original state (or t0) to the first poll showing the move done."""
+        done = next((x for x in tr if x["replicas"] == [target] and x["isr"] == [target]
+                     and x["leader"] == target and x["error"] is None), None)
+        out: dict = {"transitions": tr}
+        if tr and done is not None:
+            first = tr[0]
+            out["started_seen_s"] = first["seen_s"]
+            out["done_seen_s"] = done["seen_s"]
+            # the move cannot start before --execute was launched (t0): clamp the start there
+            out["move_s"] = round(done["seen_s"] - max(0.0, first["previous_last_seen_s"]), 3)  # upper bound
+            out["move_s_lower_bound"] = round(max(0.0, done["previous_last_seen_s"] - first["seen_s"]), 3)
+        return out
+
+
+def _create_assigned_topic(bootstrap: str, topic: str, replicas: list[int]) -> None:
+    """One partition with exactly these replicas (RF = len(replicas)); waits for its leader."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    admin.create_topics([NewTopic(topic, num_partitions=1, replica_assignment=[replicas])],
+                        operation_timeout=60, request_timeout=60)[topic].result(timeout=60)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        t = admin.list_topics(topic, timeout=10).topics.get(topic)
+        if t and not t.error and 0 in t.partitions and t.partitions[0].leader == replicas[0]:
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"topic {topic} has no leader on broker {replicas[0]} at {bootstrap}")
+
+
+def _reassign_tool(libs: str, bootstrap: str, plan: str, action: str, timeout: float) -> dict:
+    """One run of kafka-reassign-partitions (``--execute`` or ``--verify``); killed after ``timeout``."""
+    cmd = [str(TOOL), "kafka-reassign-partitions", "--bootstrap-server", bootstrap,
+           "--reassignment-json-file", plan, action]
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            text=True, start_new_session=True, env=dict(os.environ, KAFKA_LIBS=libs))
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        out, err = proc.communicate(timeout=10)
+        raise RuntimeError(f"kafka-reassign-partitions {action} timed out after {timeout:.0f} s:\n"
+                           f"{out[-2000:]}\n{err[-2000:]}") from None
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)
+            proc.wait(10)
+    if proc.returncode != 0:
+        raise RuntimeError(f"kafka-reassign-partitions {action} failed (exit {proc.returncode}):\n"
+                           f"{out[-2000:]}\n{err[-2000:]}")
+    return {"stdout": out, "stderr": err, "seconds": round(time.monotonic() - t0, 2)}
+
+
+def _move_partition(cluster: KafkaCluster, sysm: _ClusterSystem, topic: str, mib: float, record_size: int,
+                    props: list[str], libs: str, progress: Progress, src: int = 1, dst: int = 2) -> dict:
+    """Write ``mib`` MiB into a new one-partition topic on broker ``src``; move it to ``dst``; time it."""
+    records = max(1, int(mib * (1 << 20)) // record_size)
+    _create_assigned_topic(cluster.bootstrap, topic, [src])
+    progress.show(f"writing {mib:,g} MiB to broker {src}")
+    prod = _perf_test(sysm, topic, records, record_size, -1, props, libs, progress, sample_rss=False)
+    src_dir = cluster.node(src).log_dir / f"{topic}-0"
+    dst_dir = cluster.node(dst).log_dir / f"{topic}-0"
+    out = {"records": records, "record_bytes": records * record_size, "from_broker": src, "to_broker": dst,
+           "produce": prod, "source_log_bytes": _log_bytes(src_dir)}
+    plan = os.path.join(cluster.workdir, f"{topic}.reassign.json")
+    with open(plan, "w") as f:
+        json.dump({"version": 1, "partitions": [{"topic": topic, "partition": 0, "replicas": [dst]}]}, f)
+    limit = 120 + mib / 5                # never slower than 5 MiB/s
+    watcher = ReplicaWatcher(cluster.bootstrap, topic).start()
+    if watcher.state[:1] != ((src,),):
+        watcher.stop()
+        raise RuntimeError(f"{topic} is not on broker {src} alone before the move: {watcher.state}")
+    verify_runs = []
+    try:
+        progress.show(f"moving {mib:,g} MiB from broker {src} to {dst}: --execute")
+        watcher.mark()
+        t0 = time.monotonic()
+        execute = _reassign_tool(libs, cluster.bootstrap, plan, "--execute", timeout=120)
+        if "Successfully started partition reassignment" not in execute["stdout"]:
+            raise RuntimeError(f"kafka-reassign-partitions --execute did not start the move:\n{execute['stdout']}")
+        out["execute_tool_s"] = execute["seconds"]
+        while True:
+            el = time.monotonic() - t0
+            progress.show(f"moving {mib:,g} MiB from broker {src} to {dst}: {el:.0f}s, --verify "
+                          f"#{len(verify_runs) + 1}, broker {dst} holds {_log_bytes(dst_dir) / (1 << 20):,.0f} MiB")
+            v = _reassign_tool(libs, cluster.bootstrap, plan, "--verify", timeout=120)
+            verify_runs.append(v["seconds"])
+            text = v["stdout"]
+            if "is completed" in text and "still in progress" not in text:
+                out["tool_s"] = round(time.monotonic() - t0, 2)
+                break
+            if "failed" in text.lower() or "still in progress" not in text:
+                raise RuntimeError(f"kafka-reassign-partitions --verify: unexpected output:\n{text}")
+            if time.monotonic() - t0 > limit:
+                raise RuntimeError(f"moving {topic} ({mib:g} MiB) did not complete within {limit:.0f} s:\n{text}")
+            time.sleep(VERIFY_PAUSE_S)
+        # --verify said done: the metadata shows it too (at once, or within a few polls)
+        if not watcher.wait_moved(dst, 30):
+            raise RuntimeError(f"--verify reports {topic} moved but Metadata shows {watcher.state}")
+    finally:
+        watcher.stop()
+    out.update(watcher.timing(dst))
+    out["verify_runs"] = len(verify_runs)
+    out["verify_tool_s"] = verify_runs
+    out["target_log_bytes"] = _log_bytes(dst_dir)
+    # every record is still there, now on the target broker
+    from confluent_kafka import Consumer, TopicPartition
+    c = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": f"cmp-move-{os.getpid()}", "log_level": 0})
+    try:
+        low, high = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=30, cached=False)
+    finally:
+        c.close()
+    out["offsets_after_move"] = [low, high]
+    if (low, high) != (0, prod["records"]):
+        raise RuntimeError(f"{topic} after the move: offsets {low}..{high}, expected 0..{prod['records']}")
+    if "move_s" not in out:
+        raise RuntimeError(f"{topic}: the move was not seen in Metadata: {out.get('transitions')}")
+    return out
+
+
+def _partition_move(args, tag: str, props: list[str], libs: str, progress: Progress) -> dict:
+    """(g): a fresh 3-node Kafka cluster; move a 1 MiB and a ``--move-mib`` MiB partition, broker 1 -> 2."""
+    work = tempfile.mkdtemp(prefix="sluice-cmp-move-", dir=args.data_dir)
+    cluster = KafkaCluster(work, nodes=3, heap=args.kafka_cluster_heap, libs=libs)
+    out: dict = {"cluster": f"3 combined controller+broker KRaft nodes ({args.kafka_cluster_heap} each)",
+                 "moves": {}}
+    try:
+        progress.show("starting a 3-node Kafka cluster")
+        t = time.monotonic()
+        cluster.start(timeout=240)
+        out["startup_s"] = round(time.monotonic() - t, 2)
+        sysm = _ClusterSystem(cluster)
+        for i, mib in enumerate((MOVE_SMALL_MIB, args.move_mib)):
+            key = f"{mib:g}MiB"
+            progress.show(f"{key}:")
+            out["moves"][key] = _move_partition(cluster, sysm, f"cmp-g{i}-{tag}", mib, args.record_size,
+                                                props, libs, progress)
+    finally:
+        progress.show("stopping the 3-node cluster")
+        out["exit_codes"] = cluster.stop(30)
+        problems = [log_problems(node.log_path) for node in cluster.nodes]
+        out["broker_log_problems"] = {"count": sum(p["count"] for p in problems),
+                                      "first": [f"node {i + 1}: {line}" for i, p in enumerate(problems)
+                                                for line in p["first"]][:10]}
+        shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def _calibrate(args, libs: str, props: list[str], progress: Progress) -> dict:
+    """Before round 1: (a) alone on a fresh broker of each system; the lower maximum sets (b)'s last rate."""
+    out: dict = {"records": args.records, "pct": args.rate_max_pct}
+    for name in ("sluice", "kafka"):
+        progress.phase(f"calibration {name:6s} (a) unthrottled, for the {args.rate_max_pct:g}% rate:")
+        sysm = _System(name, args, libs)
+        try:
+            time.sleep(2.0)
+            topic = f"cmp-cal-{os.urandom(3).hex()}"
+            _create_topic(sysm.bootstrap, topic, args.partitions)
+            out[name] = _perf_test(sysm, topic, args.records, args.record_size, -1, props, libs, progress,
+                                   sample_rss=False)
+        finally:
+            progress.phase(f"calibration {name:6s} stopping broker")
+            out[f"{name}_exit_code"] = sysm.stop()
+    out["lower_max_mb_per_s"] = min(out["sluice"]["mb_per_s"], out["kafka"]["mb_per_s"])
+    out["rate_mb_per_s"] = round(out["lower_max_mb_per_s"] * args.rate_max_pct / 100, 1)
+    return out
+
+
 # ---------------------------------------------------------------------- run
+def _round_on_broker(name: str, label: str, tag: str, args, workloads: set, rate_runs: list[dict], tail_n: int,
+                     tail_records: float, catchup_n: int, props: list[str], libs: str, progress: Progress) -> dict:
+    """One system's part of a round on a fresh broker: (a)/(d), every (b) rate, (c), (e), Kafka's (f)."""
+    progress.phase(f"{label} starting broker")
+    sysm = _System(name, args, libs)
+    res: dict = {"startup_s": sysm.startup_s, "workloads": {}}
+    try:
+        time.sleep(2.0)
+        res["rss_idle_mib"] = tree_rss_mib(sysm.pid)
+        if "a" in workloads:
+            progress.phase(f"{label} (a) unthrottled:")
+            _create_topic(sysm.bootstrap, f"cmp-a-{tag}", args.partitions)
+            res["workloads"]["a"] = _perf_test(sysm, f"cmp-a-{tag}", args.records, args.record_size,
+                                               -1, props, libs, progress, sample_rss=True)
+        if "b" in workloads:
+            for i, run in enumerate(rate_runs):
+                progress.phase(f"{label} ({run['key']}) {run['mb_per_s']:g} MB/s:")
+                topic = f"cmp-b{i}-{tag}"
+                _create_topic(sysm.bootstrap, topic, args.partitions)
+                w = _perf_test(sysm, topic, run["records"], args.record_size, run["records_per_s"], props,
+                               libs, progress, sample_rss=False)
+                w["target_mb_per_s"] = run["mb_per_s"]
+                # the perf test throttles to the target; below it, latency includes the client's backlog
+                w["held_rate"] = w["records_per_s"] >= 0.95 * run["records_per_s"]
+                res["workloads"][run["key"]] = w
+        if "c" in workloads and name == "kafka":
+            progress.phase(f"{label} (c) flush.messages=1:")
+            _create_topic(sysm.bootstrap, f"cmp-c-{tag}", args.partitions, {"flush.messages": "1"})
+            res["workloads"]["c"] = _perf_test(sysm, f"cmp-c-{tag}", args.durable_records, args.record_size,
+                                               -1, props, libs, progress, sample_rss=False)
+        if "e" in workloads:
+            progress.phase(f"{label} (e) tail consume at {args.tail_rate:g} MB/s:")
+            _create_topic(sysm.bootstrap, f"cmp-e-{tag}", args.partitions)
+            res["workloads"]["e"] = _tail_consume(sysm, f"cmp-e-{tag}", tail_n, tail_records,
+                                                  args.tail_seconds, args.record_size, args.partitions,
+                                                  props, libs, progress)
+        if "f" in workloads and name == "kafka":
+            progress.phase(f"{label} (f) catch-up read:")
+            res["workloads"]["f"] = _catchup_kafka(sysm, f"cmp-f-{tag}", catchup_n, args.record_size,
+                                                   args.partitions, props, libs, progress)
+    finally:
+        progress.phase(f"{label} stopping broker")
+        res["exit_code"] = sysm.stop()
+        res["broker_log_problems"] = getattr(sysm, "log_problems", None)
+    return res
+
+
 def run_compare(args) -> int:
     if args.quick:
         args.rounds = args.rounds or 1
@@ -669,17 +1034,27 @@ def run_compare(args) -> int:
         args.durable_records = args.durable_records or 50_000
         args.tail_seconds = args.tail_seconds or 5.0
         args.catchup_mb = args.catchup_mb or 64.0
+        args.move_mib = args.move_mib or 64.0
     args.rounds = args.rounds or 3
     args.records = args.records or 1_000_000
     args.rate_seconds = args.rate_seconds or 20.0
     args.durable_records = args.durable_records or 300_000
     args.tail_seconds = args.tail_seconds or 20.0
     args.catchup_mb = args.catchup_mb or 2048.0
+    args.move_mib = args.move_mib or 2048.0
     args.catchup_block_cache_mb = args.catchup_block_cache_mb or max(4096, int(args.catchup_mb * 1.25 * MB) >> 20)
     workloads = set((args.only or WORKLOADS).split(","))
     unknown = workloads - set(WORKLOADS.split(","))
     if unknown:
         raise SystemExit(f"--only: unknown workload(s) {','.join(sorted(unknown))} (choose from {WORKLOADS})")
+    try:
+        fixed_rates = [float(x) for x in str(args.rate).split(",") if x.strip()]
+    except ValueError:
+        raise SystemExit(f"--rate: expected MB/s values separated by commas, not {args.rate!r}") from None
+    if any(r <= 0 for r in fixed_rates) or args.rate_max_pct < 0:
+        raise SystemExit("--rate values and --rate-max-pct must be positive")
+    if "b" in workloads and not fixed_rates and not args.rate_max_pct:
+        raise SystemExit("(b) needs a --rate or a --rate-max-pct")
     progress = Progress(args.quiet)
     command = "sluice " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
@@ -689,57 +1064,45 @@ def run_compare(args) -> int:
     libs = kafka_libs()
     versions = _versions(libs)
     props = ["acks=all", "linger.ms=5", *args.producer_prop]
-    rate_records = args.rate * MB / args.record_size
-    rate_n = max(1000, int(rate_records * args.rate_seconds))
+
+    def rate_run(key: str, mb_per_s: float, basis: str) -> dict:
+        return {"key": key, "mb_per_s": mb_per_s, "records_per_s": mb_per_s * MB / args.record_size,
+                "records": max(1000, int(mb_per_s * MB / args.record_size * args.rate_seconds)), "basis": basis}
+
+    rate_runs = [rate_run(f"b@{r:g}", r, "fixed") for r in dict.fromkeys(fixed_rates)]
+    t_start = time.monotonic()
+    calibration = None
+    if "b" in workloads and args.rate_max_pct:
+        calibration = _calibrate(args, libs, props, progress)
+        rate_runs.append(rate_run(f"b@{args.rate_max_pct:g}pct", calibration["rate_mb_per_s"],
+                                  f"{args.rate_max_pct:g}% of the lower of the two systems' unthrottled (a) "
+                                  f"throughputs in the calibration before round 1 (Sluice "
+                                  f"{calibration['sluice']['mb_per_s']:g}, Kafka "
+                                  f"{calibration['kafka']['mb_per_s']:g} MB/s)"))
+    rate_runs.sort(key=lambda run: run["mb_per_s"])   # lowest rate first, in every round
     tail_records = args.tail_rate * MB / args.record_size
     tail_n = max(1000, int(tail_records * args.tail_seconds))
     catchup_n = max(1000, int(args.catchup_mb * MB / args.record_size))
 
+    # what each system's own round broker is needed for ((f) on Sluice and (g) use brokers of their own)
+    on_broker = {"sluice": workloads & {"a", "b", "e"}, "kafka": workloads & {"a", "b", "c", "e", "f"}}
     rounds: list[dict] = []
-    t_start = time.monotonic()
     for r in range(1, args.rounds + 1):
         for name in ("sluice", "kafka"):
             label = f"round {r}/{args.rounds} {name:6s}"
-            progress.phase(f"{label} starting broker")
-            sysm = _System(name, args, libs)
-            res = {"round": r, "system": name, "startup_s": sysm.startup_s, "workloads": {}}
-            try:
-                time.sleep(2.0)
-                res["rss_idle_mib"] = tree_rss_mib(sysm.pid)
-                tag = f"{r}-{os.urandom(3).hex()}"
-                if "a" in workloads:
-                    progress.phase(f"{label} (a) unthrottled:")
-                    _create_topic(sysm.bootstrap, f"cmp-a-{tag}", args.partitions)
-                    res["workloads"]["a"] = _perf_test(sysm, f"cmp-a-{tag}", args.records, args.record_size,
-                                                       -1, props, libs, progress, sample_rss=True)
-                if "b" in workloads:
-                    progress.phase(f"{label} (b) {args.rate:g} MB/s:")
-                    _create_topic(sysm.bootstrap, f"cmp-b-{tag}", args.partitions)
-                    res["workloads"]["b"] = _perf_test(sysm, f"cmp-b-{tag}", rate_n, args.record_size,
-                                                       rate_records, props, libs, progress, sample_rss=False)
-                if "c" in workloads and name == "kafka":
-                    progress.phase(f"{label} (c) flush.messages=1:")
-                    _create_topic(sysm.bootstrap, f"cmp-c-{tag}", args.partitions, {"flush.messages": "1"})
-                    res["workloads"]["c"] = _perf_test(sysm, f"cmp-c-{tag}", args.durable_records, args.record_size,
-                                                       -1, props, libs, progress, sample_rss=False)
-                if "e" in workloads:
-                    progress.phase(f"{label} (e) tail consume at {args.tail_rate:g} MB/s:")
-                    _create_topic(sysm.bootstrap, f"cmp-e-{tag}", args.partitions)
-                    res["workloads"]["e"] = _tail_consume(sysm, f"cmp-e-{tag}", tail_n, tail_records,
-                                                          args.tail_seconds, args.record_size, args.partitions,
-                                                          props, libs, progress)
-                if "f" in workloads and name == "kafka":
-                    progress.phase(f"{label} (f) catch-up read:")
-                    res["workloads"]["f"] = _catchup_kafka(sysm, f"cmp-f-{tag}", catchup_n, args.record_size,
-                                                           args.partitions, props, libs, progress)
-            finally:
-                progress.phase(f"{label} stopping broker")
-                res["exit_code"] = sysm.stop()
-                res["broker_log_problems"] = getattr(sysm, "log_problems", None)
+            res = {"round": r, "system": name, "workloads": {}}
+            tag = f"{r}-{os.urandom(3).hex()}"
+            if on_broker[name]:
+                res.update(_round_on_broker(name, label, tag, args, workloads, rate_runs, tail_n, tail_records,
+                                            catchup_n, props, libs, progress))
             if "f" in workloads and name == "sluice":
                 # its own broker against MinIO, after the round's broker has stopped
                 progress.phase(f"{label} (f) catch-up read via MinIO:")
                 res["workloads"]["f"] = _catchup_sluice(args, tag, catchup_n, props, libs, progress)
+            if "g" in workloads and name == "kafka":
+                # a 3-node cluster of its own, after the round's single broker has stopped
+                progress.phase(f"{label} (g) partition move, 3-node cluster:")
+                res["workloads"]["g"] = _partition_move(args, tag, props, libs, progress)
             rounds.append(res)
     progress.done()
 
@@ -750,14 +1113,28 @@ def run_compare(args) -> int:
         "config": {"rounds": args.rounds, "quick": args.quick, "records": args.records,
                    "durable_records": args.durable_records,
                    "record_size": args.record_size, "partitions": args.partitions,
-                   "rate_mb_per_s": args.rate, "rate_records": rate_n, "producer_props": props,
+                   # (b): one run per rate; rate_mb_per_s/rate_records: the first one (older readers)
+                   "rate_runs": rate_runs, "rate_seconds": args.rate_seconds,
+                   "rates_mb_per_s": fixed_rates, "rate_max_pct": args.rate_max_pct,
+                   "rate_max_basis": "calibration before round 1: a fresh broker of each system runs (a) "
+                                     "alone; the rate is that percentage of the lower of the two "
+                                     "throughputs, the same in every round" if args.rate_max_pct else None,
+                   "rate_mb_per_s": rate_runs[0]["mb_per_s"] if rate_runs else None,
+                   "rate_records": rate_runs[0]["records"] if rate_runs else None,
+                   "producer_props": props,
                    "tail_rate_mb_per_s": args.tail_rate, "tail_seconds": args.tail_seconds, "tail_records": tail_n,
                    "catchup_mb": args.catchup_mb, "catchup_records": catchup_n,
                    "catchup_fetch_size": READ_FETCH_BYTES,
                    "catchup_sluice_block_cache_mib": args.catchup_block_cache_mb,
+                   "move_mib": [MOVE_SMALL_MIB, args.move_mib], "move_from_broker": 1, "move_to_broker": 2,
+                   "move_cluster": f"3 combined controller+broker KRaft nodes ({args.kafka_cluster_heap} each)",
+                   "move_poll_interval_s": MOVE_POLL_S, "move_verify_pause_s": VERIFY_PAUSE_S,
                    "kafka_heap": args.kafka_heap, "order": "per round: Sluice then Kafka, each a fresh "
-                   "broker on a fresh temp dir; a new topic per workload",
+                   "broker on a fresh temp dir; a new topic per workload; Sluice's (f) on a broker of its "
+                   "own after Sluice's round broker stopped; (g) on a fresh 3-node Kafka cluster after "
+                   "Kafka's round broker stopped",
                    "workloads": sorted(workloads)},
+        "calibration": calibration,
         "machine": machine,
         "versions": versions,
         "rounds": rounds,
@@ -782,9 +1159,7 @@ def run_compare(args) -> int:
 METRICS = [
     ("a_mb_per_s", "(a) produce acks=all, unthrottled: throughput", "a", ("mb_per_s",), "MB/s", True),
     ("a_p99_ms", "(a) produce acks=all, unthrottled: p99 latency", "a", ("latency_ms", "p99"), "ms", False),
-    ("b_p50_ms", "(b) produce acks=all at {rate} MB/s: p50 latency", "b", ("latency_ms", "p50"), "ms", False),
-    ("b_p99_ms", "(b) produce acks=all at {rate} MB/s: p99 latency", "b", ("latency_ms", "p99"), "ms", False),
-    ("b_p99_9_ms", "(b) produce acks=all at {rate} MB/s: p99.9 latency", "b", ("latency_ms", "p99_9"), "ms", False),
+    "b",   # (b): three rows per rate (B_METRICS), one rate after the other
     ("c_mb_per_s", "(c) as (a), Kafka flush.messages=1: throughput", "c", ("mb_per_s",), "MB/s", True),
     ("c_p99_ms", "(c) as (a), Kafka flush.messages=1: p99 latency", "c", ("latency_ms", "p99"), "ms", False),
     ("d_rss_idle_mib", "(d) broker RSS, idle after start", None, ("rss_idle_mib",), "MiB", False),
@@ -800,7 +1175,52 @@ METRICS = [
      "written, page cache warm; Sluice: from MinIO, empty block cache)", "f", ("cold", "mb_per_s"), "MB/s", True),
     ("f_warm_mb_per_s", "(f) catch-up read of {catchup_mb} MB from offset 0, 2nd read (Kafka: page cache; "
      "Sluice: block cache)", "f", ("warm", "mb_per_s"), "MB/s", True),
+    "g",   # (g): two rows per partition size (G_METRICS), Kafka only
 ]
+B_METRICS = [("p50", "p50"), ("p99", "p99"), ("p99_9", "p99.9")]
+# (key suffix, label, path in a move's result)
+G_METRICS = [
+    ("s", "time until moved, seen in cluster metadata (polled every {poll:g} s)", ("move_s",)),
+    ("tool_s", "time with kafka-reassign-partitions (--execute start to --verify complete, JVM starts "
+               "included)", ("tool_s",)),
+]
+
+
+def config_rate_runs(c: dict) -> list[dict]:
+    """(b)'s runs from a result's config (an older result had one rate, under the key "b")."""
+    if "rate_runs" in c:
+        return c["rate_runs"]
+    if c.get("rate_mb_per_s") is None:
+        return []
+    return [{"key": "b", "mb_per_s": c["rate_mb_per_s"], "records": c.get("rate_records"), "basis": "fixed"}]
+
+
+def _rate_label(run: dict, c: dict) -> str:
+    if run["basis"] == "fixed":
+        return f"{run['mb_per_s']:g} MB/s"
+    return f"{run['mb_per_s']:g} MB/s ({c.get('rate_max_pct', 80):g}% of the lower unthrottled max)"
+
+
+def _metrics(c: dict) -> list[tuple]:
+    """METRICS with (b) expanded per rate and (g) per partition size."""
+    out = []
+    for m in METRICS:
+        if m == "b":
+            for run in config_rate_runs(c):
+                bk = run["key"]
+                for suffix, pname in B_METRICS:
+                    out.append((f"{bk}_{suffix}_ms", f"(b) produce acks=all at {_rate_label(run, c)}: {pname} latency",
+                                bk, ("latency_ms", suffix), "ms", False))
+        elif m == "g":
+            for mib in c.get("move_mib") or []:
+                size = f"{mib:g}MiB"
+                for suffix, label, path in G_METRICS:
+                    out.append((f"g@{size}_{suffix}", f"(g) partition move, {mib:,g} MiB, RF=1, broker 1 to 2: "
+                                + label.format(poll=c.get("move_poll_interval_s", MOVE_POLL_S)),
+                                "g", ("moves", size, *path), "s", False))
+        else:
+            out.append(m)
+    return out
 
 
 def _get(d, path):
@@ -813,10 +1233,13 @@ def _get(d, path):
 
 def summarize(result: dict) -> list[dict]:
     c = result["config"]
-    fmt = {"rate": f"{c['rate_mb_per_s']:g}", "tail_rate": f"{c.get('tail_rate_mb_per_s', 0):g}",
-           "catchup_mb": f"{c.get('catchup_mb', 0):,.0f}"}
+    fmt = {"tail_rate": f"{c.get('tail_rate_mb_per_s', 0):g}", "catchup_mb": f"{c.get('catchup_mb', 0):,.0f}"}
+    ran = set(c.get("workloads") or WORKLOADS.split(","))
     rows = []
-    for key, label, wl, path, unit, higher in METRICS:
+    for key, label, wl, path, unit, higher in _metrics(c):
+        # only what ran (an --only run): (d) idle RSS comes with any round broker
+        if (wl is None and not ran & {"a", "b", "c", "e", "f"}) or (wl is not None and wl[0] not in ran):
+            continue
         vals = {}
         for system in ("kafka", "sluice"):
             per_round = []
@@ -836,14 +1259,19 @@ def summarize(result: dict) -> list[dict]:
         med = {s: (round(statistics.median(v), 2) if v else None) for s, v in vals.items()}
         ratio = (round(med["sluice"] / med["kafka"], 2)
                  if med["sluice"] is not None and med["kafka"] not in (None, 0) else None)
-        rows.append({"key": key, "label": label.format(**fmt), "unit": unit,
-                     "higher_is_better": higher, "kafka": med["kafka"], "sluice": med["sluice"],
-                     "ratio_sluice_over_kafka": ratio, "kafka_rounds": vals["kafka"],
-                     "sluice_rounds": vals["sluice"], "status": "measured"})
-    for name in NOT_YET:
-        rows.append({"key": name.replace(" ", "_"), "label": name, "unit": None, "higher_is_better": None,
-                     "kafka": None, "sluice": None, "ratio_sluice_over_kafka": None,
-                     "kafka_rounds": [], "sluice_rounds": [], "status": "not yet"})
+        row = {"key": key, "label": label.format(**fmt), "unit": unit,
+               "higher_is_better": higher, "kafka": med["kafka"], "sluice": med["sluice"],
+               "ratio_sluice_over_kafka": ratio, "kafka_rounds": vals["kafka"],
+               "sluice_rounds": vals["sluice"], "status": "measured"}
+        if wl == "g":
+            row["status"] = "kafka only"
+            row["sluice_status"] = SLUICE_NO_MOVE
+        if wl and wl.startswith("b"):
+            # rounds in which the producer fell below 95 % of the target rate (latency then includes its backlog)
+            row["rate_not_held"] = {s: [rd["round"] for rd in result["rounds"] if rd["system"] == s
+                                        and (rd["workloads"].get(wl) or {}).get("held_rate") is False]
+                                    for s in ("kafka", "sluice")}
+        rows.append(row)
     return rows
 
 
@@ -859,23 +1287,49 @@ def markdown_table(result: dict) -> str:
     n = result["config"]["rounds"]
     out = ["| workload | Kafka | Sluice | Sluice/Kafka | per round (Kafka; Sluice) |",
            "|---|---|---|---|---|"]
+    not_held = []
     for row in result["summary"]:
-        if row["status"] == "not yet":
+        if row["status"] == "not yet":   # an older result's placeholder row
             out.append(f"| {row['label']} | not yet | not yet | - | - |")
             continue
         unit = row["unit"]
         better = "higher is better" if row["higher_is_better"] else "lower is better"
         ratio = "-" if row["ratio_sluice_over_kafka"] is None else f"{row['ratio_sluice_over_kafka']:.2f}"
         rr = (", ".join(_fmt(v) for v in row["kafka_rounds"]) + "; "
-              + ", ".join(_fmt(v) for v in row["sluice_rounds"]))
-        out.append(f"| {row['label']} ({unit}, {better}) | {_fmt(row['kafka'])} | {_fmt(row['sluice'])} "
-                   f"| {ratio} | {rr} |")
+              + (", ".join(_fmt(v) for v in row["sluice_rounds"]) if row["status"] != "kafka only" else "-"))
+        sluice = _fmt(row["sluice"]) if row["status"] != "kafka only" else "not yet (no partition reassignment)"
+        out.append(f"| {row['label']} ({unit}, {better}) | {_fmt(row['kafka'])} | {sluice} | {ratio} | {rr} |")
+        for system, rds in (row.get("rate_not_held") or {}).items():
+            if rds and row["key"].endswith("_p50_ms"):
+                where = row["label"].split(": ")[0].split(" at ", 1)[-1]
+                who = "Kafka" if system == "kafka" else "Sluice"
+                not_held.append(f"{who} at {where} in round(s) {', '.join(map(str, rds))}")
     out.append("")
     c = result["config"]
-    out.append(f"Medians over {n} round(s); (a) {c['records']:,} records, (b) {c['rate_records']:,} records at "
-               f"{c['rate_mb_per_s']:g} MB/s, (c) {c['durable_records']:,} records. (c): Sluice's column repeats "
-               "its (a) figures, since Sluice fsyncs before every ack anyway.")
-    if "tail_records" in c:
+    runs = config_rate_runs(c)
+    ran = set(c.get("workloads") or WORKLOADS.split(","))
+    b_text = ", ".join(f"{run['records']:,} records at {run['mb_per_s']:g} MB/s" for run in runs)
+    parts = [f"(a) {c['records']:,} records" if "a" in ran else None,
+             f"(b) {b_text}" if "b" in ran and b_text else None,
+             f"(c) {c['durable_records']:,} records" if "c" in ran else None]
+    parts = [x for x in parts if x]
+    out.append(f"Medians over {n} round(s)" + ("; " + ", ".join(parts) if parts else "") + "."
+               + (" (c): Sluice's column repeats its (a) figures, since Sluice fsyncs before every ack anyway."
+                  if "c" in ran else ""))
+    cal = result.get("calibration")
+    if cal:
+        out.append("")
+        out.append(
+            f"(b) at {cal['rate_mb_per_s']:g} MB/s = {cal['pct']:g}% of the lower of the two systems' unthrottled "
+            f"throughputs, measured once before round 1 by a calibration run of (a) ({cal['records']:,} records) "
+            f"on a fresh broker of each: Sluice {cal['sluice']['mb_per_s']:g} MB/s, Kafka "
+            f"{cal['kafka']['mb_per_s']:g} MB/s. The same rate is used in every round; the calibration runs are "
+            "not in the medians.")
+    if not_held:
+        out.append("")
+        out.append("(b) rate not held (the producer sent below 95% of the target, so its latency includes the "
+                   "client's own backlog): " + "; ".join(not_held) + ".")
+    if "tail_records" in c and "e" in ran:
         out.append("")
         out.append(
             f"(e) {c['tail_records']:,} records at {c['tail_rate_mb_per_s']:g} MB/s from the same producer, while "
@@ -887,6 +1341,7 @@ def markdown_table(result: dict) -> str:
             "page cache) and the fetch; timestamps are whole ms. A consumer MB/s well below the target rate "
             "means the producer could not hold it: both latencies are then mostly the producer's own backlog "
             "(its ack latency is in the JSON, `workloads.e.producer`).")
+    if "catchup_records" in c and "f" in ran:
         out.append("")
         out.append(
             f"(f) {c['catchup_records']:,} records written unthrottled, then read from offset 0 twice by "
@@ -898,6 +1353,23 @@ def markdown_table(result: dict) -> str:
             "restarted with an empty data dir, so the 1st read fetches every byte from MinIO (whose files "
             "are in the OS page cache too) into an empty block cache; the 2nd read comes from the block "
             f"cache (`cache.block.bytes` = {c['catchup_sluice_block_cache_mib']} MiB).")
+    if "g" in ran and c.get("move_mib"):
+        out.append("")
+        out.append(
+            f"(g) per round, after that round's single Kafka broker stopped: a fresh Kafka cluster of "
+            f"{c['move_cluster']}. "
+            f"A topic of one partition (replication factor 1) on broker 1 gets "
+            f"{' MiB, then '.join(f'{m:,g}' for m in c['move_mib'])} MiB from `kafka-producer-perf-test` "
+            "(same producer settings); Kafka's `kafka-reassign-partitions` moves it to broker 2 "
+            "(`--execute` without a throttle, then `--verify` every "
+            f"{c.get('move_verify_pause_s', VERIFY_PAUSE_S):g} s plus its run time until it reports the "
+            "reassignment complete); afterwards every offset is still readable on broker 2. The data was just written, so "
+            "the source broker reads it from the page cache. Metadata time: confluent-kafka Metadata every "
+            f"{c['move_poll_interval_s']:g} s, from the last poll that still showed the partition only on "
+            "broker 1 (or the `--execute` start, if later) to the first that showed it only on broker 2, "
+            "leader and in sync there: an upper bound, accurate to about one poll. Tool time: from starting "
+            "`--execute` to the end of the first `--verify` that says complete, so it includes two or more "
+            "JVM starts (about 1–3 s each here). Sluice: " + SLUICE_NO_MOVE + ".")
     return "\n".join(out)
 
 
@@ -911,7 +1383,8 @@ def _section(result: dict, table: str, plot_path: str | None) -> str:
         "`sluice bench compare` (in `broker/bench_compare.py`) runs the same workloads against",
         "Sluice and a single Apache Kafka KRaft broker (combined controller+broker,",
         "`broker/kafka_reference.py`), alternately: per round a fresh Sluice, then a fresh",
-        "Kafka, each on a temp data dir, a new topic per workload. The load comes from",
+        "Kafka, each on a temp data dir, a new topic per workload (the partition move, (g),",
+        "on a 3-node Kafka cluster of its own). The load comes from",
         "Kafka's own `kafka-producer-perf-test` (Java producer) with the same settings for",
         f"both (`{' '.join(c['producer_props'])}`, other settings at their defaults),",
         "read back in (e) by a librdkafka consumer and in (f) by Kafka's `kafka-consumer-perf-test`",
@@ -969,6 +1442,62 @@ def write_benchmarks(path: str, result: dict, table: str, plot_path: str | None)
 
 
 # ---------------------------------------------------------------------- plot
+def _plot_rates(ax, result: dict, colors: dict) -> None:
+    """(b): p50/p99/p99.9 against the target rate, one line per system and percentile (log scale)."""
+    c = result["config"]
+    runs = sorted(config_rate_runs(c), key=lambda run: run["mb_per_s"])
+    styles = {"p50": ("o", "-"), "p99": ("s", "--"), "p99_9": ("^", ":")}
+    drawn = False
+    for system in ("kafka", "sluice"):
+        for p, (marker, ls) in styles.items():
+            xs, ys = [], []
+            for run in runs:
+                vs = [rd["workloads"][run["key"]]["latency_ms"][p] for rd in result["rounds"]
+                      if rd["system"] == system and run["key"] in rd["workloads"]]
+                if vs:
+                    xs.append(run["mb_per_s"])
+                    ys.append(max(statistics.median(vs), 0.5))   # log axis: 0 ms (sub-ms) drawn at 0.5
+            if xs:
+                drawn = True
+                ax.plot(xs, ys, marker=marker, ls=ls, color=colors[system],
+                        label=f"{'Kafka' if system == 'kafka' else 'Sluice'} {p.replace('_', '.')}")
+    ax.set_xticks([run["mb_per_s"] for run in runs])
+    ax.set_xticklabels([f"{run['mb_per_s']:g}" + ("" if run["basis"] == "fixed" else
+                                                   f"\n({c.get('rate_max_pct', 80):g}% of\nlower max)")
+                        for run in runs], fontsize=8)
+    if drawn:
+        ax.set_yscale("log")
+        ax.legend(fontsize=7, ncol=2)
+    else:
+        ax.text(0.5, 0.5, "not run", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("target rate (MB/s)", fontsize=8)
+    ax.set_ylabel("ms")
+    ax.set_title("(b) produce ack latency at fixed rates (median of rounds)", fontsize=10)
+
+
+def _plot_moves(ax, result: dict, colors: dict) -> None:
+    """(g): Kafka's partition move times per size (Sluice: not yet)."""
+    c = result["config"]
+    sizes = [f"{m:g}MiB" for m in c.get("move_mib") or []]
+    kinds = [("move_s", "Metadata", "#4c72b0"), ("tool_s", "kafka-reassign-partitions tool", "#8da0cb")]
+    for j, (field, name, color) in enumerate(kinds):
+        xs = [i + (j - 0.5) * 0.38 for i in range(len(sizes))]
+        meds = []
+        for xi, size in zip(xs, sizes):
+            vs = [rd["workloads"]["g"]["moves"][size][field] for rd in result["rounds"]
+                  if rd["system"] == "kafka" and "g" in rd["workloads"] and size in rd["workloads"]["g"]["moves"]]
+            meds.append(statistics.median(vs) if vs else 0)
+            ax.plot([xi] * len(vs), vs, "k.", ms=4)
+        ax.bar(xs, meds, 0.38, color=color, label=f"Kafka, {name}")
+    if not any(rd["system"] == "kafka" and "g" in rd["workloads"] for rd in result["rounds"]):
+        ax.text(0.5, 0.5, "not run", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xticks(range(len(sizes)))
+    ax.set_xticklabels([s.replace("MiB", " MiB") for s in sizes], fontsize=8)
+    ax.set_ylabel("s")
+    ax.set_title("(g) partition move (RF=1, broker 1 to 2), 3-node Kafka; Sluice: not yet", fontsize=10)
+    ax.legend(fontsize=8)
+
+
 def plot(result: dict, path: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -976,16 +1505,16 @@ def plot(result: dict, path: str) -> None:
 
     colors = {"kafka": "#4c72b0", "sluice": "#dd8452"}
     rows = {r["key"]: r for r in result["summary"]}
-    fig, axes = plt.subplots(3, 2, figsize=(12, 12))
+    fig, axes = plt.subplots(4, 2, figsize=(12, 16))
 
     def bars(ax, keys, labels, title, unit):
         x = range(len(keys))
         for j, system in enumerate(("kafka", "sluice")):
             xs = [i + (j - 0.5) * 0.38 for i in x]
-            ax.bar(xs, [rows[k][system] or 0 for k in keys], 0.38, color=colors[system],
+            ax.bar(xs, [rows.get(k, {}).get(system) or 0 for k in keys], 0.38, color=colors[system],
                    label="Kafka" if system == "kafka" else "Sluice")
             for xi, k in zip(xs, keys):  # every round as a dot
-                vals = rows[k][f"{system}_rounds"]
+                vals = rows.get(k, {}).get(f"{system}_rounds", [])
                 ax.plot([xi] * len(vals), vals, "k.", ms=4)
         ax.set_xticks(list(x))
         ax.set_xticklabels(labels, fontsize=8)
@@ -996,9 +1525,8 @@ def plot(result: dict, path: str) -> None:
     bars(axes[0][0], ["a_mb_per_s", "c_mb_per_s"], ["(a) acks=all", "(c) Kafka flush.messages=1"],
          "produce throughput, unthrottled (median; dots: rounds)", "MB/s")
     c = result["config"]
-    rate = c["rate_mb_per_s"]
+    _plot_rates(axes[0][1], result, colors)
     for ax, wl, key, pcts, title in (
-            (axes[0][1], "b", "latency_ms", ["p50", "p95", "p99", "p99_9"], f"(b) ack latency at {rate:g} MB/s"),
             (axes[1][0], "a", "latency_ms", ["p50", "p95", "p99", "p99_9"], "(a) ack latency, unthrottled"),
             (axes[2][0], "e", "e2e_latency_ms", ["p50", "p90", "p99", "p99_9"],
              f"(e) end-to-end latency (record timestamp to consumer), tail consume at "
@@ -1022,6 +1550,8 @@ def plot(result: dict, path: str) -> None:
          ["(f) 1st read\nKafka: page cache\nSluice: MinIO, cold cache", "(f) 2nd read\nKafka: page cache\n"
           "Sluice: block cache", f"(e) tail consumer\nat {c.get('tail_rate_mb_per_s', 0):g} MB/s"],
          f"(f) catch-up read of {c.get('catchup_mb', 0):,.0f} MB from offset 0; (e) tail consumer", "MB/s")
+    _plot_moves(axes[3][0], result, colors)
+    bars(axes[3][1], ["a_cpu_s_per_gb"], ["(a) unthrottled"], "(d) broker CPU time per GB produced", "CPU s/GB")
     import textwrap
     title = f"Sluice vs Apache Kafka {result['versions']['kafka']}, {result['config']['rounds']} round(s)"
     if result.get("note"):

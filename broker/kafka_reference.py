@@ -1,4 +1,4 @@
-"""A single Apache Kafka broker to compare Sluice against (issue 5).
+"""Apache Kafka to compare Sluice against (issue 5): one broker, or a 3-node cluster.
 
 ``KafkaBroker(workdir)`` runs one KRaft node with ``process.roles=broker,controller``
 (static quorum of one voter, ``node.id=1``) from the jars that
@@ -12,9 +12,16 @@
 * ``start()`` returns once a Kafka Metadata request (confluent-kafka) names the
   broker; ``stop()`` sends SIGTERM, waits, then SIGKILLs. Every wait is bounded.
 
+``KafkaCluster(workdir, nodes=3)`` runs ``nodes`` such combined controller+broker
+nodes (``node.id`` 1..n, a static quorum of all n voters, one cluster id), each a
+``KafkaBroker`` in ``workdir/nodeN`` with its own ports, log dirs and
+``kafka.log``; ``start()`` returns once Metadata names every broker, ``stop()``
+stops them all (SIGTERM to all at once, then SIGKILL after the timeout). Used for
+the partition move of ``sluice bench compare`` (g).
+
 Used by ``sluice bench compare`` and by the e2e tests. Also runnable:
 
-    python -m broker.kafka_reference [--workdir DIR]    # start, print the bootstrap, stop on Ctrl-C
+    python -m broker.kafka_reference [--workdir DIR] [--nodes 3]   # start, print the bootstrap, stop on Ctrl-C
 """
 from __future__ import annotations
 
@@ -26,6 +33,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -39,6 +47,20 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free loopback ports (all held open while choosing, so none repeats)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            socks.append(s)
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def kafka_libs() -> str:
@@ -80,18 +102,28 @@ def random_cluster_id() -> str:
 
 
 class KafkaBroker:
-    """One combined controller+broker KRaft node on loopback. Use as a context manager or start()/stop()."""
+    """One combined controller+broker KRaft node on loopback. Use as a context manager or start()/stop().
+
+    Alone (the default) it is a one-voter cluster, ``node.id=1``. ``KafkaCluster`` passes
+    ``node_id``, both ports, the quorum's ``voters`` and a shared ``cluster_id``.
+    """
 
     def __init__(self, workdir: str | os.PathLike | None = None, heap: str = "-Xmx1g -Xms1g",
-                 overrides: dict[str, str] | None = None, libs: str | None = None) -> None:
+                 overrides: dict[str, str] | None = None, libs: str | None = None, *, node_id: int = 1,
+                 port: int = 0, controller_port: int = 0, voters: str | None = None,
+                 cluster_id: str | None = None) -> None:
         self._own_dir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="sluice-kafka-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.heap = heap
         self.overrides = dict(overrides or {})
         self.libs = libs
-        self.port = 0
-        self.controller_port = 0
+        self.node_id = node_id
+        self.port = port
+        self.controller_port = controller_port
+        self._fixed_ports = bool(port and controller_port)   # else new free ports at every start
+        self.voters = voters
+        self.cluster_id = cluster_id
         self.log_path = self.workdir / "kafka.log"
         self.config_path = self.workdir / "server.properties"
         self.log_dir = self.workdir / "kraft-logs"
@@ -110,13 +142,12 @@ class KafkaBroker:
         return dict(os.environ, KAFKA_LIBS=self.libs, KAFKA_HEAP_OPTS=self.heap)
 
     def write_config(self) -> None:
-        self.port, self.controller_port = free_port(), free_port()
-        while self.controller_port == self.port:
-            self.controller_port = free_port()
+        if not self._fixed_ports:
+            self.port, self.controller_port = free_ports(2)
         props = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
+            "node.id": str(self.node_id),
+            "controller.quorum.voters": self.voters or f"{self.node_id}@127.0.0.1:{self.controller_port}",
             "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
             "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
             "inter.broker.listener.name": "PLAINTEXT",
@@ -142,19 +173,8 @@ class KafkaBroker:
         deadline = time.monotonic() + timeout
         self.libs = self.libs or kafka_libs()
         self.write_config()
-        fmt = subprocess.run(
-            [str(TOOL), "kafka-storage", "format", f"--cluster-id={random_cluster_id()}",
-             f"--config={self.config_path}"],
-            capture_output=True, text=True, env=dict(self._env(), KAFKA_HEAP_OPTS="-Xmx256m"),
-            timeout=max(5.0, deadline - time.monotonic()))
-        if fmt.returncode != 0:
-            raise RuntimeError(f"kafka-storage format failed ({fmt.returncode}):\n{fmt.stdout}\n{fmt.stderr}")
-        self._log = open(self.log_path, "ab")
-        # kafka-tool execs java: self.proc.pid is the broker JVM itself. Own session, so
-        # a kill never reaches the caller's process group.
-        self.proc = subprocess.Popen([str(TOOL), "kafka-server-start", str(self.config_path)],
-                                     stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env=self._env(), start_new_session=True)
+        self.format(deadline)
+        self.launch()
         try:
             self._wait_ready(deadline)
         except BaseException:
@@ -162,14 +182,40 @@ class KafkaBroker:
             raise
         return self
 
-    def _wait_ready(self, deadline: float) -> None:
+    def format(self, deadline: float) -> None:
+        """``kafka-storage format`` of this node's log dir (the cluster id: given, else a new one)."""
+        self.cluster_id = self.cluster_id or random_cluster_id()
+        fmt = subprocess.run(
+            [str(TOOL), "kafka-storage", "format", f"--cluster-id={self.cluster_id}",
+             f"--config={self.config_path}"],
+            capture_output=True, text=True, env=dict(self._env(), KAFKA_HEAP_OPTS="-Xmx256m"),
+            timeout=max(5.0, deadline - time.monotonic()))
+        if fmt.returncode != 0:
+            raise RuntimeError(f"kafka-storage format failed ({fmt.returncode}):\n{fmt.stdout}\n{fmt.stderr}")
+
+    def launch(self) -> None:
+        """Start the node's JVM (returns at once; ``_wait_ready`` waits for it)."""
+        self._log = open(self.log_path, "ab")
+        # kafka-tool execs java: self.proc.pid is the broker JVM itself. Own session, so
+        # a kill never reaches the caller's process group.
+        self.proc = subprocess.Popen([str(TOOL), "kafka-server-start", str(self.config_path)],
+                                     stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+                                     env=self._env(), start_new_session=True)
+
+    def _wait_ready(self, deadline: float, brokers: int = 1, others: "list[KafkaBroker] | None" = None) -> None:
+        """Until a Metadata request to this node names ``brokers`` brokers and a controller.
+
+        ``others``: nodes of the same cluster whose exit also ends the wait (with their log).
+        """
         from confluent_kafka.admin import AdminClient
 
         admin = None
         last = None
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"Kafka exited with {self.proc.returncode}; log tail:\n{self.log_tail()}")
+            for node in [self, *(others or [])]:
+                if node.proc.poll() is not None:
+                    raise RuntimeError(f"Kafka node {node.node_id} exited with {node.proc.returncode}; "
+                                       f"log tail:\n{node.log_tail()}")
             # Don't let librdkafka spam connection-refused errors while the JVM starts.
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=1):
@@ -182,8 +228,9 @@ class KafkaBroker:
                 admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
             try:
                 md = admin.list_topics(timeout=min(5.0, max(0.5, deadline - time.monotonic())))
-                if md.brokers and md.controller_id >= 0:
+                if len(md.brokers) >= brokers and md.controller_id >= 0:
                     return
+                last = f"Metadata names brokers {sorted(md.brokers)}, controller {md.controller_id}"
             except Exception as exc:  # noqa: BLE001 - keep polling until the deadline
                 last = exc
             time.sleep(0.5)
@@ -198,12 +245,17 @@ class KafkaBroker:
         except OSError:
             return ""
 
+    def terminate(self) -> None:
+        """SIGTERM without waiting (``KafkaCluster.stop`` signals every node, then waits)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
     def stop(self, timeout: float = 30.0) -> int | None:
         """SIGTERM, wait up to ``timeout`` s (a KRaft node shuts down in a few seconds), then SIGKILL."""
         rc = None
         if self.proc is not None:
             if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
+                self.terminate()
                 try:
                     self.proc.wait(timeout)
                 except subprocess.TimeoutExpired:
@@ -229,22 +281,123 @@ class KafkaBroker:
         self.stop()
 
 
+class KafkaCluster:
+    """``nodes`` combined controller+broker KRaft nodes on loopback, one static quorum of all of them.
+
+    Node ``i`` (1..n) is ``self.nodes[i - 1]``, a ``KafkaBroker`` in ``workdir/node<i>``: its
+    own free PLAINTEXT and CONTROLLER ports, log dirs and ``kafka.log``. The internal topics
+    keep replication factor 1 (what the benchmark moves is a topic of its own).
+    """
+
+    def __init__(self, workdir: str | os.PathLike | None = None, nodes: int = 3, heap: str = "-Xmx512m -Xms512m",
+                 overrides: dict[str, str] | None = None, libs: str | None = None) -> None:
+        self._own_dir = workdir is None
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="sluice-kafka-cluster-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.n = nodes
+        self.heap = heap
+        self.overrides = dict(overrides or {})
+        self.libs = libs
+        self.cluster_id: str | None = None
+        self.nodes: list[KafkaBroker] = []
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(node.bootstrap for node in self.nodes)
+
+    def node(self, node_id: int) -> KafkaBroker:
+        return self.nodes[node_id - 1]
+
+    def start(self, timeout: float = 180.0) -> "KafkaCluster":
+        """Format and start every node; return once Metadata names all of them. Bounded by ``timeout``."""
+        deadline = time.monotonic() + timeout
+        self.libs = self.libs or kafka_libs()
+        self.cluster_id = random_cluster_id()
+        ports = free_ports(2 * self.n)
+        voters = ",".join(f"{i + 1}@127.0.0.1:{ports[2 * i + 1]}" for i in range(self.n))
+        self.nodes = [KafkaBroker(self.workdir / f"node{i + 1}", heap=self.heap, overrides=self.overrides,
+                                  libs=self.libs, node_id=i + 1, port=ports[2 * i],
+                                  controller_port=ports[2 * i + 1], voters=voters, cluster_id=self.cluster_id)
+                      for i in range(self.n)]
+        try:
+            for node in self.nodes:
+                node.write_config()
+            # The formats are independent JVM runs: overlap them.
+            errors: list[BaseException] = []
+
+            def fmt(node: KafkaBroker) -> None:
+                try:
+                    node.format(deadline)
+                except BaseException as exc:  # noqa: BLE001 - re-raised below
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=fmt, args=(node,)) for node in self.nodes]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+            if errors:
+                raise errors[0]
+            for node in self.nodes:
+                node.launch()
+            self.nodes[0]._wait_ready(deadline, brokers=self.n, others=self.nodes[1:])
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def alive(self) -> bool:
+        return bool(self.nodes) and all(node.proc is not None and node.proc.poll() is None for node in self.nodes)
+
+    def log_tail(self, n: int = 2000) -> str:
+        return "\n".join(f"--- node {node.node_id} ({node.log_path})\n{node.log_tail(n)}" for node in self.nodes)
+
+    def stop(self, timeout: float = 30.0) -> list[int | None]:
+        """SIGTERM every node at once, wait up to ``timeout`` s in all, SIGKILL what is left; exit codes."""
+        for node in self.nodes:
+            node.terminate()
+        deadline = time.monotonic() + timeout
+        return [node.stop(max(0.1, deadline - time.monotonic())) for node in self.nodes]
+
+    def cleanup(self) -> None:
+        """Remove the nodes' log dirs (and the whole workdir if this object made it)."""
+        if self._own_dir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        else:
+            for node in self.nodes:
+                node.cleanup()
+
+    def __enter__(self) -> "KafkaCluster":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    p = argparse.ArgumentParser(description="Run one Apache Kafka KRaft broker on loopback until Ctrl-C.")
+    p = argparse.ArgumentParser(description="Run Apache Kafka KRaft on loopback (one node, or a cluster of "
+                                            "--nodes combined controller+broker nodes) until Ctrl-C.")
     p.add_argument("--workdir", default=None, help="default: a new temp dir, removed at the end")
-    p.add_argument("--heap", default="-Xmx1g -Xms1g")
+    p.add_argument("--nodes", type=int, default=1)
+    p.add_argument("--heap", default=None, help="default: -Xmx1g -Xms1g for one node, -Xmx512m -Xms512m each "
+                                                "for a cluster")
     a = p.parse_args(argv)
-    kb = KafkaBroker(a.workdir, heap=a.heap)
+    if a.nodes > 1:
+        kb = KafkaCluster(a.workdir, nodes=a.nodes, heap=a.heap or "-Xmx512m -Xms512m")
+    else:
+        kb = KafkaBroker(a.workdir, heap=a.heap or "-Xmx1g -Xms1g")
     t = time.monotonic()
     try:
         kb.start()
     except BaseException:
         kb.cleanup()
         raise
+    where = (f"pid {kb.pid}, log {kb.log_path}" if isinstance(kb, KafkaBroker) else
+             ", ".join(f"node {n.node_id}: pid {n.pid}, log {n.log_path}" for n in kb.nodes))
     print(f"Kafka {kafka_version(kb.libs)} ready on {kb.bootstrap} after {time.monotonic() - t:.1f}s "
-          f"(pid {kb.pid}, log {kb.log_path})", flush=True)
+          f"({where})", flush=True)
     try:
         signal.sigwait({signal.SIGINT, signal.SIGTERM})
     except KeyboardInterrupt:
