@@ -43,7 +43,12 @@ Workloads:
   from the last poll that still showed the partition only on broker 1 to the first that
   showed it only on broker 2, leader and in sync there), and as the tool shows it
   (--execute started to the first --verify that reports completion, JVM starts
-  included). Sluice has no partition reassignment yet: its column says "not yet".
+  included). Sluice has no partition reassignment yet: its column says "not yet";
+  (h) the same produce load from a librdkafka producer (confluent-kafka, the engine of
+  ``sluice bench produce``: idempotent, acks=all, linger.ms=5, one process): unthrottled
+  for ``--librdkafka-seconds`` (throughput), then at ``--librdkafka-rate`` MB/s (ack
+  latency p50/p99/p99.9, per message from produce() to its delivery callback, after a
+  2 s warm-up), so the figures do not rest on one client's behaviour.
 """
 from __future__ import annotations
 
@@ -72,7 +77,7 @@ from broker.kafka_reference import (ROOT, TOOL, KafkaBroker, KafkaCluster, java_
 MB = 1_000_000
 SECTION = "## Comparison with Apache Kafka (issue 5)"
 NOTES_MARK = "<!-- notes below are kept by `sluice bench compare --write-benchmarks` -->"
-WORKLOADS = "a,b,c,e,f,g"        # (d) comes with (a)
+WORKLOADS = "a,b,c,e,f,g,h"      # (d) comes with (a)
 MOVE_SMALL_MIB = 1.0             # (g): the small partition; the large one is --move-mib
 MOVE_POLL_S = 0.05               # (g): metadata poll interval
 VERIFY_PAUSE_S = 1.0             # (g): pause between --verify runs (each a JVM start, on the same cores)
@@ -124,6 +129,10 @@ def add_parser(kinds) -> None:
                    help="extra Java producer property, for both brokers")
     p.add_argument("--kafka-heap", default="-Xmx1g -Xms1g", help="KAFKA_HEAP_OPTS for the Kafka broker")
     p.add_argument("--data-dir", default=None, help="parent of both brokers' temp data dirs")
+    p.add_argument("--librdkafka-seconds", type=float, default=None,
+                   help="length of each (h) run (default 20; --quick 5)")
+    p.add_argument("--librdkafka-rate", type=float, default=10.0, metavar="MB/s",
+                   help="fixed rate of the (h) latency run")
     p.add_argument("--only", default=None,
                    help="comma-separated subset of workloads: a,b,c,e,f,g (default all; (d) comes with (a))")
     p.add_argument("--json", metavar="FILE")
@@ -978,6 +987,26 @@ def _calibrate(args, libs: str, props: list[str], progress: Progress) -> dict:
     return out
 
 
+def _librdkafka(sysm, topic: str, args, progress: Progress, label: str) -> dict:
+    """(h): ``sluice bench produce``'s librdkafka driver, unthrottled then at a fixed rate."""
+    out = {}
+    for kind, rate in (("unthrottled", None), ("paced", args.librdkafka_rate)):
+        progress.phase(f"{label} (h) librdkafka producer, "
+                       f"{'unthrottled' if rate is None else f'{rate:g} MB/s'}: {args.librdkafka_seconds:g} s")
+        t = f"{topic}-{kind}"
+        _create_topic(sysm.bootstrap, t, args.partitions)
+        drive_args = argparse.Namespace(
+            producers=1, record_size=args.record_size, key_size=0, duration=args.librdkafka_seconds,
+            warmup=2.0, rate=rate, flush_timeout=60.0, acks="all", linger_ms=5, batch_size=None,
+            queue_kbytes=65536, compression="none", set=[], quiet=True, partitions=args.partitions,
+            bootstrap=sysm.bootstrap)
+        r = bench._drive(drive_args, sysm.bootstrap, t, None, None)
+        steady = (r or {}).get("steady") or {}
+        out[kind] = {"mb_per_s": steady.get("mb_per_s"), "latency_ms": steady.get("latency_ms"),
+                     "target_mb_per_s": rate}
+    return out
+
+
 # ---------------------------------------------------------------------- run
 def _round_on_broker(name: str, label: str, tag: str, args, workloads: set, rate_runs: list[dict], tail_n: int,
                      tail_records: float, catchup_n: int, props: list[str], libs: str, progress: Progress) -> dict:
@@ -1015,6 +1044,8 @@ def _round_on_broker(name: str, label: str, tag: str, args, workloads: set, rate
             res["workloads"]["e"] = _tail_consume(sysm, f"cmp-e-{tag}", tail_n, tail_records,
                                                   args.tail_seconds, args.record_size, args.partitions,
                                                   props, libs, progress)
+        if "h" in workloads:
+            res["workloads"]["h"] = _librdkafka(sysm, f"cmp-h-{tag}", args, progress, label)
         if "f" in workloads and name == "kafka":
             progress.phase(f"{label} (f) catch-up read:")
             res["workloads"]["f"] = _catchup_kafka(sysm, f"cmp-f-{tag}", catchup_n, args.record_size,
@@ -1035,6 +1066,7 @@ def run_compare(args) -> int:
         args.tail_seconds = args.tail_seconds or 5.0
         args.catchup_mb = args.catchup_mb or 64.0
         args.move_mib = args.move_mib or 64.0
+        args.librdkafka_seconds = args.librdkafka_seconds or 5.0
     args.rounds = args.rounds or 3
     args.records = args.records or 1_000_000
     args.rate_seconds = args.rate_seconds or 20.0
@@ -1042,6 +1074,7 @@ def run_compare(args) -> int:
     args.tail_seconds = args.tail_seconds or 20.0
     args.catchup_mb = args.catchup_mb or 2048.0
     args.move_mib = args.move_mib or 2048.0
+    args.librdkafka_seconds = args.librdkafka_seconds or 20.0
     args.catchup_block_cache_mb = args.catchup_block_cache_mb or max(4096, int(args.catchup_mb * 1.25 * MB) >> 20)
     workloads = set((args.only or WORKLOADS).split(","))
     unknown = workloads - set(WORKLOADS.split(","))
@@ -1085,7 +1118,7 @@ def run_compare(args) -> int:
     catchup_n = max(1000, int(args.catchup_mb * MB / args.record_size))
 
     # what each system's own round broker is needed for ((f) on Sluice and (g) use brokers of their own)
-    on_broker = {"sluice": workloads & {"a", "b", "e"}, "kafka": workloads & {"a", "b", "c", "e", "f"}}
+    on_broker = {"sluice": workloads & {"a", "b", "e", "h"}, "kafka": workloads & {"a", "b", "c", "e", "f", "h"}}
     rounds: list[dict] = []
     for r in range(1, args.rounds + 1):
         for name in ("sluice", "kafka"):
@@ -1122,7 +1155,8 @@ def run_compare(args) -> int:
                    "rate_mb_per_s": rate_runs[0]["mb_per_s"] if rate_runs else None,
                    "rate_records": rate_runs[0]["records"] if rate_runs else None,
                    "producer_props": props,
-                   "tail_rate_mb_per_s": args.tail_rate, "tail_seconds": args.tail_seconds, "tail_records": tail_n,
+                   "tail_rate_mb_per_s": args.tail_rate, "librdkafka_seconds": args.librdkafka_seconds,
+                   "librdkafka_rate_mb_per_s": args.librdkafka_rate, "tail_seconds": args.tail_seconds, "tail_records": tail_n,
                    "catchup_mb": args.catchup_mb, "catchup_records": catchup_n,
                    "catchup_fetch_size": READ_FETCH_BYTES,
                    "catchup_sluice_block_cache_mib": args.catchup_block_cache_mb,
@@ -1176,6 +1210,16 @@ METRICS = [
     ("f_warm_mb_per_s", "(f) catch-up read of {catchup_mb} MB from offset 0, 2nd read (Kafka: page cache; "
      "Sluice: block cache)", "f", ("warm", "mb_per_s"), "MB/s", True),
     "g",   # (g): two rows per partition size (G_METRICS), Kafka only
+]
+METRICS += [
+    ("h_mb_per_s", "(h) librdkafka producer, acks=all, idempotent, unthrottled: throughput", "h",
+     ("unthrottled", "mb_per_s"), "MB/s", True),
+    ("h_p50_ms", "(h) librdkafka producer at {h_rate} MB/s: p50 ack latency", "h", ("paced", "latency_ms", "p50"),
+     "ms", False),
+    ("h_p99_ms", "(h) librdkafka producer at {h_rate} MB/s: p99 ack latency", "h", ("paced", "latency_ms", "p99"),
+     "ms", False),
+    ("h_p99_9_ms", "(h) librdkafka producer at {h_rate} MB/s: p99.9 ack latency", "h",
+     ("paced", "latency_ms", "p99_9"), "ms", False),
 ]
 B_METRICS = [("p50", "p50"), ("p99", "p99"), ("p99_9", "p99.9")]
 # (key suffix, label, path in a move's result)
@@ -1233,12 +1277,13 @@ def _get(d, path):
 
 def summarize(result: dict) -> list[dict]:
     c = result["config"]
-    fmt = {"tail_rate": f"{c.get('tail_rate_mb_per_s', 0):g}", "catchup_mb": f"{c.get('catchup_mb', 0):,.0f}"}
+    fmt = {"tail_rate": f"{c.get('tail_rate_mb_per_s', 0):g}", "catchup_mb": f"{c.get('catchup_mb', 0):,.0f}",
+           "h_rate": f"{c.get('librdkafka_rate_mb_per_s', 0):g}"}
     ran = set(c.get("workloads") or WORKLOADS.split(","))
     rows = []
     for key, label, wl, path, unit, higher in _metrics(c):
         # only what ran (an --only run): (d) idle RSS comes with any round broker
-        if (wl is None and not ran & {"a", "b", "c", "e", "f"}) or (wl is not None and wl[0] not in ran):
+        if (wl is None and not ran & {"a", "b", "c", "e", "f", "h"}) or (wl is not None and wl[0] not in ran):
             continue
         vals = {}
         for system in ("kafka", "sluice"):
@@ -1370,6 +1415,14 @@ def markdown_table(result: dict) -> str:
             "leader and in sync there: an upper bound, accurate to about one poll. Tool time: from starting "
             "`--execute` to the end of the first `--verify` that says complete, so it includes two or more "
             "JVM starts (about 1–3 s each here). Sluice: " + SLUICE_NO_MOVE + ".")
+    if "h" in ran and c.get("librdkafka_seconds"):
+        out.append("")
+        out.append(
+            f"(h) `sluice bench produce`'s driver: one confluent-kafka (librdkafka) producer process, "
+            f"idempotent, acks=all, linger.ms=5, {c.get('partitions', 6)} partitions, 1 KiB values, no keys; "
+            f"{c['librdkafka_seconds']:g} s unthrottled, then {c['librdkafka_seconds']:g} s at "
+            f"{c.get('librdkafka_rate_mb_per_s', 0):g} MB/s; figures over the steady window after a 2 s "
+            "warm-up; latency per message from produce() to its delivery callback.")
     return "\n".join(out)
 
 
@@ -1522,7 +1575,8 @@ def plot(result: dict, path: str) -> None:
         ax.set_title(title, fontsize=10)
         ax.legend(fontsize=8)
 
-    bars(axes[0][0], ["a_mb_per_s", "c_mb_per_s"], ["(a) acks=all", "(c) Kafka flush.messages=1"],
+    bars(axes[0][0], ["a_mb_per_s", "c_mb_per_s", "h_mb_per_s"],
+         ["(a) acks=all", "(c) Kafka flush.messages=1", "(h) librdkafka"],
          "produce throughput, unthrottled (median; dots: rounds)", "MB/s")
     c = result["config"]
     _plot_rates(axes[0][1], result, colors)

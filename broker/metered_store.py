@@ -7,6 +7,7 @@ derived from these counters.
 from __future__ import annotations
 
 from objectstore import ObjectStore
+from objectstore.base import body_length
 
 
 class MeteredStore:
@@ -32,7 +33,7 @@ class MeteredStore:
 
     async def put(self, key: str, data, **kw) -> str:
         self.puts += 1
-        self.metrics.store_bytes.labels("put").inc(len(data))
+        self.metrics.store_bytes.labels("put").inc(body_length(data))
         return await self._call("put", self.inner.put(key, data, **kw))
 
     async def put_if_absent(self, key: str, data) -> str:

@@ -251,8 +251,11 @@ class Partition:
         self._waiters.discard(fut)
 
     # ------------------------------------------------------------------- reads
-    async def read(self, offset: int, max_bytes: int, *, min_one: bool) -> list[bytes]:
-        """Whole batches from ``offset`` below the high watermark, up to max_bytes.
+    async def read(self, offset: int, max_bytes: int, *, min_one: bool,
+                   remote_max_bytes: int | None = None) -> list[bytes]:
+        """Whole batches from ``offset`` below the high watermark, up to max_bytes,
+        of which at most ``remote_max_bytes`` from the object store (after the
+        first batch; catch-up pacing).
 
         ``min_one`` returns the first batch even when it exceeds max_bytes, so a
         consumer can always make progress (Kafka's KIP-74 rule). Batches in
@@ -261,7 +264,7 @@ class Partition:
         compaction), so the position is found again by offset after each wait.
         """
         out: list[bytes] = []
-        total = 0
+        total = remote = 0
         next_offset = offset
         while True:
             i = bisect.bisect_left(self._lasts, next_offset)
@@ -275,7 +278,10 @@ class Partition:
                 return out
             data = self.store.read_batch(self, base, loc)
             if data is None:
+                if remote_max_bytes is not None and remote + size > remote_max_bytes and out:
+                    return out
                 data = await self.store.read_remote(self, base, loc)
+                remote += size
             out.append(data)
             total += size
             next_offset = last + 1

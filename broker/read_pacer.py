@@ -15,8 +15,10 @@ not the tail cache or the WAL) are paced by a token bucket:
   a catch-up reader always progresses); in every calm window it grows by half,
   and past the cap pacing stops. Without produce traffic nothing is paced.
 
-Pacing delays the response, not the read: the consumer then waits before its
-next fetch, so the object store, the broker and the consumer all slow down.
+Pacing delays the response, so the consumer waits before its next fetch and
+the object store, the broker and the consumer all slow down; while paced, one
+answer also reads at most ``BURST`` seconds' worth of object-store bytes, so
+the reads come in short bursts rather than whole 50 MB answers.
 The delay of one response is bounded (``MAX_DELAY``) well below any client's
 request timeout.
 """
@@ -31,6 +33,8 @@ from typing import Callable
 WINDOW = 0.2           # seconds per adaptation step
 MIN_RATE = 4 << 20     # bytes/s: the floor, so catch-up always progresses
 MAX_DELAY = 5.0        # seconds one Fetch response may be held back
+BURST = 0.05           # seconds' worth of object-store bytes per paced Fetch answer
+MIN_FETCH_BYTES = 256 << 10
 INCREASE = 1.5         # per calm window
 DECREASE = 0.5         # per window with slow produce requests
 
@@ -113,6 +117,16 @@ class RemoteReadPacer:
         if self.tokens >= 0:
             return 0.0
         return min(MAX_DELAY, -self.tokens / self.rate)
+
+    def fetch_limit(self) -> int | None:
+        """Object-store bytes one Fetch answer may read while paced (None: not paced).
+
+        Without it a paced consumer still reads a whole answer (tens of MB) at
+        full speed before waiting, and the machine is saturated for that long;
+        answers of BURST seconds' worth keep the bursts short."""
+        if self.rate == math.inf:
+            return None
+        return max(MIN_FETCH_BYTES, int(self.rate * BURST))
 
     async def pace(self) -> float:
         """Wait out the debt, if any; returns the seconds waited."""

@@ -223,11 +223,11 @@ class Uploader:
         data = self.rm.tail_cache.peek(p.key, base)
         return data if data is not None else loc   # a WAL Location: read in the build thread
 
-    def _build(self, chunks: dict) -> tuple[bytes, list]:
+    def _build(self, chunks: dict) -> tuple[list, list]:
         wal = self.rm.wal
         resolved = {k: [wal.read(b) if isinstance(b, Location) else b for b in bufs]
                     for k, bufs in chunks.items()}
-        return data_object.build(resolved)
+        return data_object.build_parts(resolved)
 
     async def _update_manifest(self, p: Partition) -> bool:
         """Record the partition's unconfirmed segments and log start; True when stored."""

@@ -81,7 +81,7 @@ from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from dataclasses import replace
 
 from .base import CorruptObject, ObjectStore, ObjectStoreError
-from .data_object import (OBJECT_PREFIX, ObjectKeys, build, iter_batches, parse_object_key,
+from .data_object import (OBJECT_PREFIX, ObjectKeys, build_parts, iter_batches, parse_object_key,
                           read_chunk)
 from .manifest import Manifest, SegmentRef
 
@@ -217,7 +217,7 @@ async def compact_run(store: ObjectStore, keys: ObjectKeys, run: Sequence[Segmen
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
     try:
-        body, refs = await asyncio.to_thread(build, {bytes(partition_key): chunks})
+        body, refs = await asyncio.to_thread(build_parts, {bytes(partition_key): chunks})
     except ValueError as e:
         raise CorruptObject(None, f"cannot merge offsets {run[0].first_offset}.."
                                   f"{run[-1].last_offset}: {e}") from e

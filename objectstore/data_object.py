@@ -228,11 +228,19 @@ class ChunkRef:
 
 def build(chunks: Mapping[bytes, Sequence[Buffer]] | Iterable[tuple[bytes, Sequence[Buffer]]]
           ) -> tuple[bytes, list[ChunkRef]]:
+    """``build_parts`` joined into one bytes object."""
+    parts, refs = build_parts(chunks)
+    return b"".join(parts), refs
+
+
+def build_parts(chunks: Mapping[bytes, Sequence[Buffer]] | Iterable[tuple[bytes, Sequence[Buffer]]]
+                ) -> tuple[list[Buffer], list[ChunkRef]]:
     """One data object from ``{partition_key: buffers}`` or ``(partition_key,
-    buffers)`` pairs.
+    buffers)`` pairs, as the list of its parts in order (``ObjectStore.put``
+    takes them as they are: a 64 MiB join would hold the GIL ~50 ms).
 
     Each buffer holds one or more whole record batches (bytes, bytearray or
-    memoryview; not copied until the single final join); a partition's
+    memoryview; never copied); a partition's
     batches must be in increasing offset order. First and last offset and
     max timestamp come from the batch headers. A partition with no bytes is
     left out. Returns the object and its chunk refs (sorted by partition key,
@@ -284,7 +292,7 @@ def build(chunks: Mapping[bytes, Sequence[Buffer]] | Iterable[tuple[bytes, Seque
     index = encode_index(refs)
     parts.append(index)
     parts.append(FOOTER.pack(len(index), crc32c.crc32c(index), TRAILER))
-    return b"".join(parts), refs
+    return parts, refs
 
 
 def encode_index(refs: Sequence[ChunkRef]) -> bytes:

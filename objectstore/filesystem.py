@@ -25,8 +25,9 @@ import uuid
 import zlib
 from pathlib import Path
 
-from .base import (RESERVED_PREFIX, InvalidKey, NotFound, ObjectInfo, ObjectStore,
-                   ObjectStoreError, PreconditionFailed, check_key, check_put_args, check_range)
+from .base import (RESERVED_PREFIX, Body, InvalidKey, NotFound, ObjectInfo, ObjectStore,
+                   ObjectStoreError, PreconditionFailed, body_parts, check_key, check_put_args,
+                   check_range)
 
 RESERVED = RESERVED_PREFIX
 LOCK_STRIPES = 64
@@ -38,6 +39,7 @@ _CHUNK = 1 << 20
 # accelerated) costs 0.6 ms/MB against MD5's 1.6 ms/MB, and the broker hashes
 # every uploaded byte once (measured with 8 MiB objects at 160 MB/s ingest).
 _WRITEBACK_CHUNK = 1 << 20
+_IOV_MAX = 1024     # buffers per writev (Linux's IOV_MAX)
 
 
 def _load_sync_file_range():
@@ -75,8 +77,51 @@ def _write_out(fd: int, offset: int, nbytes: int) -> None:
     os.posix_fadvise(fd, offset, nbytes, os.POSIX_FADV_DONTNEED)
 
 
-def _etag(data: bytes) -> str:
-    return '"' + hashlib.sha1(data, usedforsecurity=False).hexdigest() + '"'
+def _steps(parts: list[memoryview], step: int):
+    """The parts regrouped into lists of views of about ``step`` bytes each."""
+    group: list[memoryview] = []
+    size = 0
+    for view in parts:
+        while view:
+            take = view[:step - size]
+            group.append(take)
+            size += len(take)
+            view = view[len(take):]
+            if size >= step or len(group) >= _IOV_MAX:
+                yield group
+                group, size = [], 0
+    if group:
+        yield group
+
+
+def _write_parts(fd: int, parts: list[memoryview]) -> None:
+    """Write the parts back to back, one ``_WRITEBACK_CHUNK`` step (one writev)
+    at a time, each on disk before the next (``_write_out``)."""
+    written = 0
+    for group in _steps(parts, _WRITEBACK_CHUNK):
+        size = sum(len(v) for v in group)
+        done = 0
+        while done < size:
+            n = os.writev(fd, group)
+            done += n
+            if done < size:     # a short write: continue after what was written
+                rest, skip = [], n
+                for v in group:
+                    if skip >= len(v):
+                        skip -= len(v)
+                        continue
+                    rest.append(v[skip:])
+                    skip = 0
+                group = rest
+        _write_out(fd, written, size)
+        written += size
+
+
+def _etag(*parts) -> str:
+    h = hashlib.sha1(usedforsecurity=False)
+    for part in parts:
+        h.update(part)      # releases the GIL for large buffers
+    return '"' + h.hexdigest() + '"'
 
 
 def _etag_of_fd(fd: int) -> str:
@@ -194,20 +239,15 @@ class FilesystemObjectStore(ObjectStore):
 
     # -- sync implementations (run in a worker thread) -----------------------
 
-    def _put_sync(self, key: str, data: bytes, if_match: str | None, if_none_match: bool) -> str:
+    def _put_sync(self, key: str, data: Body, if_match: str | None, if_none_match: bool) -> str:
         path = self._path(key)
-        etag = _etag(data)
+        parts = body_parts(data)
+        etag = _etag(*parts)
         tmp = self._tmp / uuid.uuid4().hex
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         try:
             try:
-                view = memoryview(data)
-                written = 0
-                while view:
-                    n = os.write(fd, view[:_WRITEBACK_CHUNK])
-                    view = view[n:]
-                    _write_out(fd, written, n)
-                    written += n
+                _write_parts(fd, parts)
                 os.fsync(fd)
                 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
             finally:
@@ -339,7 +379,7 @@ class FilesystemObjectStore(ObjectStore):
 
     # -- async interface -------------------------------------------------------
 
-    async def put(self, key: str, data: bytes, *, if_match: str | None = None,
+    async def put(self, key: str, data: Body, *, if_match: str | None = None,
                   if_none_match: bool = False) -> str:
         check_put_args(if_match, if_none_match)
         return await asyncio.to_thread(self._put_sync, key, data, if_match, if_none_match)

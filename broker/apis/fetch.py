@@ -81,10 +81,18 @@ async def handle(ctx: RequestContext, request: FetchRequest) -> FetchResponse:
     return FetchResponseParts(topics, session_id=session.id if session else 0)
 
 
+def _remote_budget(b, charged: int) -> int | None:
+    """Object-store bytes this answer may still read (None: not paced now)."""
+    pacer = b.replicas.read_pacer
+    limit = pacer.fetch_limit()
+    return None if limit is None else max(0, limit - (pacer.charged_total - charged))
+
+
 async def _collect(b, parts: list[SessionPartition], max_bytes: int):
     rows = []
     total = 0
     has_error = False
+    charged = b.replicas.read_pacer.charged_total
     for sp in parts:
         p = b.replicas.get(sp.topic, sp.partition) if sp.topic is not None else None
         if p is None:
@@ -103,7 +111,8 @@ async def _collect(b, parts: list[SessionPartition], max_bytes: int):
             continue
         limit = min(sp.max_bytes, max_bytes - total)
         try:
-            chunks = await p.read(sp.fetch_offset, limit, min_one=(total == 0)) \
+            chunks = await p.read(sp.fetch_offset, limit, min_one=(total == 0),
+                                  remote_max_bytes=_remote_budget(b, charged)) \
                 if limit > 0 or total == 0 else []
         except ObjectStoreError as exc:  # unreachable or corrupt object: retriable for clients
             b.replicas.storage_error("fetch", exc)

@@ -102,6 +102,26 @@ def test_older_one_rate_result_reads_as_before(tmp_path):
     bc.plot(r, str(tmp_path / "old.png"))
 
 
+def test_librdkafka_rows(tmp_path):
+    """(h): the librdkafka driver's unthrottled throughput and its ack latency at a fixed rate."""
+    r = result(rounds=1)
+    r["config"].update({"workloads": ["h"], "librdkafka_rate_mb_per_s": 10.0})
+    for rd in r["rounds"]:
+        k = 2 if rd["system"] == "sluice" else 1
+        rd["workloads"] = {"h": {"unthrottled": {"mb_per_s": 100.0 * k, "latency_ms": None},
+                                 "paced": {"mb_per_s": 10.0, "target_mb_per_s": 10.0,
+                                           "latency_ms": {"p50": 3.0 * k, "p99": 9.0 * k, "p99_9": 20.0 * k}}}}
+    r["summary"] = bc.summarize(r)
+    rows = {row["key"]: row for row in r["summary"]}
+    assert [k for k in rows if k.startswith("h_")] == ["h_mb_per_s", "h_p50_ms", "h_p99_ms", "h_p99_9_ms"]
+    assert rows["h_mb_per_s"]["ratio_sluice_over_kafka"] == 2.0 and rows["h_mb_per_s"]["higher_is_better"]
+    assert rows["h_p99_ms"]["label"] == "(h) librdkafka producer at 10 MB/s: p99 ack latency"
+    assert (rows["h_p99_ms"]["kafka"], rows["h_p99_ms"]["sluice"]) == (9.0, 18.0)
+    assert not any(k.startswith(("a_", "b", "c_", "e_", "f_", "g@")) for k in rows)
+    assert "(h) librdkafka producer" in bc.markdown_table(r)
+    bc.plot(r, str(tmp_path / "h.png"))
+
+
 def tr(seen, prev, replicas, isr, leader):
     return {"seen_s": seen, "previous_last_seen_s": prev, "replicas": replicas, "isr": isr, "leader": leader,
             "error": None}

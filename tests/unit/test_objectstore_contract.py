@@ -46,6 +46,24 @@ async def test_put_get_head(store):
     assert not await store.exists("topics/t")          # a prefix is not an object
 
 
+async def test_put_of_parts_stores_them_back_to_back(store):
+    """A body given as buffers (a data object's parts) is stored as their
+    concatenation, with the etag the joined bytes would get; many small parts
+    and parts larger than one write step both work."""
+    data = payload(3_000_000, seed=5)
+    view = memoryview(data)
+    cuts = sorted(random.Random(6).sample(range(1, len(data)), 3000))
+    parts = [view[a:b] for a, b in zip([0] + cuts, cuts + [len(data)])]
+    parts.insert(7, b"")                                  # empty parts are skipped
+    etag = await store.put("parts/many", parts)
+    assert await store.get_with_etag("parts/many") == (data, etag)
+    assert await store.put("parts/joined", data) == etag
+    big = [bytearray(data[:2_500_000]), data[2_500_000:]]  # larger than a write step
+    assert await store.put("parts/big", big) == etag
+    assert await store.get("parts/big") == data
+    assert await store.put("parts/none", []) and await store.get("parts/none") == b""
+
+
 async def test_overwrite_changes_etag(store):
     e1 = await store.put("k", b"one")
     e2 = await store.put("k", b"two")

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from broker.read_pacer import MAX_DELAY, MIN_RATE, WINDOW, RemoteReadPacer
+from broker.read_pacer import BURST, MAX_DELAY, MIN_FETCH_BYTES, MIN_RATE, WINDOW, RemoteReadPacer
 
 MB = 1 << 20
 
@@ -26,7 +26,7 @@ def test_unpaced_by_default_and_without_produce_traffic():
         p.charge(8 * MB)
         assert p.delay() == 0.0
         clock.t += 0.02
-    assert p.rate == math.inf
+    assert p.rate == math.inf and p.fetch_limit() is None
     assert not RemoteReadPacer(clock=clock).enabled
 
 
@@ -65,6 +65,7 @@ def test_slow_produce_halves_the_catch_up_rate_down_to_the_floor_then_it_recover
     for _ in range(20):
         _window(p, clock, read=2 * MB, produce_s=0.08)
     assert p.rate == MIN_RATE      # still progressing
+    assert p.fetch_limit() == max(MIN_FETCH_BYTES, int(MIN_RATE * BURST))   # short bursts
     # produce fast again: the allowance grows by half per window until unpaced
     rates = []
     for _ in range(40):

@@ -55,7 +55,12 @@ async def test_upload_then_read_back_from_objects_and_from_an_empty_data_dir(tmp
         assert locs and all(type(loc) is ObjectRange for loc in locs)
         assert rm.wal.size_bytes == 0                     # everything uploaded, WAL trimmed
         rm.tail_cache.discard_partition(p.key)            # force the object-store path
-        assert values(await p.read(0, 10**9, min_one=True)) == sent
+        # a paced answer: the first batch always, then no more object-store bytes than allowed
+        full = await p.read(0, 10**9, min_one=True)
+        assert values(full) == sent
+        assert values(await p.read(0, 10**9, min_one=True, remote_max_bytes=0)) == sent[:3]
+        two = await p.read(0, 10**9, min_one=True, remote_max_bytes=len(full[0]) + len(full[1]))
+        assert values(two) == sent[:6]
         assert rm.block_cache.fetches >= 1
         # more data after the upload stays in the WAL until the next one
         more = await produce(rm, "t", 5)
