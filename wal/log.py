@@ -78,7 +78,7 @@ class Entry:
 
 
 class _Segment:
-    __slots__ = ("id", "path", "fd", "size")
+    __slots__ = ("id", "path", "fd", "size", "named")
 
     def __init__(self, directory: str, seg_id: int, create: bool) -> None:
         self.id = seg_id
@@ -86,6 +86,7 @@ class _Segment:
         flags = os.O_RDWR | (os.O_CREAT if create else 0)
         self.fd = os.open(self.path, flags, 0o644)
         self.size = os.fstat(self.fd).st_size
+        self.named = not create     # is its directory entry durable?
 
 
 class WriteAheadLog:
@@ -105,12 +106,14 @@ class WriteAheadLog:
         if not self._segments:
             self._segments[0] = _Segment(directory, 0, create=True)
             _fsync_dir(directory)
+            self._segments[0].named = True
         self._active = self._segments[max(self._segments)]
         self._pending: list[tuple[_Segment, list]] = []
         self._pending_bytes = 0
         self._pending_future: asyncio.Future | None = None
         self._flusher: asyncio.Task | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wal-fsync")
+        self._unlinker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wal-unlink")
         self._failed: BaseException | None = None
         self._recovered = False
 
@@ -207,7 +210,9 @@ class WriteAheadLog:
         seg = _Segment(self.directory, seg_id, create=True)
         self._segments[seg_id] = seg
         self._active = seg
-        _fsync_dir(self.directory)  # once per segment: makes the new file's name durable
+        # Its name is made durable by the flush thread, with the first entries
+        # written to it (before they are acked): a directory fsync here would
+        # block the event loop for a journal commit, 4 times a second (cut()).
         return seg
 
     # ---------------------------------------------------------------- trimming
@@ -224,6 +229,7 @@ class WriteAheadLog:
         uploaded); returns the bytes freed. The active segment is never deleted,
         and nothing still queued for fsync is in a segment below a ``cut``."""
         freed = 0
+        doomed = []
         for seg_id in sorted(self._segments):
             if seg_id >= before or self._segments[seg_id] is self._active:
                 break
@@ -232,7 +238,15 @@ class WriteAheadLog:
             seg = self._segments.pop(seg_id)
             freed += seg.size
             os.close(seg.fd)
-            os.unlink(seg.path)
+            doomed.append(seg.path)
+        if doomed:
+            # Freeing a big file's blocks takes a while on ext4: not in the event
+            # loop. One thread, oldest first, so segments a crash leaves behind
+            # are always the newest of those trimmed (replayed as before a trim).
+            try:
+                asyncio.get_running_loop().run_in_executor(self._unlinker, _unlink_all, doomed)
+            except RuntimeError:    # no loop running (tools, tests)
+                _unlink_all(doomed)
         return freed
 
     def segment_of(self, loc: "Location") -> int:
@@ -283,6 +297,11 @@ class WriteAheadLog:
         start = time.perf_counter()
         for seg in touched:
             os.fdatasync(seg.fd)
+        unnamed = [seg for seg in touched if not seg.named]
+        if unnamed:     # a new segment: its directory entry must be durable too
+            _fsync_dir(os.path.dirname(unnamed[0].path))
+            for seg in unnamed:
+                seg.named = True
         elapsed = time.perf_counter() - start
         # Once durable, the bytes are read back from the tail cache, not the
         # page cache; dropping the pages saves the kernel the memory pressure
@@ -313,6 +332,7 @@ class WriteAheadLog:
             except WalError:
                 pass
         self._executor.shutdown(wait=True)
+        self._unlinker.shutdown(wait=True)
         for seg in self._segments.values():
             os.close(seg.fd)
         self._segments.clear()
@@ -338,6 +358,14 @@ def _writev_all(fd: int, parts: list) -> tuple[int, int]:
                 views[0] = views[0][n:]
                 n = 0
     return begin, begin + written
+
+
+def _unlink_all(paths: list[str]) -> None:
+    for path in paths:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
 
 
 def _fsync_dir(path: str) -> None:

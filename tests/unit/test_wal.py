@@ -358,3 +358,36 @@ async def test_wait_for_timeout_on_append_future_leaves_it_intact(tmp_path):
     await wal.sync()
     assert fut.result() is None and other.result() is None
     await wal.close()
+
+
+async def test_cut_and_trim_keep_the_event_loop_free_of_fsyncs_and_unlinks(tmp_path, monkeypatch):
+    """A new segment's name is made durable by the flush thread before its first
+    entry is acked (never by a directory fsync in the event loop); trim deletes
+    whole segments in a background thread, oldest first."""
+    import wal.log as wl
+    loop_thread = threading.get_ident()
+    where: list[str] = []
+    real_fsync_dir, real_unlink_all = wl._fsync_dir, wl._unlink_all
+    monkeypatch.setattr(wl, "_fsync_dir", lambda p: (where.append(
+        "loop" if threading.get_ident() == loop_thread else "thread"), real_fsync_dir(p)))
+    monkeypatch.setattr(wl, "_unlink_all", lambda ps: (where.append(
+        "unlink-loop" if threading.get_ident() == loop_thread else "unlink-thread"), real_unlink_all(ps)))
+    directory = tmp_path / "wal"
+    wal = WriteAheadLog(str(directory))
+    list(wal.recover())
+    await wal.append(1, b"k", b"first")[1]
+    where.clear()
+    for i in range(3):
+        cut = wal.cut()
+        _, fut = wal.append(1, b"k", b"entry-%d" % i)
+        assert not wal._active.named
+        await fut
+        assert wal._active.named
+    assert where == ["thread"] * 3
+    assert len(_segment_files(directory)) == 4
+    freed = wal.trim(cut)
+    assert freed > 0
+    await wal.close()                    # waits for the unlink thread
+    assert where[3:] == ["unlink-thread"]
+    assert _segment_files(directory) == [f"{3:020d}{SUFFIX}"]   # 0-2 trimmed
+    assert [bytes(e.data) for e in WriteAheadLog(str(directory)).recover()] == [b"entry-2"]
