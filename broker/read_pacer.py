@@ -35,7 +35,7 @@ MIN_RATE = 4 << 20     # bytes/s: the floor, so catch-up always progresses
 MAX_DELAY = 5.0        # seconds one Fetch response may be held back
 BURST = 0.05           # seconds' worth of object-store bytes per paced Fetch answer
 MIN_FETCH_BYTES = 256 << 10
-INCREASE = 1.5         # per calm window
+INCREASE = 1.25        # per calm window in which the allowance was used
 DECREASE = 0.5         # per window with slow produce requests
 
 
@@ -54,6 +54,7 @@ class RemoteReadPacer:
     _window_start: float = field(init=False)
     _window_bytes: int = field(init=False, default=0)
     _window_slowest: float = field(init=False, default=0.0)
+    _in_flight: dict = field(init=False, default_factory=dict)   # produce token -> start
 
     def __post_init__(self) -> None:
         self.rate = self.max_rate
@@ -66,8 +67,9 @@ class RemoteReadPacer:
         return self.max_rate != math.inf or self.target > 0
 
     def _burst(self) -> float:
-        # One second's worth (at least 8 MiB: one large fetch passes at once).
-        return max(8 << 20, self.rate) if self.rate != math.inf else math.inf
+        # A fifth of a second's worth: a bucket that filled while nobody read
+        # must not let a whole second of catch-up through at once.
+        return max(MIN_FETCH_BYTES, self.rate * 0.2) if self.rate != math.inf else math.inf
 
     def _refill(self, now: float) -> None:
         if self.rate == math.inf:
@@ -83,21 +85,33 @@ class RemoteReadPacer:
         if now - self._window_start < WINDOW:
             return
         elapsed = now - self._window_start
-        if self.target > 0 and self._window_slowest > self.target and self._window_bytes > 0:
-            flowing = self._window_bytes / elapsed
+        flowing = self._window_bytes / elapsed
+        slowest = self._window_slowest
+        if self._in_flight:     # a produce still waiting counts as slow already
+            slowest = max(slowest, now - min(self._in_flight.values()))
+        if self.target > 0 and slowest > self.target and self._window_bytes > 0:
             base = flowing if self.rate == math.inf else min(self.rate, flowing * 2)
             self.rate = max(MIN_RATE, base * DECREASE)
-        elif self.rate != math.inf:
+        elif self.rate != math.inf and (flowing >= self.rate / 2 or not self._window_bytes):
+            # grow only an allowance that was used (or not needed at all), so a
+            # reader held back by something else cannot build up a burst
             self.rate *= INCREASE
             if self.rate >= self.max_rate or (self.max_rate == math.inf and self.rate > 1 << 40):
                 self.rate = self.max_rate
         self._window_start, self._window_bytes, self._window_slowest = now, 0, 0.0
 
-    def observe_produce(self, seconds: float) -> None:
-        """A produce request took ``seconds`` from arrival to its answer."""
-        if seconds > self._window_slowest:
-            self._window_slowest = seconds
-        self._adapt(self.clock())
+    def produce_started(self, token: object) -> None:
+        """A produce request arrived (``observe_produce(token)`` when answered):
+        while it waits, its age already steers the rate."""
+        self._in_flight[token] = self.clock()
+
+    def observe_produce(self, token: object) -> None:
+        """The produce request ``token`` was answered."""
+        now = self.clock()
+        started = self._in_flight.pop(token, None)
+        if started is not None and now - started > self._window_slowest:
+            self._window_slowest = now - started
+        self._adapt(now)
 
     def charge(self, nbytes: int) -> None:
         """``nbytes`` were read from the object store tiers for a Fetch."""

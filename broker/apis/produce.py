@@ -20,11 +20,21 @@ from .produce_response import PartitionResult, ProduceResponseBytes, TopicResult
 
 @api(ProduceRequest, ProduceResponse)
 async def handle(ctx: RequestContext, request: ProduceRequest):
+    # How long produce requests wait steers catch-up reads (read_pacer).
+    pacer = ctx.broker.replicas.read_pacer
+    token = object()
+    pacer.produce_started(token)
+    try:
+        return await _handle(ctx, request)
+    finally:
+        pacer.observe_produce(token)
+
+
+async def _handle(ctx: RequestContext, request: ProduceRequest):
     b = ctx.broker
     rm = b.replicas
     v = ctx.version
     acks = request.acks
-    started = time.monotonic()
     results: list[tuple[object, list[list]]] = []
     waits: list[asyncio.Future] = []
     now_ms = int(time.time() * 1000)
@@ -103,5 +113,4 @@ async def handle(ctx: RequestContext, request: ProduceRequest):
                 error, message, base = ErrorCode.KAFKA_STORAGE_ERROR, str(fut.exception()), -1
             prs.append(PartitionResult(index, error, base, lat, lso, message if error else None))
         topics.append(TopicResult(td.name, td.topic_id, prs))
-    rm.read_pacer.observe_produce(time.monotonic() - started)
     return ProduceResponseBytes(topics)

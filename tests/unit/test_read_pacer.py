@@ -33,7 +33,7 @@ def test_unpaced_by_default_and_without_produce_traffic():
 def test_static_cap_is_a_token_bucket():
     clock = Clock()
     p = RemoteReadPacer(max_rate=10 * MB, clock=clock)
-    p.charge(10 * MB)              # the burst: one second's worth
+    p.charge(2 * MB)               # the burst: a fifth of a second's worth
     assert p.delay() == 0.0
     p.charge(5 * MB)               # 5 MiB of debt at 10 MiB/s
     assert abs(p.delay() - 0.5) < 1e-9
@@ -43,14 +43,22 @@ def test_static_cap_is_a_token_bucket():
     assert p.delay() == 0.0
     p.charge(1000 * MB)            # never longer than MAX_DELAY at once
     assert p.delay() == MAX_DELAY
-    assert p.charged_total == 1015 * MB
+    assert p.charged_total == 1007 * MB
 
 
-def _window(p: RemoteReadPacer, clock: Clock, *, read: int, produce_s: float | None) -> None:
+def _window(p: RemoteReadPacer, clock: Clock, *, read: int | None, produce_s: float | None) -> None:
+    """One window: ``read`` bytes (None: what the allowance lets through), one
+    produce request answered after ``produce_s``."""
+    if read is None:
+        read = int(p.rate * WINDOW)
+    token = object()
+    p.produce_started(token)
     p.charge(read)
+    end = clock.t + WINDOW
     if produce_s is not None:
-        p.observe_produce(produce_s)
-    clock.t += WINDOW
+        clock.t += produce_s
+        p.observe_produce(token)
+    clock.t = end
     p.delay()                      # closes the window
 
 
@@ -66,15 +74,36 @@ def test_slow_produce_halves_the_catch_up_rate_down_to_the_floor_then_it_recover
         _window(p, clock, read=2 * MB, produce_s=0.08)
     assert p.rate == MIN_RATE      # still progressing
     assert p.fetch_limit() == max(MIN_FETCH_BYTES, int(MIN_RATE * BURST))   # short bursts
-    # produce fast again: the allowance grows by half per window until unpaced
+    # produce fast again: an allowance the reader uses grows by a quarter per window...
     rates = []
-    for _ in range(40):
-        _window(p, clock, read=MB, produce_s=0.005)
+    for _ in range(10):
+        _window(p, clock, read=None, produce_s=0.005)
         rates.append(p.rate)
+    assert rates[0] == pytest.approx(MIN_RATE * 1.25)
+    assert all(a < b for a, b in zip(rates, rates[1:]))
+    # ... one it does not use stays where it is (no burst builds up) ...
+    before = p.rate
+    for _ in range(10):
+        _window(p, clock, read=int(p.rate * WINDOW / 4), produce_s=0.005)
+    assert p.rate == before
+    # ... and without catch-up reads at all it grows until pacing stops
+    for _ in range(200):
+        _window(p, clock, read=0, produce_s=0.005)
         if p.rate == math.inf:
             break
-    assert rates[0] == MIN_RATE * 1.5 and rates[-1] == math.inf
-    assert all(a < b for a, b in zip(rates, rates[1:]))
+    assert p.rate == math.inf and p.fetch_limit() is None
+
+
+def test_a_produce_request_still_waiting_counts_as_slow():
+    clock = Clock()
+    p = RemoteReadPacer(target=0.02, clock=clock)
+    stuck = object()
+    p.produce_started(stuck)       # never answered within the window
+    p.charge(20 * MB)
+    clock.t += WINDOW
+    p.delay()
+    assert p.rate == pytest.approx(50 * MB)
+    p.observe_produce(stuck)
 
 
 def test_slow_produce_without_catch_up_bytes_changes_nothing():
@@ -91,6 +120,6 @@ def test_adaptation_never_exceeds_the_static_cap():
     _window(p, clock, read=6 * MB, produce_s=0.08)      # flowing at 30 MiB/s: halved
     _window(p, clock, read=6 * MB, produce_s=0.08)
     assert p.rate < 30 * MB
-    for _ in range(10):
-        _window(p, clock, read=MB, produce_s=0.001)
+    for _ in range(20):
+        _window(p, clock, read=None, produce_s=0.001)
     assert p.rate == 30 * MB
