@@ -2,7 +2,8 @@
 end to end and reports the documented JSON shape, table, plot and BENCHMARKS.md
 section, including (b) at several rates (10, 50 MB/s and 80% of the lower
 calibrated maximum), (e) tail consume, (f) catch-up read (Sluice via MinIO) and
-(g) partition move on a 3-node Kafka cluster (Sluice: not yet).
+(g) partition move on a 3-node Kafka cluster (Sluice: not yet) and (h) the
+librdkafka producer against both.
 No timing thresholds: the machine may be busy with other work."""
 import json
 import subprocess
@@ -49,11 +50,11 @@ def test_bench_compare_quick(tmp_path, kafka_tools):
     b_keys = set(runs)
     for rd in r["rounds"]:
         assert rd["rss_idle_mib"] > 0
-        want = {"a", "c", "e", "f", "g"} | b_keys if rd["system"] == "kafka" else {"a", "e", "f"} | b_keys
+        want = {"a", "c", "e", "f", "g", "h"} | b_keys if rd["system"] == "kafka" else {"a", "e", "f", "h"} | b_keys
         assert set(rd["workloads"]) == want
         assert rd["broker_log_problems"]["count"] >= 0
         for name, w in rd["workloads"].items():
-            if name in ("e", "f", "g"):
+            if name in ("e", "f", "g", "h"):
                 continue
             assert w["records"] > 0 and w["mb_per_s"] > 0
             lat = w["latency_ms"]
@@ -62,6 +63,11 @@ def test_bench_compare_quick(tmp_path, kafka_tools):
                 assert w["records"] == runs[name]["records"] and w["target_mb_per_s"] == runs[name]["mb_per_s"]
                 assert isinstance(w["held_rate"], bool)
         assert rd["workloads"]["a"]["broker_rss_mib"]["peak"] > 0
+        # (h) the librdkafka driver: unthrottled throughput, ack latency at a fixed rate
+        h = rd["workloads"]["h"]
+        assert h["unthrottled"]["mb_per_s"] > 0 and h["paced"]["target_mb_per_s"] == 10.0
+        lat = h["paced"]["latency_ms"]
+        assert 0 < lat["p50"] <= lat["p99"] <= lat["p99_9"]
         # (e) tail consume: every record produced at the fixed rate reached the consumer
         e = rd["workloads"]["e"]
         assert e["complete"] and e["records"] == e["expected_records"] == r["config"]["tail_records"]
@@ -94,7 +100,7 @@ def test_bench_compare_quick(tmp_path, kafka_tools):
     rows = {row["key"]: row for row in r["summary"]}
     for key in ("a_mb_per_s", "a_p99_ms", "b@10_p50_ms", "b@50_p99_ms", "b@80pct_p99_9_ms", "c_mb_per_s",
                 "d_rss_idle_mib", "d_rss_peak_mib", "e_mb_per_s", "e_p50_ms", "e_p99_ms", "f_cold_mb_per_s",
-                "f_warm_mb_per_s"):
+                "f_warm_mb_per_s", "h_mb_per_s", "h_p50_ms", "h_p99_ms"):
         assert rows[key]["status"] == "measured"
         assert rows[key]["kafka"] > 0 and rows[key]["sluice"] > 0
         assert rows[key]["ratio_sluice_over_kafka"] > 0
@@ -115,4 +121,5 @@ def test_bench_compare_quick(tmp_path, kafka_tools):
     assert "| not yet (no partition reassignment) |" in text and "| partition move | not yet" not in text
     assert "| (e) tail consume while producing at 20 MB/s: consumer throughput" in text
     assert "| (f) catch-up read of 64 MB from offset 0, 1st read" in text
+    assert "| (h) librdkafka producer at 10 MB/s: p99 ack latency" in text
     assert "tail consume latency | not yet" not in text and "catch-up read throughput | not yet" not in text
