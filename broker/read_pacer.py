@@ -10,10 +10,12 @@ not the tail cache or the WAL) are paced by a token bucket:
 * ``remote.log.manager.fetch.max.bytes.per.second`` caps the rate outright
   (Kafka's tiered-storage quota, KIP-956; unlimited by default);
 * below that cap the rate adapts (AIMD, as TCP does): in every window in which
-  a produce request took longer than ``remote.fetch.produce.latency.target.ms``
-  while catch-up bytes were flowing, the allowance halves (down to a floor, so
-  a catch-up reader always progresses); in every calm window it grows by half,
-  and past the cap pacing stops. Without produce traffic nothing is paced.
+  a produce request took (or is still taking) longer than
+  ``remote.fetch.produce.latency.target.ms`` while catch-up bytes were
+  flowing, the allowance halves (down to a floor, so a catch-up reader always
+  progresses); in every calm window in which the reader used it, it grows by
+  a quarter, and past the cap pacing stops. Without produce traffic nothing
+  is paced.
 
 Pacing delays the response, so the consumer waits before its next fetch and
 the object store, the broker and the consumer all slow down; while paced, one
