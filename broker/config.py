@@ -69,7 +69,7 @@ BROKER_DEFAULTS: dict[str, tuple[Callable[[Any], Any], Any]] = {
     "s3.gc.grace.ms": (int, 60000),
     "s3.shutdown.timeout.ms": (int, 30000),
     # catch-up (object-store) Fetch bytes are paced while produce requests take longer (0: never)
-    "remote.fetch.produce.latency.target.ms": (int, 20),
+    "remote.fetch.produce.latency.target.ms": (int, 10),
 }
 
 # Topic-level configs users set with CreateTopics / IncrementalAlterConfigs,
