@@ -37,6 +37,7 @@ import time
 import uuid
 from array import array
 from functools import partial
+from typing import Callable
 
 MB = 1_000_000
 STARTUP_TIMEOUT = 30.0      # broker start, topic creation, producers ready
@@ -234,6 +235,19 @@ def _wal_delta(before: dict | None, after: dict | None, seconds: float) -> dict 
     }
 
 
+def write_results(result: dict, json_path: str | None, plot_path: str | None = None,
+                  plot: Callable[[dict, str], None] | None = None) -> None:
+    """The bench commands' outputs: the result as JSON, and its plot as PNG."""
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(result, f, indent=2)
+            f.write("\n")
+        print(f"wrote {json_path}")
+    if plot_path and plot is not None:
+        plot(result, plot_path)
+        print(f"wrote {plot_path}")
+
+
 def _create_topic(bootstrap: str, topic: str, partitions: int) -> None:
     from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -401,14 +415,7 @@ def run_produce(args) -> int:
     if result is None:
         return 1
     _print_table(result)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
-            f.write("\n")
-        print(f"wrote {args.json}")
-    if args.plot:
-        _plot(result, args.plot)
-        print(f"wrote {args.plot}")
+    write_results(result, args.json, args.plot, _plot)
     t = result["totals"]
     ok = (result["steady"]["msgs"] > 0 and not result["worker_errors"] and not result.get("broker_exit_code")
           and not t["unacked_at_end"] and not t["delivery_errors"])

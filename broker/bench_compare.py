@@ -574,6 +574,24 @@ def _tail_consume(sysm, topic: str, records: int, rate_records: float, seconds: 
     return out
 
 
+def _run_tool(cmd: list[str], timeout: float, what: str, env: dict) -> tuple[int, str, str]:
+    """Run one of Kafka's Java tools in its own process group; (exit code, stdout,
+    stderr). Past ``timeout`` the whole group is killed and RuntimeError raised."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            text=True, start_new_session=True, env=env)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        out, err = proc.communicate(timeout=10)
+        raise RuntimeError(f"{what} timed out after {timeout:.0f} s:\n{out[-2000:]}\n{err[-3000:]}") from None
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)
+            proc.wait(10)
+    return proc.returncode, out, err
+
+
 # ------------------------------------------------------------- (f) catch-up read
 def _consumer_perf_test(bootstrap: str, topic: str, records: int, record_size: int, libs: str, name: str) -> dict:
     """Read ``records`` from offset 0 with kafka-consumer-perf-test; MB/s over its fetch time."""
@@ -582,20 +600,8 @@ def _consumer_perf_test(bootstrap: str, topic: str, records: int, record_size: i
            "--group", f"cmp-read-{os.urandom(4).hex()}"]
     timeout = 180 + records * record_size / MB / 2.0   # never slower than 2 MB/s
     t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                            text=True, start_new_session=True,
-                            env=dict(os.environ, KAFKA_LIBS=libs, KAFKA_HEAP_OPTS="-Xmx512m"))
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, 9)
-        out, err = proc.communicate(timeout=10)
-        raise RuntimeError(f"kafka-consumer-perf-test timed out after {timeout:.0f} s on {name}:\n"
-                           f"{out[-2000:]}\n{err[-3000:]}") from None
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, 9)
-            proc.wait(10)
+    returncode, out, err = _run_tool(cmd, timeout, f"kafka-consumer-perf-test on {name}",
+                                     dict(os.environ, KAFKA_LIBS=libs, KAFKA_HEAP_OPTS="-Xmx512m"))
     wall = time.monotonic() - t0
     # start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec,
     # rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec   (its "MB" is MiB)
@@ -604,8 +610,8 @@ def _consumer_perf_test(bootstrap: str, topic: str, records: int, record_size: i
         f = [x.strip() for x in line.split(",")]
         if len(f) == 10 and not line.startswith("start.time"):
             row = f
-    if proc.returncode != 0 or row is None:
-        raise RuntimeError(f"kafka-consumer-perf-test failed on {name} (exit {proc.returncode}):\n"
+    if returncode != 0 or row is None:
+        raise RuntimeError(f"kafka-consumer-perf-test failed on {name} (exit {returncode}):\n"
                            f"{out[-2000:]}\n{err[-3000:]}")
     n, mib, rebalance_ms, fetch_ms = int(row[4]), float(row[2]), float(row[6]), float(row[7])
     if n < records:
@@ -853,21 +859,10 @@ def _reassign_tool(libs: str, bootstrap: str, plan: str, action: str, timeout: f
     cmd = [str(TOOL), "kafka-reassign-partitions", "--bootstrap-server", bootstrap,
            "--reassignment-json-file", plan, action]
     t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                            text=True, start_new_session=True, env=dict(os.environ, KAFKA_LIBS=libs))
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, 9)
-        out, err = proc.communicate(timeout=10)
-        raise RuntimeError(f"kafka-reassign-partitions {action} timed out after {timeout:.0f} s:\n"
-                           f"{out[-2000:]}\n{err[-2000:]}") from None
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, 9)
-            proc.wait(10)
-    if proc.returncode != 0:
-        raise RuntimeError(f"kafka-reassign-partitions {action} failed (exit {proc.returncode}):\n"
+    returncode, out, err = _run_tool(cmd, timeout, f"kafka-reassign-partitions {action}",
+                                     dict(os.environ, KAFKA_LIBS=libs))
+    if returncode != 0:
+        raise RuntimeError(f"kafka-reassign-partitions {action} failed (exit {returncode}):\n"
                            f"{out[-2000:]}\n{err[-2000:]}")
     return {"stdout": out, "stderr": err, "seconds": round(time.monotonic() - t0, 2)}
 

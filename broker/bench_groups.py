@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import socket
 import statistics
@@ -249,7 +248,7 @@ def _commit_rate(host: str, port: int, topic: str, conns: int, depth: int, durat
 
 # --------------------------------------------------------------------- main
 def run_groups(args) -> int:
-    from .bench import _Broker, _create_topic, _machine
+    from .bench import _Broker, _create_topic, _machine, write_results
     broker = None
     bootstrap = args.bootstrap
     if bootstrap is None:
@@ -292,8 +291,5 @@ def run_groups(args) -> int:
     label = f"OffsetCommit/s ({commits['connections']} conns x depth {commits['depth']})"
     print(f"{label:<44}"
           f"{commits['commits_per_s']:>12}   errors {commits['errors']}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
-        print(f"wrote {args.json}")
+    write_results(result, args.json)
     return 0 if commits["errors"] == 0 else 1

@@ -33,7 +33,7 @@ import time
 import urllib.request
 import uuid
 
-from .bench import MB, _create_topic, _drive, _free_port, _machine
+from .bench import MB, _create_topic, _drive, _free_port, _machine, write_results
 
 MINIO_INSTALL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                              "deploy", "install-minio.sh")
@@ -402,14 +402,7 @@ def run(a) -> int:
             minio.stop()
         shutil.rmtree(work, ignore_errors=True)
     _print(result)
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(result, f, indent=2)
-            f.write("\n")
-        print(f"wrote {a.json}")
-    if a.plot:
-        _plot(result, a.plot)
-        print(f"wrote {a.plot}")
+    write_results(result, a.json, a.plot, _plot)
     return 0
 
 
