@@ -159,11 +159,7 @@ class _Broker:
             pass
 
     def log_tail(self, n: int = 3000) -> str:
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read()[-n:].decode(errors="replace")
-        except OSError:
-            return ""
+        return file_tail(self.log_path, n)
 
     def stop(self) -> int:
         """SIGTERM (SIGKILL after 20 s), remove the data dir; returns the exit code."""
@@ -178,6 +174,15 @@ class _Broker:
         self.tail = self.log_tail()
         shutil.rmtree(self.dir, ignore_errors=True)
         return self.proc.returncode
+
+
+def file_tail(path, n: int = 3000) -> str:
+    """The last ``n`` bytes of a log file as text ("" if it cannot be read)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()[-n:].decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def _free_port() -> int:

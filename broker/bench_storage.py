@@ -33,7 +33,7 @@ import time
 import urllib.request
 import uuid
 
-from .bench import MB, _create_topic, _drive, _free_port, _machine, write_results
+from .bench import MB, _create_topic, _drive, _free_port, _machine, file_tail, write_results
 
 MINIO_INSTALL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                              "deploy", "install-minio.sh")
@@ -183,11 +183,7 @@ class Broker:
             pass
 
     def log_tail(self, n: int = 3000) -> str:
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read()[-n:].decode(errors="replace")
-        except OSError:
-            return ""
+        return file_tail(self.log_path, n)
 
     def stop(self) -> int | None:
         """SIGTERM (SIGKILL after 120 s); returns the exit code."""
