@@ -25,6 +25,8 @@ import uuid
 import zlib
 from pathlib import Path
 
+from wal.reclaim import FileReclaimer
+
 from .base import (RESERVED_PREFIX, Body, InvalidKey, NotFound, ObjectInfo, ObjectStore,
                    ObjectStoreError, PreconditionFailed, body_parts, check_key, check_put_args,
                    check_range)
@@ -202,9 +204,13 @@ class FilesystemObjectStore(ObjectStore):
         self.root.mkdir(parents=True, exist_ok=True)
         self._tmp = self.root / RESERVED / "tmp"
         self._locks = self.root / RESERVED / "locks"
-        self._tmp.mkdir(parents=True, exist_ok=True)
-        self._locks.mkdir(parents=True, exist_ok=True)
+        self._trash = self.root / RESERVED / "trash"
+        for d in (self._tmp, self._locks, self._trash):
+            d.mkdir(parents=True, exist_ok=True)
+        self._reclaimer = FileReclaimer("objectstore-reclaim")
         self._remove_stale_temps()
+        for name in sorted(os.listdir(self._trash)):   # deleted before a crash
+            self._reclaimer.reclaim(str(self._trash / name))
 
     def __repr__(self) -> str:
         return f"FilesystemObjectStore({str(self.root)!r})"
@@ -348,16 +354,21 @@ class FilesystemObjectStore(ObjectStore):
     def _delete_sync(self, key: str) -> None:
         path = self._path(key)
         lock = self._lock(key)
+        trash = self._trash / uuid.uuid4().hex
         try:
+            if not os.path.isfile(path):
+                return      # missing, or 'a' while 'a/b' exists: no object 'a'
             try:
-                os.unlink(path)
+                # Gone from the key at once; its blocks are freed a few MiB at a
+                # time, so a 64 MiB delete does not stall the WAL's fsyncs
+                # (wal/reclaim.py).
+                os.rename(path, trash)
             except (FileNotFoundError, NotADirectoryError):
                 return
-            except IsADirectoryError:
-                return      # 'a' while 'a/b' exists: no object 'a'
             _fsync_dir(path.parent)
         finally:
             os.close(lock)
+        self._reclaimer.reclaim(str(trash))
         # Drop directories left empty, so their names can become keys again.
         d = path.parent
         while d != self.root:
@@ -423,3 +434,7 @@ class FilesystemObjectStore(ObjectStore):
 
     async def list(self, prefix: str = "") -> list[str]:
         return await asyncio.to_thread(self._list_sync, prefix)
+
+    async def close(self) -> None:
+        """Finish freeing deleted objects' blocks (unpaced)."""
+        await asyncio.to_thread(self._reclaimer.close)

@@ -35,11 +35,14 @@ from typing import Callable, Iterator
 
 import crc32c
 
+from .reclaim import FileReclaimer
+
 log = logging.getLogger(__name__)
 
 FRAME = struct.Struct(">II")
 BODY_HEAD = struct.Struct(">BH")
 SUFFIX = ".wal"
+TRASH = ".trash"    # a trimmed segment, renamed out of the log, being freed
 
 
 class WalError(Exception):
@@ -98,9 +101,12 @@ class WriteAheadLog:
         self.segment_bytes = segment_bytes
         self._on_fsync = on_fsync
         os.makedirs(directory, exist_ok=True)
+        self._reclaimer = FileReclaimer("wal-reclaim")
         self._segments: dict[int, _Segment] = {}
         for name in sorted(os.listdir(directory)):
-            if name.endswith(SUFFIX):
+            if name.endswith(SUFFIX + TRASH):     # trimmed before a crash
+                self._reclaimer.reclaim(os.path.join(directory, name))
+            elif name.endswith(SUFFIX):
                 seg_id = int(name[: -len(SUFFIX)])
                 self._segments[seg_id] = _Segment(directory, seg_id, create=False)
         if not self._segments:
@@ -113,7 +119,6 @@ class WriteAheadLog:
         self._pending_future: asyncio.Future | None = None
         self._flusher: asyncio.Task | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wal-fsync")
-        self._unlinker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wal-unlink")
         self._failed: BaseException | None = None
         self._recovered = False
 
@@ -229,7 +234,6 @@ class WriteAheadLog:
         uploaded); returns the bytes freed. The active segment is never deleted,
         and nothing still queued for fsync is in a segment below a ``cut``."""
         freed = 0
-        doomed = []
         for seg_id in sorted(self._segments):
             if seg_id >= before or self._segments[seg_id] is self._active:
                 break
@@ -238,15 +242,13 @@ class WriteAheadLog:
             seg = self._segments.pop(seg_id)
             freed += seg.size
             os.close(seg.fd)
-            doomed.append(seg.path)
-        if doomed:
-            # Freeing a big file's blocks takes a while on ext4: not in the event
-            # loop. One thread, oldest first, so segments a crash leaves behind
-            # are always the newest of those trimmed (replayed as before a trim).
-            try:
-                asyncio.get_running_loop().run_in_executor(self._unlinker, _unlink_all, doomed)
-            except RuntimeError:    # no loop running (tools, tests)
-                _unlink_all(doomed)
+            # Out of the log at once, oldest first (a rename, no fsync: a crash
+            # may bring back the newest of those trimmed, replayed as before a
+            # trim, never a gap). Freeing the blocks at once would stall the
+            # disk's fsyncs; the reclaimer frees them bit by bit (wal/reclaim.py).
+            trash = seg.path + TRASH
+            os.rename(seg.path, trash)
+            self._reclaimer.reclaim(trash)
         return freed
 
     def segment_of(self, loc: "Location") -> int:
@@ -332,7 +334,7 @@ class WriteAheadLog:
             except WalError:
                 pass
         self._executor.shutdown(wait=True)
-        self._unlinker.shutdown(wait=True)
+        self._reclaimer.close()
         for seg in self._segments.values():
             os.close(seg.fd)
         self._segments.clear()
@@ -358,14 +360,6 @@ def _writev_all(fd: int, parts: list) -> tuple[int, int]:
                 views[0] = views[0][n:]
                 n = 0
     return begin, begin + written
-
-
-def _unlink_all(paths: list[str]) -> None:
-    for path in paths:
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
 
 
 def _fsync_dir(path: str) -> None:

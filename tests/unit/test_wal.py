@@ -362,16 +362,19 @@ async def test_wait_for_timeout_on_append_future_leaves_it_intact(tmp_path):
 
 async def test_cut_and_trim_keep_the_event_loop_free_of_fsyncs_and_unlinks(tmp_path, monkeypatch):
     """A new segment's name is made durable by the flush thread before its first
-    entry is acked (never by a directory fsync in the event loop); trim deletes
-    whole segments in a background thread, oldest first."""
+    entry is acked (never by a directory fsync in the event loop); trim takes
+    whole segments out of the log at once and frees them in a background
+    thread, oldest first, a few MiB at a time (wal/reclaim.py)."""
     import wal.log as wl
+    import wal.reclaim as reclaim
     loop_thread = threading.get_ident()
     where: list[str] = []
-    real_fsync_dir, real_unlink_all = wl._fsync_dir, wl._unlink_all
+    real_fsync_dir, real_reclaim_file = wl._fsync_dir, reclaim.reclaim_file
     monkeypatch.setattr(wl, "_fsync_dir", lambda p: (where.append(
         "loop" if threading.get_ident() == loop_thread else "thread"), real_fsync_dir(p)))
-    monkeypatch.setattr(wl, "_unlink_all", lambda ps: (where.append(
-        "unlink-loop" if threading.get_ident() == loop_thread else "unlink-thread"), real_unlink_all(ps)))
+    monkeypatch.setattr(reclaim, "reclaim_file", lambda path, *a: (where.append(
+        ("reclaim-loop" if threading.get_ident() == loop_thread else "reclaim-thread",
+         os.path.basename(path))), real_reclaim_file(path, *a))[1])
     directory = tmp_path / "wal"
     wal = WriteAheadLog(str(directory))
     list(wal.recover())
@@ -387,7 +390,8 @@ async def test_cut_and_trim_keep_the_event_loop_free_of_fsyncs_and_unlinks(tmp_p
     assert len(_segment_files(directory)) == 4
     freed = wal.trim(cut)
     assert freed > 0
-    await wal.close()                    # waits for the unlink thread
-    assert where[3:] == ["unlink-thread"]
-    assert _segment_files(directory) == [f"{3:020d}{SUFFIX}"]   # 0-2 trimmed
+    assert _segment_files(directory) == [f"{3:020d}{SUFFIX}"]   # 0-2 out of the log at once
+    await wal.close()                    # waits for the reclaim thread
+    assert where[3:] == [("reclaim-thread", f"{i:020d}{SUFFIX}.trash") for i in range(3)]
+    assert sorted(os.listdir(directory)) == [f"{3:020d}{SUFFIX}"]   # freed and unlinked
     assert [bytes(e.data) for e in WriteAheadLog(str(directory)).recover()] == [b"entry-2"]
