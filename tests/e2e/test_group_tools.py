@@ -17,6 +17,12 @@
   offsets for the phase-B timestamp are looked up (ListOffsets by timestamp) and
   written with AlterConsumerGroupOffsets; a restarted group member replays exactly
   the phase-B records.
+* Resetting a stopped group to EARLIEST / LATEST (confluent's ListOffsets +
+  AlterConsumerGroupOffsets, as kafka-consumer-groups does; kafka-python's
+  ``reset_group_offsets``, also to a timestamp) after DeleteRecords moved the log
+  start; a new member replays exactly the records from the reset point on.
+* kafka-python's ``delete_group_offsets`` (OffsetDelete): refused while a member
+  subscribes to the topic, then the partition is read again from the start.
 """
 from __future__ import annotations
 
@@ -261,3 +267,139 @@ def test_rewind_group_to_timestamp(broker_factory):
     assert len(vals) == len(phase_b)
     assert sorted(vals) == sorted(phase_b)
     assert all(m.timestamp()[1] == t1 for m in replay)
+
+
+# --------------------------------------------------------------------------- 4. reset offsets
+
+def _consume_values(bootstrap: str, group: str, topic: str, want: int) -> list[tuple[int, int, str]]:
+    """A member of ``group`` reads ``want`` records, then checks that nothing more arrives."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+                  "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000,
+                  "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    c.subscribe([topic])
+    try:
+        msgs = _drain(c, want)
+        msgs += _drain(c, 1, seconds=2)  # nothing beyond what is expected
+    finally:
+        c.close()
+    return [(m.partition(), m.offset(), m.value().decode()) for m in msgs]
+
+
+@pytest.mark.parametrize("client,spec", [("confluent", "earliest"), ("confluent", "latest"),
+                                         ("kafka-python", "earliest"), ("kafka-python", "latest"),
+                                         ("kafka-python", "timestamp")])
+def test_reset_group_offsets(broker_factory, client, spec):
+    """Reset a stopped group's offsets to EARLIEST / LATEST / a timestamp: with
+    confluent's AdminClient as kafka-consumer-groups does it (ListOffsets, then
+    AlterConsumerGroupOffsets), or with kafka-python's reset_group_offsets. The
+    log start was moved by DeleteRecords (so EARLIEST is not 0) and the group sat
+    in the middle of phase A. After the reset, phase C is produced and a new member
+    replays exactly the records from the reset point on."""
+    from confluent_kafka import ConsumerGroupTopicPartitions
+
+    b = broker_factory(*FAST)
+    bs = b.bootstrap
+    topic, group, parts, per, start = unique("reset"), unique("rs-grp"), 3, 200, 20
+    create_topic(bs, topic, parts)
+    t0 = int(time.time() * 1000) - 600_000
+    t1 = t0 + 60_000
+    produce(bs, topic, parts, per, prefix="A", timestamp=t0)
+    produce(bs, topic, parts, per, prefix="B", timestamp=t1)
+    log = {p: [f"A{p}:{s}" for s in range(per)] + [f"B{p}:{s}" for s in range(per)] +
+           [f"C{p}:{s}" for s in range(50)] for p in range(parts)}
+    a = admin(bs)
+    fs = a.delete_records([TopicPartition(topic, p, start) for p in range(parts)], request_timeout=15)
+    assert {tp.partition: f.result(15).low_watermark for tp, f in fs.items()} == \
+        {p: start for p in range(parts)}
+
+    # the group reads from the log start and commits a position in phase A
+    c = Consumer({"bootstrap.servers": bs, "group.id": group, "session.timeout.ms": 6000,
+                  "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    c.subscribe([topic])
+    msgs = _drain(c, parts * (2 * per - start))
+    assert sorted((m.partition(), m.offset()) for m in msgs) == \
+        [(p, o) for p in range(parts) for o in range(start, 2 * per)]
+    mid = {p: 100 + p for p in range(parts)}
+    c.commit(offsets=[TopicPartition(topic, p, o) for p, o in mid.items()], asynchronous=False)
+    c.close()
+    assert committed_confluent(bs, group) == mid
+
+    target = {"earliest": start, "latest": 2 * per, "timestamp": per}[spec]
+    if client == "confluent":
+        offset_spec = OffsetSpec.earliest() if spec == "earliest" else OffsetSpec.latest()
+        fs = a.list_offsets({TopicPartition(topic, p): offset_spec for p in range(parts)}, request_timeout=15)
+        found = {tp.partition: f.result(15).offset for tp, f in fs.items()}
+        assert found == {p: target for p in range(parts)}
+        fs = a.alter_consumer_group_offsets([ConsumerGroupTopicPartitions(
+            group, [TopicPartition(topic, p, o) for p, o in found.items()])], request_timeout=15)
+        res = fs[group].result(15)
+        assert all(tp.error is None for tp in res.topic_partitions), res.topic_partitions
+    else:
+        from kafka import TopicPartition as KTP
+        from kafka.admin import KafkaAdminClient
+        from kafka.admin import OffsetSpec as KOffsetSpec
+        from kafka.admin import OffsetTimestamp
+        kspec = {"earliest": KOffsetSpec.EARLIEST, "latest": KOffsetSpec.LATEST,
+                 "timestamp": OffsetTimestamp(t1)}[spec]
+        ka = KafkaAdminClient(bootstrap_servers=bs, request_timeout_ms=15000)
+        try:
+            res = ka.reset_group_offsets(group, {KTP(topic, p): kspec for p in range(parts)})
+            assert {tp.partition: (r["error"].errno, r["offset"]) for tp, r in res.items()} == \
+                {p: (0, target) for p in range(parts)}, res
+            offs = ka.list_group_offsets({group: None})[group]
+            assert {tp.partition: om.offset for tp, om in offs.items()} == {p: target for p in range(parts)}
+        finally:
+            ka.close()
+    assert committed_confluent(bs, group) == {p: target for p in range(parts)}
+
+    produce(bs, topic, parts, 50, prefix="C")
+    got = _consume_values(bs, group, topic, parts * (len(log[0]) - target))
+    assert sorted(got) == [(p, o, log[p][o]) for p in range(parts) for o in range(target, len(log[p]))]
+
+
+# --------------------------------------------------------------------------- 5. delete offsets
+
+def test_kafka_python_delete_group_offsets(broker_factory):
+    """kafka-python's delete_group_offsets (OffsetDelete): refused per partition
+    (GROUP_SUBSCRIBED_TO_TOPIC) while a member subscribes to the topic; once the
+    group is empty, the partition's offset is gone, the other one is kept, and a
+    new member reads that partition again from the start (auto.offset.reset)."""
+    from kafka import KafkaConsumer
+    from kafka import TopicPartition as KTP
+    from kafka import errors as Errors
+    from kafka.admin import KafkaAdminClient
+
+    b = broker_factory(*FAST)
+    bs = b.bootstrap
+    topic, group, parts, per = unique("kpdel"), unique("kd-grp"), 2, 300
+    create_topic(bs, topic, parts)
+    values = produce(bs, topic, parts, per)
+    kc = KafkaConsumer(topic, bootstrap_servers=bs, group_id=group,
+                       auto_offset_reset="earliest", enable_auto_commit=False,
+                       session_timeout_ms=6000, heartbeat_interval_ms=1000)
+    a = KafkaAdminClient(bootstrap_servers=bs, request_timeout_ms=15000)
+    try:
+        got = []
+        deadline = time.monotonic() + 30
+        while len(got) < len(values) and time.monotonic() < deadline:
+            got += [m.value.decode() for ms in kc.poll(timeout_ms=500).values() for m in ms]
+        assert sorted(got) == sorted(values)
+        kc.commit()
+        assert committed_confluent(bs, group) == {p: per for p in range(parts)}
+        res = a.delete_group_offsets(group, [KTP(topic, 0)])
+        assert res == {KTP(topic, 0): Errors.GroupSubscribedToTopicError}, res
+        assert committed_confluent(bs, group) == {p: per for p in range(parts)}
+    finally:
+        kc.close()  # LeaveGroup: the group is empty now
+
+    try:
+        res = a.delete_group_offsets(group, [KTP(topic, 0)])
+        assert res == {KTP(topic, 0): Errors.NoError}, res
+        offs = a.list_group_offsets({group: None})[group]
+        assert {tp: om.offset for tp, om in offs.items()} == {KTP(topic, 1): per}
+        with pytest.raises(Errors.GroupIdNotFoundError):
+            a.delete_group_offsets(unique("no-such-grp"), [KTP(topic, 0)])
+    finally:
+        a.close()
+    got = _consume_values(bs, group, topic, per)
+    assert sorted(got) == [(0, o, f"0:{o}") for o in range(per)]

@@ -3,7 +3,9 @@
 librdkafka (confluent-kafka) consumers share partitions and commit synchronously;
 kafka-python's KafkaConsumer joins a group and commits; confluent's AdminClient
 lists, describes, deletes groups and reads / rewinds committed offsets.
-Committed offsets survive a SIGKILL of the broker.
+Committed offsets survive a SIGKILL of the broker. Three kafka-python members
+(cooperative-sticky, range, roundrobin) and three aiokafka members (sticky) share
+a topic and one leaves; static aiokafka members restart without a rebalance.
 """
 from __future__ import annotations
 
@@ -550,3 +552,304 @@ def test_static_member_restart_without_rebalance(broker_factory):
     assert set(got) == {(p, o) for p in range(parts) for o in range(40)} and max(got.values()) == 1
     # w2b resumed from w2's commits
     assert {p for p, o, _ in w2b.seen} == w2_assigned and min(o for _, o, _ in w2b.seen) == 20
+
+
+# ------------------------------------------------------------ kafka-python members
+class KafkaPythonWorker(Worker):
+    """A Worker backed by kafka-python's KafkaConsumer: polls, records, commits
+    synchronously after each batch; a rebalance listener records callbacks."""
+
+    def __init__(self, bootstrap: str, group: str, topic: str, name: str, assignor) -> None:
+        from kafka import KafkaConsumer
+        from kafka.consumer.subscription_state import ConsumerRebalanceListener
+        threading.Thread.__init__(self, daemon=True, name=name)
+        self.seen: list[tuple[int, int, bytes]] = []
+        self.stop_flag = threading.Event()
+        self.error: BaseException | None = None
+        self.assigned: set[int] = set()
+        self.events: list[tuple[str, frozenset[int]]] = []
+        events = self.events
+
+        class Listener(ConsumerRebalanceListener):
+            def on_partitions_revoked(self, revoked):
+                events.append(("revoke", frozenset(tp.partition for tp in revoked)))
+
+            def on_partitions_assigned(self, assigned):
+                events.append(("assign", frozenset(tp.partition for tp in assigned)))
+
+        self.c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest",
+                               enable_auto_commit=False, session_timeout_ms=6000, heartbeat_interval_ms=1000,
+                               partition_assignment_strategy=(assignor,))
+        self.c.subscribe([topic], listener=Listener())
+
+    def run(self) -> None:
+        try:
+            while not self.stop_flag.is_set():
+                batch = self.c.poll(timeout_ms=200, max_records=500)
+                msgs = [m for ms in batch.values() for m in ms]
+                if msgs:
+                    self.seen.extend((m.partition, m.offset, m.value) for m in msgs)
+                    self.c.commit()  # synchronous
+                self.assigned = {tp.partition for tp in self.c.assignment()}
+        except BaseException as exc:  # surfaced by the test
+            self.error = exc
+
+
+@pytest.mark.parametrize("assignor", ["cooperative-sticky", "range", "roundrobin"])
+def test_kafka_python_three_members_then_one_leaves(broker_factory, assignor):
+    """Three kafka-python members share 6 partitions (2 each) and read every
+    record once with synchronous commits; one closes (LeaveGroup) and the two
+    others take over its partitions and read what is produced afterwards.
+    cooperative-sticky: the survivors keep their partitions and are never asked
+    to revoke any; range / roundrobin: the usual eager placement."""
+    from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
+    from kafka.coordinator.assignors.range import RangePartitionAssignor
+    from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+    strategy = {"cooperative-sticky": CooperativeStickyAssignor, "range": RangePartitionAssignor,
+                "roundrobin": RoundRobinPartitionAssignor}[assignor]
+    b = broker_factory("group.initial.rebalance.delay.ms=1500")
+    topic, group, parts, per = unique("kp3"), unique("grp"), 6, 150
+    create_topic(b.bootstrap, topic, parts)
+    workers = [KafkaPythonWorker(b.bootstrap, group, topic, f"w{i}", strategy) for i in range(3)]
+    for w in workers:
+        w.start()
+    leaver, survivors = workers[2], workers[:2]
+    try:
+        wait_until(lambda: sorted(p for w in workers for p in w.assigned) == list(range(parts))
+                   and all(len(w.assigned) == 2 for w in workers) or any(w.error for w in workers),
+                   45, "two partitions each")
+        assert not any(w.error for w in workers), [w.error for w in workers]
+        first = [set(w.assigned) for w in workers]
+        produce(b.bootstrap, topic, parts, per)
+        wait_until(lambda: sum(len(w.seen) for w in workers) >= parts * per or any(w.error for w in workers),
+                   60, f"{parts * per} records")
+        events_before = [len(w.events) for w in survivors]
+        leaver.close()
+        wait_until(lambda: sorted(p for w in survivors for p in w.assigned) == list(range(parts))
+                   and all(len(w.assigned) == 3 for w in survivors) or any(w.error for w in survivors),
+                   30, "survivors own every partition")
+        assert not any(w.error for w in survivors), [w.error for w in survivors]
+        second = [set(w.assigned) for w in survivors]
+        produce(b.bootstrap, topic, parts, per, start=per)
+        wait_until(lambda: sum(len(w.seen) for w in workers) >= 2 * parts * per
+                   or any(w.error for w in workers), 60, f"{2 * parts * per} records")
+        time.sleep(1.0)  # nothing more may arrive
+        later_events = [w.events[n:] for w, n in zip(survivors, events_before)]
+    finally:
+        for w in workers:
+            if w.is_alive():
+                w.close()
+    for w in workers:
+        assert w.error is None, (w.name, w.error)
+    got = Counter((p, o) for w in workers for p, o, _ in w.seen)
+    assert set(got) == {(p, o) for p in range(parts) for o in range(2 * per)}, len(got)
+    assert max(got.values()) == 1, [k for k, n in got.items() if n > 1][:5]
+    assert all(v == f"{p}:{o}".encode() for w in workers for p, o, v in w.seen)
+    # before the leave each member read its own partitions; after it the survivors read all
+    for w, mine in zip(workers, first):
+        assert {p for p, o, _ in w.seen if o < per} == mine, (w.name, mine)
+    for w, mine in zip(survivors, second):
+        assert {p for p, o, _ in w.seen if o >= per} == mine, (w.name, mine)
+    assert not [r for r in leaver.seen if r[1] >= per]
+    if assignor == "cooperative-sticky":
+        for mine_before, mine_after, ev in zip(first, second, later_events):
+            assert mine_before < mine_after  # kept its two, gained one of the leaver's
+            assert not [ps for kind, ps in ev if kind == "revoke" and ps], ev
+            assert ("assign", frozenset(mine_after - mine_before)) in ev, ev
+    else:
+        expected = {"range": [{0, 1}, {2, 3}, {4, 5}], "roundrobin": [{0, 3}, {1, 4}, {2, 5}]}[assignor]
+        assert sorted(first, key=min) == expected
+        expected = {"range": [{0, 1, 2}, {3, 4, 5}], "roundrobin": [{0, 2, 4}, {1, 3, 5}]}[assignor]
+        assert sorted(second, key=min) == expected
+    assert committed(b.bootstrap, group, topic, parts) == {p: 2 * per for p in range(parts)}
+
+
+# ------------------------------------------------------------- aiokafka: leave, static
+class AioMember:
+    """An aiokafka group member: a task fetches, records and commits after each
+    batch (stopped between batches, so all it read is committed); a rebalance
+    listener records the callbacks."""
+
+    def __init__(self, bootstrap: str, group: str, topic: str, name: str, strategy=None, **extra) -> None:
+        from aiokafka import AIOKafkaConsumer
+        from aiokafka.abc import ConsumerRebalanceListener
+        from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+        self.name = name
+        self.seen: list[tuple[int, int, bytes]] = []
+        self.events: list[tuple[str, frozenset[int]]] = []
+        self.stopping = False
+        self.task = None
+        events = self.events
+
+        class Listener(ConsumerRebalanceListener):
+            def on_partitions_revoked(self, revoked):
+                events.append(("revoke", frozenset(tp.partition for tp in revoked)))
+
+            def on_partitions_assigned(self, assigned):
+                events.append(("assign", frozenset(tp.partition for tp in assigned)))
+
+        conf = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000, **extra}
+        self.c = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
+                                  auto_offset_reset="earliest",
+                                  partition_assignment_strategy=(strategy or RangePartitionAssignor,), **conf)
+        self.c.subscribe([topic], listener=Listener())
+
+    async def start(self) -> "AioMember":
+        import asyncio
+        await self.c.start()
+        self.task = asyncio.create_task(self._run())
+        return self
+
+    async def _run(self) -> None:
+        while not self.stopping:
+            batches = await self.c.getmany(timeout_ms=200, max_records=200)
+            for msgs in batches.values():
+                self.seen.extend((m.partition, m.offset, m.value) for m in msgs)
+            if batches:
+                await self.c.commit()
+
+    @property
+    def assigned(self) -> set[int]:
+        return {tp.partition for tp in self.c.assignment()}
+
+    def check(self) -> None:
+        if self.task is not None and self.task.done():
+            self.task.result()  # raises what the member failed with
+
+    async def stop(self) -> None:
+        self.stopping = True
+        if self.task is not None:
+            await self.task
+        await self.c.stop()  # LeaveGroup unless group_instance_id is set
+
+
+async def _await_until(cond, timeout: float, what: str, members) -> None:
+    import asyncio
+    deadline = time.monotonic() + timeout
+    while not cond():
+        for m in members:
+            m.check()
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.1)
+
+
+async def _produce_async(*args, **kw) -> None:
+    import asyncio
+    import functools
+    await asyncio.get_running_loop().run_in_executor(None, functools.partial(produce, *args, **kw))
+
+
+def test_aiokafka_sticky_member_leaves(broker_factory):
+    """Three aiokafka members with the sticky assignor over 6 partitions read
+    every record once; one stops (LeaveGroup): each survivor keeps its two
+    partitions and gains one of the leaver's, and reads the records produced
+    afterwards. Committed offsets end at the log end."""
+    import asyncio
+
+    from aiokafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
+    b = broker_factory("group.initial.rebalance.delay.ms=1500")
+    topic, group, parts, per = unique("aiost"), unique("grp"), 6, 150
+    create_topic(b.bootstrap, topic, parts)
+
+    async def main():
+        # aiokafka's sticky assignor keeps the previous assignment it reports in
+        # class attributes: members in one process need their own subclass.
+        members = [AioMember(b.bootstrap, group, topic, f"m{i}",
+                             type(f"Sticky{i}", (StickyPartitionAssignor,), {})) for i in range(3)]
+        await asyncio.gather(*(m.start() for m in members))
+        leaver, survivors = members[2], members[:2]
+        try:
+            await _await_until(lambda: sorted(p for m in members for p in m.assigned) == list(range(parts))
+                               and all(len(m.assigned) == 2 for m in members), 45, "two each", members)
+            first = [m.assigned for m in members]
+            await _produce_async(b.bootstrap, topic, parts, per)
+            await _await_until(lambda: sum(len(m.seen) for m in members) >= parts * per, 60,
+                               f"{parts * per} records", members)
+            await leaver.stop()
+            await _await_until(lambda: sorted(p for m in survivors for p in m.assigned) == list(range(parts))
+                               and all(len(m.assigned) == 3 for m in survivors), 30,
+                               "survivors own every partition", survivors)
+            second = [m.assigned for m in survivors]
+            await _produce_async(b.bootstrap, topic, parts, per, start=per)
+            await _await_until(lambda: sum(len(m.seen) for m in members) >= 2 * parts * per, 60,
+                               f"{2 * parts * per} records", survivors)
+            await asyncio.sleep(1.0)  # nothing more may arrive
+            for m in survivors:
+                m.check()
+        finally:
+            for m in members:
+                if not m.stopping:
+                    await m.stop()
+        return members, first, second
+
+    members, first, second = asyncio.run(main())
+    got = Counter((p, o) for m in members for p, o, _ in m.seen)
+    assert set(got) == {(p, o) for p in range(parts) for o in range(2 * per)}, len(got)
+    assert max(got.values()) == 1, [k for k, n in got.items() if n > 1][:5]
+    assert all(v == f"{p}:{o}".encode() for m in members for p, o, v in m.seen)
+    for m, mine in zip(members, first):
+        assert {p for p, o, _ in m.seen if o < per} == mine, (m.name, mine)
+    for m, mine_before, mine in zip(members, first, second):
+        assert mine_before < mine, (m.name, mine_before, mine)  # sticky: kept its own
+        assert {p for p, o, _ in m.seen if o >= per} == mine, (m.name, mine)
+    assert not [r for r in members[2].seen if r[1] >= per]
+    assert committed(b.bootstrap, group, topic, parts) == {p: 2 * per for p in range(parts)}
+
+
+def test_aiokafka_static_member_restart_without_rebalance(broker_factory):
+    """Two static aiokafka members (group_instance_id). One stops (aiokafka sends
+    no LeaveGroup for a static member) and a new consumer with the same instance
+    id starts: it joins into the same generation with the same partitions, the
+    other member's rebalance listener is not called again, and the restarted
+    member resumes from the committed offsets."""
+    import asyncio
+
+    b = broker_factory(*FAST)
+    topic, group, parts, per = unique("aiostatic"), unique("grp"), 4, 100
+    create_topic(b.bootstrap, topic, parts)
+    conf = {"session_timeout_ms": 30000}
+
+    async def main():
+        m1 = await AioMember(b.bootstrap, group, topic, "m1", group_instance_id="inst-1", **conf).start()
+        m2 = m2b = None
+        try:
+            await _await_until(lambda: m1.assigned == set(range(parts)), 45, "m1 owns everything", [m1])
+            m2 = await AioMember(b.bootstrap, group, topic, "m2", group_instance_id="inst-2", **conf).start()
+            await _await_until(lambda: len(m1.assigned) == len(m2.assigned) == parts // 2, 45, "balanced",
+                               [m1, m2])
+            await _produce_async(b.bootstrap, topic, parts, per)
+            await _await_until(lambda: len(m1.seen) + len(m2.seen) == parts * per, 30, "first records",
+                               [m1, m2])
+            generation = m1.c._coordinator.generation
+            assert m2.c._coordinator.generation == generation
+            m1_events, m2_assigned = list(m1.events), m2.assigned
+            joins = b.log_text().count(f"group {group}: generation ")
+            await m2.stop()
+            m2b = await AioMember(b.bootstrap, group, topic, "m2b", group_instance_id="inst-2", **conf).start()
+            await _await_until(lambda: m2b.assigned == m2_assigned, 30, "m2b has m2's partitions", [m1, m2b])
+            await _produce_async(b.bootstrap, topic, parts, per, start=per)
+            await _await_until(lambda: len(m1.seen) + len(m2.seen) + len(m2b.seen) == 2 * parts * per, 30,
+                               "second records", [m1, m2b])
+            await asyncio.sleep(2.0)  # a few heartbeats: a rebalance would show now
+            m1.check()
+            m2b.check()
+            assert m1.events == m1_events  # no rebalance callbacks on the other member
+            assert [e for e in m2b.events if e[1]] == [("assign", frozenset(m2_assigned))]
+            assert m1.c._coordinator.generation == m2b.c._coordinator.generation == generation
+            assert m1.assigned | m2b.assigned == set(range(parts))
+            assert b.log_text().count(f"group {group}: generation ") == joins
+            a = admin(b.bootstrap)  # must outlive the future
+            desc = a.describe_consumer_groups([group], request_timeout=15)[group].result(15)
+            assert desc.state == ConsumerGroupState.STABLE
+            assert sorted(m.group_instance_id for m in desc.members) == ["inst-1", "inst-2"]
+        finally:
+            for m in (m1, m2, m2b):
+                if m is not None and not m.stopping:
+                    await m.stop()
+        return m1, m2, m2b, m2_assigned
+
+    m1, m2, m2b, m2_assigned = asyncio.run(main())
+    got = Counter((p, o) for m in (m1, m2, m2b) for p, o, _ in m.seen)
+    assert set(got) == {(p, o) for p in range(parts) for o in range(2 * per)} and max(got.values()) == 1
+    # m2b resumed from m2's commits
+    assert {p for p, o, _ in m2b.seen} == m2_assigned and min(o for _, o, _ in m2b.seen) == per
