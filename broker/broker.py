@@ -1,10 +1,12 @@
 """Broker: what every request handler can reach (config, partitions, sessions, metrics)."""
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from .config import BrokerConfig
 from .errors import ErrorCode
+from .failpoints import hold_point
 from .fetch_session import FetchSessionCache
 from .group_coordinator import GroupCoordinator
 from objectstore import open_object_store
@@ -32,12 +34,21 @@ class Broker:
         self.uploader = Uploader(self.replicas, self.groups, self.metrics)
         self.metrics.wal_bytes.set_function(lambda: self.replicas.wal.size_bytes)
         self.fetch_sessions = FetchSessionCache(config["max.incremental.fetch.session.cache.slots"])
+        self._load_hold: asyncio.Task | None = None
 
     async def start(self) -> None:
         """Load state from the object store and the WAL, then start background work."""
-        await self.replicas.start(self.groups)
-        self.groups.start_expiry()
+        await self.replicas.start(self.groups)  # replays the group snapshot and the WAL's group entries
+        released = hold_point("groups.loading")
+        if released is None:
+            self.groups.finish_loading()
+        else:  # tests: the coordinator stays loading while the broker serves
+            self._load_hold = asyncio.get_running_loop().create_task(self._finish_loading(released))
         self.uploader.start()
+
+    async def _finish_loading(self, released: asyncio.Event) -> None:
+        await released.wait()
+        self.groups.finish_loading()
 
     def auto_create(self, name: str) -> ErrorCode:
         """Create a topic on first reference, as auto.create.topics.enable does."""
@@ -50,6 +61,8 @@ class Broker:
 
     async def close(self) -> None:
         """Clean shutdown: upload everything (bounded), then close the WAL and the store."""
+        if self._load_hold is not None:
+            self._load_hold.cancel()
         self.groups.shutdown()
         await self.uploader.stop(self.config["s3.shutdown.timeout.ms"] / 1000)
         await self.replicas.close()

@@ -31,7 +31,13 @@ group loses offsets of topics it no longer subscribes to, by commit time.
 Expiry writes DELETE_OFFSETS, and DELETE_GROUP once an Empty group has no
 offsets left, so it survives restart.
 
-Recovery replays them in WAL order (``replay``).
+Recovery replays them in WAL order (``replay``). Until that is done the
+coordinator is ``loading`` and answers as Kafka's does for a group whose
+``__consumer_offsets`` partition is still loading: COORDINATOR_LOAD_IN_PROGRESS
+(JoinGroup, LeaveGroup, OffsetCommit, DeleteGroups here; DescribeGroups,
+ListGroups, OffsetFetch and OffsetDelete in their handlers), except SyncGroup,
+which answers REBALANCE_IN_PROGRESS (older clients do not expect the loading
+error there; they rejoin), and Heartbeat, which answers NONE blindly.
 """
 from __future__ import annotations
 
@@ -125,6 +131,7 @@ class Group:
     offsets: dict[tuple[str, int], OffsetAndMetadata] = field(default_factory=dict)
     join_timer: asyncio.TimerHandle | None = None
     initial_delay_pending: bool = False
+    new_member_added: bool = False  # a member joined during the initial delay: wait one more
     state_timestamp: int | None = None  # ms of the last Empty <-> non-Empty change (retention)
 
     def subscribed_topics(self) -> set[str] | None:
@@ -172,6 +179,13 @@ class GroupCoordinator:
         self.groups: dict[str, Group] = {}
         self._expiry_timer: asyncio.TimerHandle | None = None
         self._commits_in_flight: dict[str, int] = {}  # group id -> commits awaiting fsync
+        self.loading = True  # until the snapshot and the WAL's group entries are replayed
+
+    def finish_loading(self) -> None:
+        """Replay is done: answer group requests and start offset expiry (needs a running loop)."""
+        self.loading = False
+        self.start_expiry()
+        log.info("group coordinator loaded: %d groups", len(self.groups))
 
     # ------------------------------------------------------------ durability
     def replay(self, key: bytes, data: bytes) -> None:
@@ -354,13 +368,25 @@ class GroupCoordinator:
         delay_ms = self.config["group.initial.rebalance.delay.ms"]
         if was_empty and delay_ms > 0:
             g.initial_delay_pending = True
-            g.join_timer = loop.call_later(min(delay_ms, rebalance_ms) / 1000,
-                                           self._initial_delay_done, g, rebalance_ms - min(delay_ms, rebalance_ms))
+            g.new_member_added = False
+            self._schedule_initial_delay(g, delay_ms, max(rebalance_ms - delay_ms, 0))
         else:
             g.initial_delay_pending = False
             g.join_timer = loop.call_later(rebalance_ms / 1000, self._complete_join, g)
 
-    def _initial_delay_done(self, g: Group, remaining_ms: int) -> None:
+    def _schedule_initial_delay(self, g: Group, delay_ms: int, remaining_ms: int) -> None:
+        g.join_timer = asyncio.get_running_loop().call_later(
+            delay_ms / 1000, self._initial_delay_done, g, delay_ms, remaining_ms)
+
+    def _initial_delay_done(self, g: Group, delay_ms: int, remaining_ms: int) -> None:
+        """Kafka's InitialDelayedJoin: while new members keep arriving, wait another
+        delay, all of it within the rebalance timeout, so a group whose consumers
+        start together forms in one rebalance instead of one per late member."""
+        if g.new_member_added and remaining_ms > 0:
+            g.new_member_added = False
+            self._schedule_initial_delay(g, min(self.config["group.initial.rebalance.delay.ms"], remaining_ms),
+                                         max(remaining_ms - delay_ms, 0))
+            return
         g.initial_delay_pending = False
         g.join_timer = asyncio.get_running_loop().call_later(remaining_ms / 1000, self._complete_join, g)
         self._maybe_complete_join(g)
@@ -442,6 +468,8 @@ class GroupCoordinator:
                          protocol_type: str, protocols: list[tuple[str, bytes]]) -> JoinResult:
         if not group_id:
             return JoinResult(ErrorCode.INVALID_GROUP_ID, member_id=member_id)
+        if self.loading:
+            return JoinResult(ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, member_id=member_id)
         if not (self.config["group.min.session.timeout.ms"] <= session_timeout_ms
                 <= self.config["group.max.session.timeout.ms"]):
             return JoinResult(ErrorCode.INVALID_SESSION_TIMEOUT, member_id=member_id)
@@ -520,6 +548,8 @@ class GroupCoordinator:
         return m.join_future
 
     async def _add_and_rebalance(self, g: Group, m: Member) -> JoinResult:
+        if g.state == PREPARING and g.generation == 0:  # as Kafka: only a group's first rebalance
+            g.new_member_added = True
         if not g.members:
             g.protocol_type = m.protocol_type
         g.members[m.member_id] = m
@@ -579,6 +609,8 @@ class GroupCoordinator:
                          protocol_name: str | None, assignments: dict[str, bytes]) -> tuple[int, bytes, Group | None]:
         if not group_id:
             return ErrorCode.INVALID_GROUP_ID, b"", None
+        if self.loading:  # the rebalance is lost: the member must start over at JoinGroup
+            return ErrorCode.REBALANCE_IN_PROGRESS, b"", None
         g = self.groups.get(group_id)
         err, m = self._check_member(g, member_id, group_instance_id)
         if err:
@@ -614,6 +646,8 @@ class GroupCoordinator:
     def heartbeat(self, group_id: str, generation: int, member_id: str, instance_id: str | None) -> int:
         if not group_id:
             return ErrorCode.INVALID_GROUP_ID
+        if self.loading:  # as Kafka: answered blindly until the groups are loaded
+            return ErrorCode.NONE
         g = self.groups.get(group_id)
         err, m = self._check_member(g, member_id, instance_id)
         if err:
@@ -632,6 +666,8 @@ class GroupCoordinator:
     def leave_group(self, group_id: str, members: list[tuple[str, str | None]]) -> tuple[int, list[int]]:
         if not group_id:
             return ErrorCode.INVALID_GROUP_ID, []
+        if self.loading:
+            return ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, []
         g = self.groups.get(group_id)
         if g is None or g.state == DEAD:
             return ErrorCode.NONE, [ErrorCode.UNKNOWN_MEMBER_ID] * len(members)
@@ -663,6 +699,8 @@ class GroupCoordinator:
     # ----------------------------------------------------------------- offsets
     def check_commit(self, group_id: str, generation: int, member_id: str,
                      instance_id: str | None) -> int:
+        if self.loading:
+            return ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
         g = self.groups.get(group_id)
         if g is None:
             return ErrorCode.NONE if generation < 0 else ErrorCode.ILLEGAL_GENERATION
@@ -723,6 +761,8 @@ class GroupCoordinator:
         await fut
 
     async def delete_group(self, group_id: str) -> int:
+        if self.loading:
+            return ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
         g = self.groups.get(group_id)
         if g is None or g.state == DEAD:
             return ErrorCode.GROUP_ID_NOT_FOUND

@@ -1,4 +1,5 @@
-"""DescribeGroups (15): state, protocol and members (metadata and assignment when Stable)."""
+"""DescribeGroups (15): state, protocol and members (metadata and assignment when Stable).
+While the coordinator loads, each group answers COORDINATOR_LOAD_IN_PROGRESS (Kafka's groupError)."""
 from kafka.protocol.admin import DescribeGroupsRequest, DescribeGroupsResponse
 
 from ..errors import ErrorCode
@@ -14,6 +15,11 @@ async def handle(ctx: RequestContext, request: DescribeGroupsRequest) -> Describ
     v = ctx.version
     out = []
     for gid in request.groups:
+        if ctx.broker.groups.loading:
+            out.append(G(error_code=ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, error_message=None, group_id=gid,
+                         group_state="", protocol_type="", protocol_data="", members=[],
+                         authorized_operations=None))
+            continue
         g = ctx.broker.groups.groups.get(gid)
         if g is None or g.state == DEAD:
             err = ErrorCode.GROUP_ID_NOT_FOUND if v >= 6 else ErrorCode.NONE

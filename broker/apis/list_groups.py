@@ -1,4 +1,6 @@
-"""ListGroups (16): every group this coordinator knows, filtered by state (v4+) and type (v5+)."""
+"""ListGroups (16): every group this coordinator knows, filtered by state (v4+) and type (v5+).
+While the coordinator loads: COORDINATOR_LOAD_IN_PROGRESS and no groups (Kafka lists the groups
+of the partitions already loaded with that error; here nothing is loaded yet)."""
 from kafka.protocol.admin import ListGroupsRequest, ListGroupsResponse
 
 from ..errors import ErrorCode
@@ -13,6 +15,9 @@ async def handle(ctx: RequestContext, request: ListGroupsRequest) -> ListGroupsR
     types = {t.lower() for t in (request.types_filter or [])} if v >= 5 else set()
     L = ListGroupsResponse.ListedGroup
     groups = []
+    if ctx.broker.groups.loading:
+        return ListGroupsResponse(version=v, throttle_time_ms=0,
+                                  error_code=ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, groups=groups)
     if not types or "classic" in types:
         for g in ctx.broker.groups.groups.values():
             if g.state == DEAD or (states and g.state.lower() not in states):

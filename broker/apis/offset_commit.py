@@ -1,5 +1,12 @@
 """OffsetCommit (8): group commits checked against generation and member; answered after
-the covering WAL fsync. v10 (topic ids, KIP-848 consumers) is not offered."""
+the covering WAL fsync. v10 (KIP-848) names topics by id instead of name.
+
+Error order as Kafka's: an unknown topic (id or name/partition) answers that
+partition whatever the group's state (Kafka filters those before it asks the
+coordinator); then the group's error (loading, member, generation) for every
+other partition; then metadata size."""
+from __future__ import annotations
+
 import time
 
 from kafka.protocol.consumer import OffsetCommitRequest, OffsetCommitResponse
@@ -12,47 +19,64 @@ from . import RequestContext, api
 
 T = OffsetCommitResponse.OffsetCommitResponseTopic
 P = T.OffsetCommitResponsePartition
+BY_ID_VERSION = 10  # topics are named by topic id from here on
 
 
-@api(OffsetCommitRequest, OffsetCommitResponse, max_version=9)
+def topic_name(ctx: RequestContext, topic) -> str | None:
+    """The request topic's name; at v10 resolved from its id (None: unknown id)."""
+    if ctx.version < BY_ID_VERSION:
+        return topic.name
+    t = ctx.broker.replicas.topic_by_id(topic.topic_id)
+    return t.name if t is not None else None
+
+
+def _group_error(ctx: RequestContext, request: OffsetCommitRequest) -> int:
+    if not request.group_id:
+        return ErrorCode.INVALID_GROUP_ID
+    return ctx.broker.groups.check_commit(request.group_id, request.generation_id_or_member_epoch,
+                                          request.member_id or "",
+                                          request.group_instance_id if ctx.version >= 7 else None)
+
+
+def _partition_error(ctx: RequestContext, name: str | None, p, group_err: int) -> int:
+    if name is None:
+        return ErrorCode.UNKNOWN_TOPIC_ID
+    if ctx.broker.replicas.get(name, p.partition_index) is None:
+        return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+    if group_err:
+        return group_err
+    md = p.committed_metadata
+    if md is not None and len(md.encode()) > ctx.broker.config["offset.metadata.max.bytes"]:
+        return ErrorCode.OFFSET_METADATA_TOO_LARGE
+    return ErrorCode.NONE
+
+
+@api(OffsetCommitRequest, OffsetCommitResponse)
 async def handle(ctx: RequestContext, request: OffsetCommitRequest) -> OffsetCommitResponse:
     v = ctx.version
-    b = ctx.broker
-    gc = b.groups
-    rm = b.replicas
     now = int(time.time() * 1000)
-    if not request.group_id:
-        group_err = ErrorCode.INVALID_GROUP_ID
-    else:
-        group_err = gc.check_commit(request.group_id, request.generation_id_or_member_epoch,
-                                    request.member_id or "",
-                                    request.group_instance_id if v >= 7 else None)
-    max_md = b.config["offset.metadata.max.bytes"]
-    rows = []  # (topic name, [[partition, error]])
+    group_err = _group_error(ctx, request)
+    rows = []  # (request topic, [[partition, error]])
     commits = []
     for t in request.topics:
+        name = topic_name(ctx, t)
         parts = []
-        rows.append((t.name, parts))
+        rows.append((t, parts))
         for p in t.partitions:
-            err = group_err
+            err = _partition_error(ctx, name, p, group_err)
             if not err:
-                if rm.get(t.name, p.partition_index) is None:
-                    err = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-                elif p.committed_metadata is not None and len(p.committed_metadata.encode()) > max_md:
-                    err = ErrorCode.OFFSET_METADATA_TOO_LARGE
-                else:
-                    epoch = p.committed_leader_epoch if v >= 6 else -1
-                    commits.append((t.name, p.partition_index,
-                                    OffsetAndMetadata(p.committed_offset, epoch, p.committed_metadata, now)))
+                epoch = p.committed_leader_epoch if v >= 6 else -1
+                commits.append((name, p.partition_index,
+                                OffsetAndMetadata(p.committed_offset, epoch, p.committed_metadata, now)))
             parts.append([p.partition_index, err])
     if commits:
         try:
-            await gc.commit_offsets(request.group_id, commits)
+            await ctx.broker.groups.commit_offsets(request.group_id, commits)
         except WalError:
             for _, parts in rows:
                 for row in parts:
                     if not row[1]:
                         row[1] = ErrorCode.KAFKA_STORAGE_ERROR
     return OffsetCommitResponse(version=v, throttle_time_ms=0, topics=[
-        T(name=name, partitions=[P(partition_index=i, error_code=e) for i, e in parts])
-        for name, parts in rows])
+        T(name=t.name, topic_id=t.topic_id, partitions=[P(partition_index=i, error_code=e) for i, e in parts])
+        for t, parts in rows])
