@@ -193,7 +193,8 @@ def _free_port() -> int:
 
 
 def _scrape_wal(metrics: str | None) -> dict | None:
-    """The broker's WAL fsync counters from its Prometheus endpoint, or None."""
+    """The broker's WAL fsync and Produce request-time counters from its
+    Prometheus endpoint, or None."""
     if not metrics:
         return None
     import urllib.request
@@ -207,6 +208,11 @@ def _scrape_wal(metrics: str | None) -> dict | None:
         for smp in fam.samples:
             if smp.name == "sluice_wal_fsync_seconds_bucket":
                 out[("le", float(smp.labels["le"]))] = smp.value
+            elif smp.name.startswith("sluice_request_seconds") and smp.labels.get("api") == "Produce":
+                if smp.name.endswith("_bucket"):
+                    out[("produce_le", float(smp.labels["le"]))] = smp.value
+                elif smp.name.endswith("_count"):
+                    out["produce_requests"] = smp.value
             elif smp.name in ("sluice_wal_fsync_seconds_count", "sluice_wal_fsync_seconds_sum",
                             "sluice_wal_fsync_bytes_total", "sluice_bytes_in_total"):
                 out[smp.name] = smp.value
@@ -218,11 +224,12 @@ def _wal_delta(before: dict | None, after: dict | None, seconds: float) -> dict 
         return None
     d = {k: after.get(k, 0) - before.get(k, 0) for k in after}
     n = d.get("sluice_wal_fsync_seconds_count", 0)
-    buckets = sorted((k[1], v) for k, v in d.items() if isinstance(k, tuple))
+    n_produce = d.get("produce_requests", 0)
 
-    def upper(q: float):  # histogram bucket bound that holds the q-quantile
-        for le, cum in buckets:
-            if n and cum >= q * n:
+    def upper(q: float, tag: str = "le", count: float = n):
+        """The histogram bucket bound that holds the q-quantile."""
+        for le, cum in sorted((k[1], v) for k, v in d.items() if isinstance(k, tuple) and k[0] == tag):
+            if count and cum >= q * count:
                 return None if math.isinf(le) else le * 1000
         return None
 
@@ -237,6 +244,12 @@ def _wal_delta(before: dict | None, after: dict | None, seconds: float) -> dict 
         "fsync_p50_ms_at_most": upper(0.5),
         "fsync_p99_ms_at_most": upper(0.99),
         "fsync_max_ms_at_most": upper(1.0),
+        # from the request's frame read to its response written: the broker's
+        # share of the ack latency the client sees
+        "produce_requests": int(n_produce),
+        "produce_request_p50_ms_at_most": upper(0.5, "produce_le", n_produce),
+        "produce_request_p99_ms_at_most": upper(0.99, "produce_le", n_produce),
+        "produce_request_p999_ms_at_most": upper(0.999, "produce_le", n_produce),
     }
 
 
@@ -740,6 +753,10 @@ def _broker_row(s: dict) -> str:
                      f"p99 <= {w['fsync_p99_ms_at_most']} ms, "
                      f"{w['mean_bytes_per_fsync'] / 1024:.0f} KiB each, fsync busy "
                      f"{w['fsync_busy_fraction'] * 100:.0f}% of the time")
+    if w and w.get("produce_requests"):
+        parts.append(f"{w['produce_requests']} produce requests, in broker p50 <= "
+                     f"{w['produce_request_p50_ms_at_most']} p99 <= {w['produce_request_p99_ms_at_most']} "
+                     f"p99.9 <= {w['produce_request_p999_ms_at_most']} ms")
     return "; ".join(parts) or "-"
 
 

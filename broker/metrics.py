@@ -20,6 +20,14 @@ class BrokerMetrics:
         self.fsync_bytes = Counter("sluice_wal_fsync_bytes_total", "Bytes made durable by WAL fsyncs", registry=r)
         self.wal_bytes = Gauge("sluice_wal_size_bytes", "Bytes held in WAL segment files", registry=r)
         self.connections = Gauge("sluice_connections", "Open client connections", registry=r)
+        # Kafka's RequestMetrics TotalTimeMs: from the frame read to its response
+        # written, so a client's latency splits into broker and everything else.
+        self.request_seconds = Histogram("sluice_request_seconds",
+                                         "Time from a request's frame read to its response written, by API",
+                                         ["api"], registry=r,
+                                         buckets=(.001, .002, .003, .005, .0075, .01, .015, .02, .03,
+                                                  .05, .1, .25, .5, 1, 2.5, 5))
+        self._request_seconds: dict[str, Histogram] = {}
         self.loop_lag = Histogram("sluice_event_loop_lag_seconds",
                                   "How late a 100 ms event-loop timer fires: a stall shows here "
                                   "before it shows as produce latency",
@@ -78,6 +86,12 @@ class BrokerMetrics:
 
     def request(self, api: str, error: str = "NONE") -> None:
         self.requests.labels(api, error).inc()
+
+    def request_time(self, api: str, seconds: float) -> None:
+        child = self._request_seconds.get(api)
+        if child is None:
+            child = self._request_seconds[api] = self.request_seconds.labels(api)
+        child.observe(seconds)
 
     def produce_error(self, code) -> None:
         self.partition_errors.labels(getattr(code, "name", str(code))).inc()

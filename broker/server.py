@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from collections import deque
 
 from kafka.protocol.api_key import ApiKey
@@ -43,7 +44,7 @@ class KafkaConnection(asyncio.Protocol):
         self.decoder = FrameDecoder(self.broker.config["socket.request.max.bytes"])
         self.transport: asyncio.Transport | None = None
         self.client_host = ""
-        self.pending: deque[tuple[asyncio.Task, int, int, bool]] = deque()
+        self.pending: deque[tuple[asyncio.Task, int, int, bool, tuple[float, str]]] = deque()
         self.closed = False
         self.close_reason: str | None = None
         self._paused = False
@@ -112,6 +113,7 @@ class KafkaConnection(asyncio.Protocol):
             self.transport.pause_reading()
 
     def _dispatch(self, frame: bytes) -> None:
+        received = time.perf_counter()
         try:
             api_key, version, correlation_id = peek_api(frame)
         except ProtocolError as exc:
@@ -125,7 +127,7 @@ class KafkaConnection(asyncio.Protocol):
             if api_key == ApiKey.ApiVersions:
                 # KIP-511: answer v0 with UNSUPPORTED_VERSION and what we support.
                 resp = supported_versions(0, ErrorCode.UNSUPPORTED_VERSION)
-                self._enqueue(_done(resp), correlation_id, 0, False)
+                self._enqueue(_done(resp), correlation_id, 0, False, (received, "ApiVersions"))
                 self.broker.metrics.request("ApiVersions", "UNSUPPORTED_VERSION")
                 return
             self.reject(f"unsupported version {version} of {_API_NAMES.get(api_key, api_key)} "
@@ -149,7 +151,8 @@ class KafkaConnection(asyncio.Protocol):
             coro = self._run(api, ctx, request)
             task = loop.create_task(self._run_after(earlier, coro) if earlier else coro)
             self._blocking = task
-        self._enqueue(task, correlation_id, version, api_key != ApiKey.ApiVersions and api.flexible(version))
+        self._enqueue(task, correlation_id, version, api_key != ApiKey.ApiVersions and api.flexible(version),
+                      (received, _API_NAMES.get(api_key, str(api_key))))
 
     @staticmethod
     async def _run_after(earlier: list[asyncio.Task], coro):
@@ -176,15 +179,16 @@ class KafkaConnection(asyncio.Protocol):
         self.broker.metrics.request(name, _error_name(response))
         return response
 
-    def _enqueue(self, task, correlation_id: int, version: int, flexible_header: bool) -> None:
-        self.pending.append((task, correlation_id, version, flexible_header))
+    def _enqueue(self, task, correlation_id: int, version: int, flexible_header: bool,
+                 timing: tuple[float, str]) -> None:
+        self.pending.append((task, correlation_id, version, flexible_header, timing))
         task.add_done_callback(_retrieve)  # a failure after the connection is gone is not news
         task.add_done_callback(self._flush)
 
     # -------------------------------------------------------------- output
     def _flush(self, _task=None) -> None:
         while self.pending and self.pending[0][0].done():
-            task, correlation_id, version, flexible_header = self.pending.popleft()
+            task, correlation_id, version, flexible_header, (received, api_name) = self.pending.popleft()
             if self.closed:
                 continue
             if task.cancelled() or task.exception() is not None:
@@ -194,6 +198,7 @@ class KafkaConnection(asyncio.Protocol):
                 return
             response = task.result()
             if response is None:  # acks=0 produce: no response
+                self.broker.metrics.request_time(api_name, time.perf_counter() - received)
                 continue
             try:
                 if hasattr(response, "encode_parts"):  # hand-encoded, records not copied
@@ -205,6 +210,7 @@ class KafkaConnection(asyncio.Protocol):
                 self.close("response encoding failed", flush=True)
                 return
             self.transport.writelines(frame_response(correlation_id, parts, flexible_header=flexible_header))
+            self.broker.metrics.request_time(api_name, time.perf_counter() - received)
         if self._closing and not self.pending:
             self.close(self._closing, flush=True)
         if self._paused and len(self.pending) <= MAX_IN_FLIGHT // 2 and not self.closed \

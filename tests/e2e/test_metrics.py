@@ -33,6 +33,10 @@ def test_metrics_endpoint_counts_requests_bytes_and_fsyncs(broker_factory):
     produced = sum(v for (name, labels), v in m.items()
                    if name == "sluice_requests_total" and ("api", "Produce") in labels)
     assert produced >= 1
+    # every answered request is timed, by API (Kafka's TotalTimeMs)
+    assert m[("sluice_request_seconds_count", (("api", "Produce"),))] == produced
+    assert m[("sluice_request_seconds_sum", (("api", "Produce"),))] > 0
+    assert m[("sluice_request_seconds_count", (("api", "Metadata"),))] >= 1
     assert m[("sluice_bytes_in_total", ())] >= 2000 * 100
     assert m[("sluice_wal_fsync_seconds_count", ())] >= 1
     assert m[("sluice_wal_size_bytes", ())] >= 2000 * 100
