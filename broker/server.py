@@ -187,36 +187,47 @@ class KafkaConnection(asyncio.Protocol):
 
     # -------------------------------------------------------------- output
     def _flush(self, _task=None) -> None:
-        while self.pending and self.pending[0][0].done():
-            task, correlation_id, version, flexible_header, (received, api_name) = self.pending.popleft()
-            if self.closed:
-                continue
-            if task.cancelled() or task.exception() is not None:
-                exc = None if task.cancelled() else task.exception()
-                self.close(str(exc) if isinstance(exc, CloseConnection) else "request handler failed",
-                           flush=True)
-                return
-            response = task.result()
-            if response is None:  # acks=0 produce: no response
+        # The responses ready now go out in one writelines: a group commit
+        # completes several pipelined produces at once, one send for them all.
+        out: list = []
+        try:
+            while self.pending and self.pending[0][0].done():
+                task, correlation_id, version, flexible_header, (received, api_name) = self.pending.popleft()
+                if self.closed:
+                    continue
+                if task.cancelled() or task.exception() is not None:
+                    exc = None if task.cancelled() else task.exception()
+                    self._write(out)
+                    self.close(str(exc) if isinstance(exc, CloseConnection) else "request handler failed",
+                               flush=True)
+                    return
+                response = task.result()
+                if response is not None:  # None: acks=0 produce, no response
+                    try:
+                        if hasattr(response, "encode_parts"):  # hand-encoded, records not copied
+                            parts = response.encode_parts(version)
+                        else:
+                            parts = [response.encode(version=version)]
+                    except Exception:
+                        log.exception("cannot encode %s v%d", type(response).__name__, version)
+                        self._write(out)
+                        self.close("response encoding failed", flush=True)
+                        return
+                    out += frame_response(correlation_id, parts, flexible_header=flexible_header)
                 self.broker.metrics.request_time(api_name, time.perf_counter() - received)
-                continue
-            try:
-                if hasattr(response, "encode_parts"):  # hand-encoded, records not copied
-                    parts = response.encode_parts(version)
-                else:
-                    parts = [response.encode(version=version)]
-            except Exception:
-                log.exception("cannot encode %s v%d", type(response).__name__, version)
-                self.close("response encoding failed", flush=True)
-                return
-            self.transport.writelines(frame_response(correlation_id, parts, flexible_header=flexible_header))
-            self.broker.metrics.request_time(api_name, time.perf_counter() - received)
+        finally:
+            self._write(out)
         if self._closing and not self.pending:
             self.close(self._closing, flush=True)
         if self._paused and len(self.pending) <= MAX_IN_FLIGHT // 2 and not self.closed \
                 and not self._closing:
             self._paused = False
             self.transport.resume_reading()
+
+    def _write(self, out: list) -> None:
+        if out and not self.closed:
+            self.transport.writelines(out)
+            out.clear()
 
 
 def _retrieve(task: asyncio.Future) -> None:

@@ -114,6 +114,7 @@ class WriteAheadLog:
             _fsync_dir(directory)
             self._segments[0].named = True
         self._active = self._segments[max(self._segments)]
+        self._bytes = sum(seg.size for seg in self._segments.values())   # size_bytes, kept current
         self._pending: list[tuple[_Segment, list]] = []
         self._pending_bytes = 0
         self._pending_future: asyncio.Future | None = None
@@ -166,9 +167,11 @@ class WriteAheadLog:
                     seg.path, pos, seg.size)
         os.ftruncate(seg.fd, pos)
         os.fsync(seg.fd)
+        self._bytes -= seg.size - pos
         seg.size = pos
         for seg_id in later:
             dropped = self._segments.pop(seg_id)
+            self._bytes -= dropped.size
             os.close(dropped.fd)
             os.unlink(dropped.path)
             log.warning("WAL: removed segment %s after the torn entry", dropped.path)
@@ -194,6 +197,7 @@ class WriteAheadLog:
         frame = FRAME.pack(length, crc) + head
         loc = Location(seg.id, seg.size + len(frame), len(data))
         seg.size += total
+        self._bytes += total
         if self._pending and self._pending[-1][0] is seg:
             parts = self._pending[-1][1]
         else:
@@ -241,6 +245,7 @@ class WriteAheadLog:
                 break
             seg = self._segments.pop(seg_id)
             freed += seg.size
+            self._bytes -= seg.size
             os.close(seg.fd)
             # Out of the log at once, oldest first (a rename, no fsync: a crash
             # may bring back the newest of those trimmed, replayed as before a
@@ -320,7 +325,8 @@ class WriteAheadLog:
 
     @property
     def size_bytes(self) -> int:
-        return sum(seg.size for seg in self._segments.values())
+        """Bytes in the log's segments (checked per append: kept as a running total)."""
+        return self._bytes
 
     @property
     def pending_bytes(self) -> int:
@@ -338,6 +344,7 @@ class WriteAheadLog:
         for seg in self._segments.values():
             os.close(seg.fd)
         self._segments.clear()
+        self._bytes = 0
 
 
 def _writev_all(fd: int, parts: list) -> tuple[int, int]:

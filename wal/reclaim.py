@@ -5,10 +5,10 @@ ext4 journal commit, and on a disk mounted with ``discard`` (and on many
 virtual disks) that commit issues the discards for all of them. Every fsync
 that lands in or behind that commit waits -- including the WAL's fdatasync, a
 producer waiting for its ack. Measured on the CI machine (ext4, ``discard``,
-virtio): a 300 KiB write + fdatasync every 4 ms next to one 64 MiB file
-written and deleted every 2 s had p99.9 17-25 ms with ``unlink``, 4.7-8 ms
-when the file was truncated 4 MiB at a time 20 ms apart, then unlinked
-(/tmp experiment in BENCHMARKS.md, "Deleting files without stalling the WAL").
+virtio) with ``deploy/fsync-contention.py``: a 300 KiB write + fdatasync every
+4 ms next to one 64 MiB file written and deleted every 2 s had fdatasync
+p99.9 21-22 ms with ``unlink``, 6-11 ms when the file was truncated 4 MiB at a
+time 20 ms apart, then unlinked (BENCHMARKS.md, "Session 4").
 
 The caller first moves the file out of its namespace (a rename: atomic, so
 the key or segment is gone at once); the reclaimer then shrinks and unlinks

@@ -44,6 +44,7 @@ async def _handle(ctx: RequestContext, request: ProduceRequest):
     full = not rm.wal_room.is_set() and not await rm.wait_for_wal_room(max(request.timeout_ms, 0) / 1000)
     if full:
         b.metrics.produce_error(ErrorCode.REQUEST_TIMED_OUT)
+    bytes_in = 0
     for td in request.topic_data:
         topic = rm.topic_by_id(td.topic_id) if v >= 13 else rm.metadata.topics.get(td.name)
         unknown = ErrorCode.UNKNOWN_TOPIC_ID if v >= 13 else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
@@ -85,11 +86,13 @@ async def _handle(ctx: RequestContext, request: ProduceRequest):
                 row[1], row[5] = ErrorCode.KAFKA_STORAGE_ERROR, str(exc)
                 continue
             row[2], row[3] = res.base_offset, res.log_append_time
-            b.metrics.bytes_in(len(records))
+            bytes_in += len(records)
             fut = res.durable if res.durable is not None else asyncio.ensure_future(rm.wal.sync())
             row[6] = fut
             waits.append(fut)
         results.append((td, parts))
+    if bytes_in:
+        b.metrics.bytes_in(bytes_in)
     if acks == 0:
         # No answer is expected; an error closes the connection so that the
         # client notices and refreshes its metadata (Kafka's KafkaApis does this).

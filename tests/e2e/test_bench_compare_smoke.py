@@ -13,6 +13,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+MOVE_MIB, CATCHUP_MB = 16, 32
+SMALL = ["--records", "40000", "--durable-records", "15000", "--rate-seconds", "3", "--tail-seconds", "3",
+         "--librdkafka-seconds", "3", "--catchup-mb", str(CATCHUP_MB), "--move-mib", str(MOVE_MIB)]
 
 
 @pytest.mark.timeout(480)
@@ -23,7 +26,9 @@ def test_bench_compare_quick(tmp_path, kafka_tools):
                   "hand notes\n\n## Later section\n\nalso kept\n")
     proc = subprocess.run(
         [sys.executable, "-m", "broker", "bench", "compare", "--quick", "--json", str(out), "--plot", str(png),
-         "--write-benchmarks", str(md), "--note", "smoke test", "--data-dir", str(tmp_path)],
+         "--write-benchmarks", str(md), "--note", "smoke test", "--data-dir", str(tmp_path),
+         # smaller than --quick's sizes (which take ~3 min alone): this checks the harness, not figures
+         *SMALL],
         cwd=ROOT, capture_output=True, text=True, timeout=420,   # about 3.5 min on 2 busy cores
         env={**__import__("os").environ, "KAFKA_LIBS": str(kafka_tools.libs)})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
@@ -85,12 +90,12 @@ def test_bench_compare_quick(tmp_path, kafka_tools):
             assert f["cold"]["read_bytes_by_tier"]["objectstore_get_bytes"] >= f["cold"]["bytes"]
             assert f["warm"]["read_bytes_by_tier"].get("objectstore_get_bytes", 0) == 0
             assert f["exit_code"] == 0 and f["exit_code_after_write"] == 0
-        # (g) partition move, Kafka only: 1 MiB and 64 MiB moved from broker 1 to 2, every offset still there
+        # (g) partition move, Kafka only: 1 MiB and MOVE_MIB moved from broker 1 to 2, every offset still there
         if rd["system"] == "kafka":
             g = rd["workloads"]["g"]
-            assert set(g["moves"]) == {"1MiB", "64MiB"} and len(g["exit_codes"]) == 3
+            assert set(g["moves"]) == {"1MiB", f"{MOVE_MIB}MiB"} and len(g["exit_codes"]) == 3
             assert all(rc is not None for rc in g["exit_codes"])
-            for key, mib in (("1MiB", 1), ("64MiB", 64)):
+            for key, mib in (("1MiB", 1), (f"{MOVE_MIB}MiB", MOVE_MIB)):
                 mv = g["moves"][key]
                 assert mv["records"] == mib * 1024 and mv["offsets_after_move"] == [0, mv["records"]]
                 assert mv["from_broker"] == 1 and mv["to_broker"] == 2
@@ -104,14 +109,14 @@ def test_bench_compare_quick(tmp_path, kafka_tools):
         assert rows[key]["status"] == "measured"
         assert rows[key]["kafka"] > 0 and rows[key]["sluice"] > 0
         assert rows[key]["ratio_sluice_over_kafka"] > 0
-    for key in ("g@1MiB_s", "g@1MiB_tool_s", "g@64MiB_s", "g@64MiB_tool_s"):
+    for key in ("g@1MiB_s", "g@1MiB_tool_s", f"g@{MOVE_MIB}MiB_s", f"g@{MOVE_MIB}MiB_tool_s"):
         assert rows[key]["status"] == "kafka only" and rows[key]["kafka"] > 0 and rows[key]["sluice"] is None
     assert not [row for row in r["summary"] if row["status"] == "not yet"]
 
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = md.read_text()
     assert "kept" in text and "also kept" in text and "old text" not in text
-    assert text.index("| (g) partition move, 64 MiB") < text.index("hand notes") < text.index("## Later section")
+    assert text.index(f"| (g) partition move, {MOVE_MIB} MiB") < text.index("hand notes") < text.index("## Later section")
     assert text.count("## Comparison with Apache Kafka (issue 5)") == 1
     assert text.index("## Comparison with Apache Kafka") < text.index("## Later section")
     assert "**smoke test**" in text and "sluice bench compare --quick" in text
@@ -120,6 +125,6 @@ def test_bench_compare_quick(tmp_path, kafka_tools):
     assert "| (g) partition move, 1 MiB, RF=1, broker 1 to 2: time until moved" in text
     assert "| not yet (no partition reassignment) |" in text and "| partition move | not yet" not in text
     assert "| (e) tail consume while producing at 20 MB/s: consumer throughput" in text
-    assert "| (f) catch-up read of 64 MB from offset 0, 1st read" in text
+    assert f"| (f) catch-up read of {CATCHUP_MB} MB from offset 0, 1st read" in text
     assert "| (h) librdkafka producer at 10 MB/s: p99 ack latency" in text
     assert "tail consume latency | not yet" not in text and "catch-up read throughput | not yet" not in text

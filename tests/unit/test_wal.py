@@ -231,8 +231,10 @@ async def test_torn_entry_in_earlier_segment_drops_later_segments(tmp_path):
     got = [(e.kind, e.key, bytes(e.data)) for e in wal.recover()]
     assert got == entries[:per_seg - 1]
     assert _segment_files(d) == segs[:1]  # later segments are gone with the torn tail
+    assert wal.size_bytes == first.stat().st_size
     loc, fut = wal.append(9, b"n", b"next")
     await fut
+    assert wal.size_bytes == first.stat().st_size
     assert wal.read(loc) == b"next"
     await wal.close()
     assert await _recovered(d, segment_bytes=200) == entries[:per_seg - 1] + [(9, b"n", b"next")]
@@ -388,9 +390,11 @@ async def test_cut_and_trim_keep_the_event_loop_free_of_fsyncs_and_unlinks(tmp_p
         assert wal._active.named
     assert where == ["thread"] * 3
     assert len(_segment_files(directory)) == 4
+    assert wal.size_bytes == sum(os.path.getsize(directory / f) for f in _segment_files(directory))
     freed = wal.trim(cut)
     assert freed > 0
     assert _segment_files(directory) == [f"{3:020d}{SUFFIX}"]   # 0-2 out of the log at once
+    assert wal.size_bytes == os.path.getsize(directory / f"{3:020d}{SUFFIX}")
     await wal.close()                    # waits for the reclaim thread
     assert where[3:] == [("reclaim-thread", f"{i:020d}{SUFFIX}.trash") for i in range(3)]
     assert sorted(os.listdir(directory)) == [f"{3:020d}{SUFFIX}"]   # freed and unlinked

@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""How much does deleting big files stall a WAL's fdatasync on this disk?
+
+One thread acts like the WAL at ~75 MB/s: 300 KiB written and fdatasync'ed
+every 4 ms, timing each fdatasync. Another acts like the object store: every
+2 s it writes a 64 MiB file in 1 MiB sync_file_range steps (as
+objectstore/filesystem.py does), fsyncs it, and deletes the previous one --
+with plain unlink, or (--delete steps) truncated 4 MiB at a time 20 ms apart
+first (as wal/reclaim.py does). Prints fdatasync p50/p99/p99.9/max in ms.
+
+    .venv/bin/python deploy/fsync-contention.py --dir /path/on/the/disk --delete unlink
+    .venv/bin/python deploy/fsync-contention.py --dir /path/on/the/disk --delete steps
+
+Alternate the two a few times: shared machines are noisy.
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import threading
+import time
+
+from wal.reclaim import reclaim_file
+
+CHUNK, PERIOD, OBJECT, STEP = 300 << 10, 0.004, 64 << 20, 1 << 20
+
+
+def wal_writer(path: str, stop: threading.Event, out: list[float]) -> None:
+    buf = os.urandom(CHUNK)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        while not stop.is_set():
+            t0 = time.perf_counter()
+            os.write(fd, buf)
+            t1 = time.perf_counter()
+            os.fdatasync(fd)
+            t2 = time.perf_counter()
+            out.append((t2 - t1) * 1000)
+            time.sleep(max(0.0, PERIOD - (t2 - t0)))
+    finally:
+        os.close(fd)
+        os.unlink(path)
+
+
+def object_writer(directory: str, delete: str, stop: threading.Event) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    sfr = libc.sync_file_range
+    sfr.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+    block = os.urandom(STEP)
+    previous = None
+    n = 0
+    while not stop.is_set():
+        path = os.path.join(directory, f"object-{n}")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        for i in range(OBJECT // STEP):
+            os.write(fd, block)
+            sfr(fd, i * STEP, STEP, 2)                   # start writeback
+            if i:
+                sfr(fd, (i - 1) * STEP, STEP, 1)         # wait for the step before
+        os.fsync(fd)
+        os.close(fd)
+        if previous:
+            if delete == "steps":
+                reclaim_file(previous)
+            else:
+                os.unlink(previous)
+        previous, n = path, n + 1
+        stop.wait(2.0)
+    if previous:
+        os.unlink(previous)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--dir", required=True, help="a directory on the disk to test")
+    p.add_argument("--delete", choices=("unlink", "steps"), default="unlink")
+    p.add_argument("--seconds", type=float, default=15.0)
+    a = p.parse_args()
+    os.makedirs(a.dir, exist_ok=True)
+    stop, lat = threading.Event(), []
+    threads = [threading.Thread(target=wal_writer, args=(os.path.join(a.dir, "wal"), stop, lat)),
+               threading.Thread(target=object_writer, args=(a.dir, a.delete, stop))]
+    for t in threads:
+        t.start()
+    time.sleep(a.seconds)
+    stop.set()
+    for t in threads:
+        t.join()
+    lat.sort()
+
+    def q(f: float) -> float:
+        return lat[min(len(lat) - 1, int(f * len(lat)))]
+    print(f"delete={a.delete}: {len(lat)} fdatasyncs, p50 {q(.5):.2f} p99 {q(.99):.2f} "
+          f"p99.9 {q(.999):.2f} max {lat[-1]:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
