@@ -32,7 +32,8 @@ Expiry writes DELETE_OFFSETS, and DELETE_GROUP once an Empty group has no
 offsets left, so it survives restart.
 
 Recovery replays them in WAL order (``replay``). Until that is done the
-coordinator is ``loading`` and answers as Kafka's does for a group whose
+coordinator is ``loading``: FindCoordinator answers COORDINATOR_NOT_AVAILABLE,
+and the group APIs answer as Kafka's coordinator does for a group whose
 ``__consumer_offsets`` partition is still loading: COORDINATOR_LOAD_IN_PROGRESS
 (JoinGroup, LeaveGroup, OffsetCommit, DeleteGroups here; DescribeGroups,
 ListGroups, OffsetFetch and OffsetDelete in their handlers), except SyncGroup,
