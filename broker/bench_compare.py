@@ -112,7 +112,7 @@ def add_parser(kinds) -> None:
                         "alone, --records records); that one rate is used in every round. 0: off (no "
                         "calibration). Default 80")
     p.add_argument("--rate-seconds", type=float, default=None,
-                   help="length of each (b) run in seconds (default 20; --quick 5)")
+                   help="length of each (b) run in seconds (default 15; --quick 5)")
     p.add_argument("--tail-rate", type=float, default=20.0, metavar="MB/s", help="producer rate for (e)")
     p.add_argument("--tail-seconds", type=float, default=None,
                    help="length of (e) in seconds (default 20; --quick 5)")
@@ -130,7 +130,7 @@ def add_parser(kinds) -> None:
     p.add_argument("--kafka-heap", default="-Xmx1g -Xms1g", help="KAFKA_HEAP_OPTS for the Kafka broker")
     p.add_argument("--data-dir", default=None, help="parent of both brokers' temp data dirs")
     p.add_argument("--librdkafka-seconds", type=float, default=None,
-                   help="length of each (h) run (default 20; --quick 5)")
+                   help="length of each (h) run (default 15; --quick 5)")
     p.add_argument("--librdkafka-rate", type=float, default=10.0, metavar="MB/s",
                    help="fixed rate of the (h) latency run")
     p.add_argument("--only", default=None,
@@ -1064,12 +1064,12 @@ def run_compare(args) -> int:
         args.librdkafka_seconds = args.librdkafka_seconds or 5.0
     args.rounds = args.rounds or 3
     args.records = args.records or 1_000_000
-    args.rate_seconds = args.rate_seconds or 20.0
+    args.rate_seconds = args.rate_seconds or 15.0    # 20 s runs took the whole run to 29.3 min
     args.durable_records = args.durable_records or 300_000
     args.tail_seconds = args.tail_seconds or 20.0
     args.catchup_mb = args.catchup_mb or 2048.0
     args.move_mib = args.move_mib or 2048.0
-    args.librdkafka_seconds = args.librdkafka_seconds or 20.0
+    args.librdkafka_seconds = args.librdkafka_seconds or 15.0
     args.catchup_block_cache_mb = args.catchup_block_cache_mb or max(4096, int(args.catchup_mb * 1.25 * MB) >> 20)
     workloads = set((args.only or WORKLOADS).split(","))
     unknown = workloads - set(WORKLOADS.split(","))
