@@ -521,6 +521,13 @@ def test_rebalance_timeout_drops_member_that_does_not_rejoin(broker_factory):
     assert d.group_state == "Stable" and sorted(m.member_id for m in d.members) == sorted([A, C])
 
 
+def wait_for_state(port: int, group: str, state: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while describe(port, group).group_state != state:
+        assert time.monotonic() < deadline, f"{group} never reached {state}"
+        time.sleep(0.02)
+
+
 def test_initial_rebalance_delay_holds_first_join(broker_factory):
     """group.initial.rebalance.delay.ms: the first join into an Empty group is held
     for the delay, so a member joining meanwhile lands in the same generation (1)."""
@@ -528,10 +535,7 @@ def test_initial_rebalance_delay_holds_first_join(broker_factory):
     g = unique("delay")
     kw = dict(session=10000, rebalance=20000, version=3)
     ta, a = in_thread(join, b.port, g, **kw)
-    deadline = time.monotonic() + 10
-    while describe(b.port, g).group_state != "PreparingRebalance":
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    wait_for_state(b.port, g, "PreparingRebalance")
     assert ta.is_alive()  # held: the delay has not passed
     tb, bb = in_thread(join, b.port, g, **kw)
     ta.join(30)
@@ -552,10 +556,7 @@ def test_initial_rebalance_delay_extends_per_new_member(broker_factory):
     g = unique("extend")
     kw = dict(session=10000, rebalance=20000, version=3)
     ta, a = in_thread(join, b.port, g, **kw)
-    deadline = time.monotonic() + 10
-    while describe(b.port, g).group_state != "PreparingRebalance":
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    wait_for_state(b.port, g, "PreparingRebalance")
     seen = time.monotonic()  # the first delay started before this: it is over by seen + delay
     tb, bb = in_thread(join, b.port, g, **kw)  # joins during the first delay
     time.sleep(max(0.0, seen + delay + 0.3 - time.monotonic()))

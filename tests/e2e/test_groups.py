@@ -555,6 +555,18 @@ def test_static_member_restart_without_rebalance(broker_factory):
 
 
 # ------------------------------------------------------------ kafka-python members
+def recording_listener(base: type, events: list) -> object:
+    """A rebalance listener (kafka-python's or aiokafka's ``base``) that records
+    ("revoke" | "assign", partitions) in ``events``."""
+    class Listener(base):
+        def on_partitions_revoked(self, revoked):
+            events.append(("revoke", frozenset(tp.partition for tp in revoked)))
+
+        def on_partitions_assigned(self, assigned):
+            events.append(("assign", frozenset(tp.partition for tp in assigned)))
+    return Listener()
+
+
 class KafkaPythonWorker(Worker):
     """A Worker backed by kafka-python's KafkaConsumer: polls, records, commits
     synchronously after each batch; a rebalance listener records callbacks."""
@@ -568,19 +580,11 @@ class KafkaPythonWorker(Worker):
         self.error: BaseException | None = None
         self.assigned: set[int] = set()
         self.events: list[tuple[str, frozenset[int]]] = []
-        events = self.events
-
-        class Listener(ConsumerRebalanceListener):
-            def on_partitions_revoked(self, revoked):
-                events.append(("revoke", frozenset(tp.partition for tp in revoked)))
-
-            def on_partitions_assigned(self, assigned):
-                events.append(("assign", frozenset(tp.partition for tp in assigned)))
 
         self.c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest",
                                enable_auto_commit=False, session_timeout_ms=6000, heartbeat_interval_ms=1000,
                                partition_assignment_strategy=(assignor,))
-        self.c.subscribe([topic], listener=Listener())
+        self.c.subscribe([topic], listener=recording_listener(ConsumerRebalanceListener, self.events))
 
     def run(self) -> None:
         try:
@@ -679,20 +683,12 @@ class AioMember:
         self.events: list[tuple[str, frozenset[int]]] = []
         self.stopping = False
         self.task = None
-        events = self.events
-
-        class Listener(ConsumerRebalanceListener):
-            def on_partitions_revoked(self, revoked):
-                events.append(("revoke", frozenset(tp.partition for tp in revoked)))
-
-            def on_partitions_assigned(self, assigned):
-                events.append(("assign", frozenset(tp.partition for tp in assigned)))
 
         conf = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000, **extra}
         self.c = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
                                   auto_offset_reset="earliest",
                                   partition_assignment_strategy=(strategy or RangePartitionAssignor,), **conf)
-        self.c.subscribe([topic], listener=Listener())
+        self.c.subscribe([topic], listener=recording_listener(ConsumerRebalanceListener, self.events))
 
     async def start(self) -> "AioMember":
         import asyncio
