@@ -555,6 +555,15 @@ def test_static_member_restart_without_rebalance(broker_factory):
 
 
 # ------------------------------------------------------------ kafka-python members
+def assert_each_read_once(members, parts: int, per_partition: int) -> None:
+    """Between them the members read offsets 0..per_partition-1 of every partition,
+    each exactly once, with the values ``produce`` wrote."""
+    got = Counter((p, o) for m in members for p, o, _ in m.seen)
+    assert set(got) == {(p, o) for p in range(parts) for o in range(per_partition)}, len(got)
+    assert max(got.values()) == 1, [k for k, n in got.items() if n > 1][:5]
+    assert all(v == f"{p}:{o}".encode() for m in members for p, o, v in m.seen)
+
+
 def recording_listener(base: type, events: list) -> object:
     """A rebalance listener (kafka-python's or aiokafka's ``base``) that records
     ("revoke" | "assign", partitions) in ``events``."""
@@ -645,10 +654,7 @@ def test_kafka_python_three_members_then_one_leaves(broker_factory, assignor):
                 w.close()
     for w in workers:
         assert w.error is None, (w.name, w.error)
-    got = Counter((p, o) for w in workers for p, o, _ in w.seen)
-    assert set(got) == {(p, o) for p in range(parts) for o in range(2 * per)}, len(got)
-    assert max(got.values()) == 1, [k for k, n in got.items() if n > 1][:5]
-    assert all(v == f"{p}:{o}".encode() for w in workers for p, o, v in w.seen)
+    assert_each_read_once(workers, parts, 2 * per)
     # before the leave each member read its own partitions; after it the survivors read all
     for w, mine in zip(workers, first):
         assert {p for p, o, _ in w.seen if o < per} == mine, (w.name, mine)
@@ -779,10 +785,7 @@ def test_aiokafka_sticky_member_leaves(broker_factory):
         return members, first, second
 
     members, first, second = asyncio.run(main())
-    got = Counter((p, o) for m in members for p, o, _ in m.seen)
-    assert set(got) == {(p, o) for p in range(parts) for o in range(2 * per)}, len(got)
-    assert max(got.values()) == 1, [k for k, n in got.items() if n > 1][:5]
-    assert all(v == f"{p}:{o}".encode() for m in members for p, o, v in m.seen)
+    assert_each_read_once(members, parts, 2 * per)
     for m, mine in zip(members, first):
         assert {p for p, o, _ in m.seen if o < per} == mine, (m.name, mine)
     for m, mine_before, mine in zip(members, first, second):
