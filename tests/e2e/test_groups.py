@@ -538,10 +538,7 @@ def test_static_member_restart_without_rebalance(broker_factory):
         assert w1.events == w1_events  # w1's rebalance callbacks were not called again
         assert b.log_text().count(f"group {group}: generation ") == generations
         assert "without rebalance" in b.log_text()
-        a = admin(b.bootstrap)  # must outlive the future
-        desc = a.describe_consumer_groups([group], request_timeout=15)[group].result(15)
-        assert desc.state == ConsumerGroupState.STABLE
-        assert sorted(m.group_instance_id for m in desc.members) == ["inst-1", "inst-2"]
+        assert_stable_with_instances(b.bootstrap, group, ["inst-1", "inst-2"])
     finally:
         for w in (w1, w2, w2b):
             if w is not None and w.is_alive():
@@ -555,6 +552,14 @@ def test_static_member_restart_without_rebalance(broker_factory):
 
 
 # ------------------------------------------------------------ kafka-python members
+def assert_stable_with_instances(bootstrap: str, group: str, instance_ids: list[str]) -> None:
+    """DescribeGroups (confluent's admin): Stable, with exactly these static members."""
+    a = admin(bootstrap)  # must outlive the future
+    desc = a.describe_consumer_groups([group], request_timeout=15)[group].result(15)
+    assert desc.state == ConsumerGroupState.STABLE
+    assert sorted(m.group_instance_id for m in desc.members) == sorted(instance_ids)
+
+
 def assert_each_read_once(members, parts: int, per_partition: int) -> None:
     """Between them the members read offsets 0..per_partition-1 of every partition,
     each exactly once, with the values ``produce`` wrote."""
@@ -837,10 +842,7 @@ def test_aiokafka_static_member_restart_without_rebalance(broker_factory):
             assert m1.c._coordinator.generation == m2b.c._coordinator.generation == generation
             assert m1.assigned | m2b.assigned == set(range(parts))
             assert b.log_text().count(f"group {group}: generation ") == joins
-            a = admin(b.bootstrap)  # must outlive the future
-            desc = a.describe_consumer_groups([group], request_timeout=15)[group].result(15)
-            assert desc.state == ConsumerGroupState.STABLE
-            assert sorted(m.group_instance_id for m in desc.members) == ["inst-1", "inst-2"]
+            assert_stable_with_instances(b.bootstrap, group, ["inst-1", "inst-2"])
         finally:
             for m in (m1, m2, m2b):
                 if m is not None and not m.stopping:
