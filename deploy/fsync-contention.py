@@ -1,15 +1,20 @@
 #!/usr/bin/env python3
-"""How much does deleting big files stall a WAL's fdatasync on this disk?
+"""How much do the object store's writes and deletes stall a WAL's fdatasync on this disk?
 
 One thread acts like the WAL at ~75 MB/s: 300 KiB written and fdatasync'ed
-every 4 ms, timing each fdatasync. Another acts like the object store: every
-2 s it writes a 64 MiB file in 1 MiB sync_file_range steps (as
-objectstore/filesystem.py does), fsyncs it, and deletes the previous one --
-with plain unlink, or (--delete steps) truncated 4 MiB at a time 20 ms apart
-first (as wal/reclaim.py does). Prints fdatasync p50/p99/p99.9/max in ms.
+every 4 ms, timing each fdatasync -- appended to a growing file, or (--wal
+recycle) overwriting a file written before, as wal/log.py's recycled
+segments do. Another acts like the object store: every --object-period
+seconds (2) it writes an --object-mib (64) MiB file in 1 MiB sync_file_range
+steps (as objectstore/filesystem.py does), fsyncs it, and deletes the
+previous one -- with plain unlink, or (--delete steps) truncated 4 MiB at a
+time 20 ms apart first (as wal/reclaim.py does). Prints fdatasync and write
+p50/p99/p99.9/max in ms.
 
     .venv/bin/python deploy/fsync-contention.py --dir /path/on/the/disk --delete unlink
     .venv/bin/python deploy/fsync-contention.py --dir /path/on/the/disk --delete steps
+    .venv/bin/python deploy/fsync-contention.py --dir D --delete steps --object-mib 8 \
+        --object-period 0.11 --wal append|recycle      # uploads at 75 MB/s
 
 Alternate the two a few times: shared machines are noisy.
 """
@@ -26,24 +31,42 @@ from wal.reclaim import reclaim_file
 CHUNK, PERIOD, OBJECT, STEP = 300 << 10, 0.004, 64 << 20, 1 << 20
 
 
-def wal_writer(path: str, stop: threading.Event, out: list[float]) -> None:
+def wal_writer(path: str, mode: str, stop: threading.Event, out: list[float],
+               writes: list[float]) -> None:
+    """``append``: a growing file (each fdatasync commits the new size to the
+    journal). ``recycle``: overwrite a file written before, wrapping around
+    (no metadata for fdatasync to commit)."""
     buf = os.urandom(CHUNK)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    size = 64 << 20
+    if mode == "recycle":
+        for _ in range(size // CHUNK):
+            os.write(fd, buf)
+        os.fsync(fd)
+    pos = 0
     try:
         while not stop.is_set():
             t0 = time.perf_counter()
-            os.write(fd, buf)
+            if mode == "recycle":
+                if pos + CHUNK > size:
+                    pos = 0
+                os.pwrite(fd, buf, pos)
+                pos += CHUNK
+            else:
+                os.write(fd, buf)
             t1 = time.perf_counter()
             os.fdatasync(fd)
             t2 = time.perf_counter()
             out.append((t2 - t1) * 1000)
+            writes.append((t1 - t0) * 1000)
             time.sleep(max(0.0, PERIOD - (t2 - t0)))
     finally:
         os.close(fd)
         os.unlink(path)
 
 
-def object_writer(directory: str, delete: str, stop: threading.Event) -> None:
+def object_writer(directory: str, delete: str, size: int, period: float,
+                  stop: threading.Event) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     sfr = libc.sync_file_range
     sfr.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
@@ -53,7 +76,7 @@ def object_writer(directory: str, delete: str, stop: threading.Event) -> None:
     while not stop.is_set():
         path = os.path.join(directory, f"object-{n}")
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        for i in range(OBJECT // STEP):
+        for i in range(size // STEP):
             os.write(fd, block)
             sfr(fd, i * STEP, STEP, 2)                   # start writeback
             if i:
@@ -66,7 +89,7 @@ def object_writer(directory: str, delete: str, stop: threading.Event) -> None:
             else:
                 os.unlink(previous)
         previous, n = path, n + 1
-        stop.wait(2.0)
+        stop.wait(period)
     if previous:
         os.unlink(previous)
 
@@ -76,23 +99,29 @@ def main() -> None:
     p.add_argument("--dir", required=True, help="a directory on the disk to test")
     p.add_argument("--delete", choices=("unlink", "steps"), default="unlink")
     p.add_argument("--seconds", type=float, default=15.0)
+    p.add_argument("--wal", choices=("append", "recycle"), default="append",
+                   help="append to a growing file, or overwrite a file written before")
+    p.add_argument("--object-mib", type=int, default=OBJECT >> 20)
+    p.add_argument("--object-period", type=float, default=2.0, help="seconds between objects")
     a = p.parse_args()
     os.makedirs(a.dir, exist_ok=True)
-    stop, lat = threading.Event(), []
-    threads = [threading.Thread(target=wal_writer, args=(os.path.join(a.dir, "wal"), stop, lat)),
-               threading.Thread(target=object_writer, args=(a.dir, a.delete, stop))]
+    stop, lat, wlat = threading.Event(), [], []
+    threads = [threading.Thread(target=wal_writer, args=(os.path.join(a.dir, "wal"), a.wal, stop, lat, wlat)),
+               threading.Thread(target=object_writer,
+                                args=(a.dir, a.delete, a.object_mib << 20, a.object_period, stop))]
     for t in threads:
         t.start()
     time.sleep(a.seconds)
     stop.set()
     for t in threads:
         t.join()
-    lat.sort()
 
-    def q(f: float) -> float:
-        return lat[min(len(lat) - 1, int(f * len(lat)))]
-    print(f"delete={a.delete}: {len(lat)} fdatasyncs, p50 {q(.5):.2f} p99 {q(.99):.2f} "
-          f"p99.9 {q(.999):.2f} max {lat[-1]:.1f} ms")
+    def q(xs: list[float], f: float) -> float:
+        return xs[min(len(xs) - 1, int(f * len(xs)))]
+    for name, xs in (("fdatasync", sorted(lat)), ("write", sorted(wlat))):
+        print(f"wal={a.wal} delete={a.delete} objects={a.object_mib} MiB/{a.object_period}s: "
+              f"{len(xs)} {name}s, p50 {q(xs, .5):.2f} p99 {q(xs, .99):.2f} "
+              f"p99.9 {q(xs, .999):.2f} max {xs[-1]:.1f} ms")
 
 
 if __name__ == "__main__":

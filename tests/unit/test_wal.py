@@ -7,11 +7,13 @@ import threading
 
 import pytest
 
-from wal.log import FRAME, SUFFIX, WalError, WriteAheadLog
+from wal.log import FRAME, HEADER, SUFFIX, WalError, WriteAheadLog, seal_crc, segment_seed
 
 
 def _segment_files(directory) -> list[str]:
-    return sorted(n for n in os.listdir(directory) if n.endswith(SUFFIX))
+    """Segment files holding entries (not the next one, prepared ahead: a header only)."""
+    return sorted(n for n in os.listdir(directory)
+                  if n.endswith(SUFFIX) and os.path.getsize(os.path.join(directory, n)) > HEADER.size)
 
 
 async def _recovered(directory, **kw) -> list[tuple[int, bytes, bytes]]:
@@ -58,7 +60,7 @@ async def test_group_commit_many_appends_one_fsync(tmp_path):
     list(wal.recover())
     n = 200
     futs = [wal.append(1, b"key", b"v%05d" % i)[1] for i in range(n)]
-    # All appends made in one event-loop step share one future.
+    # All appends made in one event-loop step share one future (and one write).
     assert len({id(f) for f in futs}) == 1
     await wal.sync()
     assert all(f.done() and f.exception() is None for f in futs)
@@ -123,17 +125,17 @@ async def test_torn_tail_truncated_mid_entry(tmp_path, cut):
     await _write(d, entries)
     [seg] = _segment_files(d)
     path = d / seg
-    full = path.stat().st_size
+    full = path.stat().st_size - HEADER.size
     entry_size = full // 10
     assert entry_size * 10 == full
     # Keep 9 whole entries plus ``cut`` bytes of the 10th (-1: all but its last byte).
-    keep = 9 * entry_size + (cut if cut >= 0 else entry_size - 1)
+    keep = HEADER.size + 9 * entry_size + (cut if cut >= 0 else entry_size - 1)
     os.truncate(path, keep)
 
     wal = WriteAheadLog(str(d))
     got = [(e.kind, e.key, bytes(e.data)) for e in wal.recover()]
     assert got == entries[:9]
-    assert path.stat().st_size == 9 * entry_size  # the torn bytes are cut off
+    assert path.stat().st_size == HEADER.size + 9 * entry_size  # the torn bytes are cut off
 
     # New appends after recovery land right after the intact prefix and are readable.
     new = [(2, b"n", b"after-%d" % i) for i in range(3)]
@@ -157,12 +159,12 @@ async def test_torn_tail_corrupted_last_entry(tmp_path):
         b = f.read(1)
         f.seek(size - 2)
         f.write(bytes([b[0] ^ 0xFF]))
-    entry_size = size // 5
+    entry_size = (size - HEADER.size) // 5
 
     wal = WriteAheadLog(str(d))
     got = [(e.kind, e.key, bytes(e.data)) for e in wal.recover()]
     assert got == entries[:4]
-    assert path.stat().st_size == 4 * entry_size
+    assert path.stat().st_size == HEADER.size + 4 * entry_size
     _, fut = wal.append(3, b"z", b"new")
     await fut
     await wal.close()
@@ -225,29 +227,36 @@ async def test_torn_entry_in_earlier_segment_drops_later_segments(tmp_path):
     assert len(segs) >= 3
     first = d / segs[0]
     per_seg = len(_recovered_segment(first))
-    os.truncate(first, first.stat().st_size - 3)
+    # Cut its seal and the last 3 bytes of its last entry.
+    os.truncate(first, first.stat().st_size - FRAME.size - 3)
 
     wal = WriteAheadLog(str(d), segment_bytes=200)
     got = [(e.kind, e.key, bytes(e.data)) for e in wal.recover()]
     assert got == entries[:per_seg - 1]
     assert _segment_files(d) == segs[:1]  # later segments are gone with the torn tail
-    assert wal.size_bytes == first.stat().st_size
+    assert wal.size_bytes == first.stat().st_size - HEADER.size
     loc, fut = wal.append(9, b"n", b"next")
     await fut
-    assert wal.size_bytes == first.stat().st_size
+    assert wal.size_bytes == first.stat().st_size - HEADER.size
     assert wal.read(loc) == b"next"
     await wal.close()
+    assert _segment_files(d) == segs[:1]
     assert await _recovered(d, segment_bytes=200) == entries[:per_seg - 1] + [(9, b"n", b"next")]
 
 
 def _recovered_segment(path) -> list:
+    """The entries of one segment file, which must be whole and sealed."""
     data = memoryview(path.read_bytes())
-    out, pos = [], 0
-    while pos < len(data):
-        got = WriteAheadLog._entry_at(data, pos, 0)
+    seg_id = int(path.name[:-len(SUFFIX)])
+    seed = segment_seed(seg_id)
+    assert HEADER.unpack_from(data, 0)[1] == seg_id
+    out, pos = [], HEADER.size
+    while FRAME.unpack_from(data, pos) != (0, seal_crc(seed)):
+        got = WriteAheadLog._entry_at(data, pos, seg_id, seed)
         assert got is not None
         out.append(got[0])
         pos = got[1]
+    assert pos + FRAME.size == len(data)
     return out
 
 
@@ -363,39 +372,112 @@ async def test_wait_for_timeout_on_append_future_leaves_it_intact(tmp_path):
 
 
 async def test_cut_and_trim_keep_the_event_loop_free_of_fsyncs_and_unlinks(tmp_path, monkeypatch):
-    """A new segment's name is made durable by the flush thread before its first
-    entry is acked (never by a directory fsync in the event loop); trim takes
-    whole segments out of the log at once and frees them in a background
-    thread, oldest first, a few MiB at a time (wal/reclaim.py)."""
+    """The next segment is prepared ahead, its name made durable by the
+    preparer thread (never by a directory fsync in the event loop or in an
+    ack's path); trim takes whole segments out of the log at once and, with
+    no room for spares, frees them in a background thread, oldest first, a
+    few MiB at a time (wal/reclaim.py)."""
     import wal.log as wl
     import wal.reclaim as reclaim
     loop_thread = threading.get_ident()
-    where: list[str] = []
+    where: list = []
     real_fsync_dir, real_reclaim_file = wl._fsync_dir, reclaim.reclaim_file
     monkeypatch.setattr(wl, "_fsync_dir", lambda p: (where.append(
-        "loop" if threading.get_ident() == loop_thread else "thread"), real_fsync_dir(p)))
+        ("loop" if threading.get_ident() == loop_thread else threading.current_thread().name[:11])),
+        real_fsync_dir(p)))
     monkeypatch.setattr(reclaim, "reclaim_file", lambda path, *a: (where.append(
         ("reclaim-loop" if threading.get_ident() == loop_thread else "reclaim-thread",
          os.path.basename(path))), real_reclaim_file(path, *a))[1])
     directory = tmp_path / "wal"
-    wal = WriteAheadLog(str(directory))
-    list(wal.recover())
-    await wal.append(1, b"k", b"first")[1]
+    wal = WriteAheadLog(str(directory), max_spares=0)
+    list(wal.recover())     # creates the first segment (at start-up, in the loop)
     where.clear()
+    await wal.append(1, b"k", b"first")[1]
     for i in range(3):
         cut = wal.cut()
         _, fut = wal.append(1, b"k", b"entry-%d" % i)
-        assert not wal._active.named
         await fut
-        assert wal._active.named
-    assert where == ["thread"] * 3
+    assert "loop" not in where and "wal-flush" not in where
+    assert where.count("wal-prepare") >= 3
+    where.clear()
     assert len(_segment_files(directory)) == 4
-    assert wal.size_bytes == sum(os.path.getsize(directory / f) for f in _segment_files(directory))
     freed = wal.trim(cut)
     assert freed > 0
     assert _segment_files(directory) == [f"{3:020d}{SUFFIX}"]   # 0-2 out of the log at once
-    assert wal.size_bytes == os.path.getsize(directory / f"{3:020d}{SUFFIX}")
+    assert wal.size_bytes == os.path.getsize(directory / f"{3:020d}{SUFFIX}") - HEADER.size
     await wal.close()                    # waits for the reclaim thread
-    assert where[3:] == [("reclaim-thread", f"{i:020d}{SUFFIX}.trash") for i in range(3)]
-    assert sorted(os.listdir(directory)) == [f"{3:020d}{SUFFIX}"]   # freed and unlinked
+    assert [w for w in where if isinstance(w, tuple)] == [
+        ("reclaim-thread", f"{i:020d}{SUFFIX}.trash") for i in range(3)]
+    assert sorted(n for n in os.listdir(directory) if n.endswith(SUFFIX)) == [f"{3:020d}{SUFFIX}"]
     assert [bytes(e.data) for e in WriteAheadLog(str(directory)).recover()] == [b"entry-2"]
+
+
+async def test_trimmed_segments_are_recycled_and_their_old_entries_never_replay(tmp_path):
+    """A trimmed segment becomes a spare; the next segments are the same files
+    overwritten (no new blocks, so no journal commit per fdatasync). The old
+    entries left behind in them never verify: checksums are seeded per segment."""
+    d = tmp_path / "wal"
+    wal = WriteAheadLog(str(d), max_spares=2)
+    list(wal.recover())
+    old = [wal.append(1, b"old", os.urandom(100))[1] for _ in range(50)]
+    await asyncio.gather(*old)
+    cut = wal.cut()
+    for i in range(3):                  # more segments, each with one entry
+        await wal.append(1, b"mid", b"m%d" % i)[1]
+        cut = wal.cut()
+    inodes = {os.stat(d / f).st_ino for f in _segment_files(d)}
+    await wal.sync()                    # as the uploader: the cut's seal is durable first
+    wal.trim(cut)                       # 4 segments out: 2 kept as spares, 2 freed
+    spares = sorted(n for n in os.listdir(d) if n.endswith(".spare"))
+    assert len(spares) == 2
+    spare_inodes = {os.stat(d / n).st_ino for n in spares}
+    assert spare_inodes <= inodes
+    new = []
+    for i in range(3):                  # the segments after the prepared one reuse the spares
+        new.append((2, b"new", b"n%d" % i))
+        await wal.append(*new[-1])[1]
+        wal.cut()
+    used = {os.stat(d / f).st_ino for f in _segment_files(d)}
+    assert spare_inodes & used, "a spare was recycled"
+    # A crash now (no clean close, the active segment unsealed): recovery from a
+    # copy of the directory sees only the new entries, never the stale ones.
+    import shutil
+    shutil.copytree(d, tmp_path / "copy")
+    assert await _recovered(tmp_path / "copy") == new
+    await wal.close()
+    assert await _recovered(d) == new
+
+
+async def test_a_recycled_file_whose_new_header_never_landed_is_empty(tmp_path):
+    d = tmp_path / "wal"
+    await _write(d, [(1, b"k", b"v%d" % i) for i in range(5)])
+    [seg] = _segment_files(d)
+    # The same bytes under a later segment's name: its header names segment 0.
+    (d / seg).rename(d / f"{7:020d}{SUFFIX}")
+    wal = WriteAheadLog(str(d))
+    assert list(wal.recover()) == []
+    _, fut = wal.append(1, b"k", b"after")
+    await fut
+    await wal.close()
+    assert await _recovered(d) == [(1, b"k", b"after")]
+
+
+async def test_segments_from_before_headers_still_recover(tmp_path):
+    """A WAL written before segment headers (entries from byte 0, unseeded
+    checksums) replays as before; new entries go to a new segment after it."""
+    import crc32c
+    from wal.log import BODY_HEAD
+    d = tmp_path / "wal"
+    d.mkdir()
+    old = [(1, b"key", b"old-%d" % i) for i in range(4)]
+    with open(d / f"{0:020d}{SUFFIX}", "wb") as f:
+        for kind, key, data in old:
+            body = BODY_HEAD.pack(kind, len(key)) + key + data
+            f.write(FRAME.pack(len(body), crc32c.crc32c(body)) + body)
+    wal = WriteAheadLog(str(d))
+    assert [(e.kind, e.key, bytes(e.data)) for e in wal.recover()] == old
+    loc, fut = wal.append(2, b"k", b"new")
+    await fut
+    assert loc.segment == 1
+    await wal.close()
+    assert await _recovered(d) == old + [(2, b"k", b"new")]
