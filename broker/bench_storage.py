@@ -390,6 +390,11 @@ def run(a) -> int:
             "broker_cpu_alone": alone["steady"].get("broker_cpu_fraction") if alone else None,
             "broker_cpu_with_catch_up": busy["steady"].get("broker_cpu_fraction") if busy else None,
             "loadavg_1m_with_catch_up": busy["machine"].get("loadavg_1m_after") if busy else None,
+            # per second: when in the run the slow acks came (t = seconds since the start)
+            "timelines": {name: [{"t": p["t"], **{q: p["latency_ms_of_sends"][q] for q in ("p50", "p99", "max")}}
+                                 for p in r["timeline"] if "latency_ms_of_sends" in p]
+                          for name, r in (("alone", alone), ("with_catch_up", busy),
+                                          ("with_catch_up_unpaced", unpaced)) if r},
         }
     finally:
         if broker is not None:
