@@ -71,10 +71,19 @@ class BlockCache:
     async def read(self, key: str, start: int, end: int) -> bytes | memoryview:
         """Bytes [start, end) of ``key`` (a read-only view when they lie in one
         block); raises ShortRead if the object is shorter."""
+        out = await self.read_parts(key, start, end)
+        # A range inside one block (most batches) is a view of it, not a copy;
+        # the view keeps that block's bytes alive only while the caller holds it.
+        return out[0] if len(out) == 1 else b"".join(out)
+
+    async def read_parts(self, key: str, start: int, end: int) -> list[memoryview]:
+        """Bytes [start, end) of ``key`` as views of consecutive blocks, not
+        joined: a whole 64 MiB segment joined in the event loop stalls it for
+        tens of ms. Raises ShortRead if the object is shorter."""
         if start < 0 or end < start:
             raise ValueError(f"bad range [{start}, {end})")
         if start == end:
-            return b""
+            return []
         obj = self._object(key)
         if obj.size is not None and end > obj.size:
             raise ShortRead(f"{key!r} has {obj.size} bytes, asked for [{start}, {end})")
@@ -117,9 +126,7 @@ class BlockCache:
             if not isinstance(p, _Run):
                 self.bytes_from_cache += b - a
             out.append(block[a:b])
-        # A range inside one block (most batches) is a view of it, not a copy;
-        # the view keeps that block's bytes alive only while the caller holds it.
-        return out[0] if len(out) == 1 else b"".join(out)
+        return out
 
     def prefetch(self, key: str, start: int, end: int) -> None:
         """Fetch the missing blocks of [start, end) in the background (errors are

@@ -157,34 +157,52 @@ class BatchSpan:
         return self.position + self.size
 
 
-def iter_batches(buf: Buffer, *, key: str | None = None) -> Iterator[BatchSpan]:
+def iter_batches(buf: Buffer | Sequence[Buffer], *, key: str | None = None) -> Iterator[BatchSpan]:
     """The record batches in ``buf`` (whole batches back to back), in order.
 
-    Reads only header fields (baseOffset, batchLength, magic,
+    ``buf`` may also be a list of buffers that are consecutive pieces of one
+    range (a segment as block views, never joined); positions are then within
+    the whole range. Reads only header fields (baseOffset, batchLength, magic,
     lastOffsetDelta, maxTimestamp). Raises CorruptObject on a truncated
     batch, an impossible length or a magic other than 2; ``key`` only names
     the object in the message.
     """
-    mv = memoryview(buf)
-    size = len(mv)
+    parts = [memoryview(p) for p in buf] if isinstance(buf, (list, tuple)) else [memoryview(buf)]
+    size = sum(len(p) for p in parts)
     pos = 0
+    idx, part_start = 0, 0
     while pos < size:
         if size - pos < BATCH_HEADER_SIZE:
             raise CorruptObject(key, f"truncated batch header at byte {pos} "
                                      f"({size - pos} of {BATCH_HEADER_SIZE} bytes)")
-        base_offset, batch_length = _BATCH_PREFIX.unpack_from(mv, pos)
+        while pos >= part_start + len(parts[idx]):
+            part_start += len(parts[idx])
+            idx += 1
+        mv, at = parts[idx], pos - part_start
+        if at + BATCH_HEADER_SIZE > len(mv):    # the header straddles two pieces
+            mv, at = _gather(parts, idx, at, BATCH_HEADER_SIZE), 0
+        base_offset, batch_length = _BATCH_PREFIX.unpack_from(mv, at)
         total = batch_length + LOG_OVERHEAD
         if total < BATCH_HEADER_SIZE or total > size - pos:
             raise CorruptObject(key, f"batch at byte {pos} has batchLength {batch_length}, "
                                      f"{size - pos} bytes left")
-        if mv[pos + _MAGIC_AT] != 2:
-            raise CorruptObject(key, f"batch at byte {pos} has magic {mv[pos + _MAGIC_AT]}, not 2")
-        (delta,) = _LAST_OFFSET_DELTA.unpack_from(mv, pos + 23)
-        (max_ts,) = _MAX_TIMESTAMP.unpack_from(mv, pos + 35)
+        if mv[at + _MAGIC_AT] != 2:
+            raise CorruptObject(key, f"batch at byte {pos} has magic {mv[at + _MAGIC_AT]}, not 2")
+        (delta,) = _LAST_OFFSET_DELTA.unpack_from(mv, at + 23)
+        (max_ts,) = _MAX_TIMESTAMP.unpack_from(mv, at + 35)
         if delta < 0:
             raise CorruptObject(key, f"batch at byte {pos} has lastOffsetDelta {delta}")
         yield BatchSpan(pos, total, base_offset, base_offset + delta, max_ts)
         pos += total
+
+
+def _gather(parts: list[memoryview], idx: int, at: int, n: int) -> bytes:
+    """``n`` bytes from offset ``at`` of ``parts[idx]`` on, across the pieces after it."""
+    out = bytearray(parts[idx][at:at + n])
+    while len(out) < n:
+        idx += 1
+        out += parts[idx][:n - len(out)]
+    return bytes(out)
 
 
 def find_batch(chunk: Buffer, offset: int, *, key: str | None = None) -> BatchSpan | None:
@@ -427,12 +445,18 @@ class HasRange(Protocol):
     crc: int
 
 
-def verify_chunk(data: Buffer, ref: HasRange, *, key: str | None = None) -> None:
-    """Raise CorruptObject unless ``data`` is the chunk ``ref`` describes."""
-    if len(data) != ref.length:
-        raise CorruptObject(key, f"chunk at {ref.position}: got {len(data)} bytes, "
+def verify_chunk(data: Buffer | Sequence[Buffer], ref: HasRange, *, key: str | None = None) -> None:
+    """Raise CorruptObject unless ``data`` (or the pieces of it, in order) is
+    the chunk ``ref`` describes."""
+    parts = data if isinstance(data, (list, tuple)) else (data,)
+    length, crc = 0, 0
+    for part in parts:
+        length += len(part)
+        crc = crc32c.crc32c(part, crc)
+    if length != ref.length:
+        raise CorruptObject(key, f"chunk at {ref.position}: got {length} bytes, "
                                  f"expected {ref.length}")
-    if crc32c.crc32c(data) != ref.crc:
+    if crc != ref.crc:
         raise CorruptObject(key, f"chunk at {ref.position} (+{ref.length}): crc32c mismatch")
 
 

@@ -58,6 +58,9 @@ def test_random_ranges_match_slicing(size, block_size, readahead, max_bytes, ran
                     await cache.read("k", start, end)
             else:
                 assert await cache.read("k", start, end) == src[start:end]
+                parts = await cache.read_parts("k", start, end)     # views, not joined
+                assert b"".join(parts) == src[start:end]
+                assert all(len(p) <= block_size for p in parts)
             assert cache.size_bytes <= max_bytes
             assert cache.size_bytes == sum(len(b) for b in cache._blocks.values())
 

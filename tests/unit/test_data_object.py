@@ -257,3 +257,26 @@ def test_object_keys_are_unique_and_sort_by_sequence():
     for bad in ("data/7/123-abc.sldo", "manifests/x/0.json", made[0][:-1], "data/x/" + made[0][7:]):
         with pytest.raises(ValueError):
             do.parse_object_key(bad)
+
+
+def test_batches_and_crc_of_a_chunk_in_pieces_match_the_joined_chunk():
+    """A segment read as block views (never joined) indexes and verifies the
+    same as the joined bytes, wherever the pieces split it, batch headers included."""
+    chunk = b"".join(batches_for(0, [3 + i % 4 for i in range(12)]))
+    whole = [(s.position, s.size, s.base_offset, s.last_offset, s.max_timestamp)
+             for s in do.iter_batches(chunk)]
+    assert len(whole) == 12
+    ref = do.ChunkRef(b"p" * 20, whole[0][2], whole[-1][3], max(w[4] for w in whole), 0, len(chunk),
+                      crc32c.crc32c(chunk))
+    for cuts in ([1], [30], [61], [62], [len(chunk) // 2], [5, 200, 201, len(chunk) - 3],
+                 list(range(7, len(chunk), 97))):
+        bounds = [0, *cuts, len(chunk)]
+        parts = [memoryview(chunk)[a:b] for a, b in zip(bounds, bounds[1:])]
+        got = [(s.position, s.size, s.base_offset, s.last_offset, s.max_timestamp)
+               for s in do.iter_batches(parts)]
+        assert got == whole, cuts
+        do.verify_chunk(parts, ref)
+    with pytest.raises(do.CorruptObject):
+        do.verify_chunk([chunk[:10], chunk[11:]], ref)
+    with pytest.raises(do.CorruptObject):
+        list(do.iter_batches([chunk[:100], chunk[100:-1]]))
