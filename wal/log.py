@@ -160,17 +160,18 @@ class _Segment:
 
     def file(self) -> int:
         """The file descriptor (waits for the segment's preparation, if any)."""
-        if self._fd is None:
-            self._fd = self._pending_fd.result()
-            self._pending_fd = None
-        return self._fd
+        fd = self._fd
+        if fd is None:     # (the flusher and the loop may both ask: no state but _fd changes)
+            fd = self._fd = self._pending_fd.result()
+        return fd
 
     def close(self) -> None:
         if self._fd is None and self._pending_fd is not None:
             try:
                 self._fd = self._pending_fd.result()
             except Exception:
-                return
+                return      # its preparation failed: there is no file to close
+        self._pending_fd = None
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
