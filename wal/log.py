@@ -232,7 +232,6 @@ class WriteAheadLog:
         self._preparer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wal-prepare")
         self._next_file: ThreadFuture | None = None     # the file of segment active.id + 1
         self._failed: BaseException | None = None
-        self._recovered = False
         self._active: _Segment | None = None
 
     # ------------------------------------------------------------------ recovery
@@ -272,7 +271,6 @@ class WriteAheadLog:
             seg.size = pos
         self._start_appending()
         self._bytes = sum(seg.size - seg.start for seg in self._segments.values())
-        self._recovered = True
 
     def _start_appending(self) -> None:
         """After recovery: append to the last segment if it has a header,
@@ -404,7 +402,9 @@ class WriteAheadLog:
         with self._lock:
             pending = self._pending
             for seg, position, parts in staged:
-                if pending and pending[-1][0] is seg and _end_of(pending[-1]) == position:
+                # A segment's bytes are reserved and queued in order, so a run
+                # continuing the last one not yet taken starts where it ends.
+                if pending and pending[-1][0] is seg:
                     pending[-1][2].extend(parts)
                 else:
                     pending.append((seg, position, parts))
@@ -597,11 +597,6 @@ class WriteAheadLog:
             seg.close()
         self._segments.clear()
         self._bytes = 0
-
-
-def _end_of(run: tuple[_Segment, int, list]) -> int:
-    _seg, position, parts = run
-    return position + sum(len(p) for p in parts)
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, fn, *args) -> bool:
