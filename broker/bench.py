@@ -117,9 +117,9 @@ class _Broker:
     def __init__(self, extra_args: list[str], parent_dir: str | None = None) -> None:
         self.dir = tempfile.mkdtemp(prefix="sluice-bench-", dir=parent_dir)
         self.log_path = os.path.join(self.dir, "broker.log")
-        self.metrics = f"127.0.0.1:{_free_port()}"
+        self.metrics = ""    # HOST:PORT the broker reports binding (port 0 asks it for a free one)
         args = [sys.executable, "-m", "broker", "serve", "--listen", "127.0.0.1:0",
-                "--data-dir", os.path.join(self.dir, "data"), "--metrics", self.metrics, *extra_args]
+                "--data-dir", os.path.join(self.dir, "data"), "--metrics", "127.0.0.1:0", *extra_args]
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self._log,
                                      cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -141,6 +141,8 @@ class _Broker:
                 break
             buf += chunk
             for line in buf.splitlines():
+                if line.startswith(b"metrics on "):
+                    self.metrics = line[len(b"metrics on "):].decode().strip()
                 if line.startswith(b"ready on "):
                     sel.close()
                     # keep draining stdout so the broker can never block on a full pipe
@@ -185,11 +187,7 @@ def file_tail(path, n: int = 3000) -> str:
         return ""
 
 
-def _free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from .ports import free_port as _free_port  # noqa: E402  (kept under its old name)
 
 
 def _scrape_wal(metrics: str | None) -> dict | None:

@@ -143,7 +143,7 @@ class Broker:
         self.minio = minio
         self.proc = None
         self.port = _free_port()
-        self.metrics = f"127.0.0.1:{_free_port()}"
+        self.metrics = "127.0.0.1:0"    # what the broker reports binding, at each start
 
     @property
     def bootstrap(self) -> str:
@@ -153,7 +153,7 @@ class Broker:
         if wipe:
             shutil.rmtree(self.data_dir, ignore_errors=True)
         args = [sys.executable, "-m", "broker", "serve", "--listen", self.bootstrap, "--data-dir",
-                self.data_dir, "--object-store", f"s3://{self.minio.bucket}", "--metrics", self.metrics]
+                self.data_dir, "--object-store", f"s3://{self.minio.bucket}", "--metrics", "127.0.0.1:0"]
         for o in overrides:
             args += ["--override", o]
         log = open(self.log_path, "ab")
@@ -165,6 +165,9 @@ class Broker:
         killer.start()
         try:
             line = self.proc.stdout.readline()
+            if line.startswith(b"metrics on "):
+                self.metrics = line[len(b"metrics on "):].decode().strip()
+                line = self.proc.stdout.readline()
         finally:
             killer.cancel()
         if not line.startswith(b"ready on "):

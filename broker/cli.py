@@ -68,6 +68,17 @@ async def serve(args) -> int:
     adv_host, adv_port = _advertised(config["advertised.listeners"], host, port)
     broker = Broker(config, data_dir, object_store=object_store, advertised_host=adv_host,
                     advertised_port=adv_port)
+    metrics_at = None
+    if args.metrics:
+        # Bound before anything else starts, so a taken port fails fast and cleanly.
+        # Port 0 picks a free one; the line below tells whoever started us which.
+        try:
+            metrics_at = broker.metrics.serve(*args.metrics)
+        except OSError as exc:
+            log.error("cannot serve metrics on %s:%d: %s", *args.metrics, exc)
+            await broker.replicas.store.close()
+            return 1
+        print(f"metrics on {metrics_at[0]}:{metrics_at[1]}", flush=True)
     try:
         await broker.start()
     except Exception as exc:
@@ -79,8 +90,7 @@ async def serve(args) -> int:
     if adv_port == 0:
         broker.advertised_port = bound_port
     lag_watch = None
-    if args.metrics:
-        broker.metrics.serve(*args.metrics)
+    if metrics_at is not None:
         lag_watch = asyncio.get_running_loop().create_task(broker.metrics.watch_event_loop())
     effective = " ".join(f"{k}={v}" for k, v in sorted(config.values.items()))
     log.info("starting node %s: data-dir=%s object-store=%s advertised=%s:%d %s", broker.node_id,

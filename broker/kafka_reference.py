@@ -38,29 +38,11 @@ import time
 import uuid
 from pathlib import Path
 
+from broker.ports import free_ports
+
 ROOT = Path(__file__).resolve().parent.parent
 TOOL = ROOT / "deploy" / "kafka-tool"
 INSTALL = ROOT / "deploy" / "install-kafka.sh"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct free loopback ports (all held open while choosing, so none repeats)."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            socks.append(s)
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def kafka_libs() -> str:

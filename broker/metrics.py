@@ -116,7 +116,8 @@ class BrokerMetrics:
             await asyncio.sleep(interval)
             self.loop_lag.observe(max(0.0, time.perf_counter() - start - interval))
 
-    def serve(self, host: str, port: int):
-        """Start the /metrics HTTP endpoint in a daemon thread."""
+    def serve(self, host: str, port: int) -> tuple[str, int]:
+        """Start the /metrics HTTP endpoint in a daemon thread; returns the bound address
+        (port 0 asks for a free one)."""
         server, _thread = start_http_server(port, addr=host, registry=self.registry)
-        return server
+        return host, server.server_port

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from broker.ports import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 
 pytest_plugins = ["kafka_tools", "minio_server"]
@@ -26,6 +28,7 @@ class BrokerProcess:
     extra_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)   # added to os.environ (AWS chain, crash points)
     port: int = 0
+    metrics_port: int | None = None    # what ``--metrics 127.0.0.1:0`` bound, read at each start
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
 
@@ -35,7 +38,10 @@ class BrokerProcess:
 
     def start(self, timeout: float = 30.0) -> "BrokerProcess":
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}-broker.log"
-        # Reuse the port across restarts so clients configured with it reconnect.
+        # Reuse the port across restarts so clients configured with it reconnect; chosen
+        # below the ephemeral range, so no client connection takes it while we are down.
+        if not self.port:
+            self.port = free_port()
         listen = f"127.0.0.1:{self.port}"
         args = [sys.executable, "-m", "broker", "serve", "--listen", listen,
                 "--data-dir", str(self.data_dir)]
@@ -49,6 +55,8 @@ class BrokerProcess:
         line = b""
         while time.monotonic() < deadline:
             line = self.proc.stdout.readline()
+            if line.startswith(b"metrics on "):
+                self.metrics_port = int(line.split(b":")[-1])
             if line.startswith(b"ready on "):
                 self.port = int(line.split(b":")[-1])
                 return self

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -35,10 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 INSTALL_SCRIPT = ROOT / "deploy" / "install-minio.sh"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from broker.ports import free_port as _free_port  # noqa: E402  (outside the ephemeral range)
 
 
 @dataclass

@@ -7,12 +7,6 @@ from confluent_kafka import Producer
 from prometheus_client.parser import text_string_to_metric_families
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _scrape(port: int) -> dict[tuple[str, tuple], float]:
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
     out = {}
@@ -23,8 +17,8 @@ def _scrape(port: int) -> dict[tuple[str, tuple], float]:
 
 
 def test_metrics_endpoint_counts_requests_bytes_and_fsyncs(broker_factory):
-    mport = _free_port()
-    b = broker_factory(extra_args=["--metrics", f"127.0.0.1:{mport}"])
+    b = broker_factory(extra_args=["--metrics", "127.0.0.1:0"])
+    mport = b.metrics_port
     p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all", "linger.ms": 5})
     for i in range(2000):
         p.produce("metrics-topic", value=b"x" * 100, key=str(i).encode())
@@ -49,3 +43,23 @@ def test_metrics_endpoint_counts_requests_bytes_and_fsyncs(broker_factory):
     errors = [labels for (name, labels), v in m.items()
               if name == "sluice_requests_total" and ("api", "Metadata") in labels]
     assert errors and all(dict(l)["error"] == "NONE" for l in errors)
+
+
+def test_metrics_port_in_use_fails_start_cleanly(tmp_path):
+    """A taken metrics port is an error message and exit code 1, not a traceback."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run([sys.executable, "-m", "broker", "serve", "--listen", "127.0.0.1:0",
+                               "--data-dir", str(tmp_path / "data"), "--metrics", f"127.0.0.1:{port}"],
+                              cwd=ROOT, capture_output=True, timeout=60)
+    assert proc.returncode == 1
+    assert b"ready on" not in proc.stdout
+    assert f"cannot serve metrics on 127.0.0.1:{port}".encode() in proc.stderr
+    assert b"Traceback" not in proc.stderr

@@ -20,7 +20,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from tests.e2e.test_crash import wait_until
-from tests.e2e.test_metrics import _free_port, _scrape as scrape
+from tests.e2e.test_metrics import _scrape as scrape
 
 pytestmark = pytest.mark.minio
 
@@ -33,11 +33,9 @@ def metric(port: int, name: str, **labels) -> float:
 def s3_broker(broker_factory, minio, minio_bucket):
     """Start brokers on the session MinIO's fresh bucket, with metrics."""
     def make(*overrides: str, name: str = "broker"):
-        mport = _free_port()
         b = broker_factory(*overrides, name=name, env=minio.env(),
                            extra_args=["--object-store", f"s3://{minio_bucket}",
-                                       "--metrics", f"127.0.0.1:{mport}"])
-        b.metrics_port = mport
+                                       "--metrics", "127.0.0.1:0"])
         return b
     make.bucket = minio_bucket
     make.minio = minio

@@ -20,7 +20,7 @@ from kafka.protocol.producer import ProduceRequest, ProduceResponse
 
 from tests.e2e.test_crash import (BackgroundProducer, RawClient, consume_all, create_topic, plain_batch,
                                   verify, wait_until)
-from tests.e2e.test_metrics import _free_port, _scrape
+from tests.e2e.test_metrics import _scrape
 
 pytestmark = pytest.mark.minio
 
@@ -30,13 +30,11 @@ NONE, REQUEST_TIMED_OUT = 0, 7
 # ------------------------------------------------------------------ helpers
 def s3_broker(broker_factory, minio, bucket: str, *overrides: str, crash_at: str | None = None):
     """A broker on ``bucket`` with a metrics endpoint (``b.metrics_port``)."""
-    mport = _free_port()
     env = minio.env()
     if crash_at is not None:
         env["SLUICE_CRASH_AT"] = crash_at
     b = broker_factory(*overrides, env=env,
-                       extra_args=["--object-store", f"s3://{bucket}", "--metrics", f"127.0.0.1:{mport}"])
-    b.metrics_port = mport
+                       extra_args=["--object-store", f"s3://{bucket}", "--metrics", "127.0.0.1:0"])
     return b
 
 
