@@ -1301,7 +1301,9 @@ def summarize(result: dict) -> list[dict]:
                     per_round.append(v)
             vals[system] = per_round
         med = {s: (round(statistics.median(v), 2) if v else None) for s, v in vals.items()}
-        ratio = (round(med["sluice"] / med["kafka"], 2)
+        # three significant figures, not two decimals: a ratio like 5.5/1456 ms
+        # (a busy machine's Kafka tail) must not read as 0
+        ratio = (float(f"{med['sluice'] / med['kafka']:.3g}")
                  if med["sluice"] is not None and med["kafka"] not in (None, 0) else None)
         row = {"key": key, "label": label.format(**fmt), "unit": unit,
                "higher_is_better": higher, "kafka": med["kafka"], "sluice": med["sluice"],
@@ -1338,7 +1340,8 @@ def markdown_table(result: dict) -> str:
             continue
         unit = row["unit"]
         better = "higher is better" if row["higher_is_better"] else "lower is better"
-        ratio = "-" if row["ratio_sluice_over_kafka"] is None else f"{row['ratio_sluice_over_kafka']:.2f}"
+        r = row["ratio_sluice_over_kafka"]
+        ratio = "-" if r is None else f"{r:.2f}" if r >= 0.1 else f"{r:.2g}"
         rr = (", ".join(_fmt(v) for v in row["kafka_rounds"]) + "; "
               + (", ".join(_fmt(v) for v in row["sluice_rounds"]) if row["status"] != "kafka only" else "-"))
         sluice = _fmt(row["sluice"]) if row["status"] != "kafka only" else "not yet (no partition reassignment)"

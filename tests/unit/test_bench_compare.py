@@ -141,3 +141,16 @@ def test_move_timing_brackets_the_move():
     # never done (or only a leader change): no figure
     assert "move_s" not in bc.ReplicaWatcher.move_timing([tr(1.0, 0.9, [2, 1], [1, 2], 1)], 2)
     assert "move_s" not in bc.ReplicaWatcher.move_timing([], 2)
+
+
+def test_a_tiny_ratio_keeps_its_significant_figures(tmp_path):
+    """Sluice 5.5 ms against a busy machine's Kafka at 1456 ms is 0.00378, not 0
+    (CI once failed on a ratio rounded to two decimals)."""
+    r = result(rounds=1)
+    for rd in r["rounds"]:
+        rd["workloads"]["b@10"]["latency_ms"]["p50"] = 5.51 if rd["system"] == "sluice" else 1456.34
+    r["summary"] = bc.summarize(r)
+    row = next(row for row in r["summary"] if row["key"] == "b@10_p50_ms")
+    assert row["ratio_sluice_over_kafka"] == 0.00378
+    line = next(l for l in bc.markdown_table(r).splitlines() if "at 10 MB/s: p50" in l)
+    assert "| 0.0038 |" in line
