@@ -187,9 +187,6 @@ def file_tail(path, n: int = 3000) -> str:
         return ""
 
 
-from .ports import free_port as _free_port  # noqa: E402  (kept under its old name)
-
-
 def _scrape_wal(metrics: str | None) -> dict | None:
     """The broker's WAL fsync and Produce request-time counters from its
     Prometheus endpoint, or None."""

@@ -33,7 +33,8 @@ import time
 import urllib.request
 import uuid
 
-from .bench import MB, _create_topic, _drive, _free_port, _machine, file_tail, write_results
+from .bench import MB, _create_topic, _drive, _machine, file_tail, write_results
+from .ports import free_port
 
 MINIO_INSTALL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                              "deploy", "install-minio.sh")
@@ -64,7 +65,7 @@ class Minio:
         if res.returncode != 0:
             raise RuntimeError(f"install-minio.sh failed: {res.stderr[-2000:]}")
         binary = res.stdout.strip().splitlines()[-1]
-        self.port = _free_port()
+        self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.env = {"AWS_ENDPOINT_URL_S3": self.endpoint, "AWS_ACCESS_KEY_ID": "sluice-bench",
                     "AWS_SECRET_ACCESS_KEY": "sluice-bench-secret", "AWS_REGION": "us-east-1"}
@@ -142,7 +143,7 @@ class Broker:
         self.log_path = os.path.join(workdir, "broker.log")
         self.minio = minio
         self.proc = None
-        self.port = _free_port()
+        self.port = free_port()
         self.metrics = "127.0.0.1:0"    # what the broker reports binding, at each start
 
     @property

@@ -32,7 +32,6 @@ import os
 import struct
 import time
 import uuid
-from dataclasses import dataclass
 
 import crc32c
 
@@ -41,7 +40,7 @@ from objectstore import (CLUSTER_METADATA_KEY, CorruptObject, ManifestStore, Not
                          data_object)
 from objectstore.manifest import conditional_update, json_decoder, json_encode
 from wal import WriteAheadLog
-from wal.log import Location
+from wal.log import is_location
 
 from .config import BrokerConfig, TOPIC_CONFIGS, validate_topic_config
 from .partition import Partition, ProducerEntry, RemoteSegment
@@ -59,13 +58,15 @@ GROUP_SNAPSHOT_KEY = "cluster/groups.snapshot"
 _SNAP_HEAD = b"SLGS\x00\x01"
 
 
-@dataclass(frozen=True, slots=True)
-class ObjectRange:
-    """An uploaded batch: bytes ``[position, position + length)`` of data object ``key``."""
+# An uploaded batch: (data object key, position, length), bytes
+# [position, position + length) of the object. A plain tuple like the WAL's
+# Location, for the same reason (one per batch, never tracked by the GC); the
+# str key tells the two apart.
+ObjectRange = tuple[str, int, int]
 
-    key: str
-    position: int
-    length: int
+
+def is_object_range(loc: object) -> bool:
+    return type(loc) is tuple and type(loc[0]) is str
 
 
 class ReplicaManager:
@@ -197,7 +198,7 @@ class ReplicaManager:
         if data is not None:
             self._read_tier("tail_cache", len(data))
             return data
-        if type(location) is Location:
+        if is_location(location):
             data = self.wal.read(location)
             self._read_tier("wal", len(data))
             return data
@@ -205,8 +206,8 @@ class ReplicaManager:
 
     async def read_remote(self, partition: Partition, base_offset: int, location: ObjectRange) -> bytes:
         fetched = self.block_cache.bytes_fetched
-        data = await self.block_cache.read(location.key, location.position,
-                                           location.position + location.length)
+        key, position, length = location
+        data = await self.block_cache.read(key, position, position + length)
         missed = self.block_cache.bytes_fetched != fetched
         self.read_pacer.charge(len(data))
         self._read_tier("object_store" if missed else "block_cache", len(data))
@@ -223,8 +224,9 @@ class ReplicaManager:
         for base, _last, _ts, size, loc in p.entries_from(base_offset + 1):
             if budget <= 0:
                 break
-            if type(loc) is ObjectRange:
-                key, start, end = loc.key, loc.position, loc.position + loc.length
+            if is_object_range(loc):
+                key, start, length = loc
+                end = start + length
             elif type(loc) is RemoteSegment:
                 key, start, end = loc.ref.object_key, loc.ref.position, loc.ref.position + loc.ref.length
             else:
@@ -416,9 +418,10 @@ def decode_group_snapshot(data: bytes) -> list[tuple[bytes, bytes]]:
 def _verify_batch(data, loc: ObjectRange) -> None:
     """A batch read back from the object store must be the one uploaded: check
     its length and its own CRC32C (covers attributes to the end)."""
-    if len(data) != loc.length or len(data) < 61 \
+    key, position, length = loc
+    if len(data) != length or len(data) < 61 \
             or crc32c.crc32c(memoryview(data)[21:]) != int.from_bytes(data[17:21], "big"):
-        raise CorruptObject(loc.key, f"batch at {loc.position} (+{loc.length}) fails its CRC")
+        raise CorruptObject(key, f"batch at {position} (+{length}) fails its CRC")
 
 
 def now_ms() -> int:
@@ -430,5 +433,5 @@ def _index_segment(parts: list, ref) -> list[tuple]:
     batches as partition index entries pointing into the object."""
     data_object.verify_chunk(parts, ref, key=ref.object_key)
     return [(s.base_offset, s.last_offset, s.max_timestamp, s.size,
-             ObjectRange(ref.object_key, ref.position + s.position, s.size))
+             (ref.object_key, ref.position + s.position, s.size))
             for s in data_object.iter_batches(parts, key=ref.object_key)]

@@ -39,11 +39,10 @@ from objectstore.compaction import (CompactionConflict, collect_garbage, compact
                                     replace_segments)
 from objectstore.manifest import CLUSTER_METADATA_KEY, Manifest, conditional_update, json_decoder, json_encode
 
-from wal.log import Location
 
 from .failpoints import crash_point
 from .partition import Partition, RemoteSegment
-from .replica_manager import (GROUP_SNAPSHOT_KEY, ObjectRange, ReplicaManager, encode_group_snapshot,
+from .replica_manager import (GROUP_SNAPSHOT_KEY, ReplicaManager, encode_group_snapshot, is_object_range,
                               encode_producer_state, now_ms)
 
 log = logging.getLogger(__name__)
@@ -225,7 +224,7 @@ class Uploader:
 
     def _build(self, chunks: dict) -> tuple[list, list]:
         wal = self.rm.wal
-        resolved = {k: [wal.read(b) if isinstance(b, Location) else b for b in bufs]
+        resolved = {k: [wal.read(b) if type(b) is tuple else b for b in bufs]
                     for k, bufs in chunks.items()}
         return data_object.build_parts(resolved)
 
@@ -257,7 +256,7 @@ class Uploader:
         for ref, entries, _ in p.unconfirmed:
             pos = ref.position
             for base, _last, _ts, size, _loc in entries:
-                p.set_location(base, ObjectRange(ref.object_key, pos, size))
+                p.set_location(base, (ref.object_key, pos, size))
                 pos += size
         p.unconfirmed.clear()
         return True
@@ -388,17 +387,17 @@ class Uploader:
         entries = [e for e in p.entries_from(run[0].first_offset) if e[0] <= run[-1].last_offset]
         if not entries or entries[-1][1] != run[-1].last_offset:
             return
-        if all(type(e[4]) is ObjectRange for e in entries):
+        if all(is_object_range(e[4]) for e in entries):
             # position of the first kept batch inside the merged chunk
             pos = new.position
             for seg in run:
                 if seg.last_offset >= entries[0][0]:
-                    pos += entries[0][4].position - seg.position
+                    pos += entries[0][4][1] - seg.position
                     break
                 pos += seg.length
             out = []
             for base, last, ts, size, _loc in entries:
-                out.append((base, last, ts, size, ObjectRange(new.object_key, pos, size)))
+                out.append((base, last, ts, size, (new.object_key, pos, size)))
                 pos += size
         else:
             out = [(new.first_offset, new.last_offset, new.max_timestamp, new.length, RemoteSegment(new))]

@@ -30,11 +30,10 @@ from pathlib import Path
 
 import pytest
 
+from broker.ports import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 INSTALL_SCRIPT = ROOT / "deploy" / "install-minio.sh"
-
-
-from broker.ports import free_port as _free_port  # noqa: E402  (outside the ephemeral range)
 
 
 @dataclass
@@ -70,7 +69,7 @@ class MinioServer:
             return self
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if not self.port:
-            self.port = _free_port()
+            self.port = free_port()   # below the ephemeral range: restarts find it free
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}-minio.log"
         env = dict(os.environ,
                    MINIO_ROOT_USER=self.access_key, MINIO_ROOT_PASSWORD=self.secret_key,

@@ -11,10 +11,10 @@ from broker.config import BrokerConfig
 from broker.metrics import BrokerMetrics
 from broker.metered_store import MeteredStore
 from broker.partition import RemoteSegment
-from broker.replica_manager import ObjectRange, ReplicaManager
+from broker.replica_manager import ReplicaManager, is_object_range
 from broker.uploader import Uploader
 from objectstore import FilesystemObjectStore
-from wal.log import Location
+from wal.log import is_location
 
 from test_partition import NoGroups, append, batch  # same directory (rootdir-inserted)
 
@@ -52,7 +52,7 @@ async def test_upload_then_read_back_from_objects_and_from_an_empty_data_dir(tmp
         assert await up.upload_once(force=True)
         p = rm.get("t", 0)
         locs = [e[4] for e in p.entries_from(0)]
-        assert locs and all(type(loc) is ObjectRange for loc in locs)
+        assert locs and all(is_object_range(loc) for loc in locs)
         assert rm.wal.size_bytes == 0                     # everything uploaded, WAL trimmed
         rm.tail_cache.discard_partition(p.key)            # force the object-store path
         # a paced answer: the first batch always, then no more object-store bytes than allowed
@@ -64,7 +64,7 @@ async def test_upload_then_read_back_from_objects_and_from_an_empty_data_dir(tmp
         assert rm.block_cache.fetches >= 1
         # more data after the upload stays in the WAL until the next one
         more = await produce(rm, "t", 5)
-        assert any(type(e[4]) is Location for e in p.entries_from(0))
+        assert any(is_location(e[4]) for e in p.entries_from(0))
         assert values(await p.read(0, 10**9, min_one=True)) == sent + more
     finally:
         await up.stop(5)
@@ -77,7 +77,7 @@ async def test_upload_then_read_back_from_objects_and_from_an_empty_data_dir(tmp
         assert (p2.log_start_offset, p2.high_watermark) == (0, 75)
         assert any(type(e[4]) is RemoteSegment for e in p2.entries_from(0))
         assert values(await p2.read(0, 10**9, min_one=True)) == sent + more
-        assert all(type(e[4]) is ObjectRange for e in p2.entries_from(0))  # expanded once
+        assert all(is_object_range(e[4]) for e in p2.entries_from(0))  # expanded once
         assert values(await p2.read(31, 10**9, min_one=True))[0] == (sent + more)[30]
     finally:
         await rm2.close()
@@ -129,10 +129,10 @@ async def test_compaction_repoints_the_index_and_reads_stay_identical(tmp_path):
             assert await up.upload_once(force=True)
         p = rm.get("c", 0)
         assert len(p.manifest.segments) == 6
-        before = {e[4].key for e in p.entries_from(0)}
+        before = {e[4][0] for e in p.entries_from(0)}   # (object key, position, length)
         assert await up.compact() >= 1
         assert len(p.manifest.segments) < 6
-        after = {e[4].key for e in p.entries_from(0)}
+        after = {e[4][0] for e in p.entries_from(0)}
         assert after != before and after <= {s.object_key for s in p.manifest.segments}
         rm.tail_cache.discard_partition(p.key)
         assert values(await p.read(0, 10**9, min_one=True)) == sent
@@ -158,4 +158,29 @@ async def test_retention_bytes_advances_the_log_start_over_uploaded_data(tmp_pat
         first = values(await p.read(p.log_start_offset, 10**9, min_one=True))
         assert len(first) == 3 * 10 - p.log_start_offset
     finally:
+        await rm.close()
+
+
+async def test_index_locations_leave_the_garbage_collectors_tracked_set(tmp_path):
+    """One location per batch, for as long as the data is retained: if the cyclic
+    GC tracked them, every full collection (an event-loop stall) would grow with
+    the log. WAL and object locations alike are plain tuples of str/int."""
+    import gc
+
+    rm, up = await open_broker(tmp_path)
+    try:
+        rm.create_topic("g", 1)
+        await produce(rm, "g", 10)
+        assert await up.upload_once(force=True)
+        await produce(rm, "g", 10)
+        p = rm.get("g", 0)
+        locs = [e[4] for e in p.entries_from(0)]
+        assert any(is_object_range(loc) for loc in locs) and any(is_location(loc) for loc in locs)
+        gc.collect()
+        assert not any(gc.is_tracked(loc) for loc in locs)
+        await p.read(0, 10**9, min_one=True)      # reading does not wrap them again
+        gc.collect()
+        assert not any(gc.is_tracked(e[4]) for e in p.entries_from(0))
+    finally:
+        await up.stop(5)
         await rm.close()

@@ -37,7 +37,7 @@ async def test_append_sync_read_back(tmp_path):
     await wal.sync()
     assert all(f.done() and f.exception() is None for f in futs)
     for (kind, key, data), loc in zip(entries, locs):
-        assert loc.length == len(data)
+        assert loc[2] == len(data)
         assert wal.read(loc) == data
     assert wal.pending_bytes == 0
     await wal.close()
@@ -195,7 +195,7 @@ async def test_segment_roll_and_recovery_across_segments(tmp_path):
     await wal.sync()
     segs = _segment_files(d)
     assert len(segs) > 5
-    assert len({loc.segment for loc in locs}) == len(segs)
+    assert len({loc[0] for loc in locs}) == len(segs)
     for name in segs:
         assert os.path.getsize(d / name) <= 256
     for loc, (_, _, data) in zip(locs, entries):
@@ -213,7 +213,7 @@ async def test_entry_larger_than_segment_gets_its_own_segment(tmp_path):
     l2, _ = wal.append(1, b"k", big)
     l3, _ = wal.append(1, b"k", b"small2")
     await wal.sync()
-    assert l1.segment < l2.segment < l3.segment
+    assert l1[0] < l2[0] < l3[0]   # (segment, position, length)
     assert wal.read(l2) == big
     await wal.close()
     assert [d_ for _, _, d_ in await _recovered(d, segment_bytes=64)] == [b"small", big, b"small2"]
@@ -268,7 +268,7 @@ async def test_zero_length_data_and_key(tmp_path):
     l1, f1 = wal.append(1, b"key", b"")
     l2, f2 = wal.append(2, b"key", b"after")
     await asyncio.gather(f0, f1, f2)
-    assert l0.length == 0 and l1.length == 0
+    assert l0[2] == 0 and l1[2] == 0
     assert wal.read(l0) == b"" and wal.read(l1) == b""
     assert wal.read(l2) == b"after"
     await wal.close()
@@ -478,6 +478,6 @@ async def test_segments_from_before_headers_still_recover(tmp_path):
     assert [(e.kind, e.key, bytes(e.data)) for e in wal.recover()] == old
     loc, fut = wal.append(2, b"k", b"new")
     await fut
-    assert loc.segment == 1
+    assert loc[0] == 1
     await wal.close()
     assert await _recovered(d) == old + [(2, b"k", b"new")]
