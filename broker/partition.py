@@ -33,7 +33,8 @@ class BatchStore(Protocol):
     per batch (``replace_entries``).
     """
 
-    def write_batch(self, partition: "Partition", base_offset: int, data) -> tuple[object, asyncio.Future]: ...
+    def write_batch(self, partition: "Partition", base_offset: int, buf: bytearray, start: int,
+                    end: int) -> tuple[object, asyncio.Future]: ...
     def read_batch(self, partition: "Partition", base_offset: int, location: object) -> bytes | None: ...
     async def read_remote(self, partition: "Partition", base_offset: int, location: object) -> bytes: ...
     async def expand(self, partition: "Partition", segment: "RemoteSegment") -> None: ...
@@ -152,11 +153,9 @@ class Partition:
             if log_append_time_ms is not None:
                 set_log_append_time(buf, h, log_append_time_ms)
             next_offset += h.last_offset_delta + 1
-        view = memoryview(buf)
         durable = None
         for h in headers:
-            data = view[h.position:h.position + h.size]
-            loc, durable = self.store.write_batch(self, h.base_offset, data)
+            loc, durable = self.store.write_batch(self, h.base_offset, buf, h.position, h.position + h.size)
             self._index(h, loc)
             self._record_producer(h)
         self.log_end_offset = next_offset

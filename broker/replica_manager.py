@@ -183,10 +183,10 @@ class ReplicaManager:
         self._check_wal_room()
 
     # ------------------------------------------------------------- BatchStore
-    def write_batch(self, partition: Partition, base_offset: int, data):
-        loc, fut = self.wal.append(KIND_BATCH, partition.key, data)
-        self.tail_cache.put(partition.key, base_offset, data)
-        self.pending_upload_bytes += len(data)
+    def write_batch(self, partition: Partition, base_offset: int, buf: bytearray, start: int, end: int):
+        loc, fut = self.wal.append(KIND_BATCH, partition.key, memoryview(buf)[start:end])
+        self.tail_cache.put_slice(partition.key, base_offset, buf, start, end)
+        self.pending_upload_bytes += end - start
         if self.pending_upload_bytes >= self.config["s3.upload.bytes"]:
             self.upload_wanted.set()
         if self.wal.size_bytes >= self.config["wal.max.bytes"]:

@@ -31,8 +31,8 @@ class MemStore:
         self.data: dict[int, bytes] = {}
         self.futures: list[asyncio.Future] = []
 
-    def write_batch(self, partition, base_offset, data):
-        self.data[base_offset] = bytes(data)
+    def write_batch(self, partition, base_offset, buf, start, end):
+        self.data[base_offset] = bytes(buf[start:end])
         fut = asyncio.get_running_loop().create_future()
         self.futures.append(fut)
         return base_offset, fut
