@@ -17,6 +17,13 @@ not the tail cache or the WAL) are paced by a token bucket:
   a quarter, and past the cap pacing stops. Without produce traffic nothing
   is paced.
 
+A reader that starts (or resumes after ``IDLE_RESTART`` without object-store
+bytes) while produce requests are arriving starts at ``START_RATE`` and grows
+from there, as TCP's slow start does: unpaced, its first answers read tens of
+MB at full speed before the first slow produce window could halve anything
+(measured: the first second of a paced catch-up had produce p50 75 ms, p99
+425 ms, against 6-8 / 20-70 ms in the seconds after it).
+
 Pacing delays the response, so the consumer waits before its next fetch and
 the object store, the broker and the consumer all slow down; while paced, one
 answer also reads at most ``BURST`` seconds' worth of object-store bytes, so
@@ -37,6 +44,8 @@ MIN_RATE = 4 << 20     # bytes/s: the floor, so catch-up always progresses
 MAX_DELAY = 5.0        # seconds one Fetch response may be held back
 BURST = 0.05           # seconds' worth of object-store bytes per paced Fetch answer
 MIN_FETCH_BYTES = 256 << 10
+START_RATE = 16 << 20  # bytes/s a reader starts at next to live produce traffic (slow start)
+IDLE_RESTART = 1.0     # seconds: a reader idle this long starts slow again; produce this recent is "live"
 INCREASE = 1.25        # per calm window in which the allowance was used
 DECREASE = 0.5         # per window with slow produce requests
 
@@ -57,6 +66,8 @@ class RemoteReadPacer:
     _window_bytes: int = field(init=False, default=0)
     _window_slowest: float = field(init=False, default=0.0)
     _in_flight: dict = field(init=False, default_factory=dict)   # produce token -> start
+    _last_charge: float = field(init=False, default=-math.inf)   # when object-store bytes last flowed
+    _last_produce: float = field(init=False, default=-math.inf)  # when a produce request last arrived
 
     def __post_init__(self) -> None:
         self.rate = self.max_rate
@@ -102,10 +113,19 @@ class RemoteReadPacer:
                 self.rate = self.max_rate
         self._window_start, self._window_bytes, self._window_slowest = now, 0, 0.0
 
+    def _slow_start(self, now: float) -> None:
+        """A reader (re)starting next to live produce traffic starts at START_RATE."""
+        if (self.target > 0 and self.rate > START_RATE and now - self._last_charge > IDLE_RESTART
+                and now - self._last_produce < IDLE_RESTART):
+            self.rate = float(START_RATE)
+            self.tokens = self._burst()
+            self._last = self._window_start = now
+            self._window_bytes, self._window_slowest = 0, 0.0
+
     def produce_started(self, token: object) -> None:
         """A produce request arrived (``observe_produce(token)`` when answered):
         while it waits, its age already steers the rate."""
-        self._in_flight[token] = self.clock()
+        self._in_flight[token] = self._last_produce = self.clock()
 
     def observe_produce(self, token: object) -> None:
         """The produce request ``token`` was answered."""
@@ -118,6 +138,9 @@ class RemoteReadPacer:
     def charge(self, nbytes: int) -> None:
         """``nbytes`` were read from the object store tiers for a Fetch."""
         now = self.clock()
+        if nbytes:
+            self._slow_start(now)
+            self._last_charge = now
         self._adapt(now)
         self._refill(now)
         self._window_bytes += nbytes
@@ -140,6 +163,7 @@ class RemoteReadPacer:
         Without it a paced consumer still reads a whole answer (tens of MB) at
         full speed before waiting, and the machine is saturated for that long;
         answers of BURST seconds' worth keep the bursts short."""
+        self._slow_start(self.clock())
         if self.rate == math.inf:
             return None
         return max(MIN_FETCH_BYTES, int(self.rate * BURST))

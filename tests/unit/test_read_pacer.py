@@ -5,7 +5,8 @@ import math
 
 import pytest
 
-from broker.read_pacer import BURST, MAX_DELAY, MIN_FETCH_BYTES, MIN_RATE, WINDOW, RemoteReadPacer
+from broker.read_pacer import (BURST, IDLE_RESTART, MAX_DELAY, MIN_FETCH_BYTES, MIN_RATE, START_RATE, WINDOW,
+                               RemoteReadPacer)
 
 MB = 1 << 20
 
@@ -65,6 +66,7 @@ def _window(p: RemoteReadPacer, clock: Clock, *, read: int | None, produce_s: fl
 def test_slow_produce_halves_the_catch_up_rate_down_to_the_floor_then_it_recovers():
     clock = Clock()
     p = RemoteReadPacer(target=0.02, clock=clock)
+    p.charge(1)                    # a reader already flowing before produce traffic: no slow start
     # catch-up flowing at 100 MiB/s, produce answered in 80 ms: paced at half what flowed
     _window(p, clock, read=20 * MB, produce_s=0.08)
     assert p.rate == pytest.approx(50 * MB)
@@ -91,12 +93,15 @@ def test_slow_produce_halves_the_catch_up_rate_down_to_the_floor_then_it_recover
         _window(p, clock, read=0, produce_s=0.005)
         if p.rate == math.inf:
             break
-    assert p.rate == math.inf and p.fetch_limit() is None
+    assert p.rate == math.inf
+    # (a reader arriving now, after that idle time and next to produce traffic, starts slow)
+    assert p.fetch_limit() == max(MIN_FETCH_BYTES, int(START_RATE * BURST))
 
 
 def test_a_produce_request_still_waiting_counts_as_slow():
     clock = Clock()
     p = RemoteReadPacer(target=0.02, clock=clock)
+    p.charge(1)                    # a reader already flowing before produce traffic: no slow start
     stuck = object()
     p.produce_started(stuck)       # never answered within the window
     p.charge(20 * MB)
@@ -123,3 +128,35 @@ def test_adaptation_never_exceeds_the_static_cap():
     for _ in range(20):
         _window(p, clock, read=None, produce_s=0.001)
     assert p.rate == 30 * MB
+
+
+def test_a_reader_starting_next_to_produce_traffic_starts_slow_and_grows():
+    """TCP's slow start: unpaced, a new catch-up reader's first answers read tens of
+    MB at full speed before any window could react."""
+    clock = Clock()
+    p = RemoteReadPacer(target=0.02, clock=clock)
+    live = object()
+    p.produce_started(live)                         # live produce traffic...
+    p.observe_produce(live)                         # ...answered at once
+    assert p.fetch_limit() == max(MIN_FETCH_BYTES, int(START_RATE * BURST))   # the first answer is short
+    assert p.rate == START_RATE
+    rates = []
+    for _ in range(10):                             # calm windows, allowance used: grows by a quarter each
+        _window(p, clock, read=None, produce_s=0.005)
+        rates.append(p.rate)
+    assert rates == sorted(rates) and rates[-1] == pytest.approx(START_RATE * 1.25 ** 10)
+    # the reader pauses: while it is away nothing changes back...
+    clock.t += IDLE_RESTART / 2
+    p.charge(MB)
+    assert p.rate >= rates[-1]
+    # ...but after IDLE_RESTART without object-store bytes it starts slow again
+    clock.t += IDLE_RESTART + 0.1
+    p.produce_started(live)
+    p.observe_produce(live)
+    p.charge(MB)
+    assert p.rate == START_RATE
+    # no produce traffic: a starting reader is not paced at all
+    q = RemoteReadPacer(target=0.02, clock=clock)
+    assert q.fetch_limit() is None
+    q.charge(50 * MB)
+    assert q.rate == math.inf and q.delay() == 0.0
