@@ -419,20 +419,24 @@ def run(a) -> int:
 
 
 def _produce_time(before: dict, after: dict) -> dict:
-    """Produce requests answered between two scrapes: count, share within each
-    bucket bound, and the p99 as the bound of the bucket holding it."""
-    def buckets(m: dict) -> dict[float, float]:
+    """Produce requests answered, and WAL fdatasyncs, between two scrapes: count,
+    share within each bucket bound, and the p99 as the bound of the bucket holding it."""
+    def buckets(m: dict, name: str, api: str | None) -> dict[float, float]:
         return {float(dict(lab)["le"]): v for (n, lab), v in m.items()
-                if n == "sluice_request_seconds_bucket" and dict(lab).get("api") == "Produce"}
-    b0, b1 = buckets(before), buckets(after)
-    cum = {le: b1[le] - b0.get(le, 0.0) for le in sorted(b1)}
-    n = cum.get(math.inf, 0.0)
-    if not n:
-        return {"requests": 0}
-    p99 = next(le for le, c in cum.items() if c >= 0.99 * n)
-    return {"requests": int(n), "p99_ms_at_most": None if p99 == math.inf else round(p99 * 1000, 1),
-            "share_within_ms": {f"{le * 1000:g}": round(c / n * 100, 1) for le, c in cum.items()
-                                if le in (.005, .01, .02, .05, .1)}}
+                if n == name and dict(lab).get("api") == api}
+
+    def shares(name: str, api: str | None, bounds: tuple) -> dict:
+        b0, b1 = buckets(before, name, api), buckets(after, name, api)
+        cum = {le: b1[le] - b0.get(le, 0.0) for le in sorted(b1)}
+        n = cum.get(math.inf, 0.0)
+        if not n:
+            return {"count": 0}
+        p99 = next(le for le, c in cum.items() if c >= 0.99 * n)
+        return {"count": int(n), "p99_ms_at_most": None if p99 == math.inf else round(p99 * 1000, 1),
+                "share_within_ms": {f"{le * 1000:g}": round(c / n * 100, 1) for le, c in cum.items()
+                                    if le in bounds}}
+    return {"produce": shares("sluice_request_seconds_bucket", "Produce", (.005, .01, .02, .05, .1)),
+            "wal_fsync": shares("sluice_wal_fsync_seconds_bucket", None, (.001, .002, .005, .01, .02, .05))}
 
 
 def _print(r: dict) -> None:
@@ -458,8 +462,11 @@ def _print(r: dict) -> None:
     ]
     bs = t.get("broker_produce_time") or {}
     if bs:
+        rows.append(("... WAL fdatasync p99 (bucket bound): alone / with reader / pacing off",
+                     " / ".join(f"<= {bs[k]['wal_fsync'].get('p99_ms_at_most')} ms" if k in bs else "-"
+                                for k in ("alone", "with_catch_up", "with_catch_up_unpaced"))))
         rows.append(("... the broker's own Produce time p99 (bucket bound): alone / with reader / pacing off",
-                     " / ".join(f"<= {bs[k].get('p99_ms_at_most')} ms" if k in bs else "-"
+                     " / ".join(f"<= {bs[k]['produce'].get('p99_ms_at_most')} ms" if k in bs else "-"
                                 for k in ("alone", "with_catch_up", "with_catch_up_unpaced"))))
     print("| measure | value |\n|---|---|")
     for k, v in rows:
