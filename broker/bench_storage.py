@@ -53,6 +53,9 @@ def add_parser(kinds) -> None:
     s.add_argument("--latency-seconds", type=float, default=15.0)
     s.add_argument("--block-cache-mb", type=int, default=4096,
                    help="cache.block.bytes for the read phases (warm = fits)")
+    s.add_argument("--reader-nice", type=int, default=0, metavar="N",
+                   help="run the tail phase's catch-up reader at this nice level: on a shared machine "
+                        "it competes with the broker for CPU, which a consumer elsewhere would not")
     s.add_argument("--quick", action="store_true", help="short phases (smoke test)")
     s.add_argument("--json", metavar="FILE")
     s.add_argument("--plot", metavar="FILE.png")
@@ -208,9 +211,11 @@ class Broker:
                 for f in text_string_to_metric_families(text) for s in f.samples}
 
 
-def _catch_up(bootstrap: str, topic: str, partitions: int, ends: dict[int, int], out) -> None:
+def _catch_up(bootstrap: str, topic: str, partitions: int, ends: dict[int, int], out, nice: int = 0) -> None:
     """Read [0, end) of every partition; put (bytes, seconds) on ``out``."""
     from confluent_kafka import Consumer, TopicPartition
+    if nice:
+        os.nice(nice)
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"catchup-{uuid.uuid4().hex[:6]}",
                   "enable.auto.commit": False, "fetch.max.bytes": 52428800,
                   "max.partition.fetch.bytes": 8 << 20, "queued.max.messages.kbytes": 262144})
@@ -372,7 +377,8 @@ def run(a) -> int:
             broker.start(*no_compaction, *extra, wipe=True)
             ctx = mp.get_context("spawn")
             q = ctx.Queue()
-            reader = ctx.Process(target=_catch_up, args=(broker.bootstrap, topic, a.partitions, ends, q),
+            reader = ctx.Process(target=_catch_up, args=(broker.bootstrap, topic, a.partitions, ends, q,
+                                                         a.reader_nice),
                                  daemon=True)
             reader.start()
             time.sleep(1.0)  # the reader is connected and fetching
@@ -388,6 +394,7 @@ def run(a) -> int:
         unpaced, unpaced_reader_mb, _ = runs["with_catch_up_unpaced"]
         result["tail_latency"] = {
             "rate_mb_per_s": a.rate,
+            "reader_nice": a.reader_nice,
             "alone": alone["steady"]["latency_ms"] if alone else None,
             "with_catch_up": busy["steady"]["latency_ms"] if busy else None,
             "catch_up_reader_mb_per_s": round(reader_mb, 1),
