@@ -60,6 +60,12 @@ class MeteredStore:
         self.metrics.store_bytes.labels("get").inc(len(data))
         return data
 
+    async def get_range_parts(self, key: str, start: int, end: int | None, part_size: int) -> list:
+        self.gets += 1
+        parts = await self._call("get_range", self.inner.get_range_parts(key, start, end, part_size))
+        self.metrics.store_bytes.labels("get").inc(sum(len(p) for p in parts))
+        return parts
+
     async def head(self, key: str):
         return await self._call("head", self.inner.head(key))
 

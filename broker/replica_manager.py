@@ -85,6 +85,7 @@ class ReplicaManager:
         self.tail_cache = TailCache(config["cache.tail.bytes"])
         self.block_cache = BlockCache(config["cache.block.bytes"], config["cache.block.size"],
                                       fetch=store.get_range,
+                                      fetch_parts=getattr(store, "get_range_parts", None),
                                       readahead_blocks=config["cache.readahead.blocks"])
         cap = config["remote.log.manager.fetch.max.bytes.per.second"]
         self.read_pacer = RemoteReadPacer(max_rate=math.inf if cap >= 1 << 62 else float(max(cap, 1)),

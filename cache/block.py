@@ -6,7 +6,11 @@ blocks go first, bounded by bytes. Every store request costs money and tens
 of milliseconds, so misses are batched (one ranged fetch per contiguous run of
 missing blocks), shared (concurrent readers of a block wait on one fetch) and
 extended with readahead for sequential readers. The cache takes a ``fetch``
-callable (``store.get_range``) rather than a store, so it depends on nothing.
+callable (``store.get_range``) rather than a store, so it depends on nothing;
+with ``fetch_parts`` (``store.get_range_parts``) a multi-block fetch arrives as
+one buffer per block, which the cache keeps as they are: split out of one
+buffer, every block was copied once more in the event loop (5% of its time in
+a profiled catch-up).
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from typing import Awaitable, Callable
 log = logging.getLogger(__name__)
 
 Fetch = Callable[[str, int, int], Awaitable[bytes]]
+FetchParts = Callable[[str, int, int, int], Awaitable[list]]   # (key, start, end, part_size)
 
 # Per-object readahead state is tiny, but object keys are unbounded over time.
 _MAX_TRACKED_OBJECTS = 10_000
@@ -40,22 +45,23 @@ class _Run:
     key: str
     lo: int
     hi: int
-    task: asyncio.Task[bytes] | None = None
+    task: asyncio.Task[list] | None = None     # result: one buffer per block of the run
 
 
 class BlockCache:
     def __init__(self, max_bytes: int, block_size: int = 4 << 20, *, fetch: Fetch,
-                 readahead_blocks: int = 2) -> None:
+                 fetch_parts: FetchParts | None = None, readahead_blocks: int = 2) -> None:
         if max_bytes < 0 or block_size <= 0 or readahead_blocks < 0:
             raise ValueError("max_bytes and readahead_blocks must be >= 0, block_size > 0")
         self.max_bytes = max_bytes
         self.block_size = block_size
         self.readahead_blocks = readahead_blocks
         self._fetch = fetch
+        self._fetch_parts = fetch_parts
         self._blocks: OrderedDict[tuple[str, int], bytes] = OrderedDict()
         self._inflight: dict[tuple[str, int], _Run] = {}
         self._objects: OrderedDict[str, _ObjectState] = OrderedDict()
-        self._tasks: set[asyncio.Task[bytes]] = set()  # strong refs: the loop keeps weak ones
+        self._tasks: set[asyncio.Task[list]] = set()  # strong refs: the loop keeps weak ones
         self.size_bytes = 0
         self.hits = 0
         self.misses = 0
@@ -115,8 +121,8 @@ class BlockCache:
         out: list[memoryview] = []
         for n, p in zip(range(first, last + 1), parts):
             if isinstance(p, _Run):
-                off = (n - p.lo) * bs
-                block = memoryview(data_of[id(p)])[off:off + bs]
+                blocks = data_of[id(p)]
+                block = memoryview(blocks[n - p.lo] if n - p.lo < len(blocks) else b"")
             else:
                 block = memoryview(p)
             a, b = max(start - n * bs, 0), min(end - n * bs, bs)
@@ -186,7 +192,7 @@ class BlockCache:
         run.task.add_done_callback(self._run_done)
         return run
 
-    async def _fetch_run(self, run: _Run) -> bytes:
+    async def _fetch_run(self, run: _Run) -> list:
         bs, key = self.block_size, run.key
         start, end = run.lo * bs, (run.hi + 1) * bs
         size = self._object(key).size
@@ -194,24 +200,27 @@ class BlockCache:
             end = max(start, min(end, size))
         self.fetches += 1
         try:
-            data = await self._fetch(key, start, end)
-            self.bytes_fetched += len(data)
-            if len(data) < end - start:
-                self._object(key).size = start + len(data)
-            view = memoryview(data)
-            for n in range(run.lo, run.hi + 1):
-                off = (n - run.lo) * bs
+            if self._fetch_parts is not None:
+                blocks = await self._fetch_parts(key, start, end, bs)
+            else:
+                data = await self._fetch(key, start, end)
                 # Copy out of a multi-block run so one cached block does not pin it all.
-                block = data if off == 0 and len(data) <= bs else bytes(view[off:off + bs])
+                blocks = [data] if len(data) <= bs else \
+                    [bytes(memoryview(data)[off:off + bs]) for off in range(0, len(data), bs)]
+            got = sum(len(b) for b in blocks)
+            self.bytes_fetched += got
+            if got < end - start:
+                self._object(key).size = start + got
+            for n, block in zip(range(run.lo, run.hi + 1), blocks):
                 if block and self._inflight.get((key, n)) is run:
                     self._insert((key, n), block)
-            return data
+            return blocks
         finally:
             for n in range(run.lo, run.hi + 1):
                 if self._inflight.get((key, n)) is run:
                     del self._inflight[(key, n)]
 
-    def _run_done(self, task: asyncio.Task[bytes]) -> None:
+    def _run_done(self, task: asyncio.Task[list]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.debug("block fetch failed: %r", task.exception())

@@ -162,6 +162,17 @@ class ObjectStore(abc.ABC):
         (``b""`` when ``start`` is at or past it). Raises NotFound.
         """
 
+    async def get_range_parts(self, key: str, start: int, end: int | None, part_size: int) -> list:
+        """``get_range`` as consecutive buffers of ``part_size`` bytes each (the
+        last shorter; fewer, or none, when the object ends early), each its own
+        buffer so that a caller (the block cache) can keep some and drop others.
+        Backends fill the parts as the bytes arrive; this fallback splits a copy."""
+        data = await self.get_range(key, start, end)
+        if len(data) <= part_size:
+            return [data] if data else []
+        view = memoryview(data)
+        return [bytes(view[o:o + part_size]) for o in range(0, len(data), part_size)]
+
     @abc.abstractmethod
     async def head(self, key: str) -> ObjectInfo:
         """Size and etag without the data. Raises NotFound."""

@@ -343,6 +343,15 @@ class FilesystemObjectStore(ObjectStore):
         finally:
             os.close(fd)
 
+    def _get_range_parts_sync(self, key: str, start: int, end: int | None, part_size: int) -> list:
+        fd = self._open(key)
+        try:
+            size = os.fstat(fd).st_size
+            end = size if end is None else min(end, size)
+            return [_read_range(fd, s, min(s + part_size, end)) for s in range(start, end, part_size)]
+        finally:
+            os.close(fd)
+
     def _head_sync(self, key: str) -> ObjectInfo:
         fd = self._open(key)
         try:
@@ -422,6 +431,12 @@ class FilesystemObjectStore(ObjectStore):
     async def get_range(self, key: str, start: int, end: int | None = None) -> bytes:
         check_range(start, end)
         return await asyncio.to_thread(self._get_range_sync, key, start, end)
+
+    async def get_range_parts(self, key: str, start: int, end: int | None, part_size: int) -> list:
+        check_range(start, end)
+        if part_size <= 0:
+            raise ValueError("part_size must be > 0")
+        return await asyncio.to_thread(self._get_range_parts_sync, key, start, end, part_size)
 
     async def head(self, key: str) -> ObjectInfo:
         return await asyncio.to_thread(self._head_sync, key)

@@ -31,6 +31,10 @@ class FakeStore:
             raise self.fail
         return self.objects[key][start:end]
 
+    async def fetch_parts(self, key: str, start: int, end: int, part_size: int) -> list:
+        data = await self.fetch(key, start, end)
+        return [bytearray(data[o:o + part_size]) for o in range(0, len(data), part_size)]
+
 
 def data(n: int) -> bytes:
     return bytes(i % 251 for i in range(n))
@@ -44,11 +48,13 @@ def cache_over(store: FakeStore, max_bytes: int = 1000, block_size: int = 10,
 @settings(max_examples=200, deadline=None)
 @given(size=st.integers(0, 120), block_size=st.integers(1, 17), readahead=st.integers(0, 3),
        max_bytes=st.integers(0, 80),
-       ranges=st.lists(st.tuples(st.integers(0, 130), st.integers(0, 40)), min_size=1, max_size=15))
-def test_random_ranges_match_slicing(size, block_size, readahead, max_bytes, ranges):
+       ranges=st.lists(st.tuples(st.integers(0, 130), st.integers(0, 40)), min_size=1, max_size=15),
+       in_parts=st.booleans())
+def test_random_ranges_match_slicing(size, block_size, readahead, max_bytes, ranges, in_parts):
     src = os.urandom(size)
     store = FakeStore(k=src)
-    cache = BlockCache(max_bytes, block_size, fetch=store.fetch, readahead_blocks=readahead)
+    cache = BlockCache(max_bytes, block_size, fetch=store.fetch, readahead_blocks=readahead,
+                       fetch_parts=store.fetch_parts if in_parts else None)
 
     async def main():
         for start, length in ranges:
@@ -272,3 +278,17 @@ async def test_over_filesystem_object_store(tmp_path):
     with pytest.raises(NotFound):
         await cache.read("topics/t/missing", 0, 10)
     assert cache.hits > 0
+
+
+async def test_a_run_fetched_in_parts_is_cached_without_copies():
+    store = FakeStore(k=data(100))
+    fetched: list = []
+
+    async def fetch_parts(key, start, end, part_size):
+        parts = await store.fetch_parts(key, start, end, part_size)
+        fetched.extend(parts)
+        return parts
+    cache = BlockCache(1000, 10, fetch=store.fetch, fetch_parts=fetch_parts, readahead_blocks=2)
+    assert await cache.read("k", 5, 25) == data(100)[5:25]
+    assert store.calls == [("k", 0, 50)]            # blocks 0-2 plus 2 of readahead, one request
+    assert [id(b) for b in cache._blocks.values()] == [id(p) for p in fetched]   # the very buffers

@@ -105,6 +105,27 @@ async def test_get_range(store):
         await store.get_range("r", -1, 4)
 
 
+async def test_get_range_parts(store):
+    """The same bytes as get_range, in separate buffers of part_size (the block
+    cache keeps each block as it arrives)."""
+    data = payload(10_000, seed=3)
+    await store.put("rp", data)
+    for start, end, size in ((0, 10_000, 4096), (1, 9_999, 1000), (0, None, 10_000), (0, 10_000, 20_000),
+                             (4000, None, 4096), (9_000, 20_000, 512), (5, 6, 1)):
+        parts = await store.get_range_parts("rp", start, end, size)
+        want = data[start:end]
+        assert b"".join(bytes(p) for p in parts) == want
+        assert all(len(p) == size for p in parts[:-1]) and 0 < len(parts[-1]) <= size
+        assert len({id(p) for p in parts}) == len(parts)
+    assert await store.get_range_parts("rp", 10_000, 10_005, 100) == []       # at the end
+    assert await store.get_range_parts("rp", 50_000, None, 100) == []         # past the end
+    assert await store.get_range_parts("rp", 7, 7, 100) == []                 # empty range
+    with pytest.raises(NotFound):
+        await store.get_range_parts("nope", 0, 10, 4)
+    with pytest.raises(ValueError):
+        await store.get_range_parts("rp", 5, 4, 4)
+
+
 # -- missing keys ----------------------------------------------------------------
 
 
