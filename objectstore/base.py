@@ -167,11 +167,7 @@ class ObjectStore(abc.ABC):
         last shorter; fewer, or none, when the object ends early), each its own
         buffer so that a caller (the block cache) can keep some and drop others.
         Backends fill the parts as the bytes arrive; this fallback splits a copy."""
-        data = await self.get_range(key, start, end)
-        if len(data) <= part_size:
-            return [data] if data else []
-        view = memoryview(data)
-        return [bytes(view[o:o + part_size]) for o in range(0, len(data), part_size)]
+        return split_parts(await self.get_range(key, start, end), part_size)
 
     @abc.abstractmethod
     async def head(self, key: str) -> ObjectInfo:
@@ -202,6 +198,14 @@ class ObjectStore(abc.ABC):
 
 
 RESERVED_PREFIX = ".sluice"
+
+
+def split_parts(data, part_size: int) -> list:
+    """``data`` as buffers of ``part_size`` bytes (copies, unless it fits in one)."""
+    if len(data) <= part_size:
+        return [data] if data else []
+    view = memoryview(data)
+    return [bytes(view[o:o + part_size]) for o in range(0, len(data), part_size)]
 
 
 def check_key(key: str) -> list[str]:

@@ -35,7 +35,7 @@ from aiobotocore.session import get_session
 
 from .base import (Body, NotFound, ObjectInfo, ObjectStore, ObjectStoreError,
                    PreconditionFailed, StoreUnavailable, body_parts, check_key, check_put_args,
-                   check_range)
+                   check_range, split_parts)
 
 _NOT_FOUND_CODES = {"NoSuchKey", "404", "NotFound"}
 _PRECONDITION_CODES = {"PreconditionFailed", "ConditionalRequestConflict"}
@@ -61,10 +61,7 @@ async def _read_body(body, length: int | None, part_size: int | None = None) -> 
     content = getattr(getattr(body, "raw_stream", None), "content", None)
     if length is None or content is None:
         data = await body.read()
-        if part_size is None or len(data) <= part_size:
-            return [data] if data else []
-        view = memoryview(data)
-        return [bytes(view[o:o + part_size]) for o in range(0, len(data), part_size)]
+        return split_parts(data, part_size or max(len(data), 1))
     step = part_size or length
     parts: list[bytearray] = []
     left = length                  # bytes not yet given a part
