@@ -228,6 +228,11 @@ def _wal_delta(before: dict | None, after: dict | None, seconds: float) -> dict 
                 return None if math.isinf(le) else le * 1000
         return None
 
+    def within(tag: str, count: float, bounds: tuple) -> dict[str, float]:
+        """Share (%) of the histogram's events at or below each bound (ms)."""
+        cum = {k[1]: v for k, v in d.items() if isinstance(k, tuple) and k[0] == tag}
+        return {f"{le * 1000:g}": round(cum[le] / count * 100, 1) for le in bounds if count and le in cum}
+
     busy = d.get("sluice_wal_fsync_seconds_sum", 0)
     nbytes = d.get("sluice_wal_fsync_bytes_total", 0)
     return {
@@ -239,12 +244,14 @@ def _wal_delta(before: dict | None, after: dict | None, seconds: float) -> dict 
         "fsync_p50_ms_at_most": upper(0.5),
         "fsync_p99_ms_at_most": upper(0.99),
         "fsync_max_ms_at_most": upper(1.0),
+        "fsync_share_within_ms": within("le", n, (.001, .002, .005, .01, .02, .05)),
         # from the request's frame read to its response written: the broker's
         # share of the ack latency the client sees
         "produce_requests": int(n_produce),
         "produce_request_p50_ms_at_most": upper(0.5, "produce_le", n_produce),
         "produce_request_p99_ms_at_most": upper(0.99, "produce_le", n_produce),
         "produce_request_p999_ms_at_most": upper(0.999, "produce_le", n_produce),
+        "produce_request_share_within_ms": within("produce_le", n_produce, (.005, .01, .02, .05, .1)),
     }
 
 

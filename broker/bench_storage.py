@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import multiprocessing as mp
 import os
 import shutil
@@ -361,7 +360,7 @@ def run(a) -> int:
                        broker.proc.pid, broker.metrics)
         after = broker.scrape()
         broker.stop()
-        broker_side = {"alone": _produce_time(before, after)}
+        broker_side = {"alone": alone["steady"].get("wal") if alone else None}
 
         def puts(m):
             return sum(v for (n, lab), v in m.items()
@@ -385,7 +384,7 @@ def run(a) -> int:
             busy = _drive(_produce_args(a, a.latency_seconds, a.rate), broker.bootstrap, topic,
                           broker.proc.pid, broker.metrics)
             m = broker.scrape()
-            broker_side[name] = _produce_time({}, m)      # a fresh broker: its histogram starts empty
+            broker_side[name] = busy["steady"].get("wal") if busy else None
             rb, rs, _ = q.get(timeout=700)
             reader.join(10)
             broker.stop()
@@ -404,9 +403,10 @@ def run(a) -> int:
             "broker_cpu_alone": alone["steady"].get("broker_cpu_fraction") if alone else None,
             "broker_cpu_with_catch_up": busy["steady"].get("broker_cpu_fraction") if busy else None,
             "loadavg_1m_with_catch_up": busy["machine"].get("loadavg_1m_after") if busy else None,
-            # the broker's own Produce time (frame read to response written), from its
-            # histogram: what the client sees beyond it is queueing in the client, the
-            # network and CPU the broker did not get
+            # the broker's own Produce time (frame read to response written) and WAL
+            # fdatasyncs over each phase's steady window, from its histograms: what the
+            # client sees beyond them is queueing in the client, the network and CPU
+            # the broker did not get
             "broker_produce_time": broker_side,
             # per second: when in the run the slow acks came (t = seconds since the start)
             "timelines": {name: [{"t": p["t"], **{q: p["latency_ms_of_sends"][q] for q in ("p50", "p99", "max")}}
@@ -423,27 +423,6 @@ def run(a) -> int:
     _print(result)
     write_results(result, a.json, a.plot, _plot)
     return 0
-
-
-def _produce_time(before: dict, after: dict) -> dict:
-    """Produce requests answered, and WAL fdatasyncs, between two scrapes: count,
-    share within each bucket bound, and the p99 as the bound of the bucket holding it."""
-    def buckets(m: dict, name: str, api: str | None) -> dict[float, float]:
-        return {float(dict(lab)["le"]): v for (n, lab), v in m.items()
-                if n == name and dict(lab).get("api") == api}
-
-    def shares(name: str, api: str | None, bounds: tuple) -> dict:
-        b0, b1 = buckets(before, name, api), buckets(after, name, api)
-        cum = {le: b1[le] - b0.get(le, 0.0) for le in sorted(b1)}
-        n = cum.get(math.inf, 0.0)
-        if not n:
-            return {"count": 0}
-        p99 = next(le for le, c in cum.items() if c >= 0.99 * n)
-        return {"count": int(n), "p99_ms_at_most": None if p99 == math.inf else round(p99 * 1000, 1),
-                "share_within_ms": {f"{le * 1000:g}": round(c / n * 100, 1) for le, c in cum.items()
-                                    if le in bounds}}
-    return {"produce": shares("sluice_request_seconds_bucket", "Produce", (.005, .01, .02, .05, .1)),
-            "wal_fsync": shares("sluice_wal_fsync_seconds_bucket", None, (.001, .002, .005, .01, .02, .05))}
 
 
 def _print(r: dict) -> None:
@@ -468,13 +447,12 @@ def _print(r: dict) -> None:
          f"(reader {t['catch_up_reader_mb_per_s_unpaced']} MB/s)" if t.get("with_catch_up_unpaced") else "-"),
     ]
     bs = t.get("broker_produce_time") or {}
-    if bs:
-        rows.append(("... WAL fdatasync p99 (bucket bound): alone / with reader / pacing off",
-                     " / ".join(f"<= {bs[k]['wal_fsync'].get('p99_ms_at_most')} ms" if k in bs else "-"
-                                for k in ("alone", "with_catch_up", "with_catch_up_unpaced"))))
-        rows.append(("... the broker's own Produce time p99 (bucket bound): alone / with reader / pacing off",
-                     " / ".join(f"<= {bs[k]['produce'].get('p99_ms_at_most')} ms" if k in bs else "-"
-                                for k in ("alone", "with_catch_up", "with_catch_up_unpaced"))))
+    phases = ("alone", "with_catch_up", "with_catch_up_unpaced")
+    for label, field in (("WAL fdatasync", "fsync_p99_ms_at_most"),
+                         ("the broker's own Produce time", "produce_request_p99_ms_at_most")):
+        if any(bs.get(k) for k in phases):
+            rows.append((f"... {label} p99 (bucket bound): alone / with reader / pacing off",
+                         " / ".join(f"<= {bs[k][field]} ms" if bs.get(k) else "-" for k in phases)))
     print("| measure | value |\n|---|---|")
     for k, v in rows:
         print(f"| {k} | {v} |")
