@@ -65,8 +65,20 @@ def wal_writer(path: str, mode: str, stop: threading.Event, out: list[float],
         os.unlink(path)
 
 
+def set_io_class(cls: str) -> None:
+    """ioprio_set(2) for the calling thread: ``idle`` only gets the disk when
+    nothing else wants it (honoured by mq-deadline and bfq, not by ``none``)."""
+    if cls == "be":
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    idle = 3 << 13                                    # IOPRIO_CLASS_IDLE, level 0
+    if libc.syscall(251, 1, threading.get_native_id(), idle) != 0:   # x86_64 ioprio_set, IOPRIO_WHO_PROCESS
+        raise OSError(ctypes.get_errno(), "ioprio_set")
+
+
 def object_writer(directory: str, delete: str, size: int, period: float,
-                  stop: threading.Event) -> None:
+                  stop: threading.Event, sync: str = "fsync", io_class: str = "be") -> None:
+    set_io_class(io_class)
     libc = ctypes.CDLL(None, use_errno=True)
     sfr = libc.sync_file_range
     sfr.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
@@ -81,7 +93,9 @@ def object_writer(directory: str, delete: str, size: int, period: float,
             sfr(fd, i * STEP, STEP, 2)                   # start writeback
             if i:
                 sfr(fd, (i - 1) * STEP, STEP, 1)         # wait for the step before
-        os.fsync(fd)
+        sfr(fd, (size // STEP - 1) * STEP, STEP, 1)
+        if sync == "fsync":
+            os.fsync(fd)
         os.close(fd)
         if previous:
             if delete == "steps":
@@ -103,12 +117,19 @@ def main() -> None:
                    help="append to a growing file, or overwrite a file written before")
     p.add_argument("--object-mib", type=int, default=OBJECT >> 20)
     p.add_argument("--object-period", type=float, default=2.0, help="seconds between objects")
+    p.add_argument("--object-sync", choices=("fsync", "none"), default="fsync",
+                   help="fsync each object, or only wait for its writeback (sync_file_range)")
+    p.add_argument("--object-io-class", choices=("be", "idle"), default="be",
+                   help="the object writer's I/O priority class (ioprio_set)")
+    p.add_argument("--no-objects", action="store_true", help="the WAL alone: the disk's own floor")
     a = p.parse_args()
     os.makedirs(a.dir, exist_ok=True)
     stop, lat, wlat = threading.Event(), [], []
-    threads = [threading.Thread(target=wal_writer, args=(os.path.join(a.dir, "wal"), a.wal, stop, lat, wlat)),
-               threading.Thread(target=object_writer,
-                                args=(a.dir, a.delete, a.object_mib << 20, a.object_period, stop))]
+    threads = [threading.Thread(target=wal_writer, args=(os.path.join(a.dir, "wal"), a.wal, stop, lat, wlat))]
+    if not a.no_objects:
+        threads.append(threading.Thread(target=object_writer,
+                                        args=(a.dir, a.delete, a.object_mib << 20, a.object_period, stop,
+                                              a.object_sync, a.object_io_class)))
     for t in threads:
         t.start()
     time.sleep(a.seconds)
@@ -119,7 +140,9 @@ def main() -> None:
     def q(xs: list[float], f: float) -> float:
         return xs[min(len(xs) - 1, int(f * len(xs)))]
     for name, xs in (("fdatasync", sorted(lat)), ("write", sorted(wlat))):
-        print(f"wal={a.wal} delete={a.delete} objects={a.object_mib} MiB/{a.object_period}s: "
+        objects = "none" if a.no_objects else (f"{a.object_mib} MiB/{a.object_period}s "
+                                               f"sync={a.object_sync} io={a.object_io_class}")
+        print(f"wal={a.wal} delete={a.delete} objects={objects}: "
               f"{len(xs)} {name}s, p50 {q(xs, .5):.2f} p99 {q(xs, .99):.2f} "
               f"p99.9 {q(xs, .999):.2f} max {xs[-1]:.1f} ms")
 
