@@ -14,18 +14,11 @@ A segment file starts with a 16-byte header, then entries one after another
     seal:   a frame with body_length 0 and the segment's SEAL crc: the segment
             ends here (written when the log moves on to the next segment)
 
-Group commit: ``append`` only queues bytes and returns a future. Two threads
-form a pipeline: the writer takes everything queued so far and writes it
-(``pwritev`` at positions reserved at append time), then goes straight on to
-what arrived meanwhile; the syncer takes everything written so far,
-fdatasyncs it, and does the same. So one fsync covers many produce requests,
-the next group is written while the previous one is being synced (an ack
-waits for one fsync after its write, not for a write and an fsync after the
-previous group's fsync), and neither the event loop nor a thread hand-off
-sits between two fsyncs. An fdatasync covers every byte written before it
-starts, and the syncer only takes groups whose write has returned. The loop
-learns of each commit through ``call_soon_threadsafe``; commits, and a
-failure, reach it in order.
+Group commit: ``append`` only queues bytes and returns a future. One flusher
+thread takes everything queued so far, writes it and fdatasyncs it, and goes
+straight on to what arrived meanwhile: one fsync covers many produce
+requests, and neither the event loop nor a thread hand-off sits between two
+fsyncs. The loop learns of each commit through ``call_soon_threadsafe``.
 
 Segments are recycled. On ext4 (and most journaling file systems) an
 fdatasync that grows a file must commit the new size to the journal, and that
@@ -136,15 +129,6 @@ class Entry:
     location: Location
 
 
-@dataclass(slots=True)
-class _Written:
-    """A group the writer wrote (or failed to write: ``error``), for the syncer."""
-    spans: dict      # _Segment -> [begin, end) written
-    futures: list
-    nbytes: int
-    error: BaseException | None = None
-
-
 class _Segment:
     """One segment file. ``start`` is where its entries begin (after the
     header; 0 in a segment from before headers), ``size`` where the next
@@ -237,23 +221,18 @@ class WriteAheadLog:
         self._staged_bytes = 0
         self._staged_future: asyncio.Future | None = None
         self._last_future: asyncio.Future | None = None
-        # Shared with the writer and syncer threads, under _lock: what is
-        # published and not yet written, their futures; what is written and not
-        # yet synced (or the write's failure); the segments either thread is
-        # working on (trim must not close them).
+        # Shared with the flusher thread, under _lock: what is published and not
+        # yet taken, their futures, and the segments the batch being written
+        # touches (trim must not close them).
         self._lock = threading.Lock()
-        self._wakeup = threading.Condition(self._lock)          # the writer waits here
-        self._written_ready = threading.Condition(self._lock)   # the syncer waits here
+        self._wakeup = threading.Condition(self._lock)
         self._pending: list[tuple[_Segment, int, list]] = []
         self._pending_bytes = 0
         self._pending_futures: list[asyncio.Future] = []
         self._writing: tuple[_Segment, ...] = ()
-        self._written: list[_Written] = []
-        self._syncing: tuple[_Segment, ...] = ()
-        self._writer_done = False
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._threads: list[threading.Thread] = []
+        self._thread: threading.Thread | None = None
         self._preparer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wal-prepare")
         self._next_file: ThreadFuture | None = None     # the file of segment active.id + 1
         self._failed: BaseException | None = None
@@ -410,7 +389,7 @@ class WriteAheadLog:
         self._staged_bytes += total
         fut = self._staged_future
         if fut is None:
-            if not self._threads:
+            if self._thread is None:
                 self._start_flusher()
             fut = self._staged_future = self._last_future = _GroupCommit(loop=self._loop)
             self._loop.call_soon(self._publish)
@@ -439,10 +418,8 @@ class WriteAheadLog:
 
     def _start_flusher(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._threads = [threading.Thread(target=self._writer, name="wal-write", daemon=True),
-                         threading.Thread(target=self._syncer, name="wal-fsync", daemon=True)]
-        for t in self._threads:
-            t.start()
+        self._thread = threading.Thread(target=self._flusher, name="wal-flush", daemon=True)
+        self._thread.start()
 
     def _roll(self) -> _Segment:
         """Seal the active segment and move to the next one, whose file the
@@ -473,7 +450,6 @@ class WriteAheadLog:
         freed = 0
         with self._lock:
             busy = {seg.id for seg, _, _ in self._pending} | {seg.id for seg in self._writing}
-            busy |= {seg.id for w in self._written for seg in w.spans} | {seg.id for seg in self._syncing}
         busy |= {seg.id for seg, _, _ in self._staged}
         for seg_id in sorted(self._segments):
             if seg_id >= before or self._segments[seg_id] is self._active or seg_id in busy:
@@ -515,79 +491,28 @@ class WriteAheadLog:
             raise WalError("write-ahead log failed earlier") from self._failed
 
     # ------------------------------------------------------------------ flusher
-    def _writer(self) -> None:
-        """The writer thread: write whatever is published, again and again, and
-        hand each written group to the syncer."""
+    def _flusher(self) -> None:
+        """The flusher thread: write and fdatasync whatever is published, again and again."""
+        loop = self._loop
         while True:
             with self._lock:
                 while not self._pending and not self._stopping:
                     self._wakeup.wait()
                 if not self._pending:
-                    self._writer_done = True
-                    self._written_ready.notify()
                     return
                 batch, futs, nbytes = self._pending, self._pending_futures, self._pending_bytes
                 self._pending, self._pending_futures, self._pending_bytes = [], [], 0
                 self._writing = tuple(seg for seg, _, _ in batch)
             try:
-                spans = self._write_batch(batch)
+                seconds = self._write_and_sync(batch)
             except BaseException as exc:  # disk full, I/O error: nothing after this is safe
                 with self._lock:
                     self._writing = ()
-                    # after what was written before it: acks and the failure stay in order
-                    self._written.append(_Written({}, futs, nbytes, exc))
-                    self._writer_done = True
-                    self._written_ready.notify()
+                _call_soon(loop, self._flush_failed, futs, exc)
                 return
             with self._lock:
                 self._writing = ()
-                self._written.append(_Written(spans, futs, nbytes))
-                self._written_ready.notify()
-
-    def _syncer(self) -> None:
-        """The syncer thread: fdatasync whatever is written, again and again, and
-        tell the loop which groups are durable (or, after a failure, that none
-        written later is)."""
-        loop = self._loop
-        broken: BaseException | None = None
-        while True:
-            with self._lock:
-                while not self._written and not self._writer_done:
-                    self._written_ready.wait()
-                if not self._written:
-                    return
-                groups, self._written = self._written, []
-                self._syncing = tuple({seg for w in groups for seg in w.spans})
-            spans: dict[_Segment, list[int]] = {}
-            futs: list[asyncio.Future] = []
-            nbytes = 0
-            failed: _Written | None = None
-            for w in groups:
-                if w.error is not None:
-                    failed = w     # the writer's last group: nothing follows it
-                    break
-                for seg, (begin, end) in w.spans.items():
-                    span = spans.setdefault(seg, [begin, end])
-                    span[0], span[1] = min(span[0], begin), max(span[1], end)
-                futs.extend(w.futures)
-                nbytes += w.nbytes
-            if broken is None:
-                try:
-                    seconds = self._sync_spans(spans) if spans else 0.0
-                except BaseException as exc:  # after a failed fsync nothing written is known durable
-                    broken = exc
-                    with self._lock:
-                        self._stopping = True     # the writer ends once it has handed over what it took
-                        self._wakeup.notify()
-            with self._lock:
-                self._syncing = ()
-            if broken is not None:
-                _call_soon(loop, self._flush_failed, futs + (failed.futures if failed else []), broken)
-                continue        # drain: fail whatever the writer still hands over
-            if futs and not _call_soon(loop, self._flushed, futs, seconds, nbytes):
-                return
-            if failed is not None:
-                _call_soon(loop, self._flush_failed, failed.futures, failed.error)
+            if not _call_soon(loop, self._flushed, futs, seconds, nbytes):
                 return
 
     def _flushed(self, futs: list[asyncio.Future], seconds: float, nbytes: int) -> None:
@@ -597,39 +522,27 @@ class WriteAheadLog:
             fut.set_result(None)
 
     def _flush_failed(self, futs: list[asyncio.Future], exc: BaseException) -> None:
-        if self._failed is None:
-            log.critical("WAL: write/fsync failed; refusing further appends: %s", exc)
-            self._failed = exc
+        log.critical("WAL: write/fsync failed; refusing further appends: %s", exc)
+        self._failed = exc
         with self._lock:
-            later = self._pending_futures + [f for w in self._written for f in w.futures]
-            self._pending_futures = []
-            self._written = []
+            later, self._pending_futures = self._pending_futures, []
             self._pending.clear()
             self._pending_bytes = 0
             self._stopping = True
-            self._wakeup.notify()
-            self._written_ready.notify()
         for fut in futs + later:
             if not fut.done():
                 fut.set_exception(WalError(str(exc)))
                 fut.exception()  # mark retrieved; waiters still see it
 
-    @staticmethod
-    def _write_batch(batch: list[tuple[_Segment, int, list]]) -> dict[_Segment, list[int]]:
-        """Write a group at its reserved positions; returns each segment's
-        written span ``[begin, end)``."""
-        spans: dict[_Segment, list[int]] = {}
+    def _write_and_sync(self, batch: list[tuple[_Segment, int, list]]) -> float:
+        touched: dict[_Segment, list[int]] = {}
         for seg, position, parts in batch:
+            # Positions were reserved at append time; write exactly there.
             end = _pwritev_all(seg.file(), parts, position)
-            span = spans.setdefault(seg, [position, end])
+            span = touched.setdefault(seg, [position, end])
             span[1] = end
-        return spans
-
-    @staticmethod
-    def _sync_spans(spans: dict[_Segment, list[int]]) -> float:
-        """fdatasync each segment written to; returns the seconds it took."""
         start = time.perf_counter()
-        for seg in spans:
+        for seg in touched:
             os.fdatasync(seg.file())
         elapsed = time.perf_counter() - start
         # Once durable, the bytes are read back from the tail cache, not the
@@ -637,7 +550,7 @@ class WriteAheadLog:
         # (measured: broker kernel CPU 10 s -> 4.4 s per bench run, BENCHMARKS.md).
         # The last, partly written page stays: the next write completes it
         # without reading it back from disk first.
-        for seg, (begin, end) in spans.items():
+        for seg, (begin, end) in touched.items():
             whole = (end & ~(PAGE - 1)) - begin
             if whole > 0:
                 os.posix_fadvise(seg.file(), begin, whole, os.POSIX_FADV_DONTNEED)
@@ -671,8 +584,8 @@ class WriteAheadLog:
         with self._lock:
             self._stopping = True
             self._wakeup.notify()
-        for t in self._threads:     # the writer first: the syncer ends after its last group
-            await asyncio.to_thread(t.join)
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
         self._preparer.shutdown(wait=True)
         if self._next_file is not None:     # prepared, never used: a spare again
             try:

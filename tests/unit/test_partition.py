@@ -285,16 +285,16 @@ async def test_high_watermark_advances_only_after_the_wal_fsync(replicas, monkey
     rm.create_topic("hw", 1)
     p = rm.get("hw", 0)
     wal = rm.wal
-    real = wal._sync_spans
+    real = wal._write_and_sync
     in_fsync = threading.Event()
     release = threading.Event()
 
-    def gated(spans):
+    def gated(batch_):
         in_fsync.set()
         assert release.wait(10)
-        return real(spans)
+        return real(batch_)
 
-    monkeypatch.setattr(wal, "_sync_spans", gated)
+    monkeypatch.setattr(wal, "_write_and_sync", gated)
     waiter = asyncio.get_running_loop().create_future()
     p.add_waiter(waiter)
     res = append(p, batch(3, pid=1, epoch=0, seq=0))
@@ -325,7 +325,7 @@ async def test_high_watermark_does_not_advance_when_the_wal_write_fails(replicas
     def boom(batch_):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(rm.wal, "_write_batch", boom)
+    monkeypatch.setattr(rm.wal, "_write_and_sync", boom)
     res = append(p, batch(1))
     with pytest.raises(Exception):
         await asyncio.wait_for(res.durable, 10)

@@ -292,7 +292,7 @@ async def test_write_failure_fails_futures_and_refuses_appends(tmp_path, monkeyp
     def boom(batch):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(wal, "_write_batch", boom)
+    monkeypatch.setattr(wal, "_write_and_sync", boom)
     _, fut = wal.append(1, b"k", b"v")
     with pytest.raises(WalError):
         await fut
@@ -314,7 +314,7 @@ async def test_sync_raises_when_the_inflight_flush_fails(tmp_path, monkeypatch):
         release.wait(10)
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(wal, "_write_batch", slow_boom)
+    monkeypatch.setattr(wal, "_write_and_sync", slow_boom)
     _, fut = wal.append(1, b"k", b"v")
     await asyncio.wait_for(started.wait(), 10)  # the batch is now in flight; nothing else pending
     syncer = asyncio.ensure_future(wal.sync())
@@ -327,115 +327,6 @@ async def test_sync_raises_when_the_inflight_flush_fails(tmp_path, monkeypatch):
     with pytest.raises(WalError):  # and later syncs keep saying so
         await wal.sync()
     await wal.close()
-
-
-async def _gate_fsync(wal, loop):
-    """Block the syncer in its next fsync; returns (entered, release, calls)."""
-    real = wal._sync_spans
-    entered, release = asyncio.Event(), threading.Event()
-    calls: list[dict] = []
-
-    def gated(spans):
-        calls.append({seg.id: tuple(span) for seg, span in spans.items()})
-        if len(calls) == 1:
-            loop.call_soon_threadsafe(entered.set)
-            assert release.wait(10)
-        return real(spans)
-
-    wal._sync_spans = gated
-    return entered, release, calls
-
-
-async def test_the_next_group_is_written_while_the_previous_one_is_synced(tmp_path):
-    """Group commit is a pipeline: while one group's fdatasync runs, the writer
-    already writes the next (so its ack waits for one fsync, not a write and
-    an fsync after this one); the next is acknowledged only after an fsync of
-    its own, and acks stay in order."""
-    loop = asyncio.get_running_loop()
-    wal = WriteAheadLog(str(tmp_path / "wal"))
-    list(wal.recover())
-    entered, release, calls = await _gate_fsync(wal, loop)
-    loc1, f1 = wal.append(1, b"a", b"first")
-    await asyncio.wait_for(entered.wait(), 10)          # group 1 is written, its fsync blocked
-    loc2, f2 = wal.append(1, b"b", b"second")
-    segment_file = os.path.join(wal.directory, f"{loc2[0]:020d}{SUFFIX}")
-    for _ in range(500):                                 # the writer does not wait for that fsync
-        with open(segment_file, "rb") as f:
-            f.seek(loc2[1])
-            if f.read(loc2[2]) == b"second":
-                break
-        await asyncio.sleep(0.01)
-    else:
-        pytest.fail("the second group was not written while the first one's fsync ran")
-    assert not f1.done() and not f2.done()               # neither is acknowledged yet
-    done_order: list[str] = []
-    f1.add_done_callback(lambda _: done_order.append("first"))
-    f2.add_done_callback(lambda _: done_order.append("second"))
-    release.set()
-    await asyncio.wait_for(asyncio.gather(f1, f2), 10)
-    assert done_order == ["first", "second"]
-    assert len(calls) == 2 and calls[1][loc2[0]][1] >= loc2[1] + loc2[2]   # a second fsync covered it
-    await wal.close()
-    assert await _recovered(tmp_path / "wal") == [(1, b"a", b"first"), (1, b"b", b"second")]
-
-
-async def test_fsync_failure_fails_everything_written_after_it(tmp_path):
-    """After a failed fdatasync nothing written since is known durable: the
-    group being synced and every group written meanwhile fail (none hangs),
-    later appends are refused, and sync() says so."""
-    loop = asyncio.get_running_loop()
-    wal = WriteAheadLog(str(tmp_path / "wal"))
-    list(wal.recover())
-    _, ok = wal.append(1, b"k", b"durable")
-    await ok
-    entered, release = asyncio.Event(), threading.Event()
-
-    def failing(spans):
-        loop.call_soon_threadsafe(entered.set)
-        release.wait(10)
-        raise OSError(5, "Input/output error")
-
-    wal._sync_spans = failing
-    _, f1 = wal.append(1, b"k", b"one")
-    await asyncio.wait_for(entered.wait(), 10)
-    _, f2 = wal.append(1, b"k", b"two")                  # written while the failing fsync runs
-    await asyncio.sleep(0.05)
-    release.set()
-    for fut in (f1, f2):
-        with pytest.raises(WalError):
-            await asyncio.wait_for(fut, 10)
-    with pytest.raises(WalError):
-        wal.append(1, b"k", b"three")
-    with pytest.raises(WalError):
-        await wal.sync()
-    assert ok.exception() is None
-    await wal.close()
-
-
-async def test_a_write_failure_is_reported_after_the_groups_before_it(tmp_path):
-    """A group written before a failed write is still synced and acknowledged,
-    before the failure reaches the loop: the log stays a prefix."""
-    loop = asyncio.get_running_loop()
-    wal = WriteAheadLog(str(tmp_path / "wal"))
-    list(wal.recover())
-    entered, release, _ = await _gate_fsync(wal, loop)
-    _, f1 = wal.append(1, b"k", b"one")
-    await asyncio.wait_for(entered.wait(), 10)
-
-    def boom(batch):
-        raise OSError(28, "No space left on device")
-
-    wal._write_batch = boom
-    _, f2 = wal.append(1, b"k", b"two")
-    order: list[str] = []
-    f1.add_done_callback(lambda f: order.append("one ok" if f.exception() is None else "one failed"))
-    f2.add_done_callback(lambda f: order.append("two ok" if f.exception() is None else "two failed"))
-    await asyncio.sleep(0.05)
-    release.set()
-    await asyncio.wait_for(asyncio.gather(f1, f2, return_exceptions=True), 10)
-    assert order == ["one ok", "two failed"]
-    await wal.close()
-    assert await _recovered(tmp_path / "wal") == [(1, b"k", b"one")]
 
 
 async def test_cancelling_one_waiter_does_not_cancel_the_group_commit(tmp_path):
@@ -506,7 +397,7 @@ async def test_cut_and_trim_keep_the_event_loop_free_of_fsyncs_and_unlinks(tmp_p
         cut = wal.cut()
         _, fut = wal.append(1, b"k", b"entry-%d" % i)
         await fut
-    assert "loop" not in where and "wal-write" not in where and "wal-fsync" not in where
+    assert "loop" not in where and "wal-flush" not in where
     assert where.count("wal-prepare") >= 3
     where.clear()
     assert len(_segment_files(directory)) == 4
