@@ -109,6 +109,9 @@ def add_bench_parser(sub) -> None:
     from broker import bench_storage  # object storage (issue 3)
     bench_storage.add_parser(kinds)
 
+    from broker import bench_latency  # ack latency against rate, next to Apache Kafka (issue 2)
+    bench_latency.add_parser(kinds)
+
 
 # ------------------------------------------------------------------ self-started broker
 class _Broker:

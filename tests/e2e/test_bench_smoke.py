@@ -32,3 +32,27 @@ def test_bench_produce_smoke(tmp_path):
     assert r["totals"]["unacked_at_end"] == 0
     assert r["totals"]["delivery_errors"] == {}
     assert r["timeline"] and any(p["mb_per_s"] > 0 for p in r["timeline"])
+
+
+def test_bench_latency_smoke(tmp_path):
+    """`sluice bench latency` with Sluice alone (the Kafka side shares bench compare's
+    broker handling, which test_bench_compare_smoke runs against a real Kafka)."""
+    out, png = tmp_path / "lat.json", tmp_path / "lat.png"
+    proc = subprocess.run(
+        [sys.executable, "-m", "broker", "bench", "latency", "--systems", "sluice", "--rates", "2,5",
+         "--seconds", "3", "--warmup-seconds", "3", "--rounds", "1", "--partitions", "2",
+         "--data-dir", str(tmp_path), "--json", str(out), "--plot", str(png)],
+        cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "| rate (MB/s) | system |" in proc.stdout
+    assert "[3/3 runs] round 1/1 sluice: 5 MB/s" in proc.stderr     # progress
+    r = json.loads(out.read_text())
+    assert r["bench"] == "latency" and r["config"]["rates_mb_per_s"] == [2.0, 5.0]
+    assert [(x["system"], x["rate"]) for x in r["runs"]] == [("sluice", 2.0), ("sluice", 5.0)]
+    for run in r["runs"]:
+        lat = run["latency_ms"]
+        assert run["mb_per_s"] > 0 and run["unacked"] == 0 and not run["errors"]
+        assert 0 < lat["p50"] <= lat["p99"] <= lat["p99_9"]
+        assert sum(run["broker"]["produce_request_share_within_ms"].values()) > 0   # scraped from the broker
+    assert [row["system"] for row in r["summary"]] == ["sluice", "sluice"]
+    assert png.stat().st_size > 10_000
