@@ -166,8 +166,11 @@ class _Broker:
     def log_tail(self, n: int = 3000) -> str:
         return file_tail(self.log_path, n)
 
-    def stop(self) -> int:
-        """SIGTERM (SIGKILL after 20 s), remove the data dir; returns the exit code."""
+    def stop(self, remove: bool = True) -> int:
+        """SIGTERM (SIGKILL after 20 s), remove the data dir (unless ``remove``
+        is false: freeing GBs stalls the disk's fsyncs for a while, so a bench
+        that starts the next broker at once removes them at its end); returns
+        the exit code."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -177,7 +180,8 @@ class _Broker:
                 self.proc.wait(10)
         self._log.close()
         self.tail = self.log_tail()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if remove:
+            shutil.rmtree(self.dir, ignore_errors=True)
         return self.proc.returncode
 
 

@@ -305,12 +305,18 @@ class _System:
     def log_tail(self) -> str:
         return self.kafka.log_tail() if self.kafka else self.sluice.log_tail()
 
-    def stop(self) -> int | None:
-        """Stop the broker, note error lines of its log in ``self.log_problems``, remove its dir."""
+    @property
+    def data_dir(self) -> str:
+        return str(self.kafka.workdir) if self.kafka else self.sluice.dir
+
+    def stop(self, remove: bool = True) -> int | None:
+        """Stop the broker, note error lines of its log in ``self.log_problems``, remove its dir
+        (unless ``remove`` is false: bench._Broker.stop says why)."""
         if self.kafka:
             rc = self.kafka.stop(30)
             self.log_problems = log_problems(self.kafka.log_path)
-            shutil.rmtree(self.kafka.workdir, ignore_errors=True)
+            if remove:
+                shutil.rmtree(self.kafka.workdir, ignore_errors=True)
             return rc
         proc = self.sluice.proc
         if proc.poll() is None:  # stop first, so the log is complete before bench._Broker removes it
@@ -320,7 +326,7 @@ class _System:
             except subprocess.TimeoutExpired:
                 pass  # bench._Broker.stop kills it
         self.log_problems = log_problems(self.sluice.log_path)
-        return self.sluice.stop()
+        return self.sluice.stop(remove)
 
 
 class _S3System:

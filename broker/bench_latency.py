@@ -8,12 +8,14 @@ page cache), one unmeasured warm-up run at the highest rate (the JVM's JIT,
 Sluice's first uploads and compaction), then one ``sluice bench produce``
 driver run per rate on a new topic: one librdkafka producer process,
 idempotent, acks=all, linger.ms 5, 1 KiB values. The systems alternate their
-order from round to round. The table gives medians over the rounds; the plot
-p50 and p99 against the rate, with the 10 ms line.
+order from round to round, and every data dir is removed only at the end
+(freeing GBs stalls the next broker's fsyncs). The table gives medians over
+the rounds; the plot p50 and p99 against the rate, with the 10 ms line.
 """
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import sys
 import time
@@ -88,6 +90,7 @@ def run_latency(args) -> int:
     step = 0
     t0 = time.monotonic()
     runs: list[dict] = []
+    leftovers: list[str] = []
     for rnd in range(args.rounds):
         order = systems if rnd % 2 == 0 else systems[::-1]
         for name in order:
@@ -106,7 +109,13 @@ def run_latency(args) -> int:
                     run.update(system=name, round=rnd + 1)
                     runs.append(run)
             finally:
-                sysm.stop()
+                # kept until the end: deleting a run's GBs right before the next
+                # broker starts would stall that broker's fsyncs (ext4, discard)
+                sysm.stop(remove=False)
+                leftovers.append(sysm.data_dir)
+    progress.phase(f"removing {len(leftovers)} data dir(s)")
+    for d in leftovers:
+        shutil.rmtree(d, ignore_errors=True)
     progress.done()
     result = {
         "bench": "latency",

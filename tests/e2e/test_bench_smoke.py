@@ -56,3 +56,4 @@ def test_bench_latency_smoke(tmp_path):
         assert sum(run["broker"]["produce_request_share_within_ms"].values()) > 0   # scraped from the broker
     assert [row["system"] for row in r["summary"]] == ["sluice", "sluice"]
     assert png.stat().st_size > 10_000
+    assert not list(tmp_path.glob("sluice-bench-*"))    # the broker's data dir, removed at the end
