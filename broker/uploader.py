@@ -27,6 +27,11 @@ Between uploads, at their own intervals: retention (``retention.ms``,
 ``retention.bytes``) advances log start offsets; compaction merges small
 segments into per-partition objects; garbage collection deletes data objects
 no manifest references once they are older than ``s3.gc.grace.ms``.
+Compaction runs as a task of its own next to the upload loop: its reads are
+paced (``s3.compaction.read.max.bytes.per.second``), so a pass takes seconds,
+and uploads must not wait for it. Its manifest swaps are conditional writes
+like the uploads' (either may retry after the other), and it only re-points
+index entries of ranges already uploaded.
 """
 from __future__ import annotations
 
@@ -35,8 +40,8 @@ import logging
 import time
 
 from objectstore import Fenced, ObjectStoreError, SegmentRef, data_object
-from objectstore.compaction import (CompactionConflict, collect_garbage, compact_run, plan_compaction,
-                                    replace_segments)
+from objectstore.compaction import (CompactionConflict, RatePacer, collect_garbage, compact_run,
+                                    plan_compaction, replace_segments)
 from objectstore.manifest import CLUSTER_METADATA_KEY, Manifest, conditional_update, json_decoder, json_encode
 
 
@@ -65,6 +70,9 @@ class Uploader:
         now = time.monotonic()
         self._next_retention = now + self.config["log.retention.check.interval.ms"] / 1000
         self._next_compaction = now + self.config["s3.compaction.interval.ms"] / 1000
+        rate = self.config["s3.compaction.read.max.bytes.per.second"]
+        self._compaction_pacer = RatePacer(rate) if rate > 0 else None
+        self._compacting: asyncio.Task | None = None
         self._next_gc = now + self.config["s3.gc.interval.ms"] / 1000
         self._next_manifests = now   # the first upload records at once
         self.uploads = 0
@@ -104,6 +112,10 @@ class Uploader:
         self.rm.upload_wanted.set()
         if self._task is not None:
             await self._task
+        if self._compacting is not None and not self._compacting.done():
+            # a merge not yet swapped in is garbage (GC takes it); one swapped in is complete
+            self._compacting.cancel()
+            await asyncio.gather(self._compacting, return_exceptions=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -314,9 +326,9 @@ class Uploader:
         if now >= self._next_retention:
             self._next_retention = now + self.config["log.retention.check.interval.ms"] / 1000
             self.enforce_retention()
-        if now >= self._next_compaction:
+        if now >= self._next_compaction and (self._compacting is None or self._compacting.done()):
             self._next_compaction = now + self.config["s3.compaction.interval.ms"] / 1000
-            await self.compact()
+            self._compacting = asyncio.get_running_loop().create_task(self._compact_in_background())
         if now >= self._next_gc:
             self._next_gc = now + self.config["s3.gc.interval.ms"] / 1000
             await self.collect_garbage()
@@ -341,6 +353,16 @@ class Uploader:
                 moved += 1
         return moved
 
+    async def _compact_in_background(self) -> None:
+        try:
+            await self.compact()
+        except asyncio.CancelledError:
+            raise
+        except ObjectStoreError as exc:
+            self.rm.storage_error("compaction", exc)
+        except Exception:  # a bug must not stop compaction for good, nor go unseen
+            log.exception("compaction failed")
+
     async def compact(self) -> int:
         """Merge runs of small segments into per-partition objects (a bounded amount per call)."""
         rm = self.rm
@@ -356,7 +378,10 @@ class Uploader:
                     break
                 run = run[:MAX_RUN_SEGMENTS]  # bound the GETs of one merge
                 crash_point("compaction.before_put")
-                new = await compact_run(rm.store, self.keys, run, p.key)
+                waited = self._compaction_pacer.waited if self._compaction_pacer else 0.0
+                new = await compact_run(rm.store, self.keys, run, p.key, pacer=self._compaction_pacer)
+                if self._compaction_pacer:
+                    self.metrics.compaction_paced.inc(self._compaction_pacer.waited - waited)
                 crash_point("compaction.after_put")
                 try:
                     m = await rm.manifests.update(p.topic_id, p.index, replace_segments(run, new),

@@ -257,9 +257,10 @@ def build_parts(chunks: Mapping[bytes, Sequence[Buffer]] | Iterable[tuple[bytes,
     buffers)`` pairs, as the list of its parts in order (``ObjectStore.put``
     takes them as they are: a 64 MiB join would hold the GIL ~50 ms).
 
-    Each buffer holds one or more whole record batches (bytes, bytearray or
-    memoryview; never copied); a partition's
-    batches must be in increasing offset order. First and last offset and
+    A partition's buffers (bytes, bytearray or memoryview; never copied)
+    hold whole record batches back to back; a batch may straddle two of them
+    (compaction reads segments in pieces). Its batches must be in increasing
+    offset order. First and last offset and
     max timestamp come from the batch headers. A partition with no bytes is
     left out. Returns the object and its chunk refs (sorted by partition key,
     as in the index). Raises ValueError for a malformed batch, offsets out of
@@ -285,20 +286,20 @@ def build_parts(chunks: Mapping[bytes, Sequence[Buffer]] | Iterable[tuple[bytes,
         crc = 0
         length = 0
         first = last = max_ts = None
+        try:
+            for span in iter_batches(views):
+                if last is not None and span.base_offset <= last:
+                    raise ValueError(
+                        f"partition {pkey.hex()}: batch at offset {span.base_offset} "
+                        f"does not follow offset {last}")
+                if first is None:
+                    first = span.base_offset
+                    max_ts = span.max_timestamp
+                last = span.last_offset
+                max_ts = max(max_ts, span.max_timestamp)
+        except CorruptObject as e:
+            raise ValueError(f"partition {pkey.hex()}: {e}") from e
         for view in views:
-            try:
-                for span in iter_batches(view):
-                    if last is not None and span.base_offset <= last:
-                        raise ValueError(
-                            f"partition {pkey.hex()}: batch at offset {span.base_offset} "
-                            f"does not follow offset {last}")
-                    if first is None:
-                        first = span.base_offset
-                        max_ts = span.max_timestamp
-                    last = span.last_offset
-                    max_ts = max(max_ts, span.max_timestamp)
-            except CorruptObject as e:
-                raise ValueError(f"partition {pkey.hex()}: {e}") from e
             crc = crc32c.crc32c(view, crc)
             length += len(view)
             parts.append(view)

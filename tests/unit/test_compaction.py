@@ -14,6 +14,7 @@ from dataclasses import replace
 
 import pytest
 
+from objectstore.compaction import RatePacer
 from objectstore import (CompactionConflict, CorruptObject, InvalidManifest, Manifest,
                          ManifestStore, ObjectStore, SegmentRef, append_segments, collect_garbage,
                          compact_run, plan_compaction, referenced_objects, replace_segments)
@@ -270,6 +271,54 @@ async def test_compaction_keeps_every_batch_byte_identical(store):
     m = await b.load(0)
     assert m.segments[:2] == tuple(news) and m.next_offset == 35
     assert_contiguous(m)
+
+
+async def test_segments_read_in_paced_pieces_merge_into_the_same_object(store):
+    """compact_run reads each segment in ranged GETs of at most piece_bytes (here
+    smaller than a batch, so batches straddle pieces), each after the pacer; the
+    merged chunk is the one an unpieced read gives, byte for byte."""
+    b = await Broker(store, partitions=(0,)).claim()
+    await b.uploads(3)
+    m = await b.load(0)
+    run = list(m.segments)
+    whole = await compact_run(store, do.ObjectKeys(5), run, pk(0))
+    taken: list[int] = []
+
+    class Recorder:
+        async def take(self, n: int) -> None:
+            taken.append(n)
+
+    counting = CountingStore(store)
+    piece = 37
+    pieced = await compact_run(counting, do.ObjectKeys(6), run, pk(0), pacer=Recorder(), piece_bytes=piece)
+    assert sum(taken) == sum(s.length for s in run) and max(taken) == piece
+    assert counting.counts["get"] == sum(-(-s.length // piece) for s in run) == len(taken)
+    assert (pieced.length, pieced.crc, pieced.first_offset, pieced.last_offset) == (
+        whole.length, whole.crc, whole.first_offset, whole.last_offset)
+    assert (await store.get(pieced.object_key)) == (await store.get(whole.object_key))
+    m2 = await b.swap(0, run, pieced)
+    assert await read_all(store, m2) == await read_all(store, m)
+
+
+async def test_rate_pacer_spaces_reads_and_keeps_no_idle_credit():
+    now = [100.0]
+    slept: list[float] = []
+
+    async def sleep(d: float) -> None:
+        slept.append(round(d, 6))
+        now[0] += d
+
+    pacer = RatePacer(1000.0, clock=lambda: now[0], sleep=sleep)
+    await pacer.take(500)          # the first read starts at once ...
+    await pacer.take(500)          # ... the next once 500 bytes' time (0.5 s) has passed
+    await pacer.take(2000)
+    assert slept == [0.5, 0.5] and pacer.waited == 1.0
+    now[0] += 60.0                 # idle for a minute: no burst allowance builds up
+    await pacer.take(100)
+    await pacer.take(100)
+    assert slept == [0.5, 0.5, 0.1]
+    with pytest.raises(ValueError):
+        RatePacer(0)
 
 
 async def test_compaction_racing_the_owners_appends_and_retention(store):

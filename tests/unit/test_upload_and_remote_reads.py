@@ -140,6 +140,41 @@ async def test_compaction_repoints_the_index_and_reads_stay_identical(tmp_path):
         await rm.close()
 
 
+async def test_paced_compaction_runs_beside_uploads_and_stops_with_the_uploader(tmp_path):
+    """Compaction reads are paced (s3.compaction.read.max.bytes.per.second), so a
+    pass may take long: it runs as its own task, uploads go on meanwhile, and
+    stopping the uploader cancels a merge not yet swapped in (nothing changes)."""
+    rm, up = await open_broker(tmp_path, **{"s3.compaction.target.bytes": 1 << 20,
+                                            "s3.compaction.max.segments": 3,
+                                            "s3.compaction.interval.ms": 0,
+                                            "s3.compaction.read.max.bytes.per.second": 50})
+    try:
+        rm.create_topic("c", 1)
+        sent = []
+        for _ in range(4):
+            sent += await produce(rm, "c", 4)
+            assert await up.upload_once(force=True)
+        p = rm.get("c", 0)
+        segments = p.manifest.segments
+        await up.housekeeping()                      # starts the pass, does not wait for it
+        assert up._compacting is not None and not up._compacting.done()
+        for _ in range(50):                          # its first read is taken, the rest wait
+            if up._compaction_pacer.waited or up._compaction_pacer._next:
+                break
+            await asyncio.sleep(0.01)
+        sent += await produce(rm, "c", 4)            # an upload while the merge is paced
+        assert await asyncio.wait_for(up.upload_once(force=True), 10)
+        assert len(p.manifest.segments) == len(segments) + 1
+        assert not up._compacting.done()
+        await asyncio.wait_for(up.stop(10), 20)       # cancels the merge
+        assert up._compacting.cancelled()
+        assert p.manifest.segments[:len(segments)] == segments
+        rm.tail_cache.discard_partition(p.key)
+        assert values(await p.read(0, 10**9, min_one=True)) == sent
+    finally:
+        await rm.close()
+
+
 async def test_retention_bytes_advances_the_log_start_over_uploaded_data(tmp_path):
     rm, up = await open_broker(tmp_path)
     try:
