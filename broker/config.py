@@ -65,10 +65,10 @@ BROKER_DEFAULTS: dict[str, tuple[Callable[[Any], Any], Any]] = {
     "s3.compaction.target.bytes": (int, 64 << 20),
     "s3.compaction.max.segments": (int, 32),
     "s3.compaction.max.bytes.per.run": (int, 64 << 20),
-    # compaction reads at most this many bytes/s (0: unpaced); like Kafka's
+    # bytes/s compaction reads plus writes (0: unpaced); like Kafka's
     # log.cleaner.io.max.bytes.per.second, it keeps background merging from
     # starving the WAL's writes on a shared disk
-    "s3.compaction.read.max.bytes.per.second": (int, 20 << 20),
+    "s3.compaction.io.max.bytes.per.second": (int, 20 << 20),
     "s3.gc.interval.ms": (int, 60000),
     "s3.gc.grace.ms": (int, 60000),
     "s3.shutdown.timeout.ms": (int, 30000),

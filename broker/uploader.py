@@ -27,8 +27,8 @@ Between uploads, at their own intervals: retention (``retention.ms``,
 ``retention.bytes``) advances log start offsets; compaction merges small
 segments into per-partition objects; garbage collection deletes data objects
 no manifest references once they are older than ``s3.gc.grace.ms``.
-Compaction runs as a task of its own next to the upload loop: its reads are
-paced (``s3.compaction.read.max.bytes.per.second``), so a pass takes seconds,
+Compaction runs as a task of its own next to the upload loop: its reads and
+writes are paced (``s3.compaction.io.max.bytes.per.second``), so a pass takes seconds,
 and uploads must not wait for it. Its manifest swaps are conditional writes
 like the uploads' (either may retry after the other), and it only re-points
 index entries of ranges already uploaded.
@@ -70,7 +70,7 @@ class Uploader:
         now = time.monotonic()
         self._next_retention = now + self.config["log.retention.check.interval.ms"] / 1000
         self._next_compaction = now + self.config["s3.compaction.interval.ms"] / 1000
-        rate = self.config["s3.compaction.read.max.bytes.per.second"]
+        rate = self.config["s3.compaction.io.max.bytes.per.second"]
         self._compaction_pacer = RatePacer(rate) if rate > 0 else None
         self._compacting: asyncio.Task | None = None
         self._next_gc = now + self.config["s3.gc.interval.ms"] / 1000

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Union
 
@@ -121,7 +121,7 @@ class ObjectStore(abc.ABC):
 
     @abc.abstractmethod
     async def put(self, key: str, data: Body, *, if_match: str | None = None,
-                  if_none_match: bool = False) -> str:
+                  if_none_match: bool = False, pace: Callable[[int], None] | None = None) -> str:
         """Store ``data`` (one buffer, or buffers back to back) under ``key``
         and return the new etag.
 
@@ -129,6 +129,11 @@ class ObjectStore(abc.ABC):
         PreconditionFailed if the key exists. ``if_match=etag``: replace only
         if the current etag is ``etag``; raises PreconditionFailed if it
         differs or the key is missing. The two are mutually exclusive.
+
+        ``pace``: called with each step's byte count as a store that writes
+        the bytes itself writes them (the filesystem store: from its writer
+        thread, between 1 MiB steps; it may sleep there to spread the write
+        out). Stores that hand the body to a service ignore it.
         """
 
     async def put_if_absent(self, key: str, data: bytes) -> str:

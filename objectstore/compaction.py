@@ -77,6 +77,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from dataclasses import replace
@@ -95,34 +96,51 @@ READ_PIECE = 4 << 20          # bytes per ranged GET: a large segment is read (a
 
 
 class RatePacer:
-    """Spaces reads at ``bytes_per_second``: ``take(n)`` returns once the bytes
-    taken before have had their time, then books ``n`` bytes of it.
+    """Spaces I/O at ``bytes_per_second``: ``take(n)`` returns once the bytes
+    taken before have had their time, then books ``n`` bytes of it;
+    ``take_blocking`` does the same in a thread (the filesystem store's
+    writer calls it between steps of a put).
 
-    Why compaction reads are paced: the embedded store shares the WAL's disk,
-    and the kernel's I/O scheduler (mq-deadline) serves reads before queued
-    writes. A 46 MB merge read as fast as the disk gives them (8 segment
-    GETs at a time) held the WAL's fdatasyncs back: p99 81 ms, max 102 ms
-    while it ran, against 2.7 ms without it; read at 20 MB/s, p99 5.7 ms
-    (BENCHMARKS.md, session 7). No credit builds up while idle: a pass starts
-    at the rate, never with a burst.
+    Why compaction is paced: the embedded store shares the WAL's disk, and
+    the kernel's I/O scheduler (mq-deadline) serves reads before queued
+    writes. A 46 MB merge read as fast as the disk gives them (8 segment GETs
+    at a time) held the WAL's fdatasyncs back: p99 48-81 ms, max 102-111 ms
+    while it ran, against 3-5 ms without it; read at 20 MB/s, p99 6 ms
+    (``deploy/compaction-contention.py``, BENCHMARKS.md session 7). Its write
+    (as many bytes again, once per pass) is paced by the same budget. No
+    credit builds up while idle: a pass starts at the rate, never with a
+    burst.
     """
 
     def __init__(self, bytes_per_second: float, *, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], object] = asyncio.sleep) -> None:
+                 sleep: Callable[[float], object] = asyncio.sleep,
+                 blocking_sleep: Callable[[float], None] = time.sleep) -> None:
         if bytes_per_second <= 0:
             raise ValueError(f"bytes_per_second must be > 0, got {bytes_per_second}")
         self.rate = float(bytes_per_second)
-        self._clock, self._sleep = clock, sleep
-        self._next = 0.0            # when the next read may start
+        self._clock, self._sleep, self._blocking_sleep = clock, sleep, blocking_sleep
+        self._lock = threading.Lock()   # take_blocking runs in a store's thread
+        self._next = 0.0            # when the next transfer may start
         self.waited = 0.0           # seconds spent waiting, in total (metrics, tests)
 
-    async def take(self, n: int) -> None:
-        now = self._clock()
-        start = max(self._next, now)
-        self._next = start + n / self.rate
-        if start > now:
+    def _book(self, n: int) -> float:
+        """Book ``n`` bytes; returns how long to wait first."""
+        with self._lock:
+            now = self._clock()
+            start = max(self._next, now)
+            self._next = start + n / self.rate
             self.waited += start - now
-            await self._sleep(start - now)
+            return start - now
+
+    async def take(self, n: int) -> None:
+        wait = self._book(n)
+        if wait > 0:
+            await self._sleep(wait)
+
+    def take_blocking(self, n: int) -> None:
+        wait = self._book(n)
+        if wait > 0:
+            self._blocking_sleep(wait)
 DELETE_CONCURRENCY = 16       # DELETEs in flight per collect_garbage
 
 
@@ -228,7 +246,8 @@ async def compact_run(store: ObjectStore, keys: ObjectKeys, run: Sequence[Segmen
     READ_CONCURRENCY at a time; each waits for ``pacer``, if given), its
     crc32c and batches checked against the segment's ref, then one
     unconditional PUT under ``keys.next()`` writes the pieces as they are (no
-    join). The manifest is not touched: until ``replace_segments`` lands, the
+    join; with ``pacer``, its steps are paced too, where the store writes
+    them itself). The manifest is not touched: until ``replace_segments`` lands, the
     new object is garbage. Raises ValueError (empty or non-contiguous run),
     CorruptObject (a chunk that does not match its ref, or a merged chunk
     whose offsets are not the run's), NotFound, StoreUnavailable. Holds the
@@ -273,7 +292,10 @@ async def compact_run(store: ObjectStore, keys: ObjectKeys, run: Sequence[Segmen
                                   f"{ref.last_offset}, the run {run[0].first_offset}.."
                                   f"{run[-1].last_offset}")
     key = keys.next()
-    await store.put(key, body)
+    if pacer is not None:
+        await store.put(key, body, pace=pacer.take_blocking)
+    else:
+        await store.put(key, body)
     return SegmentRef.from_chunk(key, ref)
 
 

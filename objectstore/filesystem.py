@@ -23,6 +23,7 @@ import stat
 import time
 import uuid
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 from wal.reclaim import FileReclaimer
@@ -101,9 +102,10 @@ def _steps(parts: list[memoryview], step: int):
         yield group
 
 
-def _write_parts(fd: int, parts: list[memoryview]) -> None:
+def _write_parts(fd: int, parts: list[memoryview], pace: Callable[[int], None] | None = None) -> None:
     """Write the parts back to back, one ``_WRITEBACK_CHUNK`` step (one writev)
-    at a time, at most two steps in flight (``_write_out``)."""
+    at a time, at most two steps in flight (``_write_out``); ``pace(step
+    bytes)`` after each step, if given (it may sleep)."""
     written = 0
     previous = None
     for group in _steps(parts, _WRITEBACK_CHUNK):
@@ -124,6 +126,8 @@ def _write_parts(fd: int, parts: list[memoryview]) -> None:
         _write_out(fd, written, size, previous)
         previous = (written, size)
         written += size
+        if pace is not None:
+            pace(size)
 
 
 def _etag(*parts) -> str:
@@ -266,7 +270,8 @@ class FilesystemObjectStore(ObjectStore):
 
     # -- sync implementations (run in a worker thread) -----------------------
 
-    def _put_sync(self, key: str, data: Body, if_match: str | None, if_none_match: bool) -> str:
+    def _put_sync(self, key: str, data: Body, if_match: str | None, if_none_match: bool,
+                  pace: Callable[[int], None] | None = None) -> str:
         path = self._path(key)
         parts = body_parts(data)
         etag = _etag(*parts)
@@ -274,7 +279,7 @@ class FilesystemObjectStore(ObjectStore):
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         try:
             try:
-                _write_parts(fd, parts)
+                _write_parts(fd, parts, pace)
                 os.fsync(fd)
                 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
             finally:
@@ -421,9 +426,9 @@ class FilesystemObjectStore(ObjectStore):
     # -- async interface -------------------------------------------------------
 
     async def put(self, key: str, data: Body, *, if_match: str | None = None,
-                  if_none_match: bool = False) -> str:
+                  if_none_match: bool = False, pace: Callable[[int], None] | None = None) -> str:
         check_put_args(if_match, if_none_match)
-        return await asyncio.to_thread(self._put_sync, key, data, if_match, if_none_match)
+        return await asyncio.to_thread(self._put_sync, key, data, if_match, if_none_match, pace)
 
     async def get_with_etag(self, key: str) -> tuple[bytes, str]:
         return await asyncio.to_thread(self._get_sync, key)

@@ -26,7 +26,7 @@ import contextlib
 import io
 import itertools
 import os
-from typing import Any, NoReturn
+from typing import Any, Callable, NoReturn
 
 import aiohttp
 import botocore.exceptions
@@ -253,7 +253,8 @@ class S3ObjectStore(ObjectStore):
     # -- operations --------------------------------------------------------------
 
     async def put(self, key: str, data: Body, *, if_match: str | None = None,
-                  if_none_match: bool = False) -> str:
+                  if_none_match: bool = False, pace: Callable[[int], None] | None = None) -> str:
+        # ``pace`` is ignored: the bytes go to the service, whose disk is not the WAL's
         check_put_args(if_match, if_none_match)
         # botocore turns a bytes Body into a BytesIO, and aiohttp's BytesIOPayload
         # then calls getbuffer(), which copies the whole body in the event loop

@@ -15,6 +15,7 @@ from dataclasses import replace
 import pytest
 
 from objectstore.compaction import RatePacer
+from objectstore.filesystem import FilesystemObjectStore
 from objectstore import (CompactionConflict, CorruptObject, InvalidManifest, Manifest,
                          ManifestStore, ObjectStore, SegmentRef, append_segments, collect_garbage,
                          compact_run, plan_compaction, referenced_objects, replace_segments)
@@ -284,14 +285,22 @@ async def test_segments_read_in_paced_pieces_merge_into_the_same_object(store):
     whole = await compact_run(store, do.ObjectKeys(5), run, pk(0))
     taken: list[int] = []
 
+    written: list[int] = []
+
     class Recorder:
         async def take(self, n: int) -> None:
             taken.append(n)
+
+        def take_blocking(self, n: int) -> None:     # the store's writer, between steps
+            written.append(n)
 
     counting = CountingStore(store)
     piece = 37
     pieced = await compact_run(counting, do.ObjectKeys(6), run, pk(0), pacer=Recorder(), piece_bytes=piece)
     assert sum(taken) == sum(s.length for s in run) and max(taken) == piece
+    # the filesystem store paces its write step by step (footer included); S3 streams it to the service
+    size = (await store.head(pieced.object_key)).size
+    assert sum(written) == (size if isinstance(store, FilesystemObjectStore) else 0)
     assert counting.counts["get"] == sum(-(-s.length // piece) for s in run) == len(taken)
     assert (pieced.length, pieced.crc, pieced.first_offset, pieced.last_offset) == (
         whole.length, whole.crc, whole.first_offset, whole.last_offset)
@@ -317,6 +326,11 @@ async def test_rate_pacer_spaces_reads_and_keeps_no_idle_credit():
     await pacer.take(100)
     await pacer.take(100)
     assert slept == [0.5, 0.5, 0.1]
+    blocked: list[float] = []
+    pacer = RatePacer(1000.0, clock=lambda: now[0], sleep=sleep, blocking_sleep=blocked.append)
+    await pacer.take(1000)         # reads, then the store's writer thread books the write
+    pacer.take_blocking(500)
+    assert blocked == [1.0] and pacer.waited == 1.0
     with pytest.raises(ValueError):
         RatePacer(0)
 

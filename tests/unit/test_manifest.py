@@ -228,9 +228,9 @@ class CountingStore(ObjectStore):
     def _count(self, op: str) -> None:
         self.counts[op] = self.counts.get(op, 0) + 1
 
-    async def put(self, key, data, *, if_match=None, if_none_match=False):
+    async def put(self, key, data, *, if_match=None, if_none_match=False, **kw):
         self._count("put")
-        return await self.inner.put(key, data, if_match=if_match, if_none_match=if_none_match)
+        return await self.inner.put(key, data, if_match=if_match, if_none_match=if_none_match, **kw)
 
     async def get_with_etag(self, key):
         self._count("get")

@@ -141,13 +141,13 @@ async def test_compaction_repoints_the_index_and_reads_stay_identical(tmp_path):
 
 
 async def test_paced_compaction_runs_beside_uploads_and_stops_with_the_uploader(tmp_path):
-    """Compaction reads are paced (s3.compaction.read.max.bytes.per.second), so a
+    """Compaction I/O is paced (s3.compaction.io.max.bytes.per.second), so a
     pass may take long: it runs as its own task, uploads go on meanwhile, and
     stopping the uploader cancels a merge not yet swapped in (nothing changes)."""
     rm, up = await open_broker(tmp_path, **{"s3.compaction.target.bytes": 1 << 20,
                                             "s3.compaction.max.segments": 3,
                                             "s3.compaction.interval.ms": 0,
-                                            "s3.compaction.read.max.bytes.per.second": 50})
+                                            "s3.compaction.io.max.bytes.per.second": 50})
     try:
         rm.create_topic("c", 1)
         sent = []
