@@ -59,7 +59,8 @@ class BrokerMetrics:
                                        "Bytes written into compacted objects", registry=r)
         self.compaction_paced = Counter("sluice_compaction_paced_seconds_total",
                                         "Time compaction reads and writes waited for "
-                                        "s3.compaction.io.max.bytes.per.second (summed over concurrent reads)", registry=r)
+                                        "s3.compaction.io.max.bytes.per.second "
+                                        "(summed over concurrent reads)", registry=r)
         self.gc_deleted = Counter("sluice_gc_deleted_objects_total",
                                   "Data objects deleted by garbage collection", registry=r)
         self.avg_object_bytes = Gauge("sluice_segment_average_bytes",

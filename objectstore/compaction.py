@@ -93,6 +93,7 @@ DEFAULT_MAX_SEGMENTS = 32
 DEFAULT_MIN_RUN = 2
 READ_CONCURRENCY = 8          # ranged GETs in flight per compact_run
 READ_PIECE = 4 << 20          # bytes per ranged GET: a large segment is read (and paced) in pieces
+DELETE_CONCURRENCY = 16       # DELETEs in flight per collect_garbage
 
 
 class RatePacer:
@@ -141,7 +142,6 @@ class RatePacer:
         wait = self._book(n)
         if wait > 0:
             self._blocking_sleep(wait)
-DELETE_CONCURRENCY = 16       # DELETEs in flight per collect_garbage
 
 
 class CompactionConflict(ObjectStoreError):
