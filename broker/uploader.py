@@ -114,6 +114,8 @@ class Uploader:
             await self._task
         if self._compacting is not None and not self._compacting.done():
             # a merge not yet swapped in is garbage (GC takes it); one swapped in is complete
+            if self._compaction_pacer is not None:
+                self._compaction_pacer.stop()      # a paced write in the store's thread ends too
             self._compacting.cancel()
             await asyncio.gather(self._compacting, return_exceptions=True)
         deadline = time.monotonic() + timeout

@@ -115,14 +115,22 @@ class RatePacer:
 
     def __init__(self, bytes_per_second: float, *, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], object] = asyncio.sleep,
-                 blocking_sleep: Callable[[float], None] = time.sleep) -> None:
+                 blocking_sleep: Callable[[float], object] | None = None) -> None:
         if bytes_per_second <= 0:
             raise ValueError(f"bytes_per_second must be > 0, got {bytes_per_second}")
         self.rate = float(bytes_per_second)
-        self._clock, self._sleep, self._blocking_sleep = clock, sleep, blocking_sleep
+        self._stopped = threading.Event()
+        self._clock, self._sleep = clock, sleep
+        self._blocking_sleep = blocking_sleep or self._stopped.wait    # true once stopped
         self._lock = threading.Lock()   # take_blocking runs in a store's thread
         self._next = 0.0            # when the next transfer may start
         self.waited = 0.0           # seconds spent waiting, in total (metrics, tests)
+
+    def stop(self) -> None:
+        """Make every ``take_blocking`` (waiting or later) raise PacerStopped:
+        a paced write in a store's thread, whose task was cancelled, ends
+        instead of writing on for seconds (its temporary file is removed)."""
+        self._stopped.set()
 
     def _book(self, n: int) -> float:
         """Book ``n`` bytes; returns how long to wait first."""
@@ -139,9 +147,15 @@ class RatePacer:
             await self._sleep(wait)
 
     def take_blocking(self, n: int) -> None:
+        if self._stopped.is_set():
+            raise PacerStopped("compaction stopped")
         wait = self._book(n)
-        if wait > 0:
-            self._blocking_sleep(wait)
+        if wait > 0 and self._blocking_sleep(wait):
+            raise PacerStopped("compaction stopped")
+
+
+class PacerStopped(ObjectStoreError):
+    """A paced transfer was stopped (``RatePacer.stop``)."""
 
 
 class CompactionConflict(ObjectStoreError):

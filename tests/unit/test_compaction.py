@@ -7,6 +7,7 @@ append_segments per partition); reads go through the manifest as a fetch does.
 from __future__ import annotations
 
 import asyncio
+import os
 import logging
 import time
 import uuid
@@ -14,7 +15,7 @@ from dataclasses import replace
 
 import pytest
 
-from objectstore.compaction import RatePacer
+from objectstore.compaction import PacerStopped, RatePacer
 from objectstore.filesystem import FilesystemObjectStore
 from objectstore import (CompactionConflict, CorruptObject, InvalidManifest, Manifest,
                          ManifestStore, ObjectStore, SegmentRef, append_segments, collect_garbage,
@@ -333,6 +334,25 @@ async def test_rate_pacer_spaces_reads_and_keeps_no_idle_credit():
     assert blocked == [1.0] and pacer.waited == 1.0
     with pytest.raises(ValueError):
         RatePacer(0)
+
+
+async def test_stopping_the_pacer_ends_a_paced_write_in_the_stores_thread(tmp_path):
+    """Stop (the uploader stopping) wakes a write step waiting in the filesystem
+    store's thread: the put fails at once, and its temporary file is gone."""
+    store = FilesystemObjectStore(str(tmp_path / "objects"))
+    pacer = RatePacer(1 << 20)                     # 1 MiB/s: a 4 MiB put would take ~3 s more
+    put = asyncio.ensure_future(store.put("data/1/slow", [b"x" * (4 << 20)], pace=pacer.take_blocking))
+    await asyncio.sleep(0.2)
+    assert not put.done()
+    started = time.monotonic()
+    pacer.stop()
+    with pytest.raises(PacerStopped):
+        await asyncio.wait_for(put, 5)
+    assert time.monotonic() - started < 1.0
+    assert not await store.exists("data/1/slow")
+    assert not os.listdir(store._tmp)              # the temporary file is removed
+    with pytest.raises(PacerStopped):
+        pacer.take_blocking(1)
 
 
 async def test_compaction_racing_the_owners_appends_and_retention(store):
