@@ -9,8 +9,8 @@ after another with a pause between, while a thread acts like the WAL: 300
 KiB written over a recycled file and fdatasync'ed every 4 ms. Prints the
 fdatasync p50/p99/max with no merge running and while one runs.
 
-    .venv/bin/python deploy/compaction-contention.py --dir /path/on/the/disk --read-rate 0    # unpaced
-    .venv/bin/python deploy/compaction-contention.py --dir /path/on/the/disk --read-rate 20   # MB/s, reads + write
+    .venv/bin/python deploy/compaction-contention.py --dir /path/on/the/disk --io-rate 0    # unpaced
+    .venv/bin/python deploy/compaction-contention.py --dir /path/on/the/disk --io-rate 20   # MB/s, reads + write
 
 Alternate the settings a few times: shared machines are noisy.
 """
@@ -98,7 +98,7 @@ async def _run(a: argparse.Namespace) -> None:
             for ref in refs:
                 segments[pkeys.index(ref.partition_key)].append(SegmentRef.from_chunk(key, ref))
         compaction.READ_CONCURRENCY = a.read_concurrency
-        pacer = compaction.RatePacer(a.read_rate * 1e6) if a.read_rate > 0 else None
+        pacer = compaction.RatePacer(a.io_rate * 1e6) if a.io_rate > 0 else None
         stop, merging, idle, busy = threading.Event(), [False], [], []
         wal = threading.Thread(target=_wal, args=(str(root / "wal"), stop, merging, idle, busy))
         wal.start()
@@ -119,7 +119,7 @@ async def _run(a: argparse.Namespace) -> None:
     def q(xs: list[float], f: float) -> float:
         xs = sorted(xs)
         return xs[min(len(xs) - 1, int(f * len(xs)))]
-    rate = f"paced at {a.read_rate:g} MB/s (reads + write)" if a.read_rate > 0 else "unpaced"
+    rate = f"paced at {a.io_rate:g} MB/s (reads + write)" if a.io_rate > 0 else "unpaced"
     print(f"{rate}, {a.read_concurrency} reads at a time: {a.partitions} merges of {new.length / 1e6:.1f} MB, "
           f"{min(took) * 1000:.0f}-{max(took) * 1000:.0f} ms each")
     for name, xs in (("no merge running", idle), ("while merging", busy)):
@@ -130,7 +130,7 @@ async def _run(a: argparse.Namespace) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dir", required=True, help="a directory on the disk to test")
-    p.add_argument("--read-rate", type=float, default=20.0,
+    p.add_argument("--io-rate", type=float, default=20.0,
                    help="MB/s of compaction reads plus writes, as s3.compaction.io.max.bytes.per.second "
                         "(0: unpaced)")
     p.add_argument("--read-concurrency", type=int, default=compaction.READ_CONCURRENCY)
