@@ -91,31 +91,33 @@ def run_latency(args) -> int:
     t0 = time.monotonic()
     runs: list[dict] = []
     leftovers: list[str] = []
-    for rnd in range(args.rounds):
-        order = systems if rnd % 2 == 0 else systems[::-1]
-        for name in order:
-            label = f"round {rnd + 1}/{args.rounds} {name}"
-            progress.phase(f"[{step}/{steps} runs] {label}: starting broker")
-            sysm = _System(name, args, libs)
-            try:
-                step += 1
-                progress.phase(f"[{step}/{steps} runs] {label}: warm-up {args.warmup_seconds:g} s "
-                               f"at {rates[-1]:g} MB/s")
-                _one_run(sysm, args, rates[-1], args.warmup_seconds)
-                for rate in rates:
+    try:
+        for rnd in range(args.rounds):
+            order = systems if rnd % 2 == 0 else systems[::-1]
+            for name in order:
+                label = f"round {rnd + 1}/{args.rounds} {name}"
+                progress.phase(f"[{step}/{steps} runs] {label}: starting broker")
+                sysm = _System(name, args, libs)
+                try:
                     step += 1
-                    progress.phase(f"[{step}/{steps} runs] {label}: {rate:g} MB/s for {args.seconds:g} s")
-                    run = _one_run(sysm, args, rate, args.seconds)
-                    run.update(system=name, round=rnd + 1)
-                    runs.append(run)
-            finally:
-                # kept until the end: deleting a run's GBs right before the next
-                # broker starts would stall that broker's fsyncs (ext4, discard)
-                sysm.stop(remove=False)
-                leftovers.append(sysm.data_dir)
-    progress.phase(f"removing {len(leftovers)} data dir(s)")
-    for d in leftovers:
-        shutil.rmtree(d, ignore_errors=True)
+                    progress.phase(f"[{step}/{steps} runs] {label}: warm-up {args.warmup_seconds:g} s "
+                                   f"at {rates[-1]:g} MB/s")
+                    _one_run(sysm, args, rates[-1], args.warmup_seconds)
+                    for rate in rates:
+                        step += 1
+                        progress.phase(f"[{step}/{steps} runs] {label}: {rate:g} MB/s for {args.seconds:g} s")
+                        run = _one_run(sysm, args, rate, args.seconds)
+                        run.update(system=name, round=rnd + 1)
+                        runs.append(run)
+                finally:
+                    # kept until the end: deleting a run's GBs right before the next
+                    # broker starts would stall that broker's fsyncs (ext4, discard)
+                    sysm.stop(remove=False)
+                    leftovers.append(sysm.data_dir)
+    finally:
+        progress.phase(f"removing {len(leftovers)} data dir(s)")
+        for d in leftovers:
+            shutil.rmtree(d, ignore_errors=True)
     progress.done()
     result = {
         "bench": "latency",
