@@ -475,6 +475,17 @@ def _producer_conf(args, bootstrap: str) -> dict:
     return conf
 
 
+def drive_args(*, record_size: int, partitions: int, duration: float, rate: float | None,
+               linger_ms: float = 5, warmup: float = 2.0, quiet: bool = True,
+               bootstrap: str | None = None) -> argparse.Namespace:
+    """``bench produce``'s options for ``_drive`` as the other benches use it:
+    one idempotent acks=all producer, no keys, no compression, default queue."""
+    return argparse.Namespace(
+        producers=1, record_size=record_size, key_size=0, duration=duration, warmup=warmup, rate=rate,
+        flush_timeout=60.0, acks="all", linger_ms=linger_ms, batch_size=None, queue_kbytes=65536,
+        compression="none", set=[], quiet=quiet, partitions=partitions, bootstrap=bootstrap)
+
+
 def _drive(args, bootstrap: str, topic: str, broker_pid: int | None,
            metrics: str | None) -> dict | None:
     ctx = mp.get_context("spawn")  # no librdkafka threads inherited through fork

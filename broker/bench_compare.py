@@ -1000,11 +1000,8 @@ def _librdkafka(sysm, topic: str, args, progress: Progress, label: str) -> dict:
                        f"{'unthrottled' if rate is None else f'{rate:g} MB/s'}: {args.librdkafka_seconds:g} s")
         t = f"{topic}-{kind}"
         _create_topic(sysm.bootstrap, t, args.partitions)
-        drive_args = argparse.Namespace(
-            producers=1, record_size=args.record_size, key_size=0, duration=args.librdkafka_seconds,
-            warmup=2.0, rate=rate, flush_timeout=60.0, acks="all", linger_ms=5, batch_size=None,
-            queue_kbytes=65536, compression="none", set=[], quiet=True, partitions=args.partitions,
-            bootstrap=sysm.bootstrap)
+        drive_args = bench.drive_args(record_size=args.record_size, partitions=args.partitions,
+                                      duration=args.librdkafka_seconds, rate=rate, bootstrap=sysm.bootstrap)
         r = bench._drive(drive_args, sysm.bootstrap, t, None, None)
         steady = (r or {}).get("steady") or {}
         out[kind] = {"mb_per_s": steady.get("mb_per_s"), "latency_ms": steady.get("latency_ms"),

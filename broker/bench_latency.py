@@ -49,18 +49,13 @@ def add_parser(kinds) -> None:
     p.set_defaults(func=run_latency)
 
 
-def _drive_args(args, rate: float, seconds: float, bootstrap: str) -> argparse.Namespace:
-    return argparse.Namespace(
-        producers=1, record_size=args.record_size, key_size=0, duration=seconds, warmup=2.0, rate=rate,
-        flush_timeout=60.0, acks="all", linger_ms=args.linger_ms, batch_size=None, queue_kbytes=65536,
-        compression="none", set=[], quiet=True, partitions=args.partitions, bootstrap=bootstrap)
-
-
 def _one_run(sysm: _System, args, rate: float, seconds: float) -> dict:
     topic = f"lat-{uuid.uuid4().hex[:8]}"
     _create_topic(sysm.bootstrap, topic, args.partitions)
     metrics = sysm.sluice.metrics if sysm.sluice else None
-    r = bench._drive(_drive_args(args, rate, seconds, sysm.bootstrap), sysm.bootstrap, topic, sysm.pid, metrics)
+    drive_args = bench.drive_args(record_size=args.record_size, partitions=args.partitions, duration=seconds,
+                                  rate=rate, linger_ms=args.linger_ms, bootstrap=sysm.bootstrap)
+    r = bench._drive(drive_args, sysm.bootstrap, topic, sysm.pid, metrics)
     if r is None:
         return {"rate": rate, "error": "the producer did not start"}
     steady = r["steady"]

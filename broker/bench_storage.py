@@ -33,7 +33,7 @@ import time
 import urllib.request
 import uuid
 
-from .bench import MB, _create_topic, _drive, _machine, file_tail, write_results
+from .bench import MB, _create_topic, _drive, _machine, drive_args, file_tail, write_results
 from .ports import free_port
 
 MINIO_INSTALL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -257,10 +257,8 @@ def _read_all(bootstrap: str, topic: str, partitions: int, ends: dict[int, int])
 
 
 def _produce_args(a, duration: float, rate: float | None, warmup: float = 2.0) -> argparse.Namespace:
-    return argparse.Namespace(
-        producers=1, record_size=a.record_size, key_size=0, duration=duration, warmup=warmup,
-        rate=rate, flush_timeout=60.0, acks="all", linger_ms=5, batch_size=None, queue_kbytes=65536,
-        compression="none", set=[], quiet=False, partitions=a.partitions, bootstrap=None)
+    return drive_args(record_size=a.record_size, partitions=a.partitions, duration=duration,
+                      rate=rate, warmup=warmup, quiet=False)
 
 
 def _wait_settled(b: Broker, name: str, quiet_s: float, timeout: float) -> float:
