@@ -8,14 +8,14 @@ from .config import BrokerConfig
 from .errors import ErrorCode
 from .failpoints import hold_point
 from .fetch_session import FetchSessionCache
-from .group_coordinator import GroupCoordinator
+from .coordinator.group import GroupCoordinator
 from objectstore import open_object_store
 
-from .metered_store import MeteredStore
+from .tiering.metered_store import MeteredStore
 from .metrics import BrokerMetrics
-from .replica_manager import ReplicaManager
-from .uploader import Uploader
-from .topics import topic_name_error
+from .log.replica_manager import ReplicaManager
+from .tiering.uploader import Uploader
+from .cluster.metadata import topic_name_error
 
 log = logging.getLogger(__name__)
 

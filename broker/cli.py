@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 async def serve(args) -> int:
     from .broker import Broker
     from .config import BrokerConfig
-    from .server import KafkaServer
+    from .network.server import KafkaServer
 
     file_text = open(args.config).read() if args.config else None
     try:

@@ -48,9 +48,9 @@ def _full_collection_ms() -> float:
 async def main(args) -> None:
     from broker.config import BrokerConfig
     from broker.metrics import BrokerMetrics
-    from broker.records import parse_batches
-    from broker.replica_manager import ReplicaManager
-    from broker.uploader import Uploader
+    from broker.log.records import parse_batches
+    from broker.log.replica_manager import ReplicaManager
+    from broker.tiering.uploader import Uploader
     from objectstore import FilesystemObjectStore
 
     class NoGroups:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 if TYPE_CHECKING:
     from ..broker import Broker
-    from ..protocol import RequestHeader
+    from ..network.protocol import RequestHeader
 
 
 @dataclass(slots=True)

@@ -3,7 +3,7 @@ from kafka.protocol.admin import CreateTopicsRequest, CreateTopicsResponse
 
 from ..config import validate_topic_config
 from ..errors import ErrorCode
-from ..topics import topic_name_error
+from ..cluster.metadata import topic_name_error
 from . import RequestContext, api
 
 Result = CreateTopicsResponse.CreatableTopicResult

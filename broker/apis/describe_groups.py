@@ -3,7 +3,7 @@ While the coordinator loads, each group answers COORDINATOR_LOAD_IN_PROGRESS (Ka
 from kafka.protocol.admin import DescribeGroupsRequest, DescribeGroupsResponse
 
 from ..errors import ErrorCode
-from ..group_coordinator import DEAD, STABLE
+from ..coordinator.group import DEAD, STABLE
 from . import RequestContext, api
 
 G = DescribeGroupsResponse.DescribedGroup

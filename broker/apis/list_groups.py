@@ -4,7 +4,7 @@ of the partitions already loaded with that error; here nothing is loaded yet).""
 from kafka.protocol.admin import ListGroupsRequest, ListGroupsResponse
 
 from ..errors import ErrorCode
-from ..group_coordinator import DEAD
+from ..coordinator.group import DEAD
 from . import RequestContext, api
 
 

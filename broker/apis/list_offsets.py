@@ -4,7 +4,7 @@ from kafka.protocol.consumer import ListOffsetsRequest, ListOffsetsResponse
 from objectstore import ObjectStoreError
 
 from ..errors import ErrorCode
-from ..records import iter_records
+from ..log.records import iter_records
 from . import RequestContext, api
 
 LATEST, EARLIEST, MAX_TIMESTAMP = -1, -2, -3
@@ -69,7 +69,7 @@ async def lookup(p, timestamp: int) -> tuple[int, int]:
 
 async def _first_record(p, i: int, match, target):
     """Decode one batch (off the hot path) to find the matching record's offset."""
-    from ..records import read_header, TIMESTAMP_TYPE_BIT
+    from ..log.records import read_header, TIMESTAMP_TYPE_BIT
 
     data = await p.batch_at(i)
     h = read_header(data)

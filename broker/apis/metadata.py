@@ -2,7 +2,7 @@
 from kafka.protocol.metadata import MetadataRequest, MetadataResponse
 
 from ..errors import ErrorCode
-from ..topics import topic_name_error
+from ..cluster.metadata import topic_name_error
 from . import RequestContext, api
 
 R = MetadataResponse

@@ -14,7 +14,7 @@ from kafka.protocol.consumer import OffsetCommitRequest, OffsetCommitResponse
 from wal import WalError
 
 from ..errors import ErrorCode
-from ..group_coordinator import OffsetAndMetadata
+from ..coordinator.group import OffsetAndMetadata
 from . import RequestContext, api
 
 T = OffsetCommitResponse.OffsetCommitResponseTopic

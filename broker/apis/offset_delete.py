@@ -4,7 +4,7 @@ from kafka.protocol.consumer import OffsetDeleteRequest, OffsetDeleteResponse
 from wal import WalError
 
 from ..errors import ErrorCode
-from ..group_coordinator import DEAD, EMPTY
+from ..coordinator.group import DEAD, EMPTY
 from . import RequestContext, api
 
 T = OffsetDeleteResponse.OffsetDeleteResponseTopic

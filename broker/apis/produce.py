@@ -11,8 +11,8 @@ from kafka.protocol.producer import ProduceRequest, ProduceResponse
 from wal import WalError
 
 from ..errors import ErrorCode
-from ..partition import AppendError
-from ..records import InvalidBatch, parse_batches
+from ..log.partition import AppendError
+from ..log.records import InvalidBatch, parse_batches
 from . import CloseConnection, RequestContext, api
 from .produce_response import PartitionResult, ProduceResponseBytes, TopicResult
 

@@ -2,7 +2,7 @@
 with an in-memory WAL stand-in; replaying its entries gives the same state."""
 import asyncio
 
-from broker.group_coordinator import (EMPTY, STABLE, GroupCoordinator, OffsetAndMetadata,
+from broker.coordinator.group import (EMPTY, STABLE, GroupCoordinator, OffsetAndMetadata,
                                       _parse_subscription)
 
 RET = 60_000
@@ -47,7 +47,7 @@ def test_expiry_rules_and_replay():
         gc.groups["empty"].state_timestamp = 30_000  # became Empty at 30 s
         st = gc.groups["stable"]
         st.protocol_type, st.protocol_name, st.state = "consumer", "range", STABLE
-        from broker.group_coordinator import Member
+        from broker.coordinator.group import Member
         st.members["m"] = Member("m", None, "c", "h", 6000, 6000, "consumer", [("range", sub("t"))])
         assert _parse_subscription(sub("t")) == {"t"}
 

@@ -9,9 +9,9 @@ from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchB
 
 from broker.config import BrokerConfig
 from broker.errors import ErrorCode
-from broker.partition import PRODUCER_WINDOW, AppendError, Partition
-from broker.records import parse_batches
-from broker.replica_manager import ReplicaManager
+from broker.log.partition import PRODUCER_WINDOW, AppendError, Partition
+from broker.log.records import parse_batches
+from broker.log.replica_manager import ReplicaManager
 from objectstore import FilesystemObjectStore
 
 

@@ -7,7 +7,7 @@ import struct
 import pytest
 from kafka.protocol.metadata import MetadataRequest, MetadataResponse
 
-from broker.protocol import (FrameDecoder, FrameTooLarge, ProtocolError, frame_response,
+from broker.network.protocol import (FrameDecoder, FrameTooLarge, ProtocolError, frame_response,
                              parse_request_header, peek_api)
 
 # The first bytes confluent-kafka 2.16.1 (librdkafka 2.16.0) wrote on a new

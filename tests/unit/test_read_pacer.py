@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from broker.read_pacer import (BURST, IDLE_RESTART, MAX_DELAY, MIN_FETCH_BYTES, MIN_RATE, START_RATE, WINDOW,
+from broker.log.read_pacer import (BURST, IDLE_RESTART, MAX_DELAY, MIN_FETCH_BYTES, MIN_RATE, START_RATE, WINDOW,
                                RemoteReadPacer)
 
 MB = 1 << 20

@@ -9,7 +9,7 @@ from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchB
 from kafka.record.legacy_records import LegacyRecordBatchBuilder
 
 from broker.errors import ErrorCode
-from broker.records import (ATTRIBUTES_OFFSET, CONTROL_BIT, CRC_OFFSET, HEADER_SIZE, InvalidBatch,
+from broker.log.records import (ATTRIBUTES_OFFSET, CONTROL_BIT, CRC_OFFSET, HEADER_SIZE, InvalidBatch,
                             assign_offset, iter_records, parse_batches, read_header,
                             set_log_append_time)
 

@@ -9,10 +9,10 @@ from kafka.record.default_records import DefaultRecordBatch
 
 from broker.config import BrokerConfig
 from broker.metrics import BrokerMetrics
-from broker.metered_store import MeteredStore
-from broker.partition import RemoteSegment
-from broker.replica_manager import ReplicaManager, is_object_range
-from broker.uploader import Uploader
+from broker.tiering.metered_store import MeteredStore
+from broker.log.partition import RemoteSegment
+from broker.log.replica_manager import ReplicaManager, is_object_range
+from broker.tiering.uploader import Uploader
 from objectstore import FilesystemObjectStore
 from wal.log import is_location
 

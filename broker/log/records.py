@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import crc32c
 
-from .errors import ErrorCode
+from ..errors import ErrorCode
 
 HEADER_SIZE = 61
 LOG_OVERHEAD = 12  # baseOffset + batchLength: bytes not counted in batchLength

@@ -17,7 +17,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from .errors import ErrorCode
+from ..errors import ErrorCode
 from .records import BatchHeader, assign_offset, set_log_append_time
 
 PRODUCER_WINDOW = 5  # batches per producer remembered for de-duplication (Kafka's)

@@ -45,9 +45,9 @@ from objectstore.compaction import (CompactionConflict, RatePacer, collect_garba
 from objectstore.manifest import CLUSTER_METADATA_KEY, Manifest, conditional_update, json_decoder, json_encode
 
 
-from .failpoints import crash_point
-from .partition import Partition, RemoteSegment
-from .replica_manager import (GROUP_SNAPSHOT_KEY, ReplicaManager, encode_group_snapshot, is_object_range,
+from ..failpoints import crash_point
+from ..log.partition import Partition, RemoteSegment
+from ..log.replica_manager import (GROUP_SNAPSHOT_KEY, ReplicaManager, encode_group_snapshot, is_object_range,
                               encode_producer_state, now_ms)
 
 log = logging.getLogger(__name__)

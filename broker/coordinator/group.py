@@ -49,7 +49,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from .errors import ErrorCode
+from ..errors import ErrorCode
 
 log = logging.getLogger(__name__)
 

@@ -42,11 +42,11 @@ from objectstore.manifest import conditional_update, json_decoder, json_encode
 from wal import WriteAheadLog
 from wal.log import is_location
 
-from .config import BrokerConfig, TOPIC_CONFIGS, validate_topic_config
+from ..config import BrokerConfig, TOPIC_CONFIGS, validate_topic_config
 from .partition import Partition, ProducerEntry, RemoteSegment
 from .read_pacer import RemoteReadPacer
 from .records import read_header
-from .topics import MetadataStore, Topic
+from ..cluster.metadata import MetadataStore, Topic
 
 log = logging.getLogger(__name__)
 
