@@ -1,35 +1,41 @@
-"""Broker: what every request handler can reach (config, partitions, sessions, metrics)."""
+"""Broker: what every request handler can reach (config, cluster, partitions, sessions, metrics)."""
 from __future__ import annotations
 
 import asyncio
 import logging
 
+from objectstore import open_object_store
+
+from .clock import Clock, SystemClock
+from .cluster import Cluster, topic_name_error
 from .config import BrokerConfig
+from .coordinator.group import GroupCoordinator
 from .errors import ErrorCode
 from .failpoints import hold_point
 from .fetch_session import FetchSessionCache
-from .coordinator.group import GroupCoordinator
-from objectstore import open_object_store
-
-from .tiering.metered_store import MeteredStore
-from .metrics import BrokerMetrics
 from .log.replica_manager import ReplicaManager
+from .metrics import BrokerMetrics
+from .tiering.metered_store import MeteredStore
 from .tiering.uploader import Uploader
-from .cluster.metadata import topic_name_error
 
 log = logging.getLogger(__name__)
 
 
 class Broker:
     def __init__(self, config: BrokerConfig, data_dir: str, *, object_store: str, advertised_host: str,
-                 advertised_port: int, metrics: BrokerMetrics | None = None) -> None:
+                 advertised_port: int, metrics: BrokerMetrics | None = None,
+                 clock: Clock | None = None) -> None:
         self.config = config
         self.node_id: int = config["node.id"]
+        self.data_dir = data_dir
         self.advertised_host = advertised_host
         self.advertised_port = advertised_port
+        self.clock = clock or SystemClock()
         self.metrics = metrics or BrokerMetrics()
         store = MeteredStore(open_object_store(object_store), self.metrics)
-        self.replicas = ReplicaManager(config, data_dir, store, metrics=self.metrics)
+        self.cluster = Cluster(config, store, host=advertised_host, port=advertised_port, clock=self.clock)
+        self.replicas = ReplicaManager(config, data_dir, store, metrics=self.metrics,
+                                       metadata=self.cluster.metadata)
         self.groups = GroupCoordinator(self)
         self.uploader = Uploader(self.replicas, self.groups, self.metrics)
         self.metrics.wal_bytes.set_function(lambda: self.replicas.wal.size_bytes)
@@ -37,7 +43,8 @@ class Broker:
         self._load_hold: asyncio.Task | None = None
 
     async def start(self) -> None:
-        """Load state from the object store and the WAL, then start background work."""
+        """Join the cluster, load state from the object store and the WAL, then start background work."""
+        await self.cluster.start(self.replicas.apply_delta, legacy_dir=self.data_dir)
         await self.replicas.start(self.groups)  # replays the group snapshot and the WAL's group entries
         released = hold_point("groups.loading")
         if released is None:
@@ -46,23 +53,38 @@ class Broker:
             self._load_hold = asyncio.get_running_loop().create_task(self._finish_loading(released))
         self.uploader.start()
 
+    async def listening_on(self, host: str, port: int) -> None:
+        """The listener is bound: if the advertised port was 0, advertise the bound one."""
+        if self.advertised_port == 0:
+            self.advertised_port = port
+            await self.cluster.set_endpoint(self.advertised_host, port)
+
     async def _finish_loading(self, released: asyncio.Event) -> None:
         await released.wait()
         self.groups.finish_loading()
 
-    def auto_create(self, name: str) -> ErrorCode:
+    async def auto_create(self, name: str) -> ErrorCode:
         """Create a topic on first reference, as auto.create.topics.enable does."""
         if topic_name_error(name):  # Kafka checks the name even when not creating
             return ErrorCode.INVALID_TOPIC_EXCEPTION
         if not self.config["auto.create.topics.enable"]:
             return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-        self.replicas.create_topic(name, self.config["num.partitions"])
+        from .cluster import TopicExists
+        from objectstore import ObjectStoreError
+        try:
+            await self.cluster.create_topic(name, self.config["num.partitions"])
+        except TopicExists:
+            pass            # created meanwhile (another request, another broker)
+        except ObjectStoreError as exc:
+            log.warning("auto-creating topic %s failed: %s", name, exc)
+            return ErrorCode.LEADER_NOT_AVAILABLE
         return ErrorCode.NONE
 
     async def close(self) -> None:
-        """Clean shutdown: upload everything (bounded), then close the WAL and the store."""
+        """Clean shutdown: upload everything (bounded), leave the cluster, close the WAL and the store."""
         if self._load_hold is not None:
             self._load_hold.cancel()
         self.groups.shutdown()
-        await self.uploader.stop(self.config["s3.shutdown.timeout.ms"] / 1000)
+        uploaded = await self.uploader.stop(self.config["s3.shutdown.timeout.ms"] / 1000)
+        await self.cluster.stop(deregister=bool(uploaded))
         await self.replicas.close()

@@ -87,8 +87,7 @@ async def serve(args) -> int:
         return 1
     server = KafkaServer(broker)
     bound_host, bound_port = await server.start(host, port)
-    if adv_port == 0:
-        broker.advertised_port = bound_port
+    await broker.listening_on(bound_host, bound_port)
     lag_watch = None
     if metrics_at is not None:
         lag_watch = asyncio.get_running_loop().create_task(broker.metrics.watch_event_loop())

@@ -22,6 +22,10 @@ def _bool(v: str | bool) -> bool:
 # name -> (parser, default)
 BROKER_DEFAULTS: dict[str, tuple[Callable[[Any], Any], Any]] = {
     "node.id": (int, 1),
+    # KRaft's broker liveness settings: the cluster heartbeat (metadata refresh,
+    # membership, controller lease renewal) and the controller lease's length
+    "broker.heartbeat.interval.ms": (int, 2000),
+    "broker.session.timeout.ms": (int, 9000),
     "cluster.id": (str, ""),
     "advertised.listeners": (str, ""),
     "auto.create.topics.enable": (_bool, True),

@@ -493,12 +493,18 @@ class ManifestStore:
         return (await self._update(key, apply)).value
 
     async def claim(self, topic_id: bytes, partition: int, broker_id: int, *,
-                    if_epoch: int | None = None) -> int:
-        """Make ``broker_id`` the owner with a new epoch (stored epoch + 1; 1
-        for a partition without a manifest, which is created empty) and return
-        it. Any writer holding an older epoch is fenced from now on. With
-        ``if_epoch``, claim only if the stored epoch is still that one (0:
-        only if there is no manifest yet), else raise Fenced.
+                    if_epoch: int | None = None, epoch: int | None = None) -> int:
+        """Make ``broker_id`` the owner with a new epoch and return it. Any
+        writer holding an older epoch is fenced from now on.
+
+        ``epoch``: the epoch the cluster metadata gave this owner; the claim
+        sets exactly it, and raises Fenced if the stored epoch is higher (or
+        equal, held by another broker): a newer owner exists. Claiming the
+        same epoch again as the same owner changes nothing (a retry).
+        Without it: stored epoch + 1 (1 for a partition without a manifest,
+        which is created empty). With ``if_epoch``, claim only if the stored
+        epoch is still that one (0: only if there is no manifest yet), else
+        raise Fenced.
         """
         key = manifest_key(topic_id, partition)
 
@@ -506,10 +512,14 @@ class ManifestStore:
             stored = 0 if cur is None else cur.epoch
             if if_epoch is not None and stored != if_epoch:
                 raise Fenced(key, stored, if_epoch)
+            if epoch is not None and (stored > epoch or (
+                    stored == epoch and cur is not None and cur.owner != broker_id)):
+                raise Fenced(key, stored, epoch)
+            new_epoch = epoch if epoch is not None else stored + 1
             if cur is None:
-                new = Manifest(topic_id, partition, 1, broker_id)
+                new = Manifest(topic_id, partition, new_epoch, broker_id)
             else:
-                new = replace(cur, epoch=cur.epoch + 1, owner=broker_id)
+                new = replace(cur, epoch=new_epoch, owner=broker_id)
             new.validate()
             return new
 

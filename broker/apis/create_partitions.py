@@ -1,6 +1,9 @@
 """CreatePartitions (37): grow a topic's partition count."""
 from kafka.protocol.admin import CreatePartitionsRequest, CreatePartitionsResponse
 
+from objectstore import ObjectStoreError
+
+from ..cluster import UnknownTopic
 from ..errors import ErrorCode
 from . import RequestContext, api
 
@@ -28,6 +31,11 @@ async def handle(ctx: RequestContext, request: CreatePartitionsRequest) -> Creat
         elif t.count - topic.partitions > MAX_NEW_PARTITIONS_PER_REQUEST:
             error, message = ErrorCode.POLICY_VIOLATION, "Excessively large number of partitions per request."
         elif not request.validate_only:
-            rm.add_partitions(t.name, t.count)
+            try:
+                await ctx.broker.cluster.add_partitions(t.name, t.count)
+            except UnknownTopic:
+                error, message = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"topic {t.name} does not exist"
+            except ObjectStoreError as exc:
+                error, message = ErrorCode.REQUEST_TIMED_OUT, f"cluster metadata not stored: {exc}"
         results.append(Result(name=t.name, error_code=error, error_message=message))
     return CreatePartitionsResponse(version=ctx.version, throttle_time_ms=0, results=results)

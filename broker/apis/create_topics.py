@@ -1,6 +1,9 @@
 """CreateTopics (19)."""
 from kafka.protocol.admin import CreateTopicsRequest, CreateTopicsResponse
 
+from objectstore import ObjectStoreError
+
+from ..cluster import TopicExists
 from ..config import validate_topic_config
 from ..errors import ErrorCode
 from ..cluster.metadata import topic_name_error
@@ -34,7 +37,12 @@ async def handle(ctx: RequestContext, request: CreateTopicsRequest) -> CreateTop
         topic = None
         if not error and not request.validate_only:
             partitions = t.num_partitions if t.num_partitions != -1 else b.config["num.partitions"]
-            topic = rm.create_topic(t.name, partitions, {c.name: c.value for c in t.configs})
+            try:
+                topic = await b.cluster.create_topic(t.name, partitions, {c.name: c.value for c in t.configs})
+            except TopicExists:
+                error, message = ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{t.name}' already exists."
+            except ObjectStoreError as exc:
+                error, message = ErrorCode.REQUEST_TIMED_OUT, f"cluster metadata not stored: {exc}"
         partitions = topic.partitions if topic else (
             t.num_partitions if t.num_partitions > 0 else b.config["num.partitions"])
         configs = []

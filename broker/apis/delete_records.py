@@ -21,7 +21,7 @@ async def handle(ctx: RequestContext, request) -> DeleteRecordsResponse:
             p = rm.get(t.name, rp.partition_index)
             if p is None:
                 parts.append(PartResult(partition_index=rp.partition_index, low_watermark=-1,
-                                        error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION))
+                                        error_code=rm.missing(t.name, rp.partition_index)))
                 continue
             offset = p.high_watermark if rp.offset == HIGH_WATERMARK else rp.offset
             if offset < 0 or offset > p.high_watermark:

@@ -1,6 +1,9 @@
 """DeleteTopics (20)."""
 from kafka.protocol.admin import DeleteTopicsRequest, DeleteTopicsResponse
 
+from objectstore import ObjectStoreError
+
+from ..cluster import UnknownTopic
 from ..errors import ErrorCode
 from . import RequestContext, api
 
@@ -30,7 +33,13 @@ async def handle(ctx: RequestContext, request: DeleteTopicsRequest) -> DeleteTop
                                   error_code=ErrorCode.TOPIC_DELETION_DISABLED,
                                   error_message="topic deletion is disabled"))
             continue
-        rm.delete_topic(topic.name)
-        results.append(Result(name=topic.name, topic_id=topic.topic_id, error_code=0,
-                              error_message=None))
+        code, message = ErrorCode.NONE, None
+        try:
+            await ctx.broker.cluster.delete_topic(topic.name)
+        except UnknownTopic:
+            code, message = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic"
+        except ObjectStoreError as exc:
+            code, message = ErrorCode.REQUEST_TIMED_OUT, f"cluster metadata not stored: {exc}"
+        results.append(Result(name=topic.name, topic_id=topic.topic_id, error_code=code,
+                              error_message=message))
     return DeleteTopicsResponse(version=ctx.version, throttle_time_ms=0, responses=results)

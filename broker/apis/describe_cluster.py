@@ -1,4 +1,4 @@
-"""DescribeCluster (60): this broker is the whole cluster (and its controller)."""
+"""DescribeCluster (60): the registered brokers and the controller lease's holder."""
 from kafka.protocol.admin import DescribeClusterRequest, DescribeClusterResponse
 
 from ..errors import ErrorCode
@@ -15,9 +15,9 @@ async def handle(ctx: RequestContext, request) -> DescribeClusterResponse:
     error, message = ErrorCode.NONE, None
     if endpoint_type not in (BROKERS, CONTROLLERS):
         error, message = ErrorCode.UNSUPPORTED_ENDPOINT_TYPE, f"endpoint type {endpoint_type}"
-    brokers = [Broker(broker_id=b.node_id, host=b.advertised_host, port=b.advertised_port,
-                      rack=None, is_fenced=False)] if not error else []
+    brokers = [Broker(broker_id=r.node_id, host=r.host, port=r.port, rack=r.rack, is_fenced=False)
+               for r in b.cluster.brokers()] if not error else []
     return DescribeClusterResponse(
         version=ctx.version, throttle_time_ms=0, error_code=error, error_message=message,
         endpoint_type=endpoint_type, cluster_id=b.replicas.metadata.cluster_id,
-        controller_id=b.node_id, brokers=brokers, authorized_operations=None)
+        controller_id=b.cluster.controller_id, brokers=brokers, authorized_operations=None)

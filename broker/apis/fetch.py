@@ -96,7 +96,7 @@ async def _collect(b, parts: list[SessionPartition], max_bytes: int):
     for sp in parts:
         p = b.replicas.get(sp.topic, sp.partition) if sp.topic is not None else None
         if p is None:
-            code = ErrorCode.UNKNOWN_TOPIC_ID if sp.topic is None else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+            code = ErrorCode.UNKNOWN_TOPIC_ID if sp.topic is None else b.replicas.missing(sp.topic, sp.partition)
             rows.append((sp, code, -1, -1, []))
             has_error = True
             continue

@@ -1,6 +1,9 @@
 """IncrementalAlterConfigs (44): SET / DELETE / APPEND / SUBTRACT on topic configs."""
 from kafka.protocol.admin import IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse
 
+from objectstore import ObjectStoreError
+
+from ..cluster import UnknownTopic
 from ..config import TOPIC_CONFIGS, validate_topic_config
 from ..errors import ErrorCode
 from . import RequestContext, api
@@ -29,8 +32,13 @@ async def handle(ctx: RequestContext, request):
                 error, message = ErrorCode.INVALID_CONFIG, str(exc)
             else:
                 if not request.validate_only:
-                    topic.configs = updated
-                    rm.metadata.save()
+                    try:
+                        await ctx.broker.cluster.alter_topic_configs(topic.name, updated)
+                    except UnknownTopic:
+                        error, message = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, \
+                            f"Topic {res.resource_name} does not exist"
+                    except ObjectStoreError as exc:
+                        error, message = ErrorCode.REQUEST_TIMED_OUT, f"cluster metadata not stored: {exc}"
         results.append(Result(error_code=error, error_message=message,
                               resource_type=res.resource_type, resource_name=res.resource_name))
     return IncrementalAlterConfigsResponse(version=ctx.version, throttle_time_ms=0, responses=results)

@@ -1,11 +1,13 @@
 """InitProducerId (22): producer ids for idempotent producers.
 
-Ids are unique across restarts (blocks are reserved in the metadata store
-before use). Given an existing id and epoch (KIP-360, v3+), the epoch is bumped
+Ids are unique across restarts and brokers (blocks of 1000 are reserved in
+the bucket's cluster metadata, by conditional write, before use). Given an existing id and epoch (KIP-360, v3+), the epoch is bumped
 so the producer can reset its sequences. Transactions are not supported: a
 transactional id is refused rather than silently treated as idempotent-only.
 """
 from kafka.protocol.producer import InitProducerIdRequest, InitProducerIdResponse
+
+from objectstore import ObjectStoreError
 
 from ..errors import ErrorCode
 from . import RequestContext, api
@@ -26,4 +28,8 @@ async def handle(ctx: RequestContext, request) -> InitProducerIdResponse:
         return reply(ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
     if v >= 3 and request.producer_id >= 0 and 0 <= request.producer_epoch < MAX_EPOCH - 1:
         return reply(pid=request.producer_id, epoch=request.producer_epoch + 1)
-    return reply(pid=ctx.broker.replicas.metadata.next_producer_id(), epoch=0)
+    try:
+        pid = await ctx.broker.cluster.next_producer_id()
+    except ObjectStoreError:   # the block could not be reserved in the bucket; clients retry
+        return reply(ErrorCode.COORDINATOR_NOT_AVAILABLE)
+    return reply(pid=pid, epoch=0)

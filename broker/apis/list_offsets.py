@@ -23,7 +23,7 @@ async def handle(ctx: RequestContext, request: ListOffsetsRequest) -> ListOffset
             p = rm.get(t.name, rp.partition_index)
             if p is None:
                 parts.append(PartResp(partition_index=rp.partition_index,
-                                      error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                                      error_code=rm.missing(t.name, rp.partition_index),
                                       timestamp=-1, offset=-1, leader_epoch=-1))
                 continue
             try:

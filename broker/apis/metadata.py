@@ -1,4 +1,5 @@
-"""Metadata (3): brokers, topics and partitions; auto-creates topics when allowed."""
+"""Metadata (3): the cluster's brokers, topics and partition leaders (owners and
+epochs from the cluster metadata); auto-creates topics when allowed."""
 from kafka.protocol.metadata import MetadataRequest, MetadataResponse
 
 from ..errors import ErrorCode
@@ -26,15 +27,15 @@ async def handle(ctx: RequestContext, request: MetadataRequest) -> MetadataRespo
     allow_auto = request.allow_auto_topic_creation if v >= 4 else True
     topics = []
     for name in names:
-        topics.append(_describe(ctx, name, allow_auto))
-    brokers = [R.MetadataResponseBroker(node_id=b.node_id, host=b.advertised_host,
-                                        port=b.advertised_port, rack=None)]
+        topics.append(await _describe(ctx, name, allow_auto))
+    brokers = [R.MetadataResponseBroker(node_id=r.node_id, host=r.host, port=r.port, rack=r.rack)
+               for r in b.cluster.brokers()]
     return R(version=v, throttle_time_ms=0, brokers=brokers, cluster_id=rm.metadata.cluster_id,
-             controller_id=b.node_id, topics=topics, authorized_operations=None,
+             controller_id=b.cluster.controller_id, topics=topics, authorized_operations=None,
              error_code=0)
 
 
-def _describe(ctx: RequestContext, name: str | None, allow_auto: bool):
+async def _describe(ctx: RequestContext, name: str | None, allow_auto: bool):
     b = ctx.broker
     rm = b.replicas
     T = R.MetadataResponseTopic
@@ -44,7 +45,7 @@ def _describe(ctx: RequestContext, name: str | None, allow_auto: bool):
     topic = rm.metadata.topics.get(name)
     if topic is None:
         if allow_auto:
-            error = b.auto_create(name)
+            error = await b.auto_create(name)
         else:  # as Kafka: an invalid name is INVALID_TOPIC_EXCEPTION, not unknown
             error = (ErrorCode.INVALID_TOPIC_EXCEPTION if topic_name_error(name)
                      else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
@@ -54,9 +55,13 @@ def _describe(ctx: RequestContext, name: str | None, allow_auto: bool):
                      topic_id=None, is_internal=False, partitions=[],
                      authorized_operations=None)
     P = R.MetadataResponseTopic.MetadataResponsePartition
-    parts = [P(error_code=0, partition_index=i, leader_id=b.node_id,
-               leader_epoch=rm.get(name, i).leader_epoch, replica_nodes=[b.node_id],
-               isr_nodes=[b.node_id], offline_replicas=[])
-             for i in range(topic.partitions)]
+    parts = []
+    for i in range(topic.partitions):
+        leader, epoch = b.cluster.leader(topic, i)
+        owner = topic.owners[i]
+        parts.append(P(error_code=0 if leader >= 0 else ErrorCode.LEADER_NOT_AVAILABLE,
+                       partition_index=i, leader_id=leader, leader_epoch=epoch,
+                       replica_nodes=[owner], isr_nodes=[owner] if leader >= 0 else [],
+                       offline_replicas=[] if leader >= 0 else [owner]))
     return T(error_code=0, name=name, topic_id=topic.topic_id, is_internal=False,
              partitions=parts, authorized_operations=None)

@@ -58,7 +58,7 @@ async def _handle(ctx: RequestContext, request: ProduceRequest):
                 continue
             p = rm.get(topic.name, pd.index) if topic is not None else None
             if p is None:
-                row[1] = unknown
+                row[1] = rm.missing(topic.name if topic is not None else None, pd.index, unknown)
                 continue
             if full or p.offline:
                 row[1] = ErrorCode.REQUEST_TIMED_OUT if full else ErrorCode.KAFKA_STORAGE_ERROR

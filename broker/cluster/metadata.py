@@ -1,25 +1,47 @@
-"""Cluster metadata: topics (id, partitions, configs) and producer-id blocks.
+"""Cluster metadata: topics, partition owners and epochs, producer-id blocks.
 
-One JSON document with a ``generation`` bumped on every change. It is written
-locally at once (write temp, fsync, rename, fsync dir), so a restart on the
-same data dir never forgets a topic, and copied to the bucket
-(``cluster/metadata.json``, conditional writes) by the uploader before any
-manifest of a new topic, so a broker started with an empty data dir finds
-every topic, its id and its configs there. At start the newer generation of
-the two copies wins.
+One JSON document in the bucket, ``cluster/metadata.json``, changed only by
+conditional writes (``objectstore.conditional_update``: read, apply, If-Match
+put, re-read on conflict). The bucket is written FIRST; ``MetadataStore.image``
+is this broker's cache of the last version it read or wrote. Two brokers
+changing it at once both succeed in turn, each applying its change to the
+other's result, so neither a topic nor a producer-id block is lost or handed
+out twice.
+
+Per partition the document holds its owner (a node id; -1: none yet) and its
+epoch. The epoch is bumped on every owner change (and when the owner restarts)
+and is the partition's leader epoch (KIP-320) and the epoch its manifest is
+claimed at, so a writer holding an older one is fenced.
+
+    {"format": "sluice.cluster", "cluster_id": "...", "generation": 12,
+     "producer_id_block_end": 3000,
+     "topics": [{"name": "clicks", "id": "<uuid>", "partitions": 2,
+                 "configs": {"retention.ms": "60000"},
+                 "owners": [1, 2], "epochs": [3, 1]}]}
+
+Documents written before ownership existed lack "owners"/"epochs": their
+partitions read as unowned at epoch 0 and are claimed at start.
 """
 from __future__ import annotations
 
+import base64
 import json
+import logging
 import os
 import re
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
+
+from objectstore import CLUSTER_METADATA_KEY, NotFound, ObjectStore, ObjectStoreError, conditional_update
+from objectstore.manifest import json_decoder, json_encode
+
+log = logging.getLogger(__name__)
 
 TOPIC_NAME = re.compile(r"^[a-zA-Z0-9._-]+$")
 MAX_TOPIC_NAME = 249
 PRODUCER_ID_BLOCK = 1000
+NO_OWNER = -1
 
 
 def topic_name_error(name: str | None) -> str | None:
@@ -41,62 +63,47 @@ class Topic:
     topic_id: uuid.UUID
     partitions: int
     configs: dict[str, str] = field(default_factory=dict)  # overrides only, as set
+    owners: list[int] = field(default_factory=list)         # node id per partition
+    epochs: list[int] = field(default_factory=list)         # leader epoch per partition
+
+    def __post_init__(self) -> None:
+        missing = self.partitions - len(self.owners)
+        if missing > 0:
+            self.owners += [NO_OWNER] * missing
+            self.epochs += [0] * missing
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "id": str(self.topic_id), "partitions": self.partitions,
-                "configs": self.configs}
+                "configs": self.configs, "owners": self.owners, "epochs": self.epochs}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "Topic":
-        return cls(d["name"], uuid.UUID(d["id"]), d["partitions"], dict(d.get("configs", {})))
+        return cls(d["name"], uuid.UUID(d["id"]), d["partitions"], dict(d.get("configs", {})),
+                   list(d.get("owners", [])), list(d.get("epochs", [])))
 
 
-class MetadataStore:
-    def __init__(self, data_dir: str) -> None:
-        self.path = os.path.join(data_dir, "metadata.json")
-        self.topics: dict[str, Topic] = {}
-        self.cluster_id = ""
-        self._producer_id_next = 0
-        self._producer_id_block_end = 0
-        self.generation = 0
-        self.dirty = False  # changed since the last copy to the bucket
-        if os.path.exists(self.path):
-            with open(self.path) as f:
-                self.load_doc(json.load(f))
+@dataclass
+class ClusterImage:
+    """One version of the document (Kafka's MetadataImage). Decoded afresh for
+    every attempt of a conditional update, so an update function may change it
+    in place."""
 
-    def load_doc(self, doc: dict[str, Any]) -> None:
-        self.cluster_id = doc.get("cluster_id", "")
-        self.generation = doc.get("generation", 0)
-        self.topics = {t["name"]: Topic.from_json(t) for t in doc.get("topics", [])}
-        # Never reuse ids handed out before a crash: start at the reserved block's end.
-        self._producer_id_next = self._producer_id_block_end = doc.get("producer_id_block_end", 0)
+    cluster_id: str = ""
+    generation: int = 0
+    producer_id_block_end: int = 0
+    topics: dict[str, Topic] = field(default_factory=dict)
 
     def to_doc(self) -> dict[str, Any]:
         return {"format": "sluice.cluster", "cluster_id": self.cluster_id,
                 "generation": self.generation,
-                "producer_id_block_end": self._producer_id_block_end,
+                "producer_id_block_end": self.producer_id_block_end,
                 "topics": [t.to_json() for t in self.topics.values()]}
 
-    def ensure_cluster_id(self) -> None:
-        if not self.cluster_id:
-            self.cluster_id = _cluster_id()
-            self.save()
-
-    def save(self) -> None:
-        self.generation += 1
-        self.dirty = True
-        doc = self.to_doc()
-        tmp = self.path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(doc, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-        fd = os.open(os.path.dirname(self.path) or ".", os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> "ClusterImage":
+        return cls(doc.get("cluster_id", ""), doc.get("generation", 0),
+                   doc.get("producer_id_block_end", 0),
+                   {t["name"]: Topic.from_json(t) for t in doc.get("topics", [])})
 
     def by_id(self, topic_id: uuid.UUID) -> Topic | None:
         for t in self.topics.values():
@@ -104,15 +111,131 @@ class MetadataStore:
                 return t
         return None
 
-    def next_producer_id(self) -> int:
-        if self._producer_id_next >= self._producer_id_block_end:
-            self._producer_id_block_end = self._producer_id_next + PRODUCER_ID_BLOCK
-            self.save()
-        pid = self._producer_id_next
-        self._producer_id_next += 1
-        return pid
+
+_decode_doc = json_decoder(CLUSTER_METADATA_KEY)
 
 
-def _cluster_id() -> str:
-    import base64
+def _decode(data: bytes) -> ClusterImage:
+    return ClusterImage.from_doc(_decode_doc(data))
+
+
+def _encode(image: ClusterImage) -> bytes:
+    return json_encode(image.to_doc())
+
+
+Change = Callable[[ClusterImage], None]
+Listener = Callable[[ClusterImage | None, ClusterImage], None]
+
+
+class MetadataStore:
+    """The bucket's metadata document and this broker's cache of it.
+
+    ``update(change)`` is the only way to change it: ``change`` mutates a fresh
+    image (it may run several times, so it must be a pure function of the
+    image) or raises to abort. Listeners (the ownership delta) hear every new
+    version this broker reads or writes, in order.
+    """
+
+    def __init__(self, store: ObjectStore) -> None:
+        self.store = store
+        self.image = ClusterImage()
+        self._listeners: list[Listener] = []
+        self._etag: str | None = None
+
+    # the cache, read by handlers
+    @property
+    def topics(self) -> dict[str, Topic]:
+        return self.image.topics
+
+    @property
+    def cluster_id(self) -> str:
+        return self.image.cluster_id
+
+    def by_id(self, topic_id: uuid.UUID) -> Topic | None:
+        return self.image.by_id(topic_id)
+
+    def listen(self, fn: Listener) -> None:
+        self._listeners.append(fn)
+
+    async def load(self, *, legacy_dir: str | None = None) -> ClusterImage:
+        """Read the document, creating it (with a new cluster id) if absent.
+
+        ``legacy_dir``: a data dir of a version that wrote ``metadata.json``
+        locally first; if that copy is newer than the bucket's, it is written
+        to the bucket once, then removed.
+        """
+        legacy = _read_legacy(legacy_dir)
+
+        def init(image: ClusterImage) -> None:
+            if legacy is not None and legacy.generation > image.generation:
+                log.info("cluster metadata: the local copy (generation %d) is newer than the "
+                         "bucket's (%d): writing it to the bucket", legacy.generation, image.generation)
+                image.topics, image.producer_id_block_end = legacy.topics, legacy.producer_id_block_end
+                image.cluster_id = image.cluster_id or legacy.cluster_id
+            if not image.cluster_id:
+                image.cluster_id = _new_cluster_id()
+        image = await self.update(init)
+        if legacy is not None and legacy_dir is not None:
+            os.remove(os.path.join(legacy_dir, "metadata.json"))
+        return image
+
+    async def refresh(self) -> bool:
+        """Re-read the document if another broker changed it; True if it changed."""
+        try:
+            info = await self.store.head(CLUSTER_METADATA_KEY)
+        except NotFound:
+            return False
+        if info.etag == self._etag:
+            return False
+        data, etag = await self.store.get_with_etag(CLUSTER_METADATA_KEY)
+        self._install(_decode(data), etag)
+        return True
+
+    async def update(self, change: Change) -> ClusterImage:
+        """Apply ``change`` to the stored document (conditional write, retried
+        on conflict); the generation goes up by one per stored change."""
+        def fn(cur: ClusterImage | None) -> ClusterImage:
+            image = cur if cur is not None else ClusterImage()
+            before = _encode(image)
+            change(image)
+            if _encode(image) != before or cur is None:
+                image.generation += 1
+            return image
+        image, etag = await conditional_update(self.store, CLUSTER_METADATA_KEY, fn, _decode, _encode)
+        assert image is not None
+        self._install(image, etag)
+        return image
+
+    def _install(self, image: ClusterImage, etag: str | None) -> None:
+        if etag == self._etag or image.generation < self.image.generation:
+            return
+        old = self.image if self._etag is not None else None
+        self.image, self._etag = image, etag
+        for fn in self._listeners:
+            fn(old, image)
+
+    async def reserve_producer_ids(self) -> tuple[int, int]:
+        """A block of PRODUCER_ID_BLOCK ids, [start, end), reserved in the bucket
+        before any is handed out: no two brokers (nor two lives of one) share an id."""
+        got: list[int] = []
+
+        def reserve(image: ClusterImage) -> None:
+            got[:] = [image.producer_id_block_end]
+            image.producer_id_block_end += PRODUCER_ID_BLOCK
+        await self.update(reserve)
+        return got[0], got[0] + PRODUCER_ID_BLOCK
+
+
+def _read_legacy(data_dir: str | None) -> ClusterImage | None:
+    path = os.path.join(data_dir, "metadata.json") if data_dir else None
+    if path is None or not os.path.exists(path):
+        return None
+    try:
+        with open(path) as f:
+            return ClusterImage.from_doc(json.load(f))
+    except (OSError, ValueError, KeyError) as exc:
+        raise ObjectStoreError(f"cannot read the legacy local metadata {path}: {exc}") from exc
+
+
+def _new_cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")

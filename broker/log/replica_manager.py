@@ -18,10 +18,15 @@ Kind 3 GROUP (key = group id, UTF-8) belongs to the group coordinator: offset
 commits, offset deletes, group tombstones and group metadata; the encoding is
 in ``group_coordinator.py``.
 
-Start (``start``): cluster metadata (newer of the local copy and the bucket's),
-then per partition claim + load its manifest (log start, uploaded end, segments,
-producer state as of the uploaded end), then the bucket's group snapshot, then
-the WAL replay of whatever was not uploaded yet (docs/storage.md section 7).
+What it hosts comes only from the cluster package, as ``OwnershipDelta``s
+applied in one place (``apply_delta``): a gained partition is claimed at the
+epoch the cluster metadata gave it (its manifest's epoch and the leader epoch
+stamped into its batches), a lost one stops being served.
+
+Start (``start``, after the cluster's first delta): per gained partition claim
++ load its manifest (log start, uploaded end, segments, producer state as of
+the uploaded end), then the bucket's group snapshot, then the WAL replay of
+whatever was not uploaded yet (docs/storage.md section 7).
 """
 from __future__ import annotations
 
@@ -36,17 +41,16 @@ import uuid
 import crc32c
 
 from cache import BlockCache, TailCache
-from objectstore import (CLUSTER_METADATA_KEY, CorruptObject, ManifestStore, NotFound, ObjectStore,
-                         data_object)
-from objectstore.manifest import conditional_update, json_decoder, json_encode
+from objectstore import CorruptObject, Fenced, ManifestStore, NotFound, ObjectStore, ObjectStoreError, data_object
 from wal import WriteAheadLog
 from wal.log import is_location
 
-from ..config import BrokerConfig, TOPIC_CONFIGS, validate_topic_config
+from ..config import BrokerConfig, TOPIC_CONFIGS
+from ..errors import ErrorCode
 from .partition import Partition, ProducerEntry, RemoteSegment
 from .read_pacer import RemoteReadPacer
 from .records import read_header
-from ..cluster.metadata import MetadataStore, Topic
+from ..cluster import MetadataStore, OwnershipDelta, PartitionGain, Topic
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +74,14 @@ def is_object_range(loc: object) -> bool:
 
 
 class ReplicaManager:
-    def __init__(self, config: BrokerConfig, data_dir: str, store: ObjectStore, *, metrics=None) -> None:
+    def __init__(self, config: BrokerConfig, data_dir: str, store: ObjectStore, *, metrics=None,
+                 metadata: MetadataStore | None = None) -> None:
         self.config = config
         self.data_dir = data_dir
         self.metrics = metrics
         self.node_id: int = config["node.id"]
         os.makedirs(data_dir, exist_ok=True)
-        self.metadata = MetadataStore(data_dir)
+        self.metadata = metadata if metadata is not None else MetadataStore(store)  # read only here
         self.wal = WriteAheadLog(os.path.join(data_dir, "wal"),
                                  segment_bytes=config["wal.segment.bytes"],
                                  on_fsync=metrics.observe_fsync if metrics else None)
@@ -98,44 +103,108 @@ class ReplicaManager:
         self.wal_room = asyncio.Event()         # set while the WAL is under wal.max.bytes
         self.wal_room.set()
         self._expanding: dict[int, asyncio.Future] = {}
+        self._to_load: list[tuple[Partition, int]] = []   # gained before start: loaded by start()
+        self._claims: set[asyncio.Task] = set()          # gained after start: claimed in the background
+        self._started = False
         self._store_errors: set[str] = set()
         self._tier_counters: dict = {}
 
     # ---------------------------------------------------------------- start
     async def start(self, groups) -> None:
-        """Load what the bucket and the WAL hold; see the module docstring."""
-        await self._load_cluster_metadata()
-        self.metadata.ensure_cluster_id()
-        for topic in self.metadata.topics.values():
-            self._open_partitions(topic, 0)
+        """Load what the bucket and the WAL hold for the partitions of the
+        cluster's first delta; see the module docstring."""
         sem = asyncio.Semaphore(32)
 
-        async def load(p: Partition) -> None:
+        async def load(p: Partition, epoch: int) -> None:
             async with sem:
-                await self._claim_and_load(p)
-        await asyncio.gather(*(load(p) for p in self.partitions.values()))
+                await self._claim_and_load(p, epoch)
+        todo, self._to_load = self._to_load, []
+        await asyncio.gather(*(load(p, e) for p, e in todo))
+        self._started = True
         await self._load_group_snapshot(groups)
         self._recover_wal(groups.replay)
 
-    async def _load_cluster_metadata(self) -> None:
-        try:
-            doc, _ = await conditional_update(self.store, CLUSTER_METADATA_KEY, lambda cur: cur,
-                                              json_decoder(CLUSTER_METADATA_KEY), json_encode)
-        except NotFound:
-            doc = None
-        if doc is not None and doc.get("generation", 0) > self.metadata.generation:
-            log.info("cluster metadata: loading generation %d from the object store (local copy: %d)",
-                     doc.get("generation", 0), self.metadata.generation)
-            self.metadata.load_doc(doc)
-            self.metadata.save()
-            self.metadata.dirty = False
+    # --------------------------------------------------------- ownership
+    def apply_delta(self, delta: OwnershipDelta) -> None:
+        """Start serving what this broker gained, stop serving what it lost.
 
-    async def _claim_and_load(self, p: Partition) -> None:
-        """Claim (epoch + 1: fences a previous incarnation) and adopt the manifest."""
-        p.epoch = await self.manifests.claim(p.topic_id, p.index, self.node_id)
+        The one place partitions are opened, claimed and closed. A partition
+        gained at epoch 1 is new (its topic or partition was just created):
+        it serves at once while its manifest is claimed in the background. One
+        gained at a higher epoch has a history in the bucket: before start it
+        is loaded by ``start``; later (a move, not built yet) it serves only
+        once claimed and loaded.
+        """
+        for loss in delta.lost:
+            p = self.partitions.pop((loss.topic.name, loss.index), None)
+            if p is not None and p.topic_id == loss.topic.topic_id.bytes:
+                self.tail_cache.discard_partition(p.key)
+                p.wake_waiters()
+                log.info("partition %s-%d: no longer ours", p.topic, p.index)
+            elif p is not None:
+                self.partitions[(p.topic, p.index)] = p   # a newer topic of the same name
+        self.deleted_topics.extend(delta.deleted_topics)
+        for gain in delta.gained:
+            self._gain(gain)
+
+    def _gain(self, gain: PartitionGain) -> None:
+        t = gain.topic
+        key = (t.name, gain.index)
+        p = self.partitions.get(key)
+        if p is not None and p.topic_id == t.topic_id.bytes:
+            # already ours: a higher epoch for a partition we serve (not produced yet
+            # by the cluster package; a move away and back comes as loss + gain)
+            log.warning("partition %s-%d: epoch %d while serving at %d; re-claiming", t.name,
+                        gain.index, gain.epoch, p.leader_epoch)
+            p.leader_epoch = gain.epoch
+            self._claim_in_background(p, gain.epoch, load=False)
+            return
+        p = Partition(t.topic_id.bytes, t.name, gain.index, self)
+        p.leader_epoch = gain.epoch
+        if not self._started:
+            self.partitions[key] = p
+            self._to_load.append((p, gain.epoch))
+        elif gain.epoch == 1:
+            self.partitions[key] = p
+            self._claim_in_background(p, gain.epoch, load=False)
+        else:
+            self._claim_in_background(p, gain.epoch, load=True)
+
+    def _claim_in_background(self, p: Partition, epoch: int, *, load: bool) -> None:
+        async def claim() -> None:
+            delay = 0.1
+            while (self.partitions.get((p.topic, p.index)) in (p, None)):
+                try:
+                    if load:
+                        await self._claim_and_load(p, epoch)
+                        self.partitions[(p.topic, p.index)] = p
+                    else:
+                        p.epoch = await self.manifests.claim(p.topic_id, p.index, self.node_id, epoch=epoch)
+                        p.manifest, _ = await self.manifests.load(p.topic_id, p.index)
+                    self.storage_ok("claim")
+                    return
+                except ObjectStoreError as exc:
+                    self.storage_error("claim", exc)
+                    if isinstance(exc, Fenced):
+                        p.offline = True
+                        return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        task = asyncio.get_running_loop().create_task(claim())
+        self._claims.add(task)
+        task.add_done_callback(self._claims.discard)
+
+    async def claims_settled(self) -> None:
+        """Wait until every partition gained so far is claimed (or given up)."""
+        while self._claims:
+            await asyncio.gather(*list(self._claims), return_exceptions=True)
+
+    async def _claim_and_load(self, p: Partition, epoch: int) -> None:
+        """Claim at ``epoch`` (fences every older owner) and adopt the manifest."""
+        p.epoch = await self.manifests.claim(p.topic_id, p.index, self.node_id, epoch=epoch)
         m, _ = await self.manifests.load(p.topic_id, p.index)
         assert m is not None
-        p.manifest = m  # compaction and GC need it even if the partition never uploads again
+        p.manifest = m  # merge and GC need it even if the partition never uploads again
         p.log_start_offset = p.manifest_log_start = m.log_start_offset
         p.uploaded_end = p.upload_from = m.next_offset
         p.log_end_offset = p.high_watermark = m.next_offset
@@ -279,39 +348,6 @@ class ReplicaManager:
             child.inc(n)
 
     # ------------------------------------------------------------------ topics
-    def _open_partitions(self, topic: Topic, start: int) -> None:
-        for i in range(start, topic.partitions):
-            self.partitions[(topic.name, i)] = Partition(topic.topic_id.bytes, topic.name, i, self)
-
-    def create_topic(self, name: str, partitions: int, configs: dict[str, str] | None = None) -> Topic:
-        configs = dict(configs or {})
-        for k, v in configs.items():
-            validate_topic_config(k, v)
-        topic = Topic(name, uuid.uuid4(), partitions, configs)
-        self.metadata.topics[name] = topic
-        self.metadata.save()
-        self._open_partitions(topic, 0)
-        log.info("created topic %s with %d partitions", name, partitions)
-        return topic
-
-    def delete_topic(self, name: str) -> Topic:
-        topic = self.metadata.topics.pop(name)
-        self.metadata.save()
-        for i in range(topic.partitions):
-            p = self.partitions.pop((name, i))
-            self.tail_cache.discard_partition(p.key)
-            p.wake_waiters()
-        self.deleted_topics.append(topic)
-        log.info("deleted topic %s", name)
-        return topic
-
-    def add_partitions(self, name: str, count: int) -> None:
-        topic = self.metadata.topics[name]
-        old = topic.partitions
-        topic.partitions = count
-        self.metadata.save()
-        self._open_partitions(topic, old)
-
     def topic_config(self, topic: Topic, name: str):
         if name in topic.configs:
             return TOPIC_CONFIGS[name][0](topic.configs[name])
@@ -319,6 +355,14 @@ class ReplicaManager:
 
     def get(self, topic: str, index: int) -> Partition | None:
         return self.partitions.get((topic, index))
+
+    def missing(self, topic: str | None, index: int, unknown: ErrorCode = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                ) -> ErrorCode:
+        """The error for a partition this broker does not serve: NOT_LEADER_OR_FOLLOWER
+        when it exists (another broker owns it, or it is still loading here:
+        clients refresh their metadata and retry), else ``unknown``."""
+        t = self.metadata.topics.get(topic) if topic is not None else None
+        return ErrorCode.NOT_LEADER_OR_FOLLOWER if t is not None and 0 <= index < t.partitions else unknown
 
     def topic_by_id(self, topic_id: uuid.UUID) -> Topic | None:
         return self.metadata.by_id(topic_id)
@@ -368,6 +412,9 @@ class ReplicaManager:
             log.info("object store: %s works again", what)
 
     async def close(self) -> None:
+        for task in list(self._claims):
+            task.cancel()
+        await asyncio.gather(*self._claims, return_exceptions=True)
         await self.wal.close()
         await self.store.close()
 

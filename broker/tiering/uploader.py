@@ -4,8 +4,7 @@ One task does every object-store write of a broker, so no two writes to one
 manifest race in this process. Each upload (every ``s3.upload.interval.ms``,
 or sooner once ``s3.upload.bytes`` are pending):
 
-1. copy the cluster metadata document to the bucket if it changed (before any
-   manifest of a new topic), and claim partitions created since the last one;
+1. delete the manifests of topics deleted since the last one;
 2. ``wal.cut()`` and, without awaiting, gather every partition's batches not
    yet uploaded and its producer state: all of them lie below the cut;
 3. wait for the WAL fsync covering them, snapshot the group coordinator;
@@ -42,7 +41,7 @@ import time
 from objectstore import Fenced, ObjectStoreError, SegmentRef, data_object
 from objectstore.compaction import (CompactionConflict, RatePacer, collect_garbage, compact_run,
                                     plan_compaction, replace_segments)
-from objectstore.manifest import CLUSTER_METADATA_KEY, Manifest, conditional_update, json_decoder, json_encode
+from objectstore.manifest import Manifest
 
 
 from ..failpoints import crash_point
@@ -106,8 +105,9 @@ class Uploader:
                 self._failures += 1
             delay = interval if not self._failures else min(interval * 2 ** self._failures, 5.0)
 
-    async def stop(self, timeout: float) -> None:
-        """Stop the loop, then upload everything left (clean shutdown), for up to ``timeout`` s."""
+    async def stop(self, timeout: float) -> bool:
+        """Stop the loop, then upload everything left (clean shutdown), for up to
+        ``timeout`` s; True if nothing is left only in the WAL."""
         self._stopping = True
         self.rm.upload_wanted.set()
         if self._task is not None:
@@ -123,12 +123,13 @@ class Uploader:
             try:
                 if await self.upload_once(force=True):
                     log.info("shutdown: everything is uploaded; the WAL is empty of data")
-                    return
+                    return True
             except ObjectStoreError as exc:
                 self.rm.storage_error("upload", exc)
                 await asyncio.sleep(0.5)
         log.warning("shutdown: the object store did not take everything within %.0f s; "
                     "the WAL keeps the rest for the next start", timeout)
+        return False
 
     # ---------------------------------------------------------------- upload
     def _manifests_due(self, force: bool) -> bool:
@@ -153,8 +154,6 @@ class Uploader:
         object store, recorded in the manifests, and the WAL segments holding it
         were deleted. ``force`` records the manifests now (shutdown, tests)."""
         rm = self.rm
-        await self._sync_cluster_metadata()
-        await self._claim_new_partitions()
         await self._delete_manifests_of_deleted_topics()
         # -- cut and gather, without awaiting in between
         cut = rm.wal.cut()
@@ -274,33 +273,6 @@ class Uploader:
                 pos += size
         p.unconfirmed.clear()
         return True
-
-    async def _sync_cluster_metadata(self) -> None:
-        md = self.rm.metadata
-        if not md.dirty:
-            return
-        generation = md.generation
-        doc = md.to_doc()
-
-        def newer(cur):
-            if cur is not None and cur.get("generation", 0) > doc["generation"]:
-                raise ObjectStoreError(f"{CLUSTER_METADATA_KEY}: the bucket holds generation "
-                                       f"{cur.get('generation')}, newer than ours ({doc['generation']})")
-            return doc
-        await conditional_update(self.rm.store, CLUSTER_METADATA_KEY, newer,
-                                 json_decoder(CLUSTER_METADATA_KEY), json_encode)
-        if md.generation == generation:
-            md.dirty = False
-
-    async def _claim_new_partitions(self) -> None:
-        for p in list(self.rm.partitions.values()):
-            if p.epoch is None and not p.offline:
-                try:
-                    p.epoch = await self.rm.manifests.claim(p.topic_id, p.index, self.rm.node_id)
-                    p.manifest, _ = await self.rm.manifests.load(p.topic_id, p.index)
-                except ObjectStoreError as exc:
-                    self.rm.storage_error("claim", exc)
-                    return
 
     async def _delete_manifests_of_deleted_topics(self) -> None:
         from objectstore import manifest_key

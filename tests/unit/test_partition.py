@@ -7,6 +7,8 @@ import threading
 import pytest
 from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 
+from broker.clock import ManualClock
+from broker.cluster import Cluster
 from broker.config import BrokerConfig
 from broker.errors import ErrorCode
 from broker.log.partition import PRODUCER_WINDOW, AppendError, Partition
@@ -266,11 +268,25 @@ class NoGroups:
         return []
 
 
-async def open_replicas(tmp_path) -> ReplicaManager:
-    rm = ReplicaManager(BrokerConfig(), str(tmp_path / "data"),
-                        FilesystemObjectStore(str(tmp_path / "objects")))
+async def open_replicas(tmp_path, data: str = "data", config: BrokerConfig | None = None,
+                        store=None, metrics=None) -> ReplicaManager:
+    """A ReplicaManager with the one-broker cluster that tells it what it hosts
+    (``rm.cluster``, a test-only attribute), time frozen (no heartbeats)."""
+    config = config or BrokerConfig()
+    store = store or FilesystemObjectStore(str(tmp_path / "objects"))
+    cluster = Cluster(config, store, host="127.0.0.1", port=9092, clock=ManualClock())
+    rm = ReplicaManager(config, str(tmp_path / data), store, metrics=metrics, metadata=cluster.metadata)
+    await cluster.start(rm.apply_delta)
     await rm.start(NoGroups())
+    rm.cluster = cluster
     return rm
+
+
+async def create_topic(rm: ReplicaManager, name: str, partitions: int, configs=None):
+    """CreateTopics as the handler does it, then wait for the manifests' claims."""
+    topic = await rm.cluster.create_topic(name, partitions, configs)
+    await rm.claims_settled()
+    return topic
 
 
 @pytest.fixture
@@ -282,7 +298,7 @@ async def replicas(tmp_path):
 
 async def test_high_watermark_advances_only_after_the_wal_fsync(replicas, monkeypatch):
     rm = replicas
-    rm.create_topic("hw", 1)
+    await create_topic(rm, "hw", 1)
     p = rm.get("hw", 0)
     wal = rm.wal
     real = wal._write_and_sync
@@ -319,7 +335,7 @@ async def test_high_watermark_advances_only_after_the_wal_fsync(replicas, monkey
 
 async def test_high_watermark_does_not_advance_when_the_wal_write_fails(replicas, monkeypatch):
     rm = replicas
-    rm.create_topic("fail", 1)
+    await create_topic(rm, "fail", 1)
     p = rm.get("fail", 0)
 
     def boom(batch_):
@@ -337,7 +353,7 @@ async def test_high_watermark_does_not_advance_when_the_wal_write_fails(replicas
 
 async def test_state_survives_replica_manager_restart(tmp_path):
     rm = await open_replicas(tmp_path)
-    rm.create_topic("r", 2)
+    await create_topic(rm, "r", 2)
     p0 = rm.get("r", 0)
     r1 = append(p0, batch(2, pid=4, epoch=1, seq=0))
     append(p0, batch(3, pid=4, epoch=1, seq=2))
@@ -363,7 +379,7 @@ async def test_cancelled_produce_waiter_does_not_stall_the_high_watermark(replic
     must not stop the batch, or other batches in the same group commit, from
     becoming visible."""
     rm = replicas
-    rm.create_topic("cancel", 2)
+    await create_topic(rm, "cancel", 2)
     p0, p1 = rm.get("cancel", 0), rm.get("cancel", 1)
     r0 = append(p0, batch(2))
     r1 = append(p1, batch(3))

@@ -16,15 +16,14 @@ from broker.tiering.uploader import Uploader
 from objectstore import FilesystemObjectStore
 from wal.log import is_location
 
-from test_partition import NoGroups, append, batch  # same directory (rootdir-inserted)
+from test_partition import NoGroups, append, batch, create_topic, open_replicas  # same directory (rootdir-inserted)
 
 
 async def open_broker(tmp_path, data: str = "data", **overrides):
     config = BrokerConfig.load(overrides=[f"{k}={v}" for k, v in overrides.items()])
     metrics = BrokerMetrics()
     store = MeteredStore(FilesystemObjectStore(str(tmp_path / "objects")), metrics)
-    rm = ReplicaManager(config, str(tmp_path / data), store, metrics=metrics)
-    await rm.start(NoGroups())
+    rm = await open_replicas(tmp_path, data, config, store, metrics)
     return rm, Uploader(rm, NoGroups(), metrics)
 
 
@@ -47,7 +46,7 @@ async def produce(rm, topic: str, n_batches: int, per_batch: int = 3) -> list[by
 async def test_upload_then_read_back_from_objects_and_from_an_empty_data_dir(tmp_path):
     rm, up = await open_broker(tmp_path)
     try:
-        rm.create_topic("t", 1)
+        await create_topic(rm, "t", 1)
         sent = await produce(rm, "t", 20)
         assert await up.upload_once(force=True)
         p = rm.get("t", 0)
@@ -86,7 +85,7 @@ async def test_upload_then_read_back_from_objects_and_from_an_empty_data_dir(tmp
 async def test_manifests_are_recorded_every_interval_and_the_wal_waits_for_them(tmp_path):
     rm, up = await open_broker(tmp_path, **{"s3.manifest.interval.ms": 3_600_000})
     try:
-        rm.create_topic("d", 1)
+        await create_topic(rm, "d", 1)
         p = rm.get("d", 0)
         sent = await produce(rm, "d", 4)
         assert await up.upload_once()                      # the first upload records at once
@@ -122,7 +121,7 @@ async def test_compaction_repoints_the_index_and_reads_stay_identical(tmp_path):
     rm, up = await open_broker(tmp_path, **{"s3.compaction.target.bytes": 1 << 20,
                                             "s3.compaction.max.segments": 3})
     try:
-        rm.create_topic("c", 1)
+        await create_topic(rm, "c", 1)
         sent = []
         for _ in range(6):                                 # six uploads, six small segments
             sent += await produce(rm, "c", 4)
@@ -149,7 +148,7 @@ async def test_paced_compaction_runs_beside_uploads_and_stops_with_the_uploader(
                                             "s3.compaction.interval.ms": 0,
                                             "s3.compaction.io.max.bytes.per.second": 50})
     try:
-        rm.create_topic("c", 1)
+        await create_topic(rm, "c", 1)
         sent = []
         for _ in range(4):
             sent += await produce(rm, "c", 4)
@@ -179,7 +178,7 @@ async def test_retention_bytes_advances_the_log_start_over_uploaded_data(tmp_pat
     rm, up = await open_broker(tmp_path)
     try:
         # retention.ms off: the test batches carry 2023 timestamps, which 7 days would expire
-        rm.create_topic("r", 1, {"retention.bytes": "600", "retention.ms": "-1"})
+        await create_topic(rm, "r", 1, {"retention.bytes": "600", "retention.ms": "-1"})
         await produce(rm, "r", 10)
         p = rm.get("r", 0)
         assert up.enforce_retention() == 0                 # nothing uploaded yet: nothing may go
@@ -204,7 +203,7 @@ async def test_index_locations_leave_the_garbage_collectors_tracked_set(tmp_path
 
     rm, up = await open_broker(tmp_path)
     try:
-        rm.create_topic("g", 1)
+        await create_topic(rm, "g", 1)
         await produce(rm, "g", 10)
         assert await up.upload_once(force=True)
         await produce(rm, "g", 10)

@@ -1,0 +1,288 @@
+"""One home for "who owns what": the cluster as one broker sees it.
+
+``Cluster`` owns the metadata document (topics, owners, epochs, producer-id
+blocks), this broker's registration, and the controller lease. Handlers change
+topics through it (every change is a conditional write to the bucket first);
+the ReplicaManager learns what it hosts only from the ``OwnershipDelta``s it
+emits (see ownership.py).
+
+Start (``start``), with its object-store requests:
+
+1. Load the metadata document (1 GET; 1 PUT if absent or migrated).
+2. Register this broker (1 PUT, 1 LIST).
+3. Claim what is ours in one metadata update (GET + PUT): every partition
+   owned by this node, by nobody, or by a node that is not registered
+   becomes ours at epoch + 1. The bump fences any earlier life of this
+   broker still writing. Documents from before ownership existed carry no
+   epochs: those partitions start from their manifest's epoch (1 GET each,
+   once).
+4. Take the controller lease if it is free (GET + PUT).
+5. Emit the first delta: every partition we own, at its new epoch. With one
+   broker that is "all partitions, epoch N".
+
+Every ``broker.heartbeat.interval.ms``: re-read the metadata document if it
+changed (HEAD, + GET when it did), list the registrations (LIST), take or
+renew the controller lease (PUT, + GET on a conflict); as controller, give
+partitions whose owner is not registered (a broker that shut down cleanly,
+or an id no longer used) to the registered brokers with the fewest.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Callable
+
+from objectstore import ManifestStore, ObjectStore, ObjectStoreError
+
+from ..clock import Clock, TimerHandle
+from ..config import TOPIC_CONFIGS, BrokerConfig, validate_topic_config
+from .controller import ControllerLease
+from .membership import BrokerRegistration, Membership
+from .metadata import NO_OWNER, ClusterImage, MetadataStore, Topic
+from .ownership import OwnershipDelta, ownership_delta
+
+log = logging.getLogger(__name__)
+
+DeltaListener = Callable[[OwnershipDelta], None]
+
+
+class TopicExists(Exception):
+    pass
+
+
+class UnknownTopic(Exception):
+    pass
+
+
+class Cluster:
+    def __init__(self, config: BrokerConfig, store: ObjectStore, *, host: str, port: int,
+                 clock: Clock) -> None:
+        self.config = config
+        self.node_id: int = config["node.id"]
+        self.store = store
+        self.clock = clock
+        self.incarnation = uuid.uuid4().hex
+        self.metadata = MetadataStore(store)
+        self.membership = Membership(store, BrokerRegistration(
+            self.node_id, host, port, self.incarnation, clock.now_ms()))
+        self.controller = ControllerLease(store, self.node_id, self.incarnation,
+                                          lease_ms=config["broker.session.timeout.ms"])
+        self._on_delta: DeltaListener | None = None
+        self._pid_next = self._pid_end = 0
+        self._pid_lock = asyncio.Lock()
+        self._timer: TimerHandle | None = None
+        self._tick_task: asyncio.Task | None = None
+        self._stopped = False
+        self._errors: set[str] = set()
+
+    # ------------------------------------------------------------------ start
+    async def set_endpoint(self, host: str, port: int) -> None:
+        """Register the advertised endpoint again, when it is known only once
+        the listener is bound (``--listen HOST:0``)."""
+        me = self.membership.me
+        self.membership.me = BrokerRegistration(me.node_id, host, port, me.incarnation,
+                                                me.registered_ms, me.rack)
+        await self.membership.register()
+
+    async def start(self, on_delta: DeltaListener, *, legacy_dir: str | None = None) -> OwnershipDelta:
+        """Steps 1-5 of the module docstring; returns the first delta (also given to ``on_delta``)."""
+        await self.metadata.load(legacy_dir=legacy_dir)
+        await self.membership.register()
+        legacy_epochs = await self._manifest_epochs_of_unclaimed()
+        registered = set(self.membership.brokers)
+        me = self.node_id
+
+        def claim(image: ClusterImage) -> None:
+            for t in image.topics.values():
+                for i in range(t.partitions):
+                    if t.owners[i] == me or t.owners[i] == NO_OWNER or t.owners[i] not in registered:
+                        t.owners[i] = me
+                        t.epochs[i] = max(t.epochs[i], legacy_epochs.get((t.topic_id.bytes, i), 0)) + 1
+        image = await self.metadata.update(claim)
+        await self._controller_tick()
+        self._on_delta = on_delta
+        self.metadata.listen(self._emit)
+        delta = ownership_delta(None, image, me)
+        on_delta(delta)
+        self._schedule_tick()
+        return delta
+
+    async def _manifest_epochs_of_unclaimed(self) -> dict[tuple[bytes, int], int]:
+        """Manifest epochs of partitions the document has never given an epoch
+        (documents from before ownership): claims must go above them."""
+        todo = [(t.topic_id.bytes, i) for t in self.metadata.topics.values()
+                for i in range(t.partitions) if t.epochs[i] == 0]
+        if not todo:
+            return {}
+        manifests = ManifestStore(self.store)
+        sem = asyncio.Semaphore(32)
+
+        async def epoch_of(key: tuple[bytes, int]) -> tuple[tuple[bytes, int], int]:
+            async with sem:
+                m, _ = await manifests.load(*key)
+            return key, (m.epoch if m is not None else 0)
+        return dict(await asyncio.gather(*(epoch_of(k) for k in todo)))
+
+    def _emit(self, old: ClusterImage | None, new: ClusterImage) -> None:
+        delta = ownership_delta(old, new, self.node_id)
+        if delta and self._on_delta is not None:
+            self._on_delta(delta)
+
+    async def stop(self, *, deregister: bool) -> None:
+        """Stop the heartbeat; ``deregister`` (everything this broker held is
+        in the bucket) lets the others take its partitions."""
+        self._stopped = True
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._tick_task is not None:
+            self._tick_task.cancel()
+            await asyncio.gather(self._tick_task, return_exceptions=True)
+        try:
+            await self.controller.release()
+            if deregister:
+                await self.membership.deregister()
+        except ObjectStoreError as exc:
+            log.warning("cluster: could not deregister cleanly: %s", exc)
+
+    # -------------------------------------------------------------- heartbeat
+    def _schedule_tick(self) -> None:
+        if not self._stopped:
+            self._timer = self.clock.call_later(self.config["broker.heartbeat.interval.ms"] / 1000,
+                                                self._spawn_tick)
+
+    def _spawn_tick(self) -> None:
+        self._tick_task = asyncio.get_running_loop().create_task(self.tick())
+        self._tick_task.add_done_callback(lambda _t: self._schedule_tick())
+
+    async def tick(self) -> None:
+        """One heartbeat (see the module docstring); errors are logged once per kind."""
+        for what, step in (("metadata refresh", self.metadata.refresh),
+                           ("membership", self.membership.refresh),
+                           ("controller", self._controller_tick)):
+            try:
+                await step()
+                self._errors.discard(what)
+            except asyncio.CancelledError:
+                raise
+            except ObjectStoreError as exc:
+                if what not in self._errors:
+                    self._errors.add(what)
+                    log.warning("cluster: %s failed (%s); retrying every heartbeat", what, exc)
+
+    async def _controller_tick(self) -> None:
+        if not await self.controller.tick(self.clock.now_ms()):
+            return
+        registered = set(self.membership.brokers)
+        orphaned = [(t.name, i) for t in self.metadata.topics.values() for i in range(t.partitions)
+                    if t.owners[i] not in registered]
+        if not orphaned:
+            return
+
+        def adopt(image: ClusterImage) -> None:
+            load = self._load(image, registered)
+            for t in image.topics.values():
+                for i in range(t.partitions):
+                    if t.owners[i] not in registered:
+                        node = min(load, key=lambda n: (load[n], n))
+                        t.owners[i], t.epochs[i] = node, t.epochs[i] + 1
+                        load[node] += 1
+        await self.metadata.update(adopt)
+        log.info("controller: placed %d partitions without a registered owner", len(orphaned))
+
+    @staticmethod
+    def _load(image: ClusterImage, nodes: set[int]) -> dict[int, int]:
+        load = {n: 0 for n in nodes}
+        for t in image.topics.values():
+            for o in t.owners:
+                if o in load:
+                    load[o] += 1
+        return load
+
+    # ----------------------------------------------------------------- topics
+    async def create_topic(self, name: str, partitions: int, configs: dict[str, str] | None = None) -> Topic:
+        """Add a topic, its partitions placed on the registered brokers with the
+        fewest (ties: lowest id); raises TopicExists."""
+        configs = dict(configs or {})
+        for k, v in configs.items():
+            validate_topic_config(k, v)
+        topic_id = uuid.uuid4()
+        nodes = set(self.membership.brokers)
+
+        def add(image: ClusterImage) -> None:
+            if name in image.topics:
+                raise TopicExists(name)
+            load = self._load(image, nodes)
+            owners = []
+            for _ in range(partitions):
+                node = min(load, key=lambda n: (load[n], n))
+                owners.append(node)
+                load[node] += 1
+            image.topics[name] = Topic(name, topic_id, partitions, configs, owners, [1] * partitions)
+        image = await self.metadata.update(add)
+        log.info("created topic %s with %d partitions", name, partitions)
+        return image.topics[name]
+
+    async def delete_topic(self, name: str) -> Topic:
+        gone: list[Topic] = []
+
+        def remove(image: ClusterImage) -> None:
+            if name not in image.topics:
+                raise UnknownTopic(name)
+            gone[:] = [image.topics.pop(name)]
+        await self.metadata.update(remove)
+        log.info("deleted topic %s", name)
+        return gone[0]
+
+    async def add_partitions(self, name: str, count: int) -> None:
+        nodes = set(self.membership.brokers)
+
+        def grow(image: ClusterImage) -> None:
+            t = image.topics.get(name)
+            if t is None:
+                raise UnknownTopic(name)
+            load = self._load(image, nodes)
+            while t.partitions < count:
+                node = min(load, key=lambda n: (load[n], n))
+                t.owners.append(node)
+                t.epochs.append(1)
+                t.partitions += 1
+                load[node] += 1
+        await self.metadata.update(grow)
+
+    async def alter_topic_configs(self, name: str, configs: dict[str, str]) -> None:
+        """Replace the topic's overrides by ``configs`` (already validated)."""
+        def alter(image: ClusterImage) -> None:
+            t = image.topics.get(name)
+            if t is None:
+                raise UnknownTopic(name)
+            t.configs = dict(configs)
+        await self.metadata.update(alter)
+
+    def topic_config(self, topic: Topic, name: str):
+        if name in topic.configs:
+            return TOPIC_CONFIGS[name][0](topic.configs[name])
+        return self.config.topic_default(name)
+
+    # ------------------------------------------------------------- producers
+    async def next_producer_id(self) -> int:
+        async with self._pid_lock:
+            if self._pid_next >= self._pid_end:
+                self._pid_next, self._pid_end = await self.metadata.reserve_producer_ids()
+            pid = self._pid_next
+            self._pid_next += 1
+            return pid
+
+    # ------------------------------------------------------------------ reads
+    def leader(self, topic: Topic, index: int) -> tuple[int, int]:
+        """(leader node id, leader epoch); node -1 when its owner is not a member."""
+        owner = topic.owners[index]
+        return (owner if owner in self.membership.brokers else -1), topic.epochs[index]
+
+    def brokers(self) -> list[BrokerRegistration]:
+        return sorted(self.membership.brokers.values(), key=lambda b: b.node_id)
+
+    @property
+    def controller_id(self) -> int:
+        holder = self.controller.holder
+        return holder if holder in self.membership.brokers else self.node_id

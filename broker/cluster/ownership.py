@@ -1,0 +1,74 @@
+"""Who owns what, as a change: the delta between two metadata images for one broker.
+
+A broker never decides alone what it hosts. Every new metadata image it reads
+or writes is compared with the previous one, and what changed for this broker
+reaches the ReplicaManager as one ``OwnershipDelta`` (Kafka's
+``ReplicaManager.applyDelta``): partitions gained (or re-claimed at a higher
+epoch), partitions lost, topics deleted. The ReplicaManager applies it in one
+place, which starts or stops serving each partition; nothing else opens or
+claims a partition.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .metadata import NO_OWNER, ClusterImage, Topic
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionGain:
+    """This broker owns ``topic``'s partition ``index`` at ``epoch`` (its leader epoch)."""
+
+    topic: Topic
+    index: int
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionLoss:
+    topic: Topic
+    index: int
+
+
+@dataclass
+class OwnershipDelta:
+    gained: list[PartitionGain] = field(default_factory=list)
+    lost: list[PartitionLoss] = field(default_factory=list)
+    deleted_topics: list[Topic] = field(default_factory=list)   # of which we owned a partition
+    changed_topics: list[Topic] = field(default_factory=list)   # configs changed (same id)
+
+    def __bool__(self) -> bool:
+        return bool(self.gained or self.lost or self.deleted_topics or self.changed_topics)
+
+
+def _owned(image: ClusterImage | None, node_id: int) -> dict[tuple[bytes, int], tuple[Topic, int]]:
+    out: dict[tuple[bytes, int], tuple[Topic, int]] = {}
+    if image is None:
+        return out
+    for t in image.topics.values():
+        for i in range(t.partitions):
+            if t.owners[i] == node_id and node_id != NO_OWNER:
+                out[(t.topic_id.bytes, i)] = (t, t.epochs[i])
+    return out
+
+
+def ownership_delta(old: ClusterImage | None, new: ClusterImage, node_id: int) -> OwnershipDelta:
+    """What ``node_id`` must start and stop serving to go from ``old`` to ``new``."""
+    before, after = _owned(old, node_id), _owned(new, node_id)
+    delta = OwnershipDelta()
+    for key, (topic, epoch) in after.items():
+        prev = before.get(key)
+        if prev is None or prev[1] != epoch:
+            delta.gained.append(PartitionGain(topic, key[1], epoch))
+    new_ids = {t.topic_id for t in new.topics.values()}
+    for key, (topic, _) in before.items():
+        if key not in after:
+            delta.lost.append(PartitionLoss(topic, key[1]))
+    if old is not None:
+        old_by_id = {t.topic_id: t for t in old.topics.values()}
+        owned_ids = {t.topic_id for t, _ in before.values()}
+        delta.deleted_topics = [t for tid, t in old_by_id.items()
+                                if tid not in new_ids and tid in owned_ids]
+        delta.changed_topics = [t for t in new.topics.values()
+                                if t.topic_id in old_by_id and t.configs != old_by_id[t.topic_id].configs]
+    return delta
