@@ -132,18 +132,23 @@ class Cluster:
     async def stop(self, *, deregister: bool) -> None:
         """Stop the heartbeat; ``deregister`` (everything this broker held is
         in the bucket) lets the others take its partitions."""
-        self._stopped = True
-        if self._timer is not None:
-            self._timer.cancel()
-        if self._tick_task is not None:
-            self._tick_task.cancel()
-            await asyncio.gather(self._tick_task, return_exceptions=True)
+        await self.halt()
         try:
             await self.controller.release()
             if deregister:
                 await self.membership.deregister()
         except ObjectStoreError as exc:
             log.warning("cluster: could not deregister cleanly: %s", exc)
+
+    async def halt(self) -> None:
+        """Stop the heartbeat and touch the bucket no more: what a crash leaves
+        behind (registration and lease stay until they are taken over)."""
+        self._stopped = True
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._tick_task is not None:
+            self._tick_task.cancel()
+            await asyncio.gather(self._tick_task, return_exceptions=True)
 
     # -------------------------------------------------------------- heartbeat
     def _schedule_tick(self) -> None:
