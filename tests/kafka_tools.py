@@ -106,8 +106,8 @@ def kafka_tools() -> KafkaTools:
 
 @pytest.fixture
 def kafka_reference(kafka_tools, tmp_path):
-    """A real Apache Kafka KRaft broker (broker/kafka_reference.py) on loopback; stopped after the test."""
-    from broker.kafka_reference import KafkaBroker
+    """A real Apache Kafka KRaft broker (bench/kafka_reference.py) on loopback; stopped after the test."""
+    from bench.kafka_reference import KafkaBroker
 
     kb = KafkaBroker(tmp_path / "kafka", heap="-Xmx512m", libs=str(kafka_tools.libs))
     kb.start(timeout=120)

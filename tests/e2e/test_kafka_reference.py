@@ -1,4 +1,4 @@
-"""broker/kafka_reference.py: a real Apache Kafka KRaft broker starts, serves a
+"""bench/kafka_reference.py: a real Apache Kafka KRaft broker starts, serves a
 confluent-kafka producer and consumer, and stops (every step bounded); a 3-node
 cluster moves a partition with Kafka's own kafka-reassign-partitions."""
 import json
@@ -46,7 +46,7 @@ def test_kafka_reference_produce_consume(kafka_reference):
 
 
 def test_kafka_reference_stops(kafka_tools, tmp_path):
-    from broker.kafka_reference import KafkaBroker
+    from bench.kafka_reference import KafkaBroker
 
     kb = KafkaBroker(tmp_path / "k", heap="-Xmx512m", libs=str(kafka_tools.libs))
     kb.start(timeout=120)
@@ -60,7 +60,7 @@ def test_kafka_reference_stops(kafka_tools, tmp_path):
 
 
 def test_cluster_ids_are_valid_arguments():
-    from broker.kafka_reference import random_cluster_id
+    from bench.kafka_reference import random_cluster_id
 
     ids = {random_cluster_id() for _ in range(5000)}
     assert len(ids) == 5000
@@ -69,11 +69,11 @@ def test_cluster_ids_are_valid_arguments():
 
 @pytest.mark.timeout(180)
 def test_kafka_cluster_reassign_partition(kafka_tools, tmp_path):
-    """broker/kafka_reference.KafkaCluster: three KRaft nodes start; Kafka's own
+    """bench/kafka_reference.KafkaCluster: three KRaft nodes start; Kafka's own
     kafka-reassign-partitions moves a one-partition RF=1 topic from broker 1 to broker 2
     (--execute, then --verify until complete); kafka-topics --describe and Metadata show it
     on broker 2 only, and every record is still readable. The nodes stop and are gone."""
-    from broker.kafka_reference import KafkaCluster
+    from bench.kafka_reference import KafkaCluster
 
     cluster = KafkaCluster(tmp_path / "cluster", nodes=3, heap="-Xmx512m", libs=str(kafka_tools.libs))
     cluster.start(timeout=120)

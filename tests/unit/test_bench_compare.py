@@ -1,9 +1,9 @@
-"""broker/bench_compare.py without brokers: the summary rows, table and plot of a result
+"""bench/compare.py without brokers: the summary rows, table and plot of a result
 with several (b) rates and the (g) partition move, an older one-rate result, and the
 bracketing of a partition move seen in Metadata polls."""
 import json
 
-from broker import bench_compare as bc
+from bench import compare as bc
 
 
 def perf(mb_per_s, p50, p99, p99_9, held=None):

@@ -1,5 +1,5 @@
-"""broker.bench_latency: medians per (rate, system) and the table, from runs shaped like _one_run's."""
-from broker.bench_latency import markdown_table, summarize
+"""bench.latency: medians per (rate, system) and the table, from runs shaped like _one_run's."""
+from bench.latency import markdown_table, summarize
 
 
 def _run(system, rate, rnd, p50, p99, p999, mb, within=None):

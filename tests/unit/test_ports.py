@@ -1,7 +1,7 @@
 """Ports for restartable test servers come from outside the ephemeral range."""
 import socket
 
-from broker.ports import _ephemeral_low, free_ports
+from bench.ports import _ephemeral_low, free_ports
 
 
 def test_free_ports_are_distinct_bindable_and_never_ephemeral():

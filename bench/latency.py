@@ -21,9 +21,10 @@ import sys
 import time
 import uuid
 
-from broker import bench
-from broker.bench_compare import Progress, _confluent_versions, _create_topic, _machine, _System, _versions
-from broker.kafka_reference import kafka_libs
+from . import produce
+from .common import write_results
+from .compare import Progress, _confluent_versions, _create_topic, _machine, _System, _versions
+from .kafka_reference import kafka_libs
 
 TARGET_MS = 10.0
 
@@ -52,10 +53,10 @@ def add_parser(kinds) -> None:
 def _one_run(sysm: _System, args, rate: float, seconds: float) -> dict:
     topic = f"lat-{uuid.uuid4().hex[:8]}"
     _create_topic(sysm.bootstrap, topic, args.partitions)
-    metrics = sysm.sluice.metrics if sysm.sluice else None
-    drive_args = bench.drive_args(record_size=args.record_size, partitions=args.partitions, duration=seconds,
-                                  rate=rate, linger_ms=args.linger_ms, bootstrap=sysm.bootstrap)
-    r = bench._drive(drive_args, sysm.bootstrap, topic, sysm.pid, metrics)
+    metrics = sysm.sluice.metrics_address if sysm.sluice else None
+    drive_args = produce.drive_args(record_size=args.record_size, partitions=args.partitions, duration=seconds,
+                                    rate=rate, linger_ms=args.linger_ms, bootstrap=sysm.bootstrap)
+    r = produce.drive(drive_args, sysm.bootstrap, topic, sysm.pid, metrics)
     if r is None:
         return {"rate": rate, "error": "the producer did not start"}
     steady = r["steady"]
@@ -130,7 +131,7 @@ def run_latency(args) -> int:
         "summary": summarize(runs, rates, systems),
     }
     print(markdown_table(result))
-    bench.write_results(result, args.json, args.plot, plot)
+    write_results(result, args.json, args.plot, plot)
     failed = [r for r in runs if r.get("error") or r.get("unacked") or r.get("errors")]
     if failed:
         print(f"sluice bench latency: {len(failed)} run(s) had errors or unacked messages; see the JSON",

@@ -1,4 +1,4 @@
-"""``sluice bench``: load generators against a running or self-started broker.
+"""``sluice bench produce``: a load generator against a running or self-started broker.
 
 ``sluice bench produce`` drives a broker with confluent-kafka (librdkafka)
 idempotent producers, one per worker process, and reports what a client sees:
@@ -14,42 +14,29 @@ idempotent producers, one per worker process, and reports what a client sees:
 MB means 10**6 bytes of record values (keys and protocol overhead excluded).
 Every wait is bounded: workers that do not report in time are killed, flushes
 time out, and a self-started broker is stopped (SIGTERM, then SIGKILL).
-
-``sluice bench fsync`` measures the disk under a data dir: write + fdatasync
-of fixed-size blocks, the floor under any acks=all latency.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import multiprocessing as mp
 import os
-import platform
 import queue
 import resource
-import shutil
 import signal
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from array import array
 from functools import partial
-from typing import Callable
 
-MB = 1_000_000
-STARTUP_TIMEOUT = 30.0      # broker start, topic creation, producers ready
+from .common import MB, STARTUP_TIMEOUT, create_topic, machine, percentiles, proc_cpu, write_results
+from .launch import BrokerProcess
+
 BUCKET = 1.0                # seconds per timeline bucket
 
 
-# ---------------------------------------------------------------------------- CLI
-def add_bench_parser(sub) -> None:
-    bench = sub.add_parser("bench", help="benchmarks")
-    bench.set_defaults(func=lambda args: (bench.print_help(), 2)[1])
-    kinds = bench.add_subparsers(dest="bench")
-
+def add_parser(kinds) -> None:
     p = kinds.add_parser("produce", help="produce throughput and ack latency (confluent-kafka)",
                          description=__doc__.split("\n\n")[1],
                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -91,107 +78,6 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--plot", metavar="FILE.png", help="write throughput and latency plots")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=run_produce)
-
-    f = kinds.add_parser("fsync", help="raw write+fdatasync latency of the disk under a directory",
-                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    f.add_argument("--dir", default=None, help="default: a temp dir")
-    f.add_argument("--sizes", default="4096,65536,1048576", help="block sizes in bytes, comma-separated")
-    f.add_argument("--count", type=int, default=300, help="writes per size")
-    f.add_argument("--json", metavar="FILE")
-    f.set_defaults(func=run_fsync)
-
-    from broker.bench_groups import add_groups_parser  # group coordinator (issue 4)
-    add_groups_parser(kinds)
-
-    from broker import bench_compare  # Sluice vs Apache Kafka (issue 5)
-    bench_compare.add_parser(kinds)
-
-    from broker import bench_storage  # object storage (issue 3)
-    bench_storage.add_parser(kinds)
-
-    from broker import bench_latency  # ack latency against rate, next to Apache Kafka (issue 2)
-    bench_latency.add_parser(kinds)
-
-
-# ------------------------------------------------------------------ self-started broker
-class _Broker:
-    """``sluice serve`` on a free loopback port and a temp data dir."""
-
-    def __init__(self, extra_args: list[str], parent_dir: str | None = None) -> None:
-        self.dir = tempfile.mkdtemp(prefix="sluice-bench-", dir=parent_dir)
-        self.log_path = os.path.join(self.dir, "broker.log")
-        self.metrics = ""    # HOST:PORT the broker reports binding (port 0 asks it for a free one)
-        args = [sys.executable, "-m", "broker", "serve", "--listen", "127.0.0.1:0",
-                "--data-dir", os.path.join(self.dir, "data"), "--metrics", "127.0.0.1:0", *extra_args]
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self._log,
-                                     cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        self.bootstrap = self._wait_ready()
-
-    def _wait_ready(self) -> str:
-        import selectors
-        sel = selectors.DefaultSelector()
-        sel.register(self.proc.stdout, selectors.EVENT_READ)
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        buf = b""
-        while time.monotonic() < deadline:
-            if not sel.select(timeout=0.5):
-                if self.proc.poll() is not None:
-                    break
-                continue
-            chunk = os.read(self.proc.stdout.fileno(), 4096)
-            if not chunk:
-                break
-            buf += chunk
-            for line in buf.splitlines():
-                if line.startswith(b"metrics on "):
-                    self.metrics = line[len(b"metrics on "):].decode().strip()
-                if line.startswith(b"ready on "):
-                    sel.close()
-                    # keep draining stdout so the broker can never block on a full pipe
-                    import threading
-                    threading.Thread(target=self._drain, daemon=True).start()
-                    return line[len(b"ready on "):].decode().strip()
-        sel.close()
-        self.stop()
-        raise RuntimeError(f"broker did not start; log tail:\n{self.tail}")
-
-    def _drain(self) -> None:
-        try:
-            while os.read(self.proc.stdout.fileno(), 65536):
-                pass
-        except OSError:
-            pass
-
-    def log_tail(self, n: int = 3000) -> str:
-        return file_tail(self.log_path, n)
-
-    def stop(self, remove: bool = True) -> int:
-        """SIGTERM (SIGKILL after 20 s), remove the data dir (unless ``remove``
-        is false: freeing GBs stalls the disk's fsyncs for a while, so a bench
-        that starts the next broker at once removes them at its end); returns
-        the exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self._log.close()
-        self.tail = self.log_tail()
-        if remove:
-            shutil.rmtree(self.dir, ignore_errors=True)
-        return self.proc.returncode
-
-
-def file_tail(path, n: int = 3000) -> str:
-    """The last ``n`` bytes of a log file as text ("" if it cannot be read)."""
-    try:
-        with open(path, "rb") as f:
-            return f.read()[-n:].decode(errors="replace")
-    except OSError:
-        return ""
 
 
 def _scrape_wal(metrics: str | None) -> dict | None:
@@ -260,36 +146,6 @@ def _wal_delta(before: dict | None, after: dict | None, seconds: float) -> dict 
         "produce_request_p999_ms_at_most": upper(0.999, "produce_le", n_produce),
         "produce_request_share_within_ms": within("produce_le", n_produce, (.005, .01, .02, .05, .1)),
     }
-
-
-def write_results(result: dict, json_path: str | None, plot_path: str | None = None,
-                  plot: Callable[[dict, str], None] | None = None) -> None:
-    """The bench commands' outputs: the result as JSON, and its plot as PNG."""
-    if json_path:
-        with open(json_path, "w") as f:
-            json.dump(result, f, indent=2)
-            f.write("\n")
-        print(f"wrote {json_path}")
-    if plot_path and plot is not None:
-        plot(result, plot_path)
-        print(f"wrote {plot_path}")
-
-
-def _create_topic(bootstrap: str, topic: str, partitions: int) -> None:
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    fut = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)],
-                              operation_timeout=STARTUP_TIMEOUT, request_timeout=STARTUP_TIMEOUT)[topic]
-    try:
-        fut.result(timeout=STARTUP_TIMEOUT)
-    except Exception as exc:  # an existing topic is fine (--topic reuse)
-        if "TOPIC_ALREADY_EXISTS" not in str(exc) and "already exists" not in str(exc):
-            raise
-    md = admin.list_topics(topic, timeout=STARTUP_TIMEOUT)
-    got = len(md.topics[topic].partitions) if topic in md.topics else 0
-    if got != partitions:
-        print(f"note: topic {topic} has {got} partitions, not {partitions}", file=sys.stderr)
 
 
 # ------------------------------------------------------------------------- worker
@@ -420,24 +276,26 @@ def run_produce(args) -> int:
         if args.bootstrap:
             bootstrap = args.bootstrap
         else:
-            broker = _Broker(args.broker_arg, args.data_dir)
+            broker = BrokerProcess.start_temporary(args.data_dir, extra_args=args.broker_arg, metrics=True)
             bootstrap = broker.bootstrap
-            print(f"started broker pid {broker.proc.pid} on {bootstrap} (data {broker.dir})", flush=True)
+            print(f"started broker pid {broker.proc.pid} on {bootstrap} (data {broker.workdir})", flush=True)
         topic = args.topic or f"sluice-bench-{uuid.uuid4().hex[:8]}"
         try:
-            _create_topic(bootstrap, topic, args.partitions)
+            create_topic(bootstrap, topic, args.partitions)
         except Exception as exc:
             print(f"sluice bench produce: cannot create topic {topic} on {bootstrap}: {exc}", file=sys.stderr)
             return 1
-        metrics = broker.metrics if broker else args.metrics
-        result = _drive(args, bootstrap, topic, broker.proc.pid if broker else None, metrics)
+        metrics = broker.metrics_address if broker else args.metrics
+        result = drive(args, bootstrap, topic, broker.proc.pid if broker else None, metrics)
     finally:
         if broker is not None:
             code = broker.stop()
+            tail = broker.log_tail()
+            broker.remove()
             if result is not None:
                 result["broker_exit_code"] = code
             if code != 0:
-                print(f"sluice bench produce: the broker exited with {code}; log tail:\n{broker.tail}",
+                print(f"sluice bench produce: the broker exited with {code}; log tail:\n{tail}",
                       file=sys.stderr)
     if result is None:
         return 1
@@ -478,7 +336,7 @@ def _producer_conf(args, bootstrap: str) -> dict:
 def drive_args(*, record_size: int, partitions: int, duration: float, rate: float | None,
                linger_ms: float = 5, warmup: float = 2.0, quiet: bool = True,
                bootstrap: str | None = None) -> argparse.Namespace:
-    """``bench produce``'s options for ``_drive`` as the other benches use it:
+    """``bench produce``'s options for ``drive`` as the other benches use it:
     one idempotent acks=all producer, no keys, no compression, default queue."""
     return argparse.Namespace(
         producers=1, record_size=record_size, key_size=0, duration=duration, warmup=warmup, rate=rate,
@@ -486,8 +344,12 @@ def drive_args(*, record_size: int, partitions: int, duration: float, rate: floa
         compression="none", set=[], quiet=quiet, partitions=partitions, bootstrap=bootstrap)
 
 
-def _drive(args, bootstrap: str, topic: str, broker_pid: int | None,
-           metrics: str | None) -> dict | None:
+def drive(args, bootstrap: str, topic: str, broker_pid: int | None,
+          metrics: str | None) -> dict | None:
+    """``bench produce``'s driver: ``args.producers`` librdkafka producer processes on
+    ``topic`` (which must exist); the result ``sluice bench produce`` reports, or None
+    if the producers did not start. ``broker_pid`` (CPU) and ``metrics`` (HOST:PORT:
+    WAL and Produce-time histograms) are optional."""
     ctx = mp.get_context("spawn")  # no librdkafka threads inherited through fork
     n = args.producers
     rate_msgs = None
@@ -533,9 +395,9 @@ def _drive(args, bootstrap: str, topic: str, broker_pid: int | None,
         wall_start = time.time() + 0.2
         while (wait := t0 - time.perf_counter()) > 0:
             time.sleep(wait)
-        cpu0 = _proc_cpu(broker_pid)
-        warm = _progress(args, t0, progress, lambda: (_proc_cpu(broker_pid), _scrape_wal(metrics)))
-        cpu1 = _proc_cpu(broker_pid)
+        cpu0 = proc_cpu(broker_pid)
+        warm = _progress(args, t0, progress, lambda: (proc_cpu(broker_pid), _scrape_wal(metrics)))
+        cpu1 = proc_cpu(broker_pid)
         wal1 = _scrape_wal(metrics)
         hard_deadline = time.monotonic() + args.flush_timeout + 30
         while len(outs) < n:
@@ -601,36 +463,6 @@ def _progress(args, t0: float, progress, at_warmup):
     return warm
 
 
-def _proc_cpu(pid: int | None) -> dict | None:
-    """user and system CPU seconds of a process (Linux /proc), or None."""
-    if pid is None:
-        return None
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rpartition(")")[2].split()
-        tick = os.sysconf("SC_CLK_TCK")
-        return {"user_s": int(fields[11]) / tick, "sys_s": int(fields[12]) / tick}
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _percentiles(lat: array) -> dict:
-    if not lat:
-        return {k: None for k in ("p50", "p90", "p99", "p99_9", "max", "mean")}
-    try:
-        import numpy as np
-        a = np.frombuffer(lat, dtype=np.float64) * 1000.0
-        q = np.percentile(a, [50, 90, 99, 99.9])
-        out = dict(zip(("p50", "p90", "p99", "p99_9"), (float(x) for x in q)))
-        out.update(max=float(a.max()), mean=float(a.mean()))
-    except ImportError:
-        s = sorted(lat)
-        pick = lambda p: s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))] * 1000.0  # noqa: E731
-        out = {"p50": pick(50), "p90": pick(90), "p99": pick(99), "p99_9": pick(99.9),
-               "max": s[-1] * 1000.0, "mean": sum(s) / len(s) * 1000.0}
-    return {k: round(v, 3) for k, v in out.items()}
-
-
 def _aggregate(args, topic, bootstrap, wall_start, outs: dict, missing: list[int]) -> dict:
     record = args.record_size
     n_buckets = max((len(o.get("acked_per_bucket", [])) for o in outs.values()), default=0)
@@ -681,7 +513,7 @@ def _aggregate(args, topic, bootstrap, wall_start, outs: dict, missing: list[int
             "queue_kbytes": args.queue_kbytes, "compression": args.compression,
             "extra": args.set,
         },
-        "machine": _machine(),
+        "machine": machine(),
         "units": {"mb": "10^6 bytes of record values", "latency": "ms, produce() to delivery callback",
                   "timeline": "t = start of a 1 s bucket of acks, seconds since the common start"},
         "steady": {
@@ -689,7 +521,7 @@ def _aggregate(args, topic, bootstrap, wall_start, outs: dict, missing: list[int
             "msgs": steady_msgs,
             "msgs_per_s": round(steady_msgs / window, 1),
             "mb_per_s": round(steady_msgs * record / MB / window, 3),
-            "latency_ms": _percentiles(lat),
+            "latency_ms": percentiles(lat),
             "latency_samples": len(lat),
         },
         "totals": {"sent": sent, "acked": sum(per_bucket), "unacked_at_end": unacked,
@@ -716,19 +548,6 @@ def _latency_by_second(lat: array, lat_at: array) -> dict[int, dict]:
         p50, p99 = np.percentile(v, [50, 99])
         out[int(k)] = {"p50": round(float(p50), 3), "p99": round(float(p99), 3), "max": round(float(v.max()), 3)}
     return out
-
-
-def _machine() -> dict:
-    mem = None
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemTotal:"):
-                    mem = round(int(line.split()[1]) / 1024 / 1024, 1)
-    except OSError:
-        pass
-    return {"cpus": os.cpu_count(), "memory_gib": mem, "python": platform.python_version(),
-            "platform": platform.platform()}
 
 
 def _print_table(r: dict) -> None:
@@ -832,36 +651,3 @@ def _plot(r: dict, path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-# ----------------------------------------------------------------------- fsync run
-def run_fsync(args) -> int:
-    own = args.dir is None
-    d = tempfile.mkdtemp(prefix="sluice-fsync-") if own else args.dir
-    path = os.path.join(d, f"fsync-{uuid.uuid4().hex[:8]}.tmp")
-    rows = []
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        for size in (int(x) for x in args.sizes.split(",")):
-            buf = os.urandom(size)
-            lat = array("d")
-            for _ in range(args.count):
-                t = time.perf_counter()
-                os.write(fd, buf)
-                os.fdatasync(fd)
-                lat.append(time.perf_counter() - t)
-            p = _percentiles(lat)
-            rows.append({"block_bytes": size, "count": args.count, "latency_ms": p,
-                         "mb_per_s_at_median": round(size / (p["p50"] / 1000) / MB, 1)})
-            print(f"  {size:>9,} B write+fdatasync: p50 {p['p50']:.3f} ms  p99 {p['p99']:.3f} ms  "
-                  f"max {p['max']:.3f} ms  ({rows[-1]['mb_per_s_at_median']} MB/s at p50)")
-    finally:
-        os.close(fd)
-        os.unlink(path)
-        if own:
-            shutil.rmtree(d, ignore_errors=True)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"bench": "fsync", "dir": d, "machine": _machine(), "results": rows}, f, indent=2)
-            f.write("\n")
-    return 0

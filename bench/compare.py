@@ -2,7 +2,7 @@
 
 Each round starts a fresh Sluice (``sluice serve`` on a temp data dir) and runs
 every workload on it, stops it, then starts a fresh Apache Kafka KRaft broker
-(``broker/kafka_reference.py``) and runs the same workloads, and stops it:
+(``bench/kafka_reference.py``) and runs the same workloads, and stops it:
 A B A B ... for ``--rounds`` rounds. Every workload gets a new topic. Both
 brokers are loaded by the same clients with the same settings: Kafka's own
 ``kafka-producer-perf-test`` (the Java producer) writes, Kafka's
@@ -59,7 +59,6 @@ import platform
 import re
 import shlex
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -69,10 +68,9 @@ import time
 from array import array
 from pathlib import Path
 
-from broker import bench
-from broker.bench_storage import Broker as S3Broker, Minio
-from broker.kafka_reference import (ROOT, TOOL, KafkaBroker, KafkaCluster, java_version, kafka_libs,
-                                    kafka_version)
+from . import common, produce, storage
+from .kafka_reference import ROOT, TOOL, KafkaBroker, KafkaCluster, java_version, kafka_libs, kafka_version
+from .launch import BrokerProcess
 
 MB = 1_000_000
 SECTION = "## Comparison with Apache Kafka (issue 5)"
@@ -181,12 +179,12 @@ def tree_rss_mib(pid: int) -> float | None:
 
 
 def _cpu_s(pid: int) -> float | None:
-    c = bench._proc_cpu(pid)
+    c = common.proc_cpu(pid)
     return None if c is None else c["user_s"] + c["sys_s"]
 
 
 def _machine(data_dir: str | None, quick: bool) -> dict:
-    m = bench._machine()
+    m = common.machine()
     d = tempfile.mkdtemp(prefix="sluice-cmp-fsync-", dir=data_dir)
     try:
         m["fsync_64KiB"] = fsync_latency(d, 65536, 100 if quick else 300)
@@ -216,7 +214,7 @@ def fsync_latency(directory: str, size: int, count: int) -> dict:
     finally:
         os.close(fd)
         os.unlink(path)
-    p = bench._percentiles(lat)
+    p = common.percentiles(lat)
     return {"block_bytes": size, "count": count, "p50_ms": p["p50"], "p99_ms": p["p99"], "max_ms": p["max"]}
 
 
@@ -294,7 +292,7 @@ class _System:
             self.kafka.start(timeout=180)
             self.bootstrap, self.pid = self.kafka.bootstrap, self.kafka.pid
         else:
-            self.sluice = bench._Broker([], args.data_dir)
+            self.sluice = BrokerProcess.start_temporary(args.data_dir, metrics=True)
             self.bootstrap, self.pid = self.sluice.bootstrap, self.sluice.proc.pid
         self.startup_s = round(time.monotonic() - t, 2)
 
@@ -307,32 +305,29 @@ class _System:
 
     @property
     def data_dir(self) -> str:
-        return str(self.kafka.workdir) if self.kafka else self.sluice.dir
+        return str(self.kafka.workdir) if self.kafka else str(self.sluice.workdir)
 
     def stop(self, remove: bool = True) -> int | None:
         """Stop the broker, note error lines of its log in ``self.log_problems``, remove its dir
-        (unless ``remove`` is false: bench._Broker.stop says why)."""
+        (unless ``remove`` is false: freeing GBs stalls the disk's fsyncs for a while, so a
+        bench that starts the next broker at once removes them at its end)."""
         if self.kafka:
             rc = self.kafka.stop(30)
             self.log_problems = log_problems(self.kafka.log_path)
             if remove:
                 shutil.rmtree(self.kafka.workdir, ignore_errors=True)
             return rc
-        proc = self.sluice.proc
-        if proc.poll() is None:  # stop first, so the log is complete before bench._Broker removes it
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                pass  # bench._Broker.stop kills it
+        rc = self.sluice.stop()  # first, so the log is complete before it is removed
         self.log_problems = log_problems(self.sluice.log_path)
-        return self.sluice.stop(remove)
+        if remove:
+            self.sluice.remove()
+        return rc
 
 
 class _S3System:
-    """A ``bench_storage.Broker`` (Sluice against MinIO) seen as a _System by ``_perf_test``."""
+    """A ``storage.s3_broker`` (Sluice against MinIO) seen as a _System by ``_perf_test``."""
 
-    def __init__(self, broker: S3Broker) -> None:
+    def __init__(self, broker: BrokerProcess) -> None:
         self.broker = broker
         self.name = "sluice (s3)"
 
@@ -516,7 +511,7 @@ def tail_consumer_main(argv: list[str]) -> int:
     print(json.dumps({
         "records": n, "bytes": nbytes, "expected_records": a.records, "complete": n >= a.records,
         "seconds": round(span, 3), "mb_per_s": round(nbytes / MB / span, 2) if span > 0 else None,
-        "e2e_latency_ms": bench._percentiles(lat), "timestamp_types": sorted(names.get(t, str(t)) for t in types),
+        "e2e_latency_ms": common.percentiles(lat), "timestamp_types": sorted(names.get(t, str(t)) for t in types),
         "errors": errors}), flush=True)
     return 0
 
@@ -525,7 +520,7 @@ def _tail_consume(sysm, topic: str, records: int, rate_records: float, seconds: 
                   partitions: int, props: list[str], libs: str, progress: Progress) -> dict:
     """(e): start the consumer (own process), wait until it is ready, run the fixed-rate producer."""
     idle = 15.0
-    cmd = [sys.executable, "-c", "import sys; from broker.bench_compare import tail_consumer_main; "
+    cmd = [sys.executable, "-c", "import sys; from bench.compare import tail_consumer_main; "
            "sys.exit(tail_consumer_main(sys.argv[1:]))", "--bootstrap", sysm.bootstrap, "--topic", topic,
            "--partitions", str(partitions), "--records", str(records),
            "--max-seconds", str(round(seconds * 3 + 180)), "--idle-seconds", str(idle)]
@@ -665,13 +660,13 @@ def _catchup_sluice(args, tag: str, records: int, props: list[str], libs: str, p
     out: dict = {}
     try:
         progress.show("starting MinIO")
-        minio = Minio(work)
-        broker = S3Broker(work, minio)
+        minio = storage.start_minio(work)
+        broker = storage.s3_broker(work, minio)
         overrides = ("s3.compaction.interval.ms=3600000",            # read the data as uploaded
                      f"cache.block.bytes={args.catchup_block_cache_mb << 20}",
                      "group.initial.rebalance.delay.ms=0")          # as the Kafka reference broker
         out["overrides"] = list(overrides)
-        broker.start(*overrides)
+        storage.restart(broker, *overrides)
         sysm = _S3System(broker)
         topic = f"cmp-f-{tag}"
         _create_topic(broker.bootstrap, topic, args.partitions)
@@ -686,11 +681,11 @@ def _catchup_sluice(args, tag: str, records: int, props: list[str], libs: str, p
             time.sleep(0.2)
         out["upload_wait_s"] = round(time.monotonic() - t0, 1)
         out["exit_code_after_write"] = broker.stop()
-        objs = minio.objects("data/")
+        objs = minio.objects(storage.BUCKET, "data/")
         out["data_objects"] = len(objs)
         out["data_object_bytes"] = sum(o["Size"] for o in objs)
         progress.show("restarting Sluice with an empty data dir")
-        broker.start(*overrides, wipe=True)
+        storage.restart(broker, *overrides, wipe=True)
         m0 = _tiers(broker.scrape())
         progress.show("reading from offset 0 (cold block cache: from MinIO)")
         cold = _consumer_perf_test(broker.bootstrap, topic, prod["records"], args.record_size, libs, sysm.name)
@@ -1000,9 +995,9 @@ def _librdkafka(sysm, topic: str, args, progress: Progress, label: str) -> dict:
                        f"{'unthrottled' if rate is None else f'{rate:g} MB/s'}: {args.librdkafka_seconds:g} s")
         t = f"{topic}-{kind}"
         _create_topic(sysm.bootstrap, t, args.partitions)
-        drive_args = bench.drive_args(record_size=args.record_size, partitions=args.partitions,
-                                      duration=args.librdkafka_seconds, rate=rate, bootstrap=sysm.bootstrap)
-        r = bench._drive(drive_args, sysm.bootstrap, t, None, None)
+        drive_args = produce.drive_args(record_size=args.record_size, partitions=args.partitions,
+                                        duration=args.librdkafka_seconds, rate=rate, bootstrap=sysm.bootstrap)
+        r = produce.drive(drive_args, sysm.bootstrap, t, None, None)
         steady = (r or {}).get("steady") or {}
         out[kind] = {"mb_per_s": steady.get("mb_per_s"), "latency_ms": steady.get("latency_ms"),
                      "target_mb_per_s": rate}
@@ -1438,9 +1433,9 @@ def _section(result: dict, table: str, plot_path: str | None) -> str:
     if result.get("note"):
         lines += [f"**{result['note']}**", ""]
     lines += [
-        "`sluice bench compare` (in `broker/bench_compare.py`) runs the same workloads against",
+        "`sluice bench compare` (in `bench/compare.py`) runs the same workloads against",
         "Sluice and a single Apache Kafka KRaft broker (combined controller+broker,",
-        "`broker/kafka_reference.py`), alternately: per round a fresh Sluice, then a fresh",
+        "`bench/kafka_reference.py`), alternately: per round a fresh Sluice, then a fresh",
         "Kafka, each on a temp data dir, a new topic per workload (the partition move, (g),",
         "on a 3-node Kafka cluster of its own). The load comes from",
         "Kafka's own `kafka-producer-perf-test` (Java producer) with the same settings for",

@@ -24,20 +24,16 @@ import json
 import multiprocessing as mp
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.request
 import uuid
+from pathlib import Path
 
-from .bench import MB, _create_topic, _drive, _machine, drive_args, file_tail, write_results
-from .ports import free_port
-
-MINIO_INSTALL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                             "deploy", "install-minio.sh")
+from .common import MB, create_topic, machine, write_results
+from .launch import BrokerProcess
+from .minio import MinioServer, install_minio
+from .produce import drive, drive_args
 
 
 def add_parser(kinds) -> None:
@@ -62,152 +58,47 @@ def add_parser(kinds) -> None:
 
 
 # ------------------------------------------------------------------------ processes
-class Minio:
-    def __init__(self, workdir: str) -> None:
-        res = subprocess.run(["bash", MINIO_INSTALL], capture_output=True, text=True, timeout=3600)
-        if res.returncode != 0:
-            raise RuntimeError(f"install-minio.sh failed: {res.stderr[-2000:]}")
-        binary = res.stdout.strip().splitlines()[-1]
-        self.port = free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.env = {"AWS_ENDPOINT_URL_S3": self.endpoint, "AWS_ACCESS_KEY_ID": "sluice-bench",
-                    "AWS_SECRET_ACCESS_KEY": "sluice-bench-secret", "AWS_REGION": "us-east-1"}
-        env = dict(os.environ, MINIO_ROOT_USER="sluice-bench", MINIO_ROOT_PASSWORD="sluice-bench-secret",
-                   MINIO_BROWSER="off", MINIO_UPDATE="off")
-        self.data_path = os.path.join(workdir, "minio")
-        self.log = open(os.path.join(workdir, "minio.log"), "wb")
-        self.proc = subprocess.Popen([binary, "server", self.data_path, "--address",
-                                      f"127.0.0.1:{self.port}", "--quiet"], stdout=self.log,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
-        try:  # the caller never sees this object if __init__ fails: stop MinIO here
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"MinIO exited with {self.proc.returncode}")
-                try:
-                    with urllib.request.urlopen(f"{self.endpoint}/minio/health/ready", timeout=2) as r:
-                        if r.status == 200:
-                            break
-                except OSError:
-                    time.sleep(0.1)
-            else:
-                raise RuntimeError("MinIO did not become ready")
-            self.bucket = "sluice-bench"
-            self.client().create_bucket(Bucket=self.bucket)
-        except BaseException:
-            self.stop()
-            raise
-
-    def client(self):
-        import boto3
-        from botocore.config import Config
-        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
-                            aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
-                            aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
-                            config=Config(s3={"addressing_style": "path"}))
-
-    def objects(self, prefix: str) -> list[dict]:
-        out, token = [], None
-        c = self.client()
-        while True:
-            kw = {"Bucket": self.bucket, "Prefix": prefix}
-            if token:
-                kw["ContinuationToken"] = token
-            resp = c.list_objects_v2(**kw)
-            out += resp.get("Contents", [])
-            if not resp.get("IsTruncated"):
-                return out
-            token = resp["NextContinuationToken"]
-
-    def segments(self) -> list[int]:
-        """Lengths of every segment in every manifest."""
-        c = self.client()
-        lengths = []
-        for o in self.objects("manifests/"):
-            m = json.loads(c.get_object(Bucket=self.bucket, Key=o["Key"])["Body"].read())
-            lengths += [s["length"] for s in m["segments"]]
-        return lengths
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-        self.log.close()
+BUCKET = "sluice-bench"
 
 
-class Broker:
-    """``sluice serve`` against the bench bucket; restartable, optionally with an empty data dir."""
+def start_minio(workdir: str) -> MinioServer:
+    """MinIO (deploy/install-minio.sh) on ``workdir/minio`` with the bench bucket; log ``workdir/minio.log``."""
+    minio = MinioServer(install_minio(), Path(workdir) / "minio", access_key="sluice-bench",
+                        secret_key="sluice-bench-secret", log_path=Path(workdir) / "minio.log")
+    minio.start()
+    try:
+        minio.create_bucket(BUCKET)
+    except BaseException:
+        minio.stop()
+        raise
+    return minio
 
-    def __init__(self, workdir: str, minio: Minio) -> None:
-        self.data_dir = os.path.join(workdir, "broker-data")
-        self.log_path = os.path.join(workdir, "broker.log")
-        self.minio = minio
-        self.proc = None
-        self.port = free_port()
-        self.metrics = "127.0.0.1:0"    # what the broker reports binding, at each start
 
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
+def s3_broker(workdir: str, minio: MinioServer) -> BrokerProcess:
+    """``sluice serve`` against the bench bucket, with metrics; log ``workdir/broker.log``.
+    Restart it with ``restart``."""
+    return BrokerProcess(Path(workdir) / "broker-data", extra_args=["--object-store", f"s3://{BUCKET}"],
+                         env=minio.env(), metrics=True, log_path=Path(workdir) / "broker.log",
+                         stop_timeout=120.0)
 
-    def start(self, *overrides: str, wipe: bool = False, timeout: float = 60.0) -> "Broker":
-        if wipe:
-            shutil.rmtree(self.data_dir, ignore_errors=True)
-        args = [sys.executable, "-m", "broker", "serve", "--listen", self.bootstrap, "--data-dir",
-                self.data_dir, "--object-store", f"s3://{self.minio.bucket}", "--metrics", "127.0.0.1:0"]
-        for o in overrides:
-            args += ["--override", o]
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, env=dict(os.environ, **self.minio.env),
-                                     cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        log.close()
-        # bounded: a broker that never prints "ready on" is killed after `timeout` s
-        killer = threading.Timer(timeout, self.proc.kill)
-        killer.start()
-        try:
-            line = self.proc.stdout.readline()
-            if line.startswith(b"metrics on "):
-                self.metrics = line[len(b"metrics on "):].decode().strip()
-                line = self.proc.stdout.readline()
-        finally:
-            killer.cancel()
-        if not line.startswith(b"ready on "):
-            self.stop()
-            raise RuntimeError(f"broker did not start: {line!r}; log tail:\n{self.log_tail()}")
-        # keep draining stdout so the broker can never block on a full pipe
-        threading.Thread(target=self._drain, args=(self.proc.stdout,), daemon=True).start()
-        return self
 
-    @staticmethod
-    def _drain(pipe) -> None:
-        try:
-            while pipe.read(65536):
-                pass
-        except (OSError, ValueError):
-            pass
+def restart(b: BrokerProcess, *overrides: str, wipe: bool = False, timeout: float = 60.0) -> BrokerProcess:
+    """(Re)start ``b`` with these overrides (only), after emptying its data dir if ``wipe``."""
+    b.stop()
+    if wipe:
+        b.wipe()
+    b.overrides = list(overrides)
+    return b.start(timeout)
 
-    def log_tail(self, n: int = 3000) -> str:
-        return file_tail(self.log_path, n)
 
-    def stop(self) -> int | None:
-        """SIGTERM (SIGKILL after 120 s); returns the exit code."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(120)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        return self.proc.returncode if self.proc else None
-
-    def scrape(self) -> dict[tuple[str, tuple], float]:
-        from prometheus_client.parser import text_string_to_metric_families
-        text = urllib.request.urlopen(f"http://{self.metrics}/metrics", timeout=10).read().decode()
-        return {(s.name, tuple(sorted(s.labels.items()))): s.value
-                for f in text_string_to_metric_families(text) for s in f.samples}
+def segments(minio: MinioServer) -> list[int]:
+    """Lengths of every segment in every manifest of the bench bucket."""
+    c = minio.client()
+    lengths = []
+    for o in minio.objects(BUCKET, "manifests/"):
+        m = json.loads(c.get_object(Bucket=BUCKET, Key=o["Key"])["Body"].read())
+        lengths += [s["length"] for s in m["segments"]]
+    return lengths
 
 
 def _catch_up(bootstrap: str, topic: str, partitions: int, ends: dict[int, int], out, nice: int = 0) -> None:
@@ -261,7 +152,7 @@ def _produce_args(a, duration: float, rate: float | None, warmup: float = 2.0) -
                       rate=rate, warmup=warmup, quiet=False)
 
 
-def _wait_settled(b: Broker, name: str, quiet_s: float, timeout: float) -> float:
+def _wait_settled(b: BrokerProcess, name: str, quiet_s: float, timeout: float) -> float:
     """Wait until metric ``name`` stops changing for ``quiet_s``; returns its value."""
     last, since = None, time.monotonic()
     deadline = time.monotonic() + timeout
@@ -284,23 +175,23 @@ def run(a) -> int:
     if a.quick:
         a.ingest_seconds, a.latency_seconds = min(a.ingest_seconds, 6.0), min(a.latency_seconds, 5.0)
     work = tempfile.mkdtemp(prefix="sluice-bench-storage-")
-    result: dict = {"command": "sluice bench storage " + " ".join(sys.argv[3:]), "machine": _machine(),
+    result: dict = {"command": "sluice bench storage " + " ".join(sys.argv[3:]), "machine": machine(),
                     "config": {k: v for k, v in vars(a).items() if k != "func"}}
     minio = broker = None
     try:
         _step("starting MinIO")
-        minio = Minio(work)
-        broker = Broker(work, minio)
+        minio = start_minio(work)
+        broker = s3_broker(work, minio)
         no_compaction = ("s3.compaction.interval.ms=3600000",)
         cache = (f"cache.block.bytes={a.block_cache_mb << 20}",)
-        broker.start(*no_compaction)
+        restart(broker, *no_compaction)
         topic = f"storage-{uuid.uuid4().hex[:6]}"
-        _create_topic(broker.bootstrap, topic, a.partitions)
+        create_topic(broker.bootstrap, topic, a.partitions)
 
         # 1. ingest
         _step(f"1/4 ingest: unthrottled acks=all produce for {a.ingest_seconds:g} s")
-        r = _drive(_produce_args(a, a.ingest_seconds, None), broker.bootstrap, topic, broker.proc.pid,
-                   broker.metrics)
+        r = drive(_produce_args(a, a.ingest_seconds, None), broker.bootstrap, topic, broker.proc.pid,
+                  broker.metrics_address)
         # everything uploaded (bounded wait), then read the broker's own request counters
         deadline = time.monotonic() + 120
         while broker.scrape().get(("sluice_wal_size_bytes", ()), 1) > 0 and time.monotonic() < deadline:
@@ -310,8 +201,8 @@ def run(a) -> int:
                    if n == "sluice_objectstore_requests_total" and dict(lab).get("op") == "put")
         ingested = m.get(("sluice_bytes_in_total", ()), 0.0)
         broker.stop()
-        segs = minio.segments()
-        data_objs = minio.objects("data/")
+        segs = segments(minio)
+        data_objs = minio.objects(BUCKET, "data/")
         result["ingest"] = {
             "produce_mb_per_s": r["steady"]["mb_per_s"] if r else None,
             "bytes": int(ingested),
@@ -325,13 +216,13 @@ def run(a) -> int:
 
         # 2. compaction
         _step("2/4 compaction: restart with compaction every 500 ms until it settles")
-        broker.start("s3.compaction.interval.ms=500", "s3.gc.interval.ms=1000", "s3.gc.grace.ms=1000")
+        restart(broker, "s3.compaction.interval.ms=500", "s3.gc.interval.ms=1000", "s3.gc.grace.ms=1000")
         t0 = time.monotonic()
         merged = _wait_settled(broker, "sluice_compactions_total", 4.0, 600)
         _wait_settled(broker, "sluice_gc_deleted_objects_total", 4.0, 120)
         broker.stop()
-        segs2 = minio.segments()
-        objs2 = minio.objects("data/")
+        segs2 = segments(minio)
+        objs2 = minio.objects(BUCKET, "data/")
         result["compaction"] = {
             "runs_merged": merged, "seconds": round(time.monotonic() - t0, 1),
             "segments": len(segs2), "avg_segment_bytes": round(sum(segs2) / max(1, len(segs2))),
@@ -341,7 +232,7 @@ def run(a) -> int:
 
         # 3. catch-up reads
         _step("3/4 catch-up read from offset 0: empty data dir (cold), then again (warm)")
-        broker.start(*no_compaction, *cache, wipe=True)
+        restart(broker, *no_compaction, *cache, wipe=True)
         ends = _ends(broker.bootstrap, topic, a.partitions)
         cold = _read_all(broker.bootstrap, topic, a.partitions, ends)
         warm = _read_all(broker.bootstrap, topic, a.partitions, ends)
@@ -352,10 +243,10 @@ def run(a) -> int:
 
         # 4. tail latency, alone and with a catch-up reader
         _step(f"4/4 tail produce at {a.rate:g} MB/s for {a.latency_seconds:g} s: alone")
-        broker.start(*no_compaction, wipe=True)
+        restart(broker, *no_compaction, wipe=True)
         before = broker.scrape()
-        alone = _drive(_produce_args(a, a.latency_seconds, a.rate), broker.bootstrap, topic,
-                       broker.proc.pid, broker.metrics)
+        alone = drive(_produce_args(a, a.latency_seconds, a.rate), broker.bootstrap, topic,
+                      broker.proc.pid, broker.metrics_address)
         after = broker.scrape()
         broker.stop()
         broker_side = {"alone": alone["steady"].get("wal") if alone else None}
@@ -371,7 +262,7 @@ def run(a) -> int:
                             ("with_catch_up_unpaced", ("remote.fetch.produce.latency.target.ms=0",))):
             _step(f"4/4 ... and with a catch-up consumer reading from offset 0 (cold cache)"
                   f"{', catch-up pacing off' if extra else ''}")
-            broker.start(*no_compaction, *extra, wipe=True)
+            restart(broker, *no_compaction, *extra, wipe=True)
             ctx = mp.get_context("spawn")
             q = ctx.Queue()
             reader = ctx.Process(target=_catch_up, args=(broker.bootstrap, topic, a.partitions, ends, q,
@@ -379,8 +270,8 @@ def run(a) -> int:
                                  daemon=True)
             reader.start()
             time.sleep(1.0)  # the reader is connected and fetching
-            busy = _drive(_produce_args(a, a.latency_seconds, a.rate), broker.bootstrap, topic,
-                          broker.proc.pid, broker.metrics)
+            busy = drive(_produce_args(a, a.latency_seconds, a.rate), broker.bootstrap, topic,
+                         broker.proc.pid, broker.metrics_address)
             m = broker.scrape()
             broker_side[name] = busy["steady"].get("wal") if busy else None
             rb, rs, _ = q.get(timeout=700)

@@ -25,10 +25,13 @@ import threading
 import time
 import uuid
 
+from .common import create_topic, machine, write_results
+from .launch import BrokerProcess
+
 _I32 = struct.Struct(">i")
 
 
-def add_groups_parser(kinds) -> None:
+def add_parser(kinds) -> None:
     g = kinds.add_parser("groups", help="group coordinator: rebalance time and OffsetCommit rate",
                          description=__doc__.split("\n\n")[1],
                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -248,18 +251,18 @@ def _commit_rate(host: str, port: int, topic: str, conns: int, depth: int, durat
 
 # --------------------------------------------------------------------- main
 def run_groups(args) -> int:
-    from .bench import _Broker, _create_topic, _machine, write_results
     broker = None
     bootstrap = args.bootstrap
     if bootstrap is None:
-        broker = _Broker([f"--override=group.initial.rebalance.delay.ms={args.initial_delay_ms}"],
-                         args.data_dir)
+        broker = BrokerProcess.start_temporary(
+            args.data_dir, overrides=[f"group.initial.rebalance.delay.ms={args.initial_delay_ms}"],
+            metrics=True)
         bootstrap = broker.bootstrap
     host, port = bootstrap.rsplit(":", 1)
     port = int(port)
     try:
         topic = f"sluice-bench-groups-{uuid.uuid4().hex[:8]}"
-        _create_topic(bootstrap, topic, args.members)
+        create_topic(bootstrap, topic, args.members)
         rebalance = {}
         for kind in [k for k in args.kinds.split(",") if k]:
             times = []
@@ -278,7 +281,8 @@ def run_groups(args) -> int:
     finally:
         if broker is not None:
             broker.stop()
-    result = {"bench": "groups", "machine": _machine(),
+            broker.remove()
+    result = {"bench": "groups", "machine": machine(),
               "config": {"members": args.members, "rounds": args.rounds,
                          "initial_delay_ms": args.initial_delay_ms if args.bootstrap is None else None,
                          "self_started_broker": args.bootstrap is None},

@@ -21,7 +21,7 @@ the partition move of ``sluice bench compare`` (g).
 
 Used by ``sluice bench compare`` and by the e2e tests. Also runnable:
 
-    python -m broker.kafka_reference [--workdir DIR] [--nodes 3]   # start, print the bootstrap, stop on Ctrl-C
+    python -m bench.kafka_reference [--workdir DIR] [--nodes 3]   # start, print the bootstrap, stop on Ctrl-C
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ import time
 import uuid
 from pathlib import Path
 
-from broker.ports import free_ports
+from .ports import free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 TOOL = ROOT / "deploy" / "kafka-tool"
