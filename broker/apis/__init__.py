@@ -11,64 +11,9 @@ so what ApiVersions advertises is what the decoder accepts.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from .registry import API_TABLE, Api, CloseConnection, Handler, RequestContext, api
 
-if TYPE_CHECKING:
-    from ..broker import Broker
-    from ..network.protocol import RequestHeader
-
-
-@dataclass(slots=True)
-class RequestContext:
-    broker: "Broker"
-    header: "RequestHeader"
-    version: int
-    connection_id: int
-    client_host: str = ""
-
-
-Handler = Callable[[RequestContext, Any], Awaitable[Any]]
-
-
-class CloseConnection(Exception):
-    """Raised by a handler to close the connection instead of answering, in
-    request order (Kafka does this for an acks=0 produce that failed)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Api:
-    key: int
-    request: type
-    response: type
-    handler: Handler
-    min_version: int
-    max_version: int
-
-    def flexible(self, version: int) -> bool:
-        return self.request.flexible_version_q(version)
-
-
-API_TABLE: dict[int, Api] = {}
-
-
-def api(request_cls: type, response_cls: type, *, max_version: int | None = None) -> Callable[[Handler], Handler]:
-    """Register ``handler`` for the API of ``request_cls`` at its spec's versions."""
-
-    def register(handler: Handler) -> Handler:
-        lo, hi = (int(v) for v in _parse_range(request_cls.json["validVersions"]))
-        if max_version is not None:
-            hi = min(hi, max_version)
-        key = request_cls.API_KEY
-        API_TABLE[key] = Api(key, request_cls, response_cls, handler, lo, hi)
-        return handler
-
-    return register
-
-
-def _parse_range(spec: str) -> tuple[int, int]:
-    lo, _, hi = spec.partition("-")
-    return int(lo), int(hi or lo)
+__all__ = ["API_TABLE", "Api", "CloseConnection", "Handler", "RequestContext", "api", "load_all"]
 
 
 def load_all() -> dict[int, Api]:

@@ -2,7 +2,7 @@
 from kafka.protocol.metadata import ApiVersionsRequest, ApiVersionsResponse
 
 from ..errors import ErrorCode
-from . import API_TABLE, RequestContext, api
+from .registry import API_TABLE, RequestContext, api
 
 
 def supported_versions(version: int, error: ErrorCode = ErrorCode.NONE) -> ApiVersionsResponse:

@@ -7,7 +7,7 @@ from ..cluster import TopicExists
 from ..config import validate_topic_config
 from ..errors import ErrorCode
 from ..cluster.metadata import topic_name_error
-from . import RequestContext, api
+from .registry import RequestContext, api
 
 Result = CreateTopicsResponse.CreatableTopicResult
 ConfigOut = Result.CreatableTopicConfigs

@@ -4,7 +4,7 @@ from kafka.protocol.admin import DeleteGroupsRequest, DeleteGroupsResponse
 from wal import WalError
 
 from ..errors import ErrorCode
-from . import RequestContext, api
+from .registry import RequestContext, api
 
 
 @api(DeleteGroupsRequest, DeleteGroupsResponse)

@@ -4,7 +4,7 @@ import asyncio
 from kafka.protocol.admin import DeleteRecordsRequest, DeleteRecordsResponse
 
 from ..errors import ErrorCode
-from . import RequestContext, api
+from .registry import RequestContext, api
 
 TopicResult = DeleteRecordsResponse.DeleteRecordsTopicResult
 PartResult = TopicResult.DeleteRecordsPartitionResult

@@ -5,7 +5,7 @@ from objectstore import ObjectStoreError
 
 from ..cluster import UnknownTopic
 from ..errors import ErrorCode
-from . import RequestContext, api
+from .registry import RequestContext, api
 
 Result = DeleteTopicsResponse.DeletableTopicResult
 

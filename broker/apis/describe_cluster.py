@@ -2,7 +2,7 @@
 from kafka.protocol.admin import DescribeClusterRequest, DescribeClusterResponse
 
 from ..errors import ErrorCode
-from . import RequestContext, api
+from .registry import RequestContext, api
 
 BROKERS, CONTROLLERS = 1, 2
 Broker = DescribeClusterResponse.DescribeClusterBroker

@@ -3,7 +3,7 @@ from kafka.protocol.admin import DescribeConfigsRequest, DescribeConfigsResponse
 
 from ..config import BROKER_DEFAULTS, TOPIC_CONFIGS, _bool
 from ..errors import ErrorCode
-from . import RequestContext, api
+from .registry import RequestContext, api
 
 TOPIC, BROKER, BROKER_LOGGER = 2, 4, 8
 SRC_TOPIC, SRC_STATIC_BROKER, SRC_DEFAULT = 1, 4, 5

@@ -4,7 +4,7 @@ from kafka.protocol.admin import DescribeGroupsRequest, DescribeGroupsResponse
 
 from ..errors import ErrorCode
 from ..coordinator.group import DEAD, STABLE
-from . import RequestContext, api
+from .registry import RequestContext, api
 
 G = DescribeGroupsResponse.DescribedGroup
 M = G.DescribedGroupMember

@@ -16,7 +16,7 @@ from objectstore import ObjectStoreError
 
 from ..errors import ErrorCode
 from ..fetch_session import FetchSessionError, SessionPartition
-from . import RequestContext, api
+from .registry import RequestContext, api
 from .fetch_response import FetchPartition, FetchResponseParts, FetchTopic
 
 

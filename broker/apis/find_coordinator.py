@@ -9,7 +9,7 @@ COORDINATOR_LOAD_IN_PROGRESS from the group APIs meanwhile.
 from kafka.protocol.metadata import FindCoordinatorRequest, FindCoordinatorResponse
 
 from ..errors import ErrorCode
-from . import RequestContext, api
+from .registry import RequestContext, api
 
 KEY_TYPE_GROUP = 0
 

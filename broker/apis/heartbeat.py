@@ -1,7 +1,7 @@
 """Heartbeat (12): keeps a member's session alive; tells it when to rejoin."""
 from kafka.protocol.consumer import HeartbeatRequest, HeartbeatResponse
 
-from . import RequestContext, api
+from .registry import RequestContext, api
 
 
 @api(HeartbeatRequest, HeartbeatResponse)

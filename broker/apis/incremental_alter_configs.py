@@ -6,7 +6,7 @@ from objectstore import ObjectStoreError
 from ..cluster import UnknownTopic
 from ..config import TOPIC_CONFIGS, validate_topic_config
 from ..errors import ErrorCode
-from . import RequestContext, api
+from .registry import RequestContext, api
 
 TOPIC = 2
 SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3

@@ -10,7 +10,7 @@ from kafka.protocol.producer import InitProducerIdRequest, InitProducerIdRespons
 from objectstore import ObjectStoreError
 
 from ..errors import ErrorCode
-from . import RequestContext, api
+from .registry import RequestContext, api
 
 MAX_EPOCH = 32767
 

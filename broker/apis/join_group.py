@@ -1,7 +1,7 @@
 """JoinGroup (11): join a group; answered when the rebalance completes (group_coordinator.py)."""
 from kafka.protocol.consumer import JoinGroupRequest, JoinGroupResponse
 
-from . import RequestContext, api
+from .registry import RequestContext, api
 
 
 @api(JoinGroupRequest, JoinGroupResponse)

@@ -1,7 +1,7 @@
 """LeaveGroup (13): one member (v0-2) or a batch of members (v3+, KIP-345) leave."""
 from kafka.protocol.consumer import LeaveGroupRequest, LeaveGroupResponse
 
-from . import RequestContext, api
+from .registry import RequestContext, api
 
 
 @api(LeaveGroupRequest, LeaveGroupResponse)

@@ -5,7 +5,7 @@ from kafka.protocol.admin import ListGroupsRequest, ListGroupsResponse
 
 from ..errors import ErrorCode
 from ..coordinator.group import DEAD
-from . import RequestContext, api
+from .registry import RequestContext, api
 
 
 @api(ListGroupsRequest, ListGroupsResponse)

@@ -5,7 +5,7 @@ from objectstore import ObjectStoreError
 
 from ..errors import ErrorCode
 from ..log.records import iter_records
-from . import RequestContext, api
+from .registry import RequestContext, api
 
 LATEST, EARLIEST, MAX_TIMESTAMP = -1, -2, -3
 EARLIEST_LOCAL, LATEST_TIERED = -4, -5

@@ -4,7 +4,7 @@ from kafka.protocol.metadata import MetadataRequest, MetadataResponse
 
 from ..errors import ErrorCode
 from ..cluster.metadata import topic_name_error
-from . import RequestContext, api
+from .registry import RequestContext, api
 
 R = MetadataResponse
 

@@ -15,7 +15,7 @@ from wal import WalError
 
 from ..errors import ErrorCode
 from ..coordinator.group import OffsetAndMetadata
-from . import RequestContext, api
+from .registry import RequestContext, api
 
 T = OffsetCommitResponse.OffsetCommitResponseTopic
 P = T.OffsetCommitResponsePartition

@@ -5,7 +5,7 @@ from wal import WalError
 
 from ..errors import ErrorCode
 from ..coordinator.group import DEAD, EMPTY
-from . import RequestContext, api
+from .registry import RequestContext, api
 
 T = OffsetDeleteResponse.OffsetDeleteResponseTopic
 P = T.OffsetDeleteResponsePartition

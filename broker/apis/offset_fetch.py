@@ -12,7 +12,7 @@ import uuid
 from kafka.protocol.consumer import OffsetFetchRequest, OffsetFetchResponse
 
 from ..errors import ErrorCode
-from . import RequestContext, api
+from .registry import RequestContext, api
 
 BY_ID_VERSION = 10
 Row = tuple[int, int, int, str | None, int]  # partition, offset, leader epoch, metadata, error

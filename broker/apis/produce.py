@@ -13,7 +13,7 @@ from wal import WalError
 from ..errors import ErrorCode
 from ..log.partition import AppendError
 from ..log.records import InvalidBatch, parse_batches
-from . import CloseConnection, RequestContext, api
+from .registry import CloseConnection, RequestContext, api
 from .produce_response import PartitionResult, ProduceResponseBytes, TopicResult
 
 

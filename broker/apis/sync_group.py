@@ -1,7 +1,7 @@
 """SyncGroup (14): the leader hands out assignments; followers wait for theirs."""
 from kafka.protocol.consumer import SyncGroupRequest, SyncGroupResponse
 
-from . import RequestContext, api
+from .registry import RequestContext, api
 
 
 @api(SyncGroupRequest, SyncGroupResponse)
