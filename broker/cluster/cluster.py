@@ -87,14 +87,15 @@ class Cluster:
 
     async def start(self, on_delta: DeltaListener, *, legacy_dir: str | None = None) -> OwnershipDelta:
         """Steps 1-5 of the module docstring; returns the first delta (also given to ``on_delta``)."""
-        await self.metadata.load(legacy_dir=legacy_dir)
+        await self.metadata.load(offsets_partitions=self.config["offsets.topic.num.partitions"],
+                                 legacy_dir=legacy_dir)
         await self.membership.register()
         legacy_epochs = await self._manifest_epochs_of_unclaimed()
         registered = set(self.membership.brokers)
         me = self.node_id
 
         def claim(image: ClusterImage) -> None:
-            for t in image.topics.values():
+            for t in image.owned_topics():
                 for i in range(t.partitions):
                     if t.owners[i] == me or t.owners[i] == NO_OWNER or t.owners[i] not in registered:
                         t.owners[i] = me
@@ -112,7 +113,7 @@ class Cluster:
         """Manifest epochs of partitions the document has never given an epoch
         (documents from before ownership): claims must go above them."""
         todo = [(t.topic_id.bytes, i) for t in self.metadata.topics.values()
-                for i in range(t.partitions) if t.epochs[i] == 0]
+                for i in range(t.partitions) if t.epochs[i] == 0]   # not the coordinator's: no manifests
         if not todo:
             return {}
         manifests = ManifestStore(self.store)
@@ -179,14 +180,14 @@ class Cluster:
         if not await self.controller.tick(self.clock.now_ms()):
             return
         registered = set(self.membership.brokers)
-        orphaned = [(t.name, i) for t in self.metadata.topics.values() for i in range(t.partitions)
+        orphaned = [(t.name, i) for t in self.metadata.image.owned_topics() for i in range(t.partitions)
                     if t.owners[i] not in registered]
         if not orphaned:
             return
 
         def adopt(image: ClusterImage) -> None:
             load = self._load(image, registered)
-            for t in image.topics.values():
+            for t in image.owned_topics():
                 for i in range(t.partitions):
                     if t.owners[i] not in registered:
                         node = min(load, key=lambda n: (load[n], n))
@@ -283,6 +284,19 @@ class Cluster:
         """(leader node id, leader epoch); node -1 when its owner is not a member."""
         owner = topic.owners[index]
         return (owner if owner in self.membership.brokers else -1), topic.epochs[index]
+
+    def coordinator(self, shard: int) -> tuple[BrokerRegistration | None, int]:
+        """Who coordinates the groups of coordinator partition ``shard`` (its
+        registration, None if its owner is not a member) and at which epoch."""
+        offsets = self.metadata.image.offsets
+        if offsets is None or not 0 <= shard < offsets.partitions:
+            return None, 0
+        return self.membership.brokers.get(offsets.owners[shard]), offsets.epochs[shard]
+
+    @property
+    def coordinator_partitions(self) -> int:
+        offsets = self.metadata.image.offsets
+        return offsets.partitions if offsets is not None else self.config["offsets.topic.num.partitions"]
 
     def brokers(self) -> list[BrokerRegistration]:
         return sorted(self.membership.brokers.values(), key=lambda b: b.node_id)

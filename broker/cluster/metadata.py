@@ -17,7 +17,13 @@ claimed at, so a writer holding an older one is fenced.
      "producer_id_block_end": 3000,
      "topics": [{"name": "clicks", "id": "<uuid>", "partitions": 2,
                  "configs": {"retention.ms": "60000"},
-                 "owners": [1, 2], "epochs": [3, 1]}]}
+                 "owners": [1, 2], "epochs": [3, 1]}],
+     "offsets": {"name": "__consumer_offsets", "id": "<uuid>", "partitions": 50,
+                 "configs": {}, "owners": [1, ...], "epochs": [3, ...]}}
+
+``offsets`` are the group coordinator's partitions (Kafka's
+``__consumer_offsets``, never listed as a topic): owned and epoch-fenced like
+a topic's, so a coordinator can move with them.
 
 Documents written before ownership existed lack "owners"/"epochs": their
 partitions read as unowned at epoch 0 and are claimed at start.
@@ -42,6 +48,7 @@ TOPIC_NAME = re.compile(r"^[a-zA-Z0-9._-]+$")
 MAX_TOPIC_NAME = 249
 PRODUCER_ID_BLOCK = 1000
 NO_OWNER = -1
+OFFSETS_TOPIC = "__consumer_offsets"
 
 
 def topic_name_error(name: str | None) -> str | None:
@@ -92,18 +99,28 @@ class ClusterImage:
     generation: int = 0
     producer_id_block_end: int = 0
     topics: dict[str, Topic] = field(default_factory=dict)
+    # The group coordinator's partitions (Kafka's __consumer_offsets): a group's
+    # state lives in partition abs(hash(group id)) % count, owned like a topic's.
+    offsets: Topic | None = None
 
     def to_doc(self) -> dict[str, Any]:
         return {"format": "sluice.cluster", "cluster_id": self.cluster_id,
                 "generation": self.generation,
                 "producer_id_block_end": self.producer_id_block_end,
-                "topics": [t.to_json() for t in self.topics.values()]}
+                "topics": [t.to_json() for t in self.topics.values()],
+                "offsets": self.offsets.to_json() if self.offsets is not None else None}
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> "ClusterImage":
+        offsets = doc.get("offsets")
         return cls(doc.get("cluster_id", ""), doc.get("generation", 0),
                    doc.get("producer_id_block_end", 0),
-                   {t["name"]: Topic.from_json(t) for t in doc.get("topics", [])})
+                   {t["name"]: Topic.from_json(t) for t in doc.get("topics", [])},
+                   Topic.from_json(offsets) if offsets else None)
+
+    def owned_topics(self) -> list[Topic]:
+        """Every set of partitions with owners: the topics, and the coordinator's."""
+        return list(self.topics.values()) + ([self.offsets] if self.offsets is not None else [])
 
     def by_id(self, topic_id: uuid.UUID) -> Topic | None:
         for t in self.topics.values():
@@ -157,7 +174,7 @@ class MetadataStore:
     def listen(self, fn: Listener) -> None:
         self._listeners.append(fn)
 
-    async def load(self, *, legacy_dir: str | None = None) -> ClusterImage:
+    async def load(self, *, offsets_partitions: int = 50, legacy_dir: str | None = None) -> ClusterImage:
         """Read the document, creating it (with a new cluster id) if absent.
 
         ``legacy_dir``: a data dir of a version that wrote ``metadata.json``
@@ -167,6 +184,9 @@ class MetadataStore:
         legacy = _read_legacy(legacy_dir)
 
         def init(image: ClusterImage) -> None:
+            if image.offsets is None:
+                n = offsets_partitions
+                image.offsets = Topic(OFFSETS_TOPIC, uuid.uuid4(), n, {}, [NO_OWNER] * n, [0] * n)
             if legacy is not None and legacy.generation > image.generation:
                 log.info("cluster metadata: the local copy (generation %d) is newer than the "
                          "bucket's (%d): writing it to the bucket", legacy.generation, image.generation)

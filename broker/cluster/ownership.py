@@ -36,16 +36,20 @@ class OwnershipDelta:
     lost: list[PartitionLoss] = field(default_factory=list)
     deleted_topics: list[Topic] = field(default_factory=list)   # of which we owned a partition
     changed_topics: list[Topic] = field(default_factory=list)   # configs changed (same id)
+    # the group coordinator's partitions (shard, epoch) gained and (shard) lost
+    coordinators_gained: list[tuple[int, int]] = field(default_factory=list)
+    coordinators_lost: list[int] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.gained or self.lost or self.deleted_topics or self.changed_topics)
+        return bool(self.gained or self.lost or self.deleted_topics or self.changed_topics
+                    or self.coordinators_gained or self.coordinators_lost)
 
 
 def _owned(image: ClusterImage | None, node_id: int) -> dict[tuple[bytes, int], tuple[Topic, int]]:
     out: dict[tuple[bytes, int], tuple[Topic, int]] = {}
     if image is None:
         return out
-    for t in image.topics.values():
+    for t in image.owned_topics():
         for i in range(t.partitions):
             if t.owners[i] == node_id and node_id != NO_OWNER:
                 out[(t.topic_id.bytes, i)] = (t, t.epochs[i])
@@ -60,15 +64,20 @@ def ownership_delta(old: ClusterImage | None, new: ClusterImage, node_id: int) -
         prev = before.get(key)
         if prev is None or prev[1] != epoch:
             delta.gained.append(PartitionGain(topic, key[1], epoch))
-    new_ids = {t.topic_id for t in new.topics.values()}
+    new_ids = {t.topic_id for t in new.owned_topics()}
     for key, (topic, _) in before.items():
         if key not in after:
             delta.lost.append(PartitionLoss(topic, key[1]))
+    offsets_ids = {i.offsets.topic_id for i in (old, new) if i is not None and i.offsets is not None}
+    delta.coordinators_gained = [(g.index, g.epoch) for g in delta.gained if g.topic.topic_id in offsets_ids]
+    delta.coordinators_lost = [x.index for x in delta.lost if x.topic.topic_id in offsets_ids]
+    delta.gained = [g for g in delta.gained if g.topic.topic_id not in offsets_ids]
+    delta.lost = [x for x in delta.lost if x.topic.topic_id not in offsets_ids]
     if old is not None:
-        old_by_id = {t.topic_id: t for t in old.topics.values()}
+        old_by_id = {t.topic_id: t for t in old.owned_topics()}
         owned_ids = {t.topic_id for t, _ in before.values()}
         delta.deleted_topics = [t for tid, t in old_by_id.items()
                                 if tid not in new_ids and tid in owned_ids]
-        delta.changed_topics = [t for t in new.topics.values()
+        delta.changed_topics = [t for t in new.owned_topics()
                                 if t.topic_id in old_by_id and t.configs != old_by_id[t.topic_id].configs]
     return delta

@@ -76,7 +76,9 @@ async def test_one_broker_owns_everything_and_a_restart_bumps_every_epoch(store)
     clock = ManualClock()
     n = Node(store, 1, clock)
     first = await n.start()
-    assert not first and n.cluster.controller_id == 1
+    assert not first.gained and n.cluster.controller_id == 1
+    assert first.coordinators_gained == [(shard, 1) for shard in range(50)]   # offsets.topic.num.partitions
+    assert n.cluster.coordinator(7)[0].node_id == 1
     await n.cluster.create_topic("t", 3)
     assert n.owned() == {("t", 0, 1), ("t", 1, 1), ("t", 2, 1)}
     await n.cluster.halt()                              # a crash: still registered
@@ -84,6 +86,7 @@ async def test_one_broker_owns_everything_and_a_restart_bumps_every_epoch(store)
     again = Node(store, 1, clock)
     await again.start()
     assert again.owned() == {("t", 0, 2), ("t", 1, 2), ("t", 2, 2)}   # "all partitions, epoch N"
+    assert again.deltas[0].coordinators_gained[0] == (0, 2)          # the coordinator's too
     doc = json.loads(await store.get(CLUSTER_METADATA_KEY))
     assert doc["topics"][0]["epochs"] == [2, 2, 2] and doc["topics"][0]["owners"] == [1, 1, 1]
     await again.cluster.stop(deregister=True)
@@ -107,6 +110,8 @@ async def test_two_brokers_share_the_document_and_never_share_a_producer_id(stor
     mine = {(t, i) for t, i, _ in a.owned()} | {(t, i) for t, i, _ in b.owned()}
     assert len(mine) == 4 and not ({(t, i) for t, i, _ in a.owned()} & {(t, i) for t, i, _ in b.owned()})
     assert [r.node_id for r in a.cluster.brokers()] == [1, 2]
+    shards = [a.cluster.coordinator(s)[0].node_id for s in range(a.cluster.coordinator_partitions)]
+    assert set(shards) == {1}             # b found every coordinator partition owned by a live member
     for n in (a, b):
         await n.cluster.stop(deregister=True)
 
