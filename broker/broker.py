@@ -8,7 +8,10 @@ from .config import BrokerConfig
 from .errors import ErrorCode
 from .failpoints import hold_point
 from .fetch_session import FetchSessionCache
+from .clock import SystemClock
 from .coordinator.group import GroupCoordinator
+from .coordinator.log import WalGroupLog
+from .coordinator.snapshot import GroupSnapshots, placeholder_epoch_of
 from objectstore import open_object_store
 
 from .tiering.metered_store import MeteredStore
@@ -30,15 +33,22 @@ class Broker:
         self.metrics = metrics or BrokerMetrics()
         store = MeteredStore(open_object_store(object_store), self.metrics)
         self.replicas = ReplicaManager(config, data_dir, store, metrics=self.metrics)
-        self.groups = GroupCoordinator(self)
-        self.uploader = Uploader(self.replicas, self.groups, self.metrics)
+        group_log = WalGroupLog(self.replicas.append_group_entry)
+        self.groups = GroupCoordinator(config, group_log, SystemClock())
+        # TODO(ownership): epoch_of from the coordinator partitions' owners, once they exist
+        self.group_snapshots = GroupSnapshots(store, self.groups,
+                                              partitions=config["offsets.topic.num.partitions"],
+                                              epoch_of=placeholder_epoch_of)
+        group_log.on_append = self.group_snapshots.note  # each entry dirties its partition's snapshot
+        self.uploader = Uploader(self.replicas, self.group_snapshots, self.metrics)
         self.metrics.wal_bytes.set_function(lambda: self.replicas.wal.size_bytes)
         self.fetch_sessions = FetchSessionCache(config["max.incremental.fetch.session.cache.slots"])
         self._load_hold: asyncio.Task | None = None
 
     async def start(self) -> None:
         """Load state from the object store and the WAL, then start background work."""
-        await self.replicas.start(self.groups)  # replays the group snapshot and the WAL's group entries
+        await self.group_snapshots.load()  # the bucket's group snapshots, into the coordinator
+        await self.replicas.start(self.group_snapshots)  # then the WAL's group entries on top
         released = hold_point("groups.loading")
         if released is None:
             self.groups.finish_loading()

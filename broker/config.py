@@ -42,6 +42,8 @@ BROKER_DEFAULTS: dict[str, tuple[Callable[[Any], Any], Any]] = {
     "offset.metadata.max.bytes": (int, 4096),
     "offsets.retention.minutes": (int, 10080),
     "offsets.retention.check.interval.ms": (int, 600000),
+    # coordinator partitions: a group's snapshot shard is its __consumer_offsets partition
+    "offsets.topic.num.partitions": (int, 50),
     "transactional.id.expiration.ms": (int, 604800000),
     "producer.id.expiration.ms": (int, 86400000),
     "max.incremental.fetch.session.cache.slots": (int, 1000),
