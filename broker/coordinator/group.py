@@ -10,8 +10,10 @@ retention check) and every timestamp comes from ``clock`` (a
 States and transitions: Kafka's ``ClassicGroupState`` (``GroupState`` in
 Kafka 3), one table, ``VALID_PREVIOUS``; every change goes through
 ``_transition``, which refuses any other (``IllegalGroupTransition``, a bug)
-and sets the state timestamp (Kafka's ``currentStateTimestamp``, used by
-offset retention)::
+and maintains the state timestamp used by offset retention: the time the group
+entered Empty or CompletingRebalance, the two moments whose timestamp is
+persisted (GROUP_META; Kafka's ``storeGroup`` runs in those states too), so a
+group restored from a snapshot or from the WAL gets the same one::
 
     state                valid previous states         entered when
     Empty                PreparingRebalance            a rebalance completes without members
@@ -96,6 +98,10 @@ VALID_PREVIOUS: dict[str, frozenset[str]] = {
 }
 
 
+# Entering these stamps the state timestamp (see the module docstring).
+_STAMPED = frozenset({EMPTY, COMPLETING})
+
+
 class IllegalGroupTransition(RuntimeError):
     """A state change the table does not allow: a coordinator bug, never a client error."""
 
@@ -178,9 +184,9 @@ class Group:
     join_timer: TimerHandle | None = None
     initial_delay_pending: bool = False
     new_member_added: bool = False  # a member joined during the initial delay: wait one more
-    # ms of the last state change (Kafka's currentStateTimestamp; offset retention of an
-    # Empty group counts from it); None: not known (a group only committed to, or loaded
-    # from an entry written before it was persisted)
+    # ms the group last entered Empty or CompletingRebalance (offset retention of an Empty
+    # group counts from it; persisted in GROUP_META); None: not known (a group only
+    # committed to, or loaded from an entry written before it was persisted)
     state_timestamp: int | None = None
     previous: tuple[str, int | None] | None = None  # (state, timestamp) before the last transition
 
@@ -379,7 +385,8 @@ class GroupCoordinator:
     # ----------------------------------------------------------------- states
     def _transition(self, g: Group, new_state: str, *, revert: bool = False) -> None:
         """The one place a group's state changes: only as ``VALID_PREVIOUS``
-        allows (else IllegalGroupTransition), stamping the state timestamp.
+        allows (else IllegalGroupTransition); entering Empty or
+        CompletingRebalance stamps the state timestamp.
         ``revert=True`` undoes the group's last transition (its write failed):
         only back to the state it came from, with that state's timestamp."""
         if revert:
@@ -392,7 +399,8 @@ class GroupCoordinator:
             raise IllegalGroupTransition(g.group_id, g.state, new_state)
         g.previous = (g.state, g.state_timestamp)
         g.state = new_state
-        g.state_timestamp = self.clock.now_ms()
+        if new_state in _STAMPED:
+            g.state_timestamp = self.clock.now_ms()
 
     # ---------------------------------------------------------------- timers
     def _schedule_session(self, g: Group, m: Member, timeout_ms: int | None = None) -> None:

@@ -15,7 +15,8 @@ or sooner once ``s3.upload.bytes`` are pending):
    the object (``ObjectRange``); the tail cache still serves recent ones.
    Manifests are written every ``s3.manifest.interval.ms``, not every upload:
    segments uploaded in between wait as "unconfirmed" (``_manifests_due``);
-6. the group snapshots of the coordinator partitions whose groups changed;
+6. the group snapshots of the coordinator partitions whose groups changed
+   (not when step 5 was deferred: the WAL stays anyway);
 7. only if every step succeeded for every partition: ``wal.trim(cut)``.
 
 A failed PUT changes nothing and is retried with everything pending. A failed
@@ -190,7 +191,8 @@ class Uploader:
                     p.unconfirmed.append((ref, entries, pstate))
                     p.upload_from = ref.last_offset + 1
         # -- manifests: recorded every s3.manifest.interval.ms, not every upload
-        if self._manifests_due(force):
+        manifests_due = self._manifests_due(force)
+        if manifests_due:
             self._next_manifests = time.monotonic() + self.config["s3.manifest.interval.ms"] / 1000
             sem = asyncio.Semaphore(64)
 
@@ -204,8 +206,10 @@ class Uploader:
         if key is not None:
             crash_point("upload.after_manifests")
         # Every group entry before the cut was noted (its shard dirty) before this
-        # call and applied in memory by now: the shards flushed cover it.
-        if not await self.groups.flush():
+        # call and applied in memory by now: the shards flushed cover it. Not when
+        # this upload deferred its manifests: the WAL stays anyway, and a flush is
+        # one PUT per dirty coordinator partition.
+        if (manifests_due or not work) and not await self.groups.flush():
             complete = False
         if key is not None:
             self.metrics.upload_seconds.observe(time.perf_counter() - started)

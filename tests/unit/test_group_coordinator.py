@@ -194,9 +194,14 @@ async def test_transition_table_is_kafkas_and_rejects_illegal_transitions():
         assert g.state == EMPTY
     clock.advance(5)
     gc._transition(g, PREPARING)
-    assert (g.state, g.state_timestamp) == (PREPARING, START_MS + 5000)
+    assert (g.state, g.state_timestamp) == (PREPARING, None)
     with pytest.raises(IllegalGroupTransition):
         gc._transition(g, STABLE)
+    clock.advance(1)
+    gc._transition(g, COMPLETING)  # the state timestamp: entering Empty or CompletingRebalance
+    assert (g.state, g.state_timestamp) == (COMPLETING, START_MS + 6000)
+    with pytest.raises(IllegalGroupTransition):
+        gc._transition(g, EMPTY)
     with pytest.raises(IllegalGroupTransition):  # a revert goes back only where it came from
         gc._transition(g, STABLE, revert=True)
 

@@ -43,10 +43,10 @@ class Store(FilesystemObjectStore):
         super().__init__(root)
         self.puts = []            # (key, if_match, if_none_match, outcome)
         self.lose_answer = 0      # puts that land but answer StoreUnavailable
-        self.fail = 0             # puts that fail without landing
+        self.fail = 0             # puts of group snapshots that fail without landing
 
     async def put(self, key, data, *, if_match=None, if_none_match=False, pace=None):
-        if self.fail:
+        if self.fail and key.startswith("groups/"):
             self.fail -= 1
             self.puts.append((key, if_match, if_none_match, "failed"))
             raise StoreUnavailable("injected")
@@ -286,3 +286,79 @@ async def test_a_group_in_the_wrong_partition_object_is_corrupt(store):
     await store.put(shard_key(AB_SHARD), bad)
     with pytest.raises(CorruptObject):
         await Rig(store).snapshots.load()
+
+
+# -- with the ReplicaManager's WAL and the uploader, wired as the Broker does ------------
+async def open_broker(tmp_path, store, data="data", **overrides):
+    from broker.log.replica_manager import ReplicaManager
+    from broker.metrics import BrokerMetrics
+    from broker.tiering.uploader import Uploader
+    config = BrokerConfig.load(overrides=[f"{k}={v}" for k, v in overrides.items()])
+    rm = ReplicaManager(config, str(tmp_path / data), store)
+    wal = WalGroupLog(rm.append_group_entry)
+    gc = GroupCoordinator(config, wal, ManualClock())
+    snaps = GroupSnapshots(store, gc, partitions=config["offsets.topic.num.partitions"],
+                           epoch_of=lambda shard: 1)
+    wal.on_append = snaps.note
+    await snaps.load()
+    await rm.start(snaps)
+    gc.finish_loading()
+    return rm, gc, Uploader(rm, snaps, BrokerMetrics())
+
+
+async def test_the_wal_is_trimmed_only_after_the_shards_are_stored(tmp_path, store):
+    rm, gc, up = await open_broker(tmp_path, store)
+    try:
+        await gc.commit_offsets(A, [("t", 0, OffsetAndMetadata(7, -1, "m", 1000))])
+        await asyncio.sleep(0)
+        store.fail = 1  # the shard's PUT fails: the WAL must keep the commit
+        assert not await up.upload_once(force=True)
+        assert rm.wal.size_bytes > 0 and not await store.exists(shard_key(A_SHARD))
+        assert await up.upload_once(force=True)
+        assert rm.wal.size_bytes == 0 and await store.exists(shard_key(A_SHARD))
+    finally:
+        await up.stop(5)
+        await rm.close()
+    # nothing local: the bucket alone has the commit
+    rm, gc, up = await open_broker(tmp_path, Store(str(tmp_path / "objects")), data="data2")
+    try:
+        om = gc.groups[A].offsets[("t", 0)]
+        assert (om.offset, om.metadata) == (7, "m")
+    finally:
+        await up.stop(5)
+        await rm.close()
+
+
+async def test_a_wal_replayed_commit_is_stored_before_the_wal_is_trimmed(tmp_path, store):
+    rm, gc, up = await open_broker(tmp_path, store)
+    await gc.commit_offsets(AB, [("t", 0, OffsetAndMetadata(3, -1, None, 1000))])
+    await rm.wal.close()  # a crash: the commit is in the WAL only
+    rm, gc, up = await open_broker(tmp_path, store)
+    try:
+        assert gc.groups[AB].offsets[("t", 0)].offset == 3
+        assert not await store.exists(shard_key(AB_SHARD))
+        assert await up.upload_once(force=True)
+        assert rm.wal.size_bytes == 0 and await store.exists(shard_key(AB_SHARD))
+    finally:
+        await up.stop(5)
+        await rm.close()
+
+
+async def test_no_group_snapshot_puts_while_manifests_are_deferred(tmp_path, store):
+    from test_partition import append, batch  # same directory (rootdir-inserted)
+    rm, gc, up = await open_broker(tmp_path, store, **{"s3.manifest.interval.ms": 3_600_000})
+    try:
+        rm.create_topic("t", 1)
+        await append(rm.get("t", 0), batch(2)).durable
+        assert await up.upload_once()  # the first upload records its manifests at once
+        await append(rm.get("t", 0), batch(2)).durable
+        await gc.commit_offsets(A, [("t", 0, OffsetAndMetadata(2, -1, None, 1000))])
+        await asyncio.sleep(0)
+        store.puts.clear()
+        assert not await up.upload_once()  # data uploaded, manifests deferred: the WAL stays
+        assert not any(p[0].startswith("groups/") for p in store.puts)
+        assert await up.upload_once(force=True)
+        assert await store.exists(shard_key(A_SHARD)) and rm.wal.size_bytes == 0
+    finally:
+        await up.stop(5)
+        await rm.close()
