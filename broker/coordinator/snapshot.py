@@ -221,9 +221,10 @@ class GroupSnapshots:
                     f"broker has {self.partitions}: the count cannot change once groups are stored "
                     f"(as the partition count of Kafka's __consumer_offsets)")
             for gk, _ in snap.entries:
-                if self.shard_of(bytes(gk).decode()) != shard:
-                    raise CorruptObject(key, f"group {bytes(gk).decode()!r} belongs to partition "
-                                             f"{self.shard_of(bytes(gk).decode())}, not {shard}")
+                gid = gk.decode()
+                if self.shard_of(gid) != shard:
+                    raise CorruptObject(key, f"group {gid!r} belongs to partition "
+                                             f"{self.shard_of(gid)}, not {shard}")
             self._etags[shard] = etag
             if snap.epoch > self.epoch_of(shard):
                 self._fence(shard, Fenced(key, snap.epoch, self.epoch_of(shard)))
@@ -237,7 +238,7 @@ class GroupSnapshots:
             self._legacy_present = True
             snap = decode_group_snapshot(data, LEGACY_KEY)
             for gk, entry in snap.entries:
-                legacy.setdefault(self.shard_of(bytes(gk).decode()), []).append((gk, entry))
+                legacy.setdefault(self.shard_of(gk.decode()), []).append((gk, entry))
         groups = 0
         for shard in sorted(shards.keys() | legacy.keys()):
             if shard in shards:         # newer than the legacy object: it replaces its groups there
