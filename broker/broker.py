@@ -13,6 +13,8 @@ from .coordinator.group import GroupCoordinator
 from .errors import ErrorCode
 from .failpoints import hold_point
 from .fetch_session import FetchSessionCache
+from .coordinator.log import WalGroupLog
+from .coordinator.snapshot import GroupSnapshots
 from .log.replica_manager import ReplicaManager
 from .metrics import BrokerMetrics
 from .tiering.metered_store import MeteredStore
@@ -36,8 +38,14 @@ class Broker:
         self.cluster = Cluster(config, store, host=advertised_host, port=advertised_port, clock=self.clock)
         self.replicas = ReplicaManager(config, data_dir, store, metrics=self.metrics,
                                        metadata=self.cluster.metadata)
-        self.groups = GroupCoordinator(self)
-        self.uploader = Uploader(self.replicas, self.groups, self.metrics)
+        group_log = WalGroupLog(self.replicas.append_group_entry)
+        self.groups = GroupCoordinator(config, group_log, self.clock)
+        # a shard's snapshot is written at the epoch its coordinator partition is owned at
+        self.group_snapshots = GroupSnapshots(store, self.groups,
+                                              partitions=config["offsets.topic.num.partitions"],
+                                              epoch_of=lambda shard: self.cluster.coordinator(shard)[1])
+        group_log.on_append = self.group_snapshots.note  # each entry dirties its partition's snapshot
+        self.uploader = Uploader(self.replicas, self.group_snapshots, self.metrics)
         self.metrics.wal_bytes.set_function(lambda: self.replicas.wal.size_bytes)
         self.fetch_sessions = FetchSessionCache(config["max.incremental.fetch.session.cache.slots"])
         self._load_hold: asyncio.Task | None = None
@@ -45,7 +53,8 @@ class Broker:
     async def start(self) -> None:
         """Join the cluster, load state from the object store and the WAL, then start background work."""
         await self.cluster.start(self.replicas.apply_delta, legacy_dir=self.data_dir)
-        await self.replicas.start(self.groups)  # replays the group snapshot and the WAL's group entries
+        await self.group_snapshots.load()  # the bucket's group snapshots, into the coordinator
+        await self.replicas.start(self.group_snapshots)  # then the WAL's group entries on top
         released = hold_point("groups.loading")
         if released is None:
             self.groups.finish_loading()

@@ -45,8 +45,10 @@ BROKER_DEFAULTS: dict[str, tuple[Callable[[Any], Any], Any]] = {
     "group.max.size": (int, 2147483647),
     "offset.metadata.max.bytes": (int, 4096),
     "offsets.retention.minutes": (int, 10080),
-    "offsets.topic.num.partitions": (int, 50),
     "offsets.retention.check.interval.ms": (int, 600000),
+    # the group coordinator's partitions (Kafka's __consumer_offsets): a group's
+    # state is snapshotted, owned and fenced with its partition
+    "offsets.topic.num.partitions": (int, 50),
     "transactional.id.expiration.ms": (int, 604800000),
     "producer.id.expiration.ms": (int, 86400000),
     "max.incremental.fetch.session.cache.slots": (int, 1000),

@@ -58,8 +58,8 @@ async def main(args) -> None:
         def replay(self, key, data):
             pass
 
-        def snapshot_entries(self):
-            return []
+        async def flush(self):
+            return True
 
     tmp = Path(tempfile.mkdtemp(prefix="sluice-gc-"))
     config = BrokerConfig.load(overrides=[f"cache.tail.bytes={args.tail_cache_mib << 20}"])

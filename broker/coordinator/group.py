@@ -1,17 +1,38 @@
 """Kafka's classic group coordinator (this broker coordinates every group).
 
-A group moves through Kafka's states::
+Its dependencies are narrow: ``GroupCoordinator(config, log, clock)``. Every
+durable change is appended to ``log`` (a ``GroupLog``: ``append(group_id,
+data) -> future`` resolving once the entry is fsynced); every timer (session
+expiry, rebalance and initial-delay timers, pending-member expiry, the offset
+retention check) and every timestamp comes from ``clock`` (a
+``broker.clock.Clock``). JoinGroup/SyncGroup waits are asyncio futures.
 
-    Empty --join--> PreparingRebalance --all joined / rebalance timeout--> CompletingRebalance
-    CompletingRebalance --leader's SyncGroup--> Stable
-    Stable / CompletingRebalance --join with new metadata, leave, session expiry--> PreparingRebalance
-    PreparingRebalance --no member left at completion--> Empty
-    Empty --DeleteGroups--> Dead
+States and transitions: Kafka's ``ClassicGroupState`` (``GroupState`` in
+Kafka 3), one table, ``VALID_PREVIOUS``; every change goes through
+``_transition``, which refuses any other (``IllegalGroupTransition``, a bug)
+and maintains the state timestamp used by offset retention: the time the group
+entered Empty or CompletingRebalance, the two moments whose timestamp is
+persisted (GROUP_META; Kafka's ``storeGroup`` runs in those states too), so a
+group restored from a snapshot or from the WAL gets the same one::
+
+    state                valid previous states         entered when
+    Empty                PreparingRebalance            a rebalance completes without members
+    PreparingRebalance   Stable, CompletingRebalance,  a member joins, rejoins with new metadata,
+                         Empty                         leaves or its session expires; the leader rejoins
+    CompletingRebalance  PreparingRebalance            every member rejoined, or the rebalance timeout
+    Stable               CompletingRebalance           the leader's SyncGroup
+    Dead                 Stable, PreparingRebalance,   DeleteGroups, or an Empty group's last offset
+                         CompletingRebalance, Empty,   expired (only Empty ever reaches it here)
+                         Dead
+
+The one step back: a DeleteGroups whose tombstone cannot be written puts the
+group back from Dead to Empty (``_transition(..., revert=True)``, only to the
+state it came from), as Kafka 4 reverts the in-memory state of a failed write.
 
 Members, generations and assignments live in memory only. Offsets and the
-group's existence are durable: every change is a WAL entry of kind 3
-(``KIND_GROUP``, key = group id) and is answered only after its fsync. Data of
-one entry (big-endian)::
+group's existence are durable: every change is a log entry (in the broker, a
+WAL entry of kind 3, ``KIND_GROUP``, key = group id) and is answered only after
+its fsync. Data of one entry (big-endian)::
 
     u8 op
     op 0 COMMIT / 1 DELETE_OFFSETS:
@@ -23,6 +44,10 @@ one entry (big-endian)::
     op 3 GROUP_META: i32 generation, u16 len + protocol_type (written after each rebalance),
                      then (optional, newer entries) i64 state timestamp ms
 
+Snapshots (``snapshot_entries``, ``shard_entries``) are the same payloads:
+GROUP_META and one COMMIT of all offsets per group; ``broker.coordinator.snapshot``
+stores them per coordinator partition so the log entries they cover can go.
+
 Offset retention (Kafka's ``offsets.retention.minutes``, checked every
 ``offsets.retention.check.interval.ms``): offsets of an Empty group expire the
 retention after the group became Empty; offsets of a group without a protocol
@@ -31,7 +56,7 @@ group loses offsets of topics it no longer subscribes to, by commit time.
 Expiry writes DELETE_OFFSETS, and DELETE_GROUP once an Empty group has no
 offsets left, so it survives restart.
 
-Recovery replays them in WAL order (``replay``). Until that is done the
+Recovery replays them in log order (``replay``). Until that is done the
 coordinator is ``loading``: FindCoordinator answers COORDINATOR_NOT_AVAILABLE,
 and the group APIs answer as Kafka's coordinator does for a group whose
 ``__consumer_offsets`` partition is still loading: COORDINATOR_LOAD_IN_PROGRESS
@@ -45,11 +70,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Callable, Iterable
 
+from ..clock import Clock, TimerHandle
 from ..errors import ErrorCode
+from .log import GroupLog
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +85,30 @@ PREPARING = "PreparingRebalance"
 COMPLETING = "CompletingRebalance"
 STABLE = "Stable"
 DEAD = "Dead"
+
+# Kafka's ClassicGroupState.validPreviousStates (group-coordinator/.../classic/
+# ClassicGroupState.java; GroupState in Kafka 3's GroupMetadata.scala): the
+# states a group may be in to enter each state.
+VALID_PREVIOUS: dict[str, frozenset[str]] = {
+    EMPTY: frozenset({PREPARING}),
+    PREPARING: frozenset({STABLE, COMPLETING, EMPTY}),
+    COMPLETING: frozenset({PREPARING}),
+    STABLE: frozenset({COMPLETING}),
+    DEAD: frozenset({STABLE, PREPARING, COMPLETING, EMPTY, DEAD}),
+}
+
+
+# Entering these stamps the state timestamp (see the module docstring).
+_STAMPED = frozenset({EMPTY, COMPLETING})
+
+
+class IllegalGroupTransition(RuntimeError):
+    """A state change the table does not allow: a coordinator bug, never a client error."""
+
+    def __init__(self, group_id: str, old: str, new: str) -> None:
+        super().__init__(f"group {group_id!r}: illegal transition {old} -> {new} "
+                         f"(valid previous states of {new}: {sorted(VALID_PREVIOUS.get(new, ()))})")
+        self.group_id, self.old, self.new = group_id, old, new
 
 OP_COMMIT, OP_DELETE_OFFSETS, OP_DELETE_GROUP, OP_GROUP_META = 0, 1, 2, 3
 
@@ -89,7 +140,7 @@ class Member:
     assignment: bytes = b""
     join_future: asyncio.Future | None = None
     sync_future: asyncio.Future | None = None
-    timer: asyncio.TimerHandle | None = None
+    timer: TimerHandle | None = None
     is_new: bool = True
 
     def metadata_for(self, protocol: str) -> bytes:
@@ -128,12 +179,16 @@ class Group:
     leader_id: str | None = None
     members: dict[str, Member] = field(default_factory=dict)
     static_members: dict[str, str] = field(default_factory=dict)  # instance id -> member id
-    pending_members: dict[str, asyncio.TimerHandle] = field(default_factory=dict)  # KIP-394
+    pending_members: dict[str, TimerHandle] = field(default_factory=dict)  # KIP-394
     offsets: dict[tuple[str, int], OffsetAndMetadata] = field(default_factory=dict)
-    join_timer: asyncio.TimerHandle | None = None
+    join_timer: TimerHandle | None = None
     initial_delay_pending: bool = False
     new_member_added: bool = False  # a member joined during the initial delay: wait one more
-    state_timestamp: int | None = None  # ms of the last Empty <-> non-Empty change (retention)
+    # ms the group last entered Empty or CompletingRebalance (offset retention of an Empty
+    # group counts from it; persisted in GROUP_META); None: not known (a group only
+    # committed to, or loaded from an entry written before it was persisted)
+    state_timestamp: int | None = None
+    previous: tuple[str, int | None] | None = None  # (state, timestamp) before the last transition
 
     def subscribed_topics(self) -> set[str] | None:
         """Topics of the members' consumer subscriptions; None when unknown."""
@@ -164,21 +219,18 @@ def _parse_subscription(meta: bytes) -> set[str] | None:
         return None
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 def _resolve(fut: asyncio.Future | None, value) -> None:
     if fut is not None and not fut.done():
         fut.set_result(value)
 
 
 class GroupCoordinator:
-    def __init__(self, broker) -> None:
-        self.broker = broker
-        self.config = broker.config
+    def __init__(self, config, log: GroupLog, clock: Clock) -> None:
+        self.config = config
+        self.log = log          # where durable changes go (the broker: the WAL)
+        self.clock = clock      # every timer and timestamp
         self.groups: dict[str, Group] = {}
-        self._expiry_timer: asyncio.TimerHandle | None = None
+        self._expiry_timer: TimerHandle | None = None
         self._commits_in_flight: dict[str, int] = {}  # group id -> commits awaiting fsync
         self.loading = True  # until the snapshot and the WAL's group entries are replayed
 
@@ -212,14 +264,22 @@ class GroupCoordinator:
                 g.offsets.pop((topic, partition), None)
 
     def snapshot_entries(self) -> list[tuple[bytes, bytes]]:
-        """Every durable fact as WAL-entry payloads (GROUP_META, then one COMMIT
+        """Every durable fact as log-entry payloads (GROUP_META, then one COMMIT
         of all offsets per group): replaying them with ``replay`` rebuilds the
-        durable state. The uploader stores them in the bucket so that the WAL
-        entries they cover can be dropped; replaying a WAL entry again on top
-        of a newer snapshot is harmless because every entry sets or removes
-        state, it never adds to it."""
+        durable state. Snapshots in the bucket let the log entries they cover
+        be dropped; replaying an entry again on top of a newer snapshot is
+        harmless because every entry sets or removes state, it never adds to it."""
+        return self._entries(self.groups.values())
+
+    def shard_entries(self, shard: int, shard_of: Callable[[str], int]) -> list[tuple[bytes, bytes]]:
+        """``snapshot_entries`` of one coordinator partition: the groups with
+        ``shard_of(group_id) == shard``."""
+        return self._entries(g for g in self.groups.values() if shard_of(g.group_id) == shard)
+
+    @staticmethod
+    def _entries(groups: Iterable[Group]) -> list[tuple[bytes, bytes]]:
         out = []
-        for g in self.groups.values():
+        for g in groups:
             if g.state == DEAD:
                 continue
             key = g.group_id.encode()
@@ -231,7 +291,7 @@ class GroupCoordinator:
         return out
 
     def _persist(self, group_id: str, data: bytes) -> asyncio.Future:
-        return self.broker.replicas.append_group_entry(group_id, data)
+        return self.log.append(group_id, data)
 
     def _persist_meta(self, g: Group) -> None:
         pt = (g.protocol_type or "").encode()
@@ -247,7 +307,7 @@ class GroupCoordinator:
     def start_expiry(self) -> None:
         """Start the periodic offset-expiry check (needs a running loop)."""
         interval = self.config["offsets.retention.check.interval.ms"] / 1000
-        self._expiry_timer = asyncio.get_running_loop().call_later(interval, self._expiry_tick)
+        self._expiry_timer = self.clock.call_later(interval, self._expiry_tick)
 
     def _expiry_tick(self) -> None:
         try:
@@ -258,7 +318,7 @@ class GroupCoordinator:
 
     def expire_offsets(self, now_ms: int | None = None) -> int:
         """Kafka's GroupMetadata.removeExpiredOffsets for every group; returns how many expired."""
-        now = _now_ms() if now_ms is None else now_ms
+        now = self.clock.now_ms() if now_ms is None else now_ms
         retention = self.retention_ms()
         total = 0
         for g in list(self.groups.values()):
@@ -305,7 +365,7 @@ class GroupCoordinator:
                     del g.offsets[k]
             if (remove_group and g.state == EMPTY and not g.members and not g.offsets
                     and self.groups.get(g.group_id) is g):
-                g.state = DEAD
+                self._transition(g, DEAD)
                 del self.groups[g.group_id]
                 log.info("group %s: removed (empty, all offsets expired)", g.group_id)
         fut.add_done_callback(apply)
@@ -322,12 +382,32 @@ class GroupCoordinator:
                 if m.timer:
                     m.timer.cancel()
 
+    # ----------------------------------------------------------------- states
+    def _transition(self, g: Group, new_state: str, *, revert: bool = False) -> None:
+        """The one place a group's state changes: only as ``VALID_PREVIOUS``
+        allows (else IllegalGroupTransition); entering Empty or
+        CompletingRebalance stamps the state timestamp.
+        ``revert=True`` undoes the group's last transition (its write failed):
+        only back to the state it came from, with that state's timestamp."""
+        if revert:
+            if g.previous is None or g.previous[0] != new_state:
+                raise IllegalGroupTransition(g.group_id, g.state, new_state)
+            g.state, g.state_timestamp = g.previous
+            g.previous = None
+            return
+        if g.state not in VALID_PREVIOUS[new_state]:
+            raise IllegalGroupTransition(g.group_id, g.state, new_state)
+        g.previous = (g.state, g.state_timestamp)
+        g.state = new_state
+        if new_state in _STAMPED:
+            g.state_timestamp = self.clock.now_ms()
+
     # ---------------------------------------------------------------- timers
     def _schedule_session(self, g: Group, m: Member, timeout_ms: int | None = None) -> None:
         if m.timer:
             m.timer.cancel()
         delay = (timeout_ms if timeout_ms is not None else m.session_timeout_ms) / 1000
-        m.timer = asyncio.get_running_loop().call_later(delay, self._session_expired, g, m)
+        m.timer = self.clock.call_later(delay, self._session_expired, g, m)
 
     def _session_expired(self, g: Group, m: Member) -> None:
         m.timer = None
@@ -360,11 +440,10 @@ class GroupCoordinator:
                 m.assignment = b""
                 _resolve(m.sync_future, (ErrorCode.REBALANCE_IN_PROGRESS, b""))
         was_empty = g.state == EMPTY
-        g.state = PREPARING
+        self._transition(g, PREPARING)
         log.info("group %s: preparing rebalance (generation %d): %s", g.group_id, g.generation, reason)
         if g.join_timer:
             g.join_timer.cancel()
-        loop = asyncio.get_running_loop()
         rebalance_ms = max((m.rebalance_timeout_ms for m in g.members.values()), default=0)
         delay_ms = self.config["group.initial.rebalance.delay.ms"]
         if was_empty and delay_ms > 0:
@@ -373,11 +452,11 @@ class GroupCoordinator:
             self._schedule_initial_delay(g, delay_ms, max(rebalance_ms - delay_ms, 0))
         else:
             g.initial_delay_pending = False
-            g.join_timer = loop.call_later(rebalance_ms / 1000, self._complete_join, g)
+            g.join_timer = self.clock.call_later(rebalance_ms / 1000, self._complete_join, g)
 
     def _schedule_initial_delay(self, g: Group, delay_ms: int, remaining_ms: int) -> None:
-        g.join_timer = asyncio.get_running_loop().call_later(
-            delay_ms / 1000, self._initial_delay_done, g, delay_ms, remaining_ms)
+        g.join_timer = self.clock.call_later(delay_ms / 1000, self._initial_delay_done, g, delay_ms,
+                                             remaining_ms)
 
     def _initial_delay_done(self, g: Group, delay_ms: int, remaining_ms: int) -> None:
         """Kafka's InitialDelayedJoin: while new members keep arriving, wait another
@@ -389,7 +468,7 @@ class GroupCoordinator:
                                          max(remaining_ms - delay_ms, 0))
             return
         g.initial_delay_pending = False
-        g.join_timer = asyncio.get_running_loop().call_later(remaining_ms / 1000, self._complete_join, g)
+        g.join_timer = self.clock.call_later(remaining_ms / 1000, self._complete_join, g)
         self._maybe_complete_join(g)
 
     def _maybe_complete_join(self, g: Group) -> None:
@@ -421,16 +500,15 @@ class GroupCoordinator:
         g.pending_members.clear()
         g.generation += 1
         if not g.members:
-            g.state, g.protocol_name, g.leader_id = EMPTY, None, None
-            g.state_timestamp = _now_ms()
+            self._transition(g, EMPTY)
+            g.protocol_name, g.leader_id = None, None
             self._persist_meta(g)
             log.info("group %s: empty at generation %d", g.group_id, g.generation)
             return
         g.protocol_name = self._select_protocol(g)
         if g.leader_id not in g.members:
             g.leader_id = next(iter(g.members))
-        g.state = COMPLETING
-        g.state_timestamp = _now_ms()
+        self._transition(g, COMPLETING)
         self._persist_meta(g)
         log.info("group %s: generation %d, protocol %s, leader %s, %d members", g.group_id,
                  g.generation, g.protocol_name, g.leader_id, len(g.members))
@@ -504,8 +582,7 @@ class GroupCoordinator:
                 g.static_members[group_instance_id] = new_id
                 return await self._add_and_rebalance(g, m)
             if version >= 4:  # KIP-394: the member must come back with this id
-                loop = asyncio.get_running_loop()
-                g.pending_members[new_id] = loop.call_later(
+                g.pending_members[new_id] = self.clock.call_later(
                     session_timeout_ms / 1000, self._pending_expired, g, new_id)
                 return JoinResult(ErrorCode.MEMBER_ID_REQUIRED, member_id=new_id)
             return await self._add_and_rebalance(g, new_member(new_id))
@@ -635,7 +712,7 @@ class GroupCoordinator:
         if member_id == g.leader_id:
             for x in g.members.values():
                 x.assignment = assignments.get(x.member_id, b"")
-            g.state = STABLE
+            self._transition(g, STABLE)
             log.info("group %s: stable at generation %d", g.group_id, g.generation)
             for x in g.members.values():
                 _resolve(x.sync_future, (ErrorCode.NONE, x.assignment))
@@ -769,12 +846,12 @@ class GroupCoordinator:
             return ErrorCode.GROUP_ID_NOT_FOUND
         if g.state != EMPTY:
             return ErrorCode.NON_EMPTY_GROUP
-        g.state = DEAD
+        self._transition(g, DEAD)
         fut = self._persist(group_id, _U8.pack(OP_DELETE_GROUP))
 
         def apply(f: asyncio.Future) -> None:
             if f.cancelled() or f.exception() is not None:
-                g.state = EMPTY
+                self._transition(g, EMPTY, revert=True)  # the tombstone is not durable
             elif self.groups.get(group_id) is g:
                 del self.groups[group_id]
         fut.add_done_callback(apply)

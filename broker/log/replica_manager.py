@@ -16,7 +16,7 @@ WAL entry kinds (key = topic id (16 bytes) + partition (int32)):
   2 LOG_START  data = int64 new log start offset (DeleteRecords, retention)
 Kind 3 GROUP (key = group id, UTF-8) belongs to the group coordinator: offset
 commits, offset deletes, group tombstones and group metadata; the encoding is
-in ``group_coordinator.py``.
+in ``broker/coordinator/group.py``, its snapshots in ``broker/coordinator/snapshot.py``.
 
 What it hosts comes only from the cluster package, as ``OwnershipDelta``s
 applied in one place (``apply_delta``): a gained partition is claimed at the
@@ -25,8 +25,9 @@ stamped into its batches), a lost one stops being served.
 
 Start (``start``, after the cluster's first delta): per gained partition claim
 + load its manifest (log start, uploaded end, segments, producer state as of
-the uploaded end), then the bucket's group snapshot, then the WAL replay of
-whatever was not uploaded yet (docs/storage.md section 7).
+the uploaded end), then the WAL replay of whatever was not uploaded yet
+(docs/storage.md section 7), group entries to ``groups.replay`` (the Broker
+loads the group snapshots before).
 """
 from __future__ import annotations
 
@@ -58,8 +59,6 @@ KIND_BATCH = 1
 KIND_LOG_START = 2
 KIND_GROUP = 3
 _I64 = struct.Struct(">q")
-GROUP_SNAPSHOT_KEY = "cluster/groups.snapshot"
-_SNAP_HEAD = b"SLGS\x00\x01"
 
 
 # An uploaded batch: (data object key, position, length), bytes
@@ -97,7 +96,6 @@ class ReplicaManager:
                                           target=max(config["remote.fetch.produce.latency.target.ms"], 0) / 1000)
         self.partitions: dict[tuple[str, int], Partition] = {}
         self.deleted_topics: list[Topic] = []   # manifests to delete from the bucket
-        self.group_entries = 0                  # kind-3 entries appended (snapshot freshness)
         self.pending_upload_bytes = 0           # appended since the last upload's cut
         self.upload_wanted = asyncio.Event()    # set when pending bytes reach s3.upload.bytes
         self.wal_room = asyncio.Event()         # set while the WAL is under wal.max.bytes
@@ -121,7 +119,6 @@ class ReplicaManager:
         todo, self._to_load = self._to_load, []
         await asyncio.gather(*(load(p, e) for p, e in todo))
         self._started = True
-        await self._load_group_snapshot(groups)
         self._recover_wal(groups.replay)
 
     # --------------------------------------------------------- ownership
@@ -212,14 +209,6 @@ class ReplicaManager:
             p.add_segment(s.first_offset, s.last_offset, s.max_timestamp, s.length, s)
         p.set_log_start_offset(m.log_start_offset)
         p.producers = decode_producer_state(m.producer_state)
-
-    async def _load_group_snapshot(self, groups) -> None:
-        try:
-            data = await self.store.get(GROUP_SNAPSHOT_KEY)
-        except NotFound:
-            return
-        for key, entry in decode_group_snapshot(data):
-            groups.replay(key, entry)
 
     def _recover_wal(self, on_group_entry) -> None:
         """Replay WAL entries above each manifest's uploaded end."""
@@ -377,7 +366,6 @@ class ReplicaManager:
     def append_group_entry(self, group_id: str, data: bytes) -> asyncio.Future:
         """Queue a group-coordinator entry (kind 3); the future resolves after its fsync."""
         _, fut = self.wal.append(KIND_GROUP, group_id.encode(), data)
-        self.group_entries += 1
         return fut
 
     # ------------------------------------------------------------ backpressure
@@ -419,7 +407,7 @@ class ReplicaManager:
         await self.store.close()
 
 
-# -- producer state and group snapshots in the bucket --------------------------------
+# -- producer state in the bucket ------------------------------------------------------
 
 
 def encode_producer_state(producers: dict[int, ProducerEntry]) -> dict:
@@ -433,33 +421,6 @@ def decode_producer_state(state: dict) -> dict[int, ProducerEntry]:
         e = ProducerEntry(epoch)
         e.batches.extend(tuple(b) for b in batches)
         out[int(pid)] = e
-    return out
-
-
-def encode_group_snapshot(entries: list[tuple[bytes, bytes]]) -> bytes:
-    """``SLGS`` v1, u32 count, (u16 key len, key, u32 data len, data)*, u32 crc32c of all before."""
-    out = [_SNAP_HEAD, struct.pack(">I", len(entries))]
-    for key, data in entries:
-        out.append(struct.pack(">H", len(key)) + key + struct.pack(">I", len(data)))
-        out.append(data)
-    body = b"".join(out)
-    return body + struct.pack(">I", crc32c.crc32c(body))
-
-
-def decode_group_snapshot(data: bytes) -> list[tuple[bytes, bytes]]:
-    if len(data) < 14 or not data.startswith(_SNAP_HEAD) \
-            or crc32c.crc32c(data[:-4]) != struct.unpack(">I", data[-4:])[0]:
-        raise CorruptObject(GROUP_SNAPSHOT_KEY, "bad group snapshot (magic or crc32c)")
-    (n,) = struct.unpack_from(">I", data, 6)
-    pos = 10
-    out = []
-    for _ in range(n):
-        (kl,) = struct.unpack_from(">H", data, pos)
-        key = data[pos + 2:pos + 2 + kl]
-        pos += 2 + kl
-        (dl,) = struct.unpack_from(">I", data, pos)
-        out.append((key, data[pos + 4:pos + 4 + dl]))
-        pos += 4 + dl
     return out
 
 

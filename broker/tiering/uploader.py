@@ -7,14 +7,15 @@ or sooner once ``s3.upload.bytes`` are pending):
 1. delete the manifests of topics deleted since the last one;
 2. ``wal.cut()`` and, without awaiting, gather every partition's batches not
    yet uploaded and its producer state: all of them lie below the cut;
-3. wait for the WAL fsync covering them, snapshot the group coordinator;
+3. wait for the WAL fsync covering them (and the group commits before the cut);
 4. ONE data object for all partitions (built in a thread), ONE PUT;
 5. per partition, one conditional manifest update: new segment(s), producer
    state as of its end, log start; then the batches' index entries point at
    the object (``ObjectRange``); the tail cache still serves recent ones.
    Manifests are written every ``s3.manifest.interval.ms``, not every upload:
    segments uploaded in between wait as "unconfirmed" (``_manifests_due``);
-6. the group snapshot, if groups changed;
+6. the group snapshots of the coordinator partitions whose groups changed
+   (not when step 5 was deferred: the WAL stays anyway);
 7. only if every step succeeded for every partition: ``wal.trim(cut)``.
 
 A failed PUT changes nothing and is retried with everything pending. A failed
@@ -46,8 +47,7 @@ from objectstore.manifest import Manifest
 
 from ..failpoints import crash_point
 from ..log.partition import Partition, RemoteSegment
-from ..log.replica_manager import (GROUP_SNAPSHOT_KEY, ReplicaManager, encode_group_snapshot, is_object_range,
-                              encode_producer_state, now_ms)
+from ..log.replica_manager import ReplicaManager, is_object_range, encode_producer_state, now_ms
 
 log = logging.getLogger(__name__)
 MAX_RUN_SEGMENTS = 256
@@ -57,13 +57,12 @@ MAX_UNCONFIRMED = 64     # uploaded segments a partition may have waiting for it
 class Uploader:
     def __init__(self, rm: ReplicaManager, groups, metrics) -> None:
         self.rm = rm
-        self.groups = groups
+        self.groups = groups              # the group snapshots: async flush() -> bool
         self.metrics = metrics
         self.config = rm.config
         self.keys = data_object.ObjectKeys(rm.node_id)
         self._task: asyncio.Task | None = None
         self._stopping = False
-        self._snapshot_seq = -1           # group entries covered by the stored snapshot
         self._unreferenced_since: dict[str, int] = {}  # GC: an object must stay unreferenced a grace period
         self._failures = 0
         now = time.monotonic()
@@ -167,12 +166,8 @@ class Uploader:
             entries = list(p.entries_from(p.upload_from))
             if entries or p.unconfirmed or p.log_start_offset > p.manifest_log_start:
                 work.append((p, entries, encode_producer_state(p.producers) if entries else None))
-        group_seq = rm.group_entries
         await rm.wal.sync()
         await asyncio.sleep(0)  # let fsync callbacks (group commits) apply first
-        snapshot = None
-        if group_seq != self._snapshot_seq:
-            snapshot = encode_group_snapshot(self.groups.snapshot_entries())
         # -- one data object for all partitions
         started = time.perf_counter()
         chunks = {p.key: [self._bytes_of(p, e) for e in entries] for p, entries, _ in work if entries}
@@ -195,7 +190,8 @@ class Uploader:
                     p.unconfirmed.append((ref, entries, pstate))
                     p.upload_from = ref.last_offset + 1
         # -- manifests: recorded every s3.manifest.interval.ms, not every upload
-        if self._manifests_due(force):
+        manifests_due = self._manifests_due(force)
+        if manifests_due:
             self._next_manifests = time.monotonic() + self.config["s3.manifest.interval.ms"] / 1000
             sem = asyncio.Semaphore(64)
 
@@ -208,13 +204,12 @@ class Uploader:
             complete = False    # the WAL keeps these bytes until their manifests say so
         if key is not None:
             crash_point("upload.after_manifests")
-        if snapshot is not None:
-            try:
-                await rm.store.put(GROUP_SNAPSHOT_KEY, snapshot)
-                self._snapshot_seq = group_seq
-            except ObjectStoreError as exc:
-                rm.storage_error("group snapshot", exc)
-                complete = False
+        # Every group entry before the cut was noted (its shard dirty) before this
+        # call and applied in memory by now: the shards flushed cover it. Not when
+        # this upload deferred its manifests: the WAL stays anyway, and a flush is
+        # one PUT per dirty coordinator partition.
+        if (manifests_due or not work) and not await self.groups.flush():
+            complete = False
         if key is not None:
             self.metrics.upload_seconds.observe(time.perf_counter() - started)
             self.uploads += 1

@@ -2,28 +2,26 @@
 with an in-memory WAL stand-in; replaying its entries gives the same state."""
 import asyncio
 
+from broker.clock import ManualClock
 from broker.coordinator.group import (EMPTY, STABLE, GroupCoordinator, OffsetAndMetadata,
                                       _parse_subscription)
 
 RET = 60_000
+CONFIG = {"offsets.retention.ms": RET, "offsets.retention.minutes": 10080,
+          "offsets.retention.check.interval.ms": 600000}
 
 
-class FakeReplicas:
+class FakeLog:
+    """A GroupLog kept in memory: every entry is durable at once."""
+
     def __init__(self):
         self.entries = []
 
-    def append_group_entry(self, group_id, data):
+    def append(self, group_id, data):
         self.entries.append((group_id.encode(), data))
         fut = asyncio.get_running_loop().create_future()
         fut.set_result(None)
         return fut
-
-
-class FakeBroker:
-    def __init__(self):
-        self.config = {"offsets.retention.ms": RET, "offsets.retention.minutes": 10080,
-                       "offsets.retention.check.interval.ms": 600000}
-        self.replicas = FakeReplicas()
 
 
 def sub(*topics):
@@ -36,8 +34,8 @@ def sub(*topics):
 
 def test_expiry_rules_and_replay():
     async def main():
-        b = FakeBroker()
-        gc = GroupCoordinator(b)
+        wal = FakeLog()
+        gc = GroupCoordinator(CONFIG, wal, ManualClock())
         om = lambda off, ts: OffsetAndMetadata(off, -1, None, ts)  # noqa: E731
         await gc.commit_offsets("simple", [("t", 0, om(1, 1000)), ("t", 1, om(2, 50_000))])
         await gc.commit_offsets("empty", [("t", 0, om(3, 0))])
@@ -62,8 +60,8 @@ def test_expiry_rules_and_replay():
         assert "empty" not in gc.groups and "simple" not in gc.groups
         assert set(gc.groups["stable"].offsets) == {("t", 0)}
         # replaying the entries gives the same groups and offsets
-        again = GroupCoordinator(FakeBroker())
-        for key, data in b.replicas.entries:
+        again = GroupCoordinator(CONFIG, FakeLog(), ManualClock())
+        for key, data in wal.entries:
             again.replay(key, data)
         assert set(again.groups) == {"stable"}
         assert set(again.groups["stable"].offsets) == {("t", 0)}
