@@ -293,8 +293,12 @@ async def open_broker(tmp_path, store, data="data", **overrides):
     from broker.log.replica_manager import ReplicaManager
     from broker.metrics import BrokerMetrics
     from broker.tiering.uploader import Uploader
+    from broker.cluster import Cluster
     config = BrokerConfig.load(overrides=[f"{k}={v}" for k, v in overrides.items()])
-    rm = ReplicaManager(config, str(tmp_path / data), store)
+    cluster = Cluster(config, store, host="127.0.0.1", port=9092, clock=ManualClock())
+    rm = ReplicaManager(config, str(tmp_path / data), store, metadata=cluster.metadata)
+    await cluster.start(rm.apply_delta)
+    rm.cluster = cluster   # test-only: create_topic in test_partition uses it
     wal = WalGroupLog(rm.append_group_entry)
     gc = GroupCoordinator(config, wal, ManualClock())
     snaps = GroupSnapshots(store, gc, partitions=config["offsets.topic.num.partitions"],
@@ -345,10 +349,10 @@ async def test_a_wal_replayed_commit_is_stored_before_the_wal_is_trimmed(tmp_pat
 
 
 async def test_no_group_snapshot_puts_while_manifests_are_deferred(tmp_path, store):
-    from test_partition import append, batch  # same directory (rootdir-inserted)
+    from test_partition import append, batch, create_topic  # same directory (rootdir-inserted)
     rm, gc, up = await open_broker(tmp_path, store, **{"s3.manifest.interval.ms": 3_600_000})
     try:
-        rm.create_topic("t", 1)
+        await create_topic(rm, "t", 1)
         await append(rm.get("t", 0), batch(2)).durable
         assert await up.upload_once()  # the first upload records its manifests at once
         await append(rm.get("t", 0), batch(2)).durable
