@@ -14,7 +14,7 @@ from objectstore import open_object_store
 from .tiering.metered_store import MeteredStore
 from .metrics import BrokerMetrics
 from .log.replica_manager import ReplicaManager
-from .tiering.uploader import Uploader
+from .tiering.tasks import Tiering
 from .cluster.metadata import topic_name_error
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ class Broker:
         store = MeteredStore(open_object_store(object_store), self.metrics)
         self.replicas = ReplicaManager(config, data_dir, store, metrics=self.metrics)
         self.groups = GroupCoordinator(self)
-        self.uploader = Uploader(self.replicas, self.groups, self.metrics)
+        self.tiering = Tiering(self.replicas, self.groups, self.metrics)
         self.metrics.wal_bytes.set_function(lambda: self.replicas.wal.size_bytes)
         self.fetch_sessions = FetchSessionCache(config["max.incremental.fetch.session.cache.slots"])
         self._load_hold: asyncio.Task | None = None
@@ -44,7 +44,7 @@ class Broker:
             self.groups.finish_loading()
         else:  # tests: the coordinator stays loading while the broker serves
             self._load_hold = asyncio.get_running_loop().create_task(self._finish_loading(released))
-        self.uploader.start()
+        self.tiering.start()
 
     async def _finish_loading(self, released: asyncio.Event) -> None:
         await released.wait()
@@ -64,5 +64,5 @@ class Broker:
         if self._load_hold is not None:
             self._load_hold.cancel()
         self.groups.shutdown()
-        await self.uploader.stop(self.config["s3.shutdown.timeout.ms"] / 1000)
+        await self.tiering.stop(self.config["s3.shutdown.timeout.ms"] / 1000)
         await self.replicas.close()

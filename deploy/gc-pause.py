@@ -50,7 +50,7 @@ async def main(args) -> None:
     from broker.metrics import BrokerMetrics
     from broker.log.records import parse_batches
     from broker.log.replica_manager import ReplicaManager
-    from broker.tiering.uploader import Uploader
+    from broker.tiering.upload import UploadTask
     from objectstore import FilesystemObjectStore
 
     class NoGroups:
@@ -66,7 +66,7 @@ async def main(args) -> None:
     metrics = BrokerMetrics()
     rm = ReplicaManager(config, str(tmp / "data"), FilesystemObjectStore(str(tmp / "objects")), metrics=metrics)
     await rm.start(NoGroups())
-    up = Uploader(rm, NoGroups(), metrics)
+    up = UploadTask(rm, NoGroups(), metrics)
     rm.create_topic("gc", args.partitions)
     template = _batch(args.records_per_batch, args.record_bytes)
     gc.collect()

@@ -3,7 +3,7 @@
 One JSON document with a ``generation`` bumped on every change. It is written
 locally at once (write temp, fsync, rename, fsync dir), so a restart on the
 same data dir never forgets a topic, and copied to the bucket
-(``cluster/metadata.json``, conditional writes) by the uploader before any
+(``cluster/metadata.json``, conditional writes) by the upload task before any
 manifest of a new topic, so a broker started with an empty data dir finds
 every topic, its id and its configs there. At start the newer generation of
 the two copies wins.

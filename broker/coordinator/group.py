@@ -214,7 +214,7 @@ class GroupCoordinator:
     def snapshot_entries(self) -> list[tuple[bytes, bytes]]:
         """Every durable fact as WAL-entry payloads (GROUP_META, then one COMMIT
         of all offsets per group): replaying them with ``replay`` rebuilds the
-        durable state. The uploader stores them in the bucket so that the WAL
+        durable state. The upload task stores them in the bucket so that the WAL
         entries they cover can be dropped; replaying a WAL entry again on top
         of a newer snapshot is harmless because every entry sets or removes
         state, it never adds to it."""
