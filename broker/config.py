@@ -124,6 +124,10 @@ TOPIC_CONFIGS: dict[str, tuple[Callable[[Any], Any], str | None, Any]] = {
 }
 
 TIMESTAMP_TYPES = ("CreateTime", "LogAppendTime")
+# Kafka's log compaction (keep the last record per key) is not built; a topic
+# asking for it is refused (INVALID_CONFIG) rather than silently kept forever.
+COMPACT_REFUSED = ("cleanup.policy=compact is not supported yet: Sluice has no log compaction; "
+                   "use delete")
 
 
 def parse_properties(text: str) -> dict[str, str]:
@@ -195,6 +199,10 @@ def validate_topic_config(name: str, value: str | None) -> Any:
     parsed = TOPIC_CONFIGS[name][0](value)
     if name == "message.timestamp.type" and parsed not in TIMESTAMP_TYPES:
         raise ValueError(f"message.timestamp.type must be one of {TIMESTAMP_TYPES}")
-    if name == "cleanup.policy" and not set(parsed.split(",")) <= {"delete", "compact"}:
-        raise ValueError("cleanup.policy must be delete and/or compact")
+    if name == "cleanup.policy":
+        policies = set(parsed.split(","))
+        if not policies <= {"delete", "compact"}:
+            raise ValueError("cleanup.policy must be delete (compact is not supported yet)")
+        if "compact" in policies:
+            raise ValueError(COMPACT_REFUSED)
     return parsed

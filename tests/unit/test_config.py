@@ -1,4 +1,5 @@
-"""broker.config: renamed broker configs keep working as deprecated aliases."""
+"""broker.config: renamed broker configs keep working as deprecated aliases;
+cleanup.policy=compact is refused until log compaction exists."""
 from __future__ import annotations
 
 import logging
@@ -6,7 +7,8 @@ import logging
 import pytest
 
 from broker import config as config_module
-from broker.config import BROKER_DEFAULTS, DEPRECATED_BROKER_CONFIGS, BrokerConfig
+from broker.config import (BROKER_DEFAULTS, COMPACT_REFUSED, DEPRECATED_BROKER_CONFIGS, BrokerConfig,
+                           validate_topic_config)
 
 
 @pytest.fixture(autouse=True)
@@ -50,3 +52,13 @@ def test_the_new_name_wins_over_its_deprecated_alias(caplog):
     with pytest.raises(ValueError, match="unknown broker config"):
         BrokerConfig.load(overrides=["s3.compaction.nope=1"])
 
+
+def test_cleanup_policy_compact_is_refused_with_a_clear_message():
+    assert validate_topic_config("cleanup.policy", "delete") == "delete"
+    for value in ("compact", "delete,compact", "compact,delete"):
+        with pytest.raises(ValueError) as ei:
+            validate_topic_config("cleanup.policy", value)
+        assert str(ei.value) == COMPACT_REFUSED
+    assert "cleanup.policy=compact is not supported yet" in COMPACT_REFUSED and "use delete" in COMPACT_REFUSED
+    with pytest.raises(ValueError, match="must be delete"):
+        validate_topic_config("cleanup.policy", "shred")
