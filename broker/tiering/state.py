@@ -26,8 +26,10 @@ field                   meaning                                                 
 ``fenced``              a newer owner claimed it (the manifest raised Fenced):     upload task (``fence``)
                         no longer ours
 ``log_start_pins``      (offset, WAL segment) of log-start entries (kind 2) not    ``ReplicaManager``
-                        yet in the manifest                                        (``log_start_written``),
-                                                                                   upload task (``recorded``)
+                        yet in the manifest                                        (``log_start_written``:
+                                                                                   DeleteRecords, retention,
+                                                                                   WAL replay), upload task
+                                                                                   (``recorded``)
 ``storage_error_pin``   WAL segment of the entry that took the partition           start (``storage_failed``)
                         offline at recovery
 ======================  =========================================================  ==========================
