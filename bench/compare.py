@@ -662,7 +662,7 @@ def _catchup_sluice(args, tag: str, records: int, props: list[str], libs: str, p
         progress.show("starting MinIO")
         minio = storage.start_minio(work)
         broker = storage.s3_broker(work, minio)
-        overrides = ("s3.compaction.interval.ms=3600000",            # read the data as uploaded
+        overrides = ("s3.merge.interval.ms=3600000",            # read the data as uploaded
                      f"cache.block.bytes={args.catchup_block_cache_mb << 20}",
                      "group.initial.rebalance.delay.ms=0")          # as the Kafka reference broker
         out["overrides"] = list(overrides)
@@ -1394,7 +1394,7 @@ def markdown_table(result: dict) -> str:
             "over its fetch time, so JVM start and group join are not counted. Kafka: the round's broker, "
             "reading its local log right after writing: the data is in the OS page cache for both reads, "
             "so neither is a cold disk read. Sluice: a separate broker against a MinIO on loopback (s3://, "
-            "compaction off so it reads the objects as uploaded), stopped once its WAL was uploaded and "
+            "merge off so it reads the objects as uploaded), stopped once its WAL was uploaded and "
             "restarted with an empty data dir, so the 1st read fetches every byte from MinIO (whose files "
             "are in the OS page cache too) into an empty block cache; the 2nd read comes from the block "
             f"cache (`cache.block.bytes` = {c['catchup_sluice_block_cache_mib']} MiB).")

@@ -5,7 +5,7 @@ or the machine's shows only next to the reference on the same machine with
 the same client. Per round, each system gets a fresh broker (Sluice on a temp
 data dir with its embedded store; Kafka a single KRaft node, acks from the
 page cache), one unmeasured warm-up run at the highest rate (the JVM's JIT,
-Sluice's first uploads and compaction), then one ``sluice bench produce``
+Sluice's first uploads and merge), then one ``sluice bench produce``
 driver run per rate on a new topic: one librdkafka producer process,
 idempotent, acks=all, linger.ms 5, 1 KiB values. The systems alternate their
 order from round to round, and every data dir is removed only at the end

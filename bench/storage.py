@@ -6,7 +6,7 @@ free loopback port), in four phases:
 1. ingest: unthrottled acks=all produce for ``--ingest-seconds`` (librdkafka,
    as ``sluice bench produce``); object-store PUTs per GB ingested and the
    average segment (chunk) size in the manifests;
-2. compaction: the broker restarts with compaction on; when it settles, the
+2. merge: the broker restarts with merge on; when it settles, the
    average segment size and the data-object count again;
 3. catch-up read: the broker restarts with an EMPTY data dir (cold block
    cache) and one librdkafka consumer reads everything from offset 0; then
@@ -37,7 +37,7 @@ from .produce import drive, drive_args
 
 
 def add_parser(kinds) -> None:
-    s = kinds.add_parser("storage", help="object storage: PUTs/GB, compaction, catch-up reads, "
+    s = kinds.add_parser("storage", help="object storage: PUTs/GB, merge, catch-up reads, "
                                          "tail latency with a catch-up reader (MinIO)",
                          description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("--partitions", type=int, default=6)
@@ -182,9 +182,9 @@ def run(a) -> int:
         _step("starting MinIO")
         minio = start_minio(work)
         broker = s3_broker(work, minio)
-        no_compaction = ("s3.compaction.interval.ms=3600000",)
+        no_merge = ("s3.merge.interval.ms=3600000",)
         cache = (f"cache.block.bytes={a.block_cache_mb << 20}",)
-        restart(broker, *no_compaction)
+        restart(broker, *no_merge)
         topic = f"storage-{uuid.uuid4().hex[:6]}"
         create_topic(broker.bootstrap, topic, a.partitions)
 
@@ -214,16 +214,16 @@ def run(a) -> int:
             "avg_data_object_bytes": round(sum(o["Size"] for o in data_objs) / max(1, len(data_objs))),
         }
 
-        # 2. compaction
-        _step("2/4 compaction: restart with compaction every 500 ms until it settles")
-        restart(broker, "s3.compaction.interval.ms=500", "s3.gc.interval.ms=1000", "s3.gc.grace.ms=1000")
+        # 2. merge
+        _step("2/4 merge: restart with merge every 500 ms until it settles")
+        restart(broker, "s3.merge.interval.ms=500", "s3.gc.interval.ms=1000", "s3.gc.grace.ms=1000")
         t0 = time.monotonic()
-        merged = _wait_settled(broker, "sluice_compactions_total", 4.0, 600)
+        merged = _wait_settled(broker, "sluice_merges_total", 4.0, 600)
         _wait_settled(broker, "sluice_gc_deleted_objects_total", 4.0, 120)
         broker.stop()
         segs2 = segments(minio)
         objs2 = minio.objects(BUCKET, "data/")
-        result["compaction"] = {
+        result["merge"] = {
             "runs_merged": merged, "seconds": round(time.monotonic() - t0, 1),
             "segments": len(segs2), "avg_segment_bytes": round(sum(segs2) / max(1, len(segs2))),
             "data_objects": len(objs2),
@@ -232,7 +232,7 @@ def run(a) -> int:
 
         # 3. catch-up reads
         _step("3/4 catch-up read from offset 0: empty data dir (cold), then again (warm)")
-        restart(broker, *no_compaction, *cache, wipe=True)
+        restart(broker, *no_merge, *cache, wipe=True)
         ends = _ends(broker.bootstrap, topic, a.partitions)
         cold = _read_all(broker.bootstrap, topic, a.partitions, ends)
         warm = _read_all(broker.bootstrap, topic, a.partitions, ends)
@@ -243,7 +243,7 @@ def run(a) -> int:
 
         # 4. tail latency, alone and with a catch-up reader
         _step(f"4/4 tail produce at {a.rate:g} MB/s for {a.latency_seconds:g} s: alone")
-        restart(broker, *no_compaction, wipe=True)
+        restart(broker, *no_merge, wipe=True)
         before = broker.scrape()
         alone = drive(_produce_args(a, a.latency_seconds, a.rate), broker.bootstrap, topic,
                       broker.proc.pid, broker.metrics_address)
@@ -262,7 +262,7 @@ def run(a) -> int:
                             ("with_catch_up_unpaced", ("remote.fetch.produce.latency.target.ms=0",))):
             _step(f"4/4 ... and with a catch-up consumer reading from offset 0 (cold cache)"
                   f"{', catch-up pacing off' if extra else ''}")
-            restart(broker, *no_compaction, *extra, wipe=True)
+            restart(broker, *no_merge, *extra, wipe=True)
             ctx = mp.get_context("spawn")
             q = ctx.Queue()
             reader = ctx.Process(target=_catch_up, args=(broker.bootstrap, topic, a.partitions, ends, q,
@@ -315,15 +315,15 @@ def run(a) -> int:
 
 
 def _print(r: dict) -> None:
-    i, c, cu, t = r["ingest"], r["compaction"], r["catch_up"], r["tail_latency"]
+    i, c, cu, t = r["ingest"], r["merge"], r["catch_up"], r["tail_latency"]
     rows = [
         ("ingest (acks=all, unthrottled)", f"{i['produce_mb_per_s']} MB/s, {i['bytes'] / MB:.0f} MB"),
         ("PUTs per GB ingested, unthrottled", f"{i['puts_per_gb']}"),
         (f"PUTs per GB ingested at {t['rate_mb_per_s']:g} MB/s", f"{r.get('paced_puts_per_gb')}"),
-        ("data objects / avg size before compaction", f"{i['data_objects']} / {i['avg_data_object_bytes'] / MB:.2f} MB"),
-        ("segments / avg segment before compaction", f"{i['segments']} / {i['avg_segment_bytes'] / MB:.3f} MB"),
-        ("segments / avg segment after compaction", f"{c['segments']} / {c['avg_segment_bytes'] / MB:.2f} MB"),
-        ("data objects / avg size after compaction + GC", f"{c['data_objects']} / {c['avg_data_object_bytes'] / MB:.2f} MB"),
+        ("data objects / avg size before merge", f"{i['data_objects']} / {i['avg_data_object_bytes'] / MB:.2f} MB"),
+        ("segments / avg segment before merge", f"{i['segments']} / {i['avg_segment_bytes'] / MB:.3f} MB"),
+        ("segments / avg segment after merge", f"{c['segments']} / {c['avg_segment_bytes'] / MB:.2f} MB"),
+        ("data objects / avg size after merge + GC", f"{c['data_objects']} / {c['avg_data_object_bytes'] / MB:.2f} MB"),
         ("catch-up read, cold block cache (MinIO)", f"{cu['cold']['mb_per_s']} MB/s"),
         ("catch-up read, warm block cache", f"{cu['warm']['mb_per_s']} MB/s"),
         (f"tail produce p50/p99 at {t['rate_mb_per_s']:g} MB/s, alone",
@@ -353,12 +353,12 @@ def _plot(r: dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(14, 4.5))
-    i, c = r["ingest"], r["compaction"]
+    i, c = r["ingest"], r["merge"]
     b = ax1.bar(["before", "after"], [i["avg_segment_bytes"] / MB, c["avg_segment_bytes"] / MB],
                 color=["tab:gray", "tab:blue"])
     ax1.bar_label(b, fmt="%.2f")
     ax1.set_ylabel("MB")
-    ax1.set_title("average segment size (compaction)", fontsize=9)
+    ax1.set_title("average segment size (merge)", fontsize=9)
     cu = r["catch_up"]
     b = ax2.bar(["cold (MinIO)", "warm (block cache)"], [cu["cold"]["mb_per_s"], cu["warm"]["mb_per_s"]],
                 color=["tab:orange", "tab:green"])

@@ -18,7 +18,7 @@ from .coordinator.snapshot import GroupSnapshots
 from .log.replica_manager import ReplicaManager
 from .metrics import BrokerMetrics
 from .tiering.metered_store import MeteredStore
-from .tiering.uploader import Uploader
+from .tiering.tasks import Tiering
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class Broker:
                                               partitions=config["offsets.topic.num.partitions"],
                                               epoch_of=lambda shard: self.cluster.coordinator(shard)[1])
         group_log.on_append = self.group_snapshots.note  # each entry dirties its partition's snapshot
-        self.uploader = Uploader(self.replicas, self.group_snapshots, self.metrics)
+        self.tiering = Tiering(self.replicas, self.group_snapshots, self.metrics)
         self.metrics.wal_bytes.set_function(lambda: self.replicas.wal.size_bytes)
         self.fetch_sessions = FetchSessionCache(config["max.incremental.fetch.session.cache.slots"])
         self._load_hold: asyncio.Task | None = None
@@ -60,7 +60,7 @@ class Broker:
             self.groups.finish_loading()
         else:  # tests: the coordinator stays loading while the broker serves
             self._load_hold = asyncio.get_running_loop().create_task(self._finish_loading(released))
-        self.uploader.start()
+        self.tiering.start()
 
     async def listening_on(self, host: str, port: int) -> None:
         """The listener is bound: if the advertised port was 0, advertise the bound one."""
@@ -94,6 +94,6 @@ class Broker:
         if self._load_hold is not None:
             self._load_hold.cancel()
         self.groups.shutdown()
-        uploaded = await self.uploader.stop(self.config["s3.shutdown.timeout.ms"] / 1000)
-        await self.cluster.stop(deregister=bool(uploaded))
+        uploaded = await self.tiering.stop(self.config["s3.shutdown.timeout.ms"] / 1000)
+        await self.cluster.stop(deregister=uploaded)
         await self.replicas.close()

@@ -3,11 +3,17 @@
 A config FILE is Java-properties style (``key=value`` lines, ``#`` comments),
 as Kafka's ``server.properties``. ``--override key=value`` wins over the file.
 Unknown keys are rejected so that a typo does not silently do nothing.
+Renamed keys keep working for a while as deprecated aliases
+(``DEPRECATED_BROKER_CONFIGS``).
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable
+
+log = logging.getLogger(__name__)
+
 
 def _bool(v: str | bool) -> bool:
     if isinstance(v, bool):
@@ -68,20 +74,33 @@ BROKER_DEFAULTS: dict[str, tuple[Callable[[Any], Any], Any]] = {
     "cache.readahead.blocks": (int, 2),
     "cache.readahead.bytes": (int, 8 << 20),
     "log.retention.check.interval.ms": (int, 300000),
-    "s3.compaction.interval.ms": (int, 10000),
-    "s3.compaction.target.bytes": (int, 64 << 20),
-    "s3.compaction.max.segments": (int, 32),
-    "s3.compaction.max.bytes.per.run": (int, 64 << 20),
-    # bytes/s compaction reads plus writes (0: unpaced); like Kafka's
+    # segment merging (small uploaded segments into per-partition objects)
+    "s3.merge.interval.ms": (int, 10000),
+    "s3.merge.target.bytes": (int, 64 << 20),
+    "s3.merge.max.segments": (int, 32),
+    "s3.merge.max.bytes.per.run": (int, 64 << 20),
+    # bytes/s merge reads plus writes (0: unpaced); like Kafka's
     # log.cleaner.io.max.bytes.per.second, it keeps background merging from
     # starving the WAL's writes on a shared disk
-    "s3.compaction.io.max.bytes.per.second": (int, 20 << 20),
+    "s3.merge.io.max.bytes.per.second": (int, 20 << 20),
     "s3.gc.interval.ms": (int, 60000),
     "s3.gc.grace.ms": (int, 60000),
     "s3.shutdown.timeout.ms": (int, 30000),
     # catch-up (object-store) Fetch bytes are paced while produce requests take longer (0: never)
     "remote.fetch.produce.latency.target.ms": (int, 10),
 }
+
+# Deprecated broker config names -> the name that replaced them. The old name
+# still works: its value goes to the new name (a warning is logged once per
+# name); when both are given, the new name wins.
+DEPRECATED_BROKER_CONFIGS: dict[str, str] = {
+    "s3.compaction.interval.ms": "s3.merge.interval.ms",
+    "s3.compaction.target.bytes": "s3.merge.target.bytes",
+    "s3.compaction.max.segments": "s3.merge.max.segments",
+    "s3.compaction.max.bytes.per.run": "s3.merge.max.bytes.per.run",
+    "s3.compaction.io.max.bytes.per.second": "s3.merge.io.max.bytes.per.second",
+}
+_warned_deprecated: set[str] = set()
 
 # Topic-level configs users set with CreateTopics / IncrementalAlterConfigs,
 # with the broker-level key their default comes from.
@@ -112,6 +131,10 @@ TOPIC_CONFIGS: dict[str, tuple[Callable[[Any], Any], str | None, Any]] = {
 }
 
 TIMESTAMP_TYPES = ("CreateTime", "LogAppendTime")
+# Kafka's log compaction (keep the last record per key) is not built; a topic
+# asking for it is refused (INVALID_CONFIG) rather than silently kept forever.
+COMPACT_REFUSED = ("cleanup.policy=compact is not supported yet: Sluice has no log compaction; "
+                   "use delete")
 
 
 def parse_properties(text: str) -> dict[str, str]:
@@ -143,10 +166,18 @@ class BrokerConfig:
             k, v = item.split("=", 1)
             raw[k.strip()] = v.strip()
         for k, v in raw.items():
+            new = DEPRECATED_BROKER_CONFIGS.get(k)
+            if new is not None and new in raw:
+                _warn_deprecated(k, new, f"ignored: {new} is given too")
+                continue
             cfg.set(k, v)
         return cfg
 
     def set(self, key: str, value: Any) -> None:
+        new = DEPRECATED_BROKER_CONFIGS.get(key)
+        if new is not None:
+            _warn_deprecated(key, new, f"its value applies to {new}")
+            key = new
         if key not in BROKER_DEFAULTS:
             raise ValueError(f"unknown broker config {key!r}")
         parser = BROKER_DEFAULTS[key][0]
@@ -160,6 +191,12 @@ class BrokerConfig:
         return self.values[broker_key] if broker_key else default
 
 
+def _warn_deprecated(old: str, new: str, what: str) -> None:
+    if old not in _warned_deprecated:
+        _warned_deprecated.add(old)
+        log.warning("config %s is deprecated, use %s (%s)", old, new, what)
+
+
 def validate_topic_config(name: str, value: str | None) -> Any:
     """Parse a topic config value; raise ValueError for unknown or invalid ones."""
     if name not in TOPIC_CONFIGS:
@@ -169,6 +206,10 @@ def validate_topic_config(name: str, value: str | None) -> Any:
     parsed = TOPIC_CONFIGS[name][0](value)
     if name == "message.timestamp.type" and parsed not in TIMESTAMP_TYPES:
         raise ValueError(f"message.timestamp.type must be one of {TIMESTAMP_TYPES}")
-    if name == "cleanup.policy" and not set(parsed.split(",")) <= {"delete", "compact"}:
-        raise ValueError("cleanup.policy must be delete and/or compact")
+    if name == "cleanup.policy":
+        policies = set(parsed.split(","))
+        if not policies <= {"delete", "compact"}:
+            raise ValueError("cleanup.policy must be delete (compact is not supported yet)")
+        if "compact" in policies:
+            raise ValueError(COMPACT_REFUSED)
     return parsed

@@ -4,8 +4,8 @@ costs one comparison.
 ``SLUICE_CRASH_AT=<name>`` makes the broker SIGKILL itself there. Kill -9 from
 outside cannot hit a chosen instant (between a data-object PUT and its
 manifest updates, say); this can. Names in use: upload.before_put,
-upload.after_put, upload.after_manifests, compaction.before_put,
-compaction.after_put, compaction.after_manifest.
+upload.after_put, upload.after_manifests, merge.before_put, merge.after_put,
+merge.after_manifest.
 
 ``SLUICE_HOLD_AT=<name>`` holds the broker in a state that otherwise lasts only
 until it listens, until the test sends SIGUSR1 — so a test can watch that

@@ -53,14 +53,14 @@ class BrokerMetrics:
                                  "PUT requests per GB of record batches accepted since start", registry=r)
         self.gets_per_gb = Gauge("sluice_objectstore_gets_per_gb_ingested",
                                  "GET requests per GB of record batches accepted since start", registry=r)
-        self.compactions = Counter("sluice_compactions_total", "Segment runs merged by compaction",
-                                   registry=r)
-        self.compacted_bytes = Counter("sluice_compacted_bytes_total",
-                                       "Bytes written into compacted objects", registry=r)
-        self.compaction_paced = Counter("sluice_compaction_paced_seconds_total",
-                                        "Time compaction reads and writes waited for "
-                                        "s3.compaction.io.max.bytes.per.second "
-                                        "(summed over concurrent reads)", registry=r)
+        self.merges = Counter("sluice_merges_total", "Runs of segments merged into one object",
+                              registry=r)
+        self.merged_bytes = Counter("sluice_merged_bytes_total",
+                                    "Bytes written into merged objects", registry=r)
+        self.merge_paced = Counter("sluice_merge_paced_seconds_total",
+                                   "Time merge reads and writes waited for "
+                                   "s3.merge.io.max.bytes.per.second "
+                                   "(summed over concurrent reads)", registry=r)
         self.gc_deleted = Counter("sluice_gc_deleted_objects_total",
                                   "Data objects deleted by garbage collection", registry=r)
         self.avg_object_bytes = Gauge("sluice_segment_average_bytes",

@@ -55,7 +55,7 @@ class TailCache:
         return _view(data)
 
     def peek(self, key: Hashable, base_offset: int):
-        """``get`` without counting a hit or miss (the uploader's reads are not the cache's job)."""
+        """``get`` without counting a hit or miss (the upload task's reads are not the cache's job)."""
         data = self._entries.get((key, base_offset))
         return None if data is None else _view(data)
 

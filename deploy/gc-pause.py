@@ -46,11 +46,13 @@ def _full_collection_ms() -> float:
 
 
 async def main(args) -> None:
+    from broker.clock import ManualClock
+    from broker.cluster import Cluster
     from broker.config import BrokerConfig
     from broker.metrics import BrokerMetrics
     from broker.log.records import parse_batches
     from broker.log.replica_manager import ReplicaManager
-    from broker.tiering.uploader import Uploader
+    from broker.tiering.upload import UploadTask
     from objectstore import FilesystemObjectStore
 
     class NoGroups:
@@ -58,16 +60,22 @@ async def main(args) -> None:
         def replay(self, key, data):
             pass
 
+        dirty: dict[int, int] = {}
+
         async def flush(self):
             return True
 
     tmp = Path(tempfile.mkdtemp(prefix="sluice-gc-"))
     config = BrokerConfig.load(overrides=[f"cache.tail.bytes={args.tail_cache_mib << 20}"])
     metrics = BrokerMetrics()
-    rm = ReplicaManager(config, str(tmp / "data"), FilesystemObjectStore(str(tmp / "objects")), metrics=metrics)
+    store = FilesystemObjectStore(str(tmp / "objects"))
+    cluster = Cluster(config, store, host="127.0.0.1", port=9092, clock=ManualClock())
+    rm = ReplicaManager(config, str(tmp / "data"), store, metrics=metrics, metadata=cluster.metadata)
+    await cluster.start(rm.apply_delta)
     await rm.start(NoGroups())
-    up = Uploader(rm, NoGroups(), metrics)
-    rm.create_topic("gc", args.partitions)
+    up = UploadTask(rm, NoGroups(), metrics)
+    await cluster.create_topic("gc", args.partitions)
+    await rm.claims_settled()
     template = _batch(args.records_per_batch, args.record_bytes)
     gc.collect()
     gc.freeze()                                   # as `sluice serve` does after start-up

@@ -21,9 +21,9 @@ PreconditionFailed start over (and on NotFound, put_if_absent). That loop is
     m = await ms.update(topic_id, partition, append_segments(segs), epoch=epoch)
 
 Data objects (one upload, many partitions' batches, an index at the end) are
-in ``objectstore.data_object``. Segment compaction (``plan_compaction``,
-``compact_run``, ``replace_segments``) and garbage collection of data objects
-(``referenced_objects``, ``collect_garbage``) are in ``objectstore.compaction``.
+in ``objectstore.data_object``. Segment merging (``plan_merge``,
+``merge_run``, ``replace_segments``) and garbage collection of data objects
+(``referenced_objects``, ``collect_garbage``) are in ``objectstore.merge``.
 Formats and invariants: docs/storage.md.
 
 Exceptions:
@@ -43,8 +43,8 @@ Exceptions:
         │                         (another broker claimed the partition); nothing written
         ├── InvalidManifest       (also a ValueError) a manifest change that breaks an
         │                         invariant; refused, nothing written
-        └── CompactionConflict    the run a compaction replaces is no longer in the
-                                  manifest (another compaction took it); nothing written
+        └── MergeConflict         the run a merge replaces is no longer in the
+                                  manifest (another merge took it); nothing written
 
 Other errors (no such bucket, access denied, no credentials) are a plain
 ObjectStoreError with the server's code in the message.
@@ -56,8 +56,8 @@ from urllib.parse import unquote, urlsplit
 from . import data_object
 from .base import (CorruptObject, Fenced, InvalidKey, InvalidManifest, NotFound, ObjectInfo,
                    ObjectStore, ObjectStoreError, PreconditionFailed, StoreUnavailable)
-from .compaction import (CompactionConflict, collect_garbage, compact_run, plan_compaction,
-                         referenced_objects, replace_segments)
+from .merge import (MergeConflict, collect_garbage, merge_run, plan_merge, referenced_objects,
+                    replace_segments)
 from .filesystem import FilesystemObjectStore
 from .manifest import (CLUSTER_METADATA_KEY, Manifest, ManifestStore, SegmentRef,
                        append_segments, conditional_update, manifest_key)
@@ -68,7 +68,7 @@ __all__ = [
     "FilesystemObjectStore", "S3ObjectStore", "open_object_store",
     "data_object", "Manifest", "ManifestStore", "SegmentRef", "append_segments",
     "conditional_update", "manifest_key", "CLUSTER_METADATA_KEY",
-    "CompactionConflict", "plan_compaction", "compact_run", "replace_segments",
+    "MergeConflict", "plan_merge", "merge_run", "replace_segments",
     "referenced_objects", "collect_garbage",
 ]
 

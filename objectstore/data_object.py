@@ -259,7 +259,7 @@ def build_parts(chunks: Mapping[bytes, Sequence[Buffer]] | Iterable[tuple[bytes,
 
     A partition's buffers (bytes, bytearray or memoryview; never copied)
     hold whole record batches back to back; a batch may straddle two of them
-    (compaction reads segments in pieces). Its batches must be in increasing
+    (a merge reads segments in pieces). Its batches must be in increasing
     offset order. First and last offset and
     max timestamp come from the batch headers. A partition with no bytes is
     left out. Returns the object and its chunk refs (sorted by partition key,

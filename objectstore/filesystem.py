@@ -178,7 +178,7 @@ def _read_range(fd: int, start: int, end: int) -> bytes | bytearray:
 
     A large range is read 1 MiB at a time into one buffer: the disk then has
     at most one step of ours queued, so the WAL's writes and fdatasync (a
-    producer waiting for its ack) wait behind 1 MiB, not a 64 MiB compaction
+    producer waiting for its ack) wait behind 1 MiB, not a 64 MiB merge
     read; and no whole-range copy is made.
     """
     if end - start <= _CHUNK:

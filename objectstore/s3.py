@@ -54,7 +54,7 @@ async def _read_body(body, length: int | None, part_size: int | None = None) -> 
 
     aiohttp's ``read()`` keeps every chunk and joins them at the end: one copy
     of the whole range while holding the GIL, in the event loop (~3 ms per
-    4 MiB block, ~50 ms per 64 MiB chunk that compaction reads). Copied as
+    4 MiB block, ~50 ms per 64 MiB chunk that a merge reads). Copied as
     each chunk arrives, the same bytes never stall the loop for long; and
     in parts, the block cache keeps each block without copying it again.
     """
@@ -152,7 +152,7 @@ class S3ObjectStore(ObjectStore):
             addressing_style = "path" if self._custom_endpoint() else "auto"
         config: dict[str, Any] = dict(
             # Body hashing (SigV4 payload SHA-256, flexible CRC32 checksums) runs
-            # in the event loop in aiobotocore: 100+ ms for a compacted object,
+            # in the event loop in aiobotocore: 100+ ms for a merged object,
             # which every produce ack on the broker would wait behind. Bodies are
             # covered by Sluice's own crc32c (data-object index, chunk and batch
             # CRCs, verified on every read) and by TLS on real S3, so they go

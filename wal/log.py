@@ -43,6 +43,10 @@ acknowledged, so everything cut was never acknowledged.
 
 Segments written before the header existed (no MAGIC) are read as before:
 entries from byte 0, checksums unseeded, the end of the file ends them.
+
+``read_entries(directory)`` reads a WAL directory the same way without
+changing anything in it (no truncation, no deletes, no new files): how a
+survivor can replay a dead broker's un-uploaded tail from a shared directory.
 """
 from __future__ import annotations
 
@@ -189,6 +193,74 @@ def segment_path(directory: str, seg_id: int) -> str:
     return os.path.join(directory, f"{seg_id:020d}{SUFFIX}")
 
 
+def _segment_ids(directory: str) -> list[int]:
+    """The ids of the directory's segment files (not spares or trash), in order."""
+    return sorted(int(name[:-len(SUFFIX)]) for name in os.listdir(directory) if name.endswith(SUFFIX))
+
+
+def _read_file(path: str) -> memoryview:
+    with open(path, "rb") as f:
+        return memoryview(f.read())
+
+
+class _Scan:
+    """How a segment's scan ended (``_scan_segment``): where its entries
+    start, its checksum seed, whether a seal ended it, where the verified
+    bytes end (the seal included), and ``torn``: the position of the first
+    entry that is short or fails its checksum (0 for a header naming another
+    segment), or None."""
+
+    __slots__ = ("start", "seed", "sealed", "end", "torn")
+
+    def __init__(self) -> None:
+        self.start = self.seed = self.end = 0
+        self.sealed = False
+        self.torn: int | None = None
+
+
+def _scan_segment(buf: memoryview, seg_id: int, scan: _Scan) -> Iterator[Entry]:
+    """Yield the verified entries of segment ``seg_id``'s bytes, in order,
+    up to its seal, its end, or its first bad entry; ``scan`` tells which
+    (read it once the iterator is exhausted). Reads only ``buf``."""
+    end = len(buf)
+    pos = 0
+    if end >= HEADER.size and bytes(buf[:len(MAGIC)]) == MAGIC:
+        _magic, header_id = HEADER.unpack_from(buf, 0)
+        if header_id != seg_id:     # a recycled file whose new header never landed
+            scan.torn = 0
+            return
+        scan.start = pos = HEADER.size
+        scan.seed = segment_seed(seg_id)
+    while pos < end:
+        length, crc = FRAME.unpack_from(buf, pos) if pos + FRAME.size <= end else (None, None)
+        if scan.seed and length == 0 and crc == seal_crc(scan.seed):
+            scan.sealed = True
+            pos += FRAME.size
+            break
+        good = WriteAheadLog._entry_at(buf, pos, seg_id, scan.seed)
+        if good is None:
+            scan.torn = pos
+            break
+        entry, pos = good
+        yield entry
+    scan.end = pos
+
+
+def read_entries(directory: str) -> Iterator[Entry]:
+    """Read a WAL directory without changing it: yield its verified entries
+    in order, as ``WriteAheadLog.recover`` would (header, seeded checksum,
+    seal, torn tail: the log ends at the first short or bad entry, and later
+    segments are not read), but truncating, deleting, recycling and creating
+    nothing. For a survivor replaying a dead broker's tail from a shared
+    directory; the directory may be read-only. An entry's ``data`` is a view
+    of its segment file's bytes, read whole."""
+    for seg_id in _segment_ids(directory):
+        scan = _Scan()
+        yield from _scan_segment(_read_file(segment_path(directory, seg_id)), seg_id, scan)
+        if scan.torn is not None:
+            return
+
+
 class WriteAheadLog:
     """Append entries, learn when they are durable, read them back."""
 
@@ -245,34 +317,13 @@ class WriteAheadLog:
         ids = sorted(self._segments)
         for idx, seg_id in enumerate(ids):
             seg = self._segments[seg_id]
-            with open(seg.path, "rb") as f:
-                buf = memoryview(f.read())
-            end = len(buf)
-            pos = 0
-            if end >= HEADER.size and bytes(buf[:len(MAGIC)]) == MAGIC:
-                _magic, header_id = HEADER.unpack_from(buf, 0)
-                if header_id != seg_id:     # a recycled file whose new header never landed
-                    self._truncate_from(seg, 0, ids[idx + 1:])
-                    break
-                seg.start = pos = HEADER.size
-                seg.seed = segment_seed(seg_id)
-            stopped = None
-            while pos < end:
-                length, crc = FRAME.unpack_from(buf, pos) if pos + FRAME.size <= end else (None, None)
-                if seg.seed and length == 0 and crc == seal_crc(seg.seed):
-                    seg.sealed = True
-                    pos += FRAME.size
-                    break
-                good = self._entry_at(buf, pos, seg_id, seg.seed)
-                if good is None:
-                    stopped = pos
-                    break
-                entry, pos = good
-                yield entry
-            if stopped is not None:
-                self._truncate_from(seg, stopped, ids[idx + 1:])
+            scan = _Scan()
+            yield from _scan_segment(_read_file(seg.path), seg_id, scan)
+            seg.start, seg.seed, seg.sealed = scan.start, scan.seed, scan.sealed
+            if scan.torn is not None:
+                self._truncate_from(seg, scan.torn, ids[idx + 1:])
                 break
-            seg.size = pos
+            seg.size = scan.end
         self._start_appending()
         self._bytes = sum(seg.size - seg.start for seg in self._segments.values())
 

@@ -101,7 +101,7 @@ async def _collect(b, parts: list[SessionPartition], max_bytes: int):
             has_error = True
             continue
         hw, log_start = p.high_watermark, p.log_start_offset
-        if p.offline:
+        if p.storage.offline:
             rows.append((sp, ErrorCode.KAFKA_STORAGE_ERROR, hw, log_start, []))
             has_error = True
             continue

@@ -60,7 +60,7 @@ async def _handle(ctx: RequestContext, request: ProduceRequest):
             if p is None:
                 row[1] = rm.missing(topic.name if topic is not None else None, pd.index, unknown)
                 continue
-            if full or p.offline:
+            if full or p.storage.offline:
                 row[1] = ErrorCode.REQUEST_TIMED_OUT if full else ErrorCode.KAFKA_STORAGE_ERROR
                 continue
             row[4] = p.log_start_offset

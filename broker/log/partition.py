@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..errors import ErrorCode
+from ..tiering.state import PartitionStorage
 from .records import BatchHeader, assign_offset, set_log_append_time
 
 PRODUCER_WINDOW = 5  # batches per producer remembered for de-duplication (Kafka's)
@@ -92,14 +93,9 @@ class Partition:
         self._sizes: list[int] = []
         self._locs: list[object] = []
         self._waiters: set[asyncio.Future] = set()
-        # Object storage (set by the ReplicaManager):
-        self.epoch: int | None = None        # manifest epoch we own it at (None: not claimed yet)
-        self.uploaded_end = 0                # manifest next_offset confirmed stored
-        self.upload_from = 0                 # first offset not yet in an uploaded data object
-        self.manifest_log_start = 0          # log start the manifest holds
-        self.unconfirmed: list = []          # uploaded (SegmentRef, entries) whose manifest update failed
-        self.offline = False                 # storage broke an invariant: KAFKA_STORAGE_ERROR
-        self.manifest = None                 # last manifest read or written (objectstore.Manifest)
+        # Object storage: epoch, manifest, upload progress, offline (its writers
+        # are listed in broker/tiering/state.py; read-only here).
+        self.storage = PartitionStorage()
 
     # --------------------------------------------------------------- producers
     def check_producer(self, h: BatchHeader) -> tuple[ErrorCode, int | None]:
@@ -179,7 +175,7 @@ class Partition:
     def replace_entries(self, first: int, last: int, entries: list[tuple[int, int, int, int, object]]) -> bool:
         """Replace the index entries covering exactly offsets ``first..last`` by
         ``entries`` (base, last, max_ts, size, loc), for an upload (new
-        locations), an expansion or a compaction. False (nothing changed) if
+        locations), an expansion or a merge. False (nothing changed) if
         the entries there no longer span exactly that range, e.g. the log
         start moved past part of it."""
         i = bisect.bisect_left(self._lasts, first)
@@ -192,12 +188,12 @@ class Partition:
 
     def replace_segment(self, segment: "RemoteSegment", entries: list[tuple[int, int, int, int, object]]) -> bool:
         """Replace the one index entry that is ``segment`` by ``entries`` (its
-        batches). False if that entry is gone (compaction or retention replaced
+        batches). False if that entry is gone (a merge or retention replaced
         it meanwhile): the reader then finds the new entry and goes on."""
         i = bisect.bisect_left(self._lasts, segment.ref.last_offset)
         if i >= len(self._locs) or self._locs[i] is not segment:
             return False
-        keep = [e for e in entries if e[1] >= min(self.log_start_offset, self.upload_from)]
+        keep = [e for e in entries if e[1] >= min(self.log_start_offset, self.storage.upload_from)]
         self._splice(i, i + 1, keep)
         return True
 
@@ -260,7 +256,7 @@ class Partition:
         consumer can always make progress (Kafka's KIP-74 rule). Batches in
         memory or the WAL are read without awaiting; uploaded ones may wait for
         the object store. The index can change while waiting (log start,
-        compaction), so the position is found again by offset after each wait.
+        merges), so the position is found again by offset after each wait.
         """
         out: list[bytes] = []
         total = remote = 0
@@ -358,7 +354,7 @@ class Partition:
         self.log_start_offset = max(offset, self.log_start_offset)
         # Batches not uploaded yet stay indexed (but unreadable: below the log
         # start) so that the next upload stays contiguous with the manifest.
-        i = bisect.bisect_left(self._lasts, min(self.log_start_offset, self.upload_from))
+        i = bisect.bisect_left(self._lasts, min(self.log_start_offset, self.storage.upload_from))
         if i:
             del self._bases[:i], self._lasts[:i], self._max_ts[:i], self._sizes[:i], self._locs[:i]
 

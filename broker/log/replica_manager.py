@@ -176,14 +176,15 @@ class ReplicaManager:
                         await self._claim_and_load(p, epoch)
                         self.partitions[(p.topic, p.index)] = p
                     else:
-                        p.epoch = await self.manifests.claim(p.topic_id, p.index, self.node_id, epoch=epoch)
-                        p.manifest, _ = await self.manifests.load(p.topic_id, p.index)
+                        p.storage.claimed(await self.manifests.claim(p.topic_id, p.index, self.node_id,
+                                                                     epoch=epoch))
+                        p.storage.set_manifest((await self.manifests.load(p.topic_id, p.index))[0])
                     self.storage_ok("claim")
                     return
                 except ObjectStoreError as exc:
                     self.storage_error("claim", exc)
-                    if isinstance(exc, Fenced):
-                        p.offline = True
+                    if isinstance(exc, Fenced):   # a newer owner exists: not ours after all
+                        p.storage.fence()
                         return
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
@@ -198,12 +199,11 @@ class ReplicaManager:
 
     async def _claim_and_load(self, p: Partition, epoch: int) -> None:
         """Claim at ``epoch`` (fences every older owner) and adopt the manifest."""
-        p.epoch = await self.manifests.claim(p.topic_id, p.index, self.node_id, epoch=epoch)
+        p.storage.claimed(await self.manifests.claim(p.topic_id, p.index, self.node_id, epoch=epoch))
         m, _ = await self.manifests.load(p.topic_id, p.index)
         assert m is not None
-        p.manifest = m  # merge and GC need it even if the partition never uploads again
-        p.log_start_offset = p.manifest_log_start = m.log_start_offset
-        p.uploaded_end = p.upload_from = m.next_offset
+        p.storage.loaded(m)  # merge and GC need it even if the partition never uploads again
+        p.log_start_offset = m.log_start_offset
         p.log_end_offset = p.high_watermark = m.next_offset
         for s in m.segments:
             p.add_segment(s.first_offset, s.last_offset, s.max_timestamp, s.length, s)
@@ -219,24 +219,26 @@ class ReplicaManager:
                 on_group_entry(bytes(entry.key), bytes(entry.data))
                 continue
             p = by_key.get(entry.key)
-            if p is None or p.offline:
+            if p is None or p.storage.offline:
                 continue  # topic deleted since
             if entry.kind == KIND_BATCH:
                 h = read_header(entry.data)
-                if h.last_offset < p.uploaded_end:
+                if h.last_offset < p.storage.uploaded_end:
                     skipped += 1
                     continue  # uploaded already
                 if h.base_offset != p.log_end_offset:
                     log.error("partition %s-%d: the WAL continues at offset %d but the log ends at %d; "
                               "acknowledged data is missing, the partition is offline (KAFKA_STORAGE_ERROR)",
                               p.topic, p.index, h.base_offset, p.log_end_offset)
-                    p.offline = True
+                    p.storage.storage_failed(entry.location[0])
                     continue
                 p.replay_batch(h, entry.location)
                 self.tail_cache.put(p.key, h.base_offset, bytes(entry.data))
                 batches += 1
             elif entry.kind == KIND_LOG_START:
-                p.set_log_start_offset(_I64.unpack(entry.data)[0])
+                offset = _I64.unpack(entry.data)[0]
+                p.set_log_start_offset(offset)
+                p.storage.log_start_written(offset, entry.location[0])
         log.info("recovered %d batches across %d partitions from the WAL (%d already uploaded)",
                  batches, len(by_key), skipped)
         self._check_wal_room()
@@ -258,6 +260,9 @@ class ReplicaManager:
             self._read_tier("tail_cache", len(data))
             return data
         if is_location(location):
+            if partition.storage.fenced:    # no longer ours: its WAL segments may be trimmed
+                raise ObjectStoreError(f"partition {partition.topic}-{partition.index} was fenced "
+                                       f"by a newer owner")
             data = self.wal.read(location)
             self._read_tier("wal", len(data))
             return data
@@ -359,8 +364,9 @@ class ReplicaManager:
     # ---------------------------------------------------------- log start
     def delete_records(self, partition: Partition, offset: int) -> asyncio.Future:
         """Advance the log start offset durably (DeleteRecords, retention)."""
-        _, fut = self.wal.append(KIND_LOG_START, partition.key, _I64.pack(offset))
+        loc, fut = self.wal.append(KIND_LOG_START, partition.key, _I64.pack(offset))
         partition.set_log_start_offset(offset)
+        partition.storage.log_start_written(offset, loc[0])   # the WAL keeps it until the manifest does
         return fut
 
     def append_group_entry(self, group_id: str, data: bytes) -> asyncio.Future:

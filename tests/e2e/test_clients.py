@@ -631,6 +631,34 @@ def test_admin_partitions_and_configs(broker):
     assert bentries["num.partitions"].is_read_only
 
 
+def test_cleanup_policy_compact_is_refused_with_invalid_config(broker):
+    """Sluice has no log compaction yet: asking for it is Kafka's INVALID_CONFIG
+    with a clear message, on create and on alter, and changes nothing."""
+    admin = confluent_admin(broker.bootstrap)
+    message = "cleanup.policy=compact is not supported yet: Sluice has no log compaction; use delete"
+    for policy in ("compact", "delete,compact"):
+        topic = unique("compacted")
+        for validate_only in (True, False):
+            with pytest.raises(KafkaException) as ei:
+                _result(admin.create_topics([NewTopic(topic, 1, 1, config={"cleanup.policy": policy})],
+                                            validate_only=validate_only, request_timeout=15)[topic])
+            err = ei.value.args[0]
+            assert err.code() == KafkaError.INVALID_CONFIG and message in err.str(), err
+        assert topic not in admin.list_topics(timeout=10).topics
+
+    topic = unique("deleted")
+    create_topic(broker.bootstrap, topic, 1, config={"cleanup.policy": "delete"})
+    res = ConfigResource(ResourceType.TOPIC, topic)
+    for op in (AlterConfigOpType.SET, AlterConfigOpType.APPEND):
+        alter = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[
+            ConfigEntry("cleanup.policy", "compact", incremental_operation=op)])
+        with pytest.raises(KafkaException) as ei:
+            _result(admin.incremental_alter_configs([alter])[alter])
+        err = ei.value.args[0]
+        assert err.code() == KafkaError.INVALID_CONFIG and message in err.str(), (op, err)
+        assert _result(admin.describe_configs([res])[res])["cleanup.policy"].value == "delete"
+
+
 def test_admin_describe_cluster(broker):
     admin = confluent_admin(broker.bootstrap)
     desc = _result(admin.describe_cluster(request_timeout=15))

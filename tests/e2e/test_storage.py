@@ -155,7 +155,7 @@ def test_catch_up_fetches_are_paced_by_the_remote_fetch_quota(s3_broker):
 
 
 def test_a_tail_consumer_never_reads_the_object_store(s3_broker):
-    b = s3_broker("num.partitions=4", "s3.compaction.interval.ms=3600000")
+    b = s3_broker("num.partitions=4", "s3.merge.interval.ms=3600000")
     produce_acked(b.bootstrap, "tail", 4, 2 << 20)  # older data, uploaded
     wait_until(lambda: metric(b.metrics_port, "sluice_wal_size_bytes") == 0, 30, "the upload")
     ends = {p: list_offsets(b.bootstrap, "tail", p)[1] for p in range(4)}
@@ -199,7 +199,7 @@ def data_objects(minio, bucket: str) -> list[str]:
 def test_retention_advances_the_log_start_and_deletes_objects(s3_broker):
     b = s3_broker("log.retention.check.interval.ms=300", "s3.gc.interval.ms=300",
                   "s3.gc.grace.ms=300", "s3.upload.interval.ms=100",
-                  "s3.compaction.interval.ms=3600000")
+                  "s3.merge.interval.ms=3600000")
     admin = AdminClient({"bootstrap.servers": b.bootstrap})
     for f in admin.create_topics([
             NewTopic("short", 1, 1, config={"retention.ms": "1500"}),

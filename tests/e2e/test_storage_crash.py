@@ -1,6 +1,6 @@
 """Crash safety of the object-store path, on real MinIO.
 
-The broker SIGKILLs itself at a chosen instant of an upload or a compaction
+The broker SIGKILLs itself at a chosen instant of an upload or a merge
 (``SLUICE_CRASH_AT``, broker/failpoints.py), or loses its object store for a
 while. In every case, what an acks=all produce promised still holds: every
 acknowledged record is readable exactly once at its acknowledged offset, no
@@ -152,20 +152,19 @@ def test_crash_during_upload_loses_and_doubles_nothing(broker_factory, minio, mi
     check_log(b)
 
 
-# -------------------------------------------------- crash during compaction
-COMPACTION = ("s3.upload.interval.ms=50", "s3.upload.bytes=16384",
-              "s3.compaction.interval.ms=300", "s3.compaction.target.bytes=262144",
-              "s3.compaction.max.segments=4",
-              "s3.gc.interval.ms=300", "s3.gc.grace.ms=1000")
+# ------------------------------------------------------- crash during merge
+MERGE = ("s3.upload.interval.ms=50", "s3.upload.bytes=16384",
+         "s3.merge.interval.ms=300", "s3.merge.target.bytes=262144",
+         "s3.merge.max.segments=4",
+         "s3.gc.interval.ms=300", "s3.gc.grace.ms=1000")
 
 
 @pytest.mark.timeout(150)
-@pytest.mark.parametrize("crash_at", ["compaction.before_put", "compaction.after_put",
-                                      "compaction.after_manifest"])
-def test_crash_during_compaction_loses_and_doubles_nothing(broker_factory, minio, minio_bucket, crash_at):
-    b = s3_broker(broker_factory, minio, minio_bucket, *COMPACTION, crash_at=crash_at)
+@pytest.mark.parametrize("crash_at", ["merge.before_put", "merge.after_put", "merge.after_manifest"])
+def test_crash_during_merge_loses_and_doubles_nothing(broker_factory, minio, minio_bucket, crash_at):
+    b = s3_broker(broker_factory, minio, minio_bucket, *MERGE, crash_at=crash_at)
     # A partition that is idle by the time of the crash: all of it uploaded, so
-    # after the restart it has nothing to upload. Compaction and GC must still
+    # after the restart it has nothing to upload. Merging and GC must still
     # run (GC needs every partition's manifest to know what is referenced).
     create_topic(b.bootstrap, "idle", 1)
     p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all", "enable.idempotence": True})
@@ -181,22 +180,22 @@ def test_crash_during_compaction_loses_and_doubles_nothing(broker_factory, minio
     def after_crash():
         data, referenced, _ = bucket_state(minio, minio_bucket)
         state["orphans"] = data - referenced
-        if crash_at == "compaction.after_put":
+        if crash_at == "merge.after_put":
             # the merged object is in the bucket, and no manifest knows it
             assert state["orphans"], (data, referenced)
-        elif crash_at == "compaction.before_put":
+        elif crash_at == "merge.before_put":
             assert not state["orphans"], state["orphans"]
 
     def after_restart(prod):
-        wait_until(lambda: metric(b, "sluice_compactions_total") >= 1, 30,
-                   "a compaction after the restart", prod)
+        wait_until(lambda: metric(b, "sluice_merges_total") >= 1, 30,
+                   "a merge after the restart", prod)
         if state["orphans"]:
             # garbage collection deletes what the crash left unreferenced
             wait_until(lambda: not (bucket_state(minio, minio_bucket)[0] & state["orphans"]), 30,
                        "GC to delete the orphaned objects", prod)
             assert metric(b, "sluice_gc_deleted_objects_total") > 0
 
-    acked, sent = run_until_crash_and_restart(b, minio, COMPACTION, crash_at,
+    acked, sent = run_until_crash_and_restart(b, minio, MERGE, crash_at,
                                               after_crash=after_crash, after_restart=after_restart)
     consumed_before = verify_all(b, acked, sent)
     # the bucket itself is consistent: every referenced object exists

@@ -116,7 +116,7 @@ def test_find_batch_edges():
     assert do.find_batch(chunk, 56).base_offset == 55
     assert do.find_batch(chunk, 57) is None
     assert do.find_batch(b"", 0) is None
-    # a gap (as after compaction): the next batch
+    # a gap (as after a merge): the next batch
     gappy = kafka_batch(10, 2) + kafka_batch(20, 2)
     assert do.find_batch(gappy, 15).base_offset == 20
 

@@ -292,7 +292,7 @@ async def test_a_group_in_the_wrong_partition_object_is_corrupt(store):
 async def open_broker(tmp_path, store, data="data", **overrides):
     from broker.log.replica_manager import ReplicaManager
     from broker.metrics import BrokerMetrics
-    from broker.tiering.uploader import Uploader
+    from broker.tiering.upload import UploadTask
     from broker.cluster import Cluster
     config = BrokerConfig.load(overrides=[f"{k}={v}" for k, v in overrides.items()])
     cluster = Cluster(config, store, host="127.0.0.1", port=9092, clock=ManualClock())
@@ -307,7 +307,7 @@ async def open_broker(tmp_path, store, data="data", **overrides):
     await snaps.load()
     await rm.start(snaps)
     gc.finish_loading()
-    return rm, gc, Uploader(rm, snaps, BrokerMetrics())
+    return rm, gc, UploadTask(rm, snaps, BrokerMetrics())
 
 
 async def test_the_wal_is_trimmed_only_after_the_shards_are_stored(tmp_path, store):

@@ -264,7 +264,9 @@ class NoGroups:
     def replay(self, key, data):
         raise AssertionError("no group entries expected")
 
-    async def flush(self):  # the uploader stores group snapshots: there are none
+    dirty: dict[int, int] = {}   # no coordinator partition waits for its snapshot
+
+    async def flush(self):  # the upload task stores group snapshots: there are none
         return True
 
 

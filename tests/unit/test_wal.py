@@ -426,7 +426,7 @@ async def test_trimmed_segments_are_recycled_and_their_old_entries_never_replay(
         await wal.append(1, b"mid", b"m%d" % i)[1]
         cut = wal.cut()
     inodes = {os.stat(d / f).st_ino for f in _segment_files(d)}
-    await wal.sync()                    # as the uploader: the cut's seal is durable first
+    await wal.sync()                    # as the upload task: the cut's seal is durable first
     wal.trim(cut)                       # 4 segments out: 2 kept as spares, 2 freed
     spares = sorted(n for n in os.listdir(d) if n.endswith(".spare"))
     assert len(spares) == 2
@@ -481,3 +481,57 @@ async def test_segments_from_before_headers_still_recover(tmp_path):
     assert loc[0] == 1
     await wal.close()
     assert await _recovered(d) == old + [(2, b"k", b"new")]
+
+
+def _files(directory) -> dict[str, bytes]:
+    return {n: (directory / n).read_bytes() for n in sorted(os.listdir(directory))}
+
+
+def _entries(it) -> list[tuple]:
+    return [(e.kind, e.key, bytes(e.data), e.location) for e in it]
+
+
+@pytest.mark.parametrize("tear", ["last segment", "earlier segment"])
+async def test_read_entries_changes_nothing_and_yields_what_recovery_would(tmp_path, tear):
+    """read_entries (a survivor reading a dead broker's WAL) verifies entries
+    exactly as recovery does, torn tail included, without truncating,
+    deleting, recycling or creating a single file."""
+    import shutil
+
+    from wal import read_entries
+    d = tmp_path / "wal"
+    wal = WriteAheadLog(str(d), segment_bytes=300, max_spares=2)
+    list(wal.recover())
+    for i in range(6):
+        await wal.append(1, b"old", b"%d" % i + b"o" * 60)[1]
+    cut = wal.cut()
+    entries = [(1 + i % 3, b"k%d" % (i % 4), b"%03d" % i + b"#" * 50) for i in range(25)]
+    for e in entries:
+        wal.append(*e)
+    await wal.sync()
+    wal.trim(cut)                                   # trimmed: spares with stale bytes stay around
+    # a crash: no clean close (the active segment unsealed, the next one prepared ahead)
+    segs = _segment_files(d)
+    assert len(segs) >= 4 and any(n.endswith(".spare") for n in os.listdir(d))
+    victim = d / (segs[-1] if tear == "last segment" else segs[1])
+    if tear == "last segment":                      # half an entry at the end
+        with open(victim, "ab") as f:
+            f.write(FRAME.pack(40, 12345) + b"torn")
+    else:                                           # a flipped byte in an entry: the log ends there
+        data = bytearray(victim.read_bytes())
+        data[HEADER.size + 20] ^= 0xFF
+        victim.write_bytes(bytes(data))
+    before = _files(d)
+    shutil.copytree(d, tmp_path / "copy")
+
+    got = _entries(read_entries(str(d)))
+    assert _files(d) == before                      # byte-identical, nothing added or removed
+    assert _entries(read_entries(str(d))) == got    # and it reads the same again
+
+    survivor = WriteAheadLog(str(tmp_path / "copy"), segment_bytes=300)
+    assert _entries(survivor.recover()) == got      # what recovery yields (and then cuts)
+    await survivor.close()
+    assert [(k, key, data) for k, key, data, _ in got] == \
+        (entries if tear == "last segment" else entries[:len(got)])
+    assert tear == "last segment" or len(got) < len(entries)
+    await wal.close()

@@ -1,16 +1,16 @@
 #!/usr/bin/env python3
-"""How much does a compaction pass on the embedded (filesystem) store stall a WAL's fdatasync?
+"""How much does a merge pass on the embedded (filesystem) store stall a WAL's fdatasync?
 
-Writes --objects data objects the way the uploader does at 75 MB/s over 6
+Writes --objects data objects the way the upload task does at 75 MB/s over 6
 partitions (~8.6 MB each, one ~1.4 MB chunk per partition), then merges each
-partition's run of segments with the broker's own ``compact_run`` (the
+partition's run of segments with the broker's own ``merge_run`` (the
 store drops written pages, so the merge reads from the disk), one partition
 after another with a pause between, while a thread acts like the WAL: 300
 KiB written over a recycled file and fdatasync'ed every 4 ms. Prints the
 fdatasync p50/p99/max with no merge running and while one runs.
 
-    .venv/bin/python deploy/compaction-contention.py --dir /path/on/the/disk --io-rate 0    # unpaced
-    .venv/bin/python deploy/compaction-contention.py --dir /path/on/the/disk --io-rate 20   # MB/s, reads + write
+    .venv/bin/python deploy/merge-contention.py --dir /path/on/the/disk --io-rate 0    # unpaced
+    .venv/bin/python deploy/merge-contention.py --dir /path/on/the/disk --io-rate 20   # MB/s, reads + write
 
 Alternate the settings a few times: shared machines are noisy.
 """
@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import crc32c  # noqa: E402
 from kafka.record.default_records import DefaultRecordBatchBuilder  # noqa: E402
 
-from objectstore import compaction  # noqa: E402
+from objectstore import merge  # noqa: E402
 from objectstore.data_object import ObjectKeys, build_parts, partition_key  # noqa: E402
 from objectstore.filesystem import FilesystemObjectStore  # noqa: E402
 from objectstore.manifest import SegmentRef  # noqa: E402
@@ -72,7 +72,7 @@ def _wal(path: str, stop: threading.Event, merging: list[bool], idle: list[float
 
 
 async def _run(a: argparse.Namespace) -> None:
-    root = Path(a.dir) / f"compaction-contention-{uuid.uuid4().hex[:8]}"
+    root = Path(a.dir) / f"merge-contention-{uuid.uuid4().hex[:8]}"
     store = FilesystemObjectStore(str(root / "objects"))
     keys = ObjectKeys(1)
     topic = uuid.uuid4().bytes
@@ -97,8 +97,8 @@ async def _run(a: argparse.Namespace) -> None:
             await store.put(key, parts)
             for ref in refs:
                 segments[pkeys.index(ref.partition_key)].append(SegmentRef.from_chunk(key, ref))
-        compaction.READ_CONCURRENCY = a.read_concurrency
-        pacer = compaction.RatePacer(a.io_rate * 1e6) if a.io_rate > 0 else None
+        merge.READ_CONCURRENCY = a.read_concurrency
+        pacer = merge.RatePacer(a.io_rate * 1e6) if a.io_rate > 0 else None
         stop, merging, idle, busy = threading.Event(), [False], [], []
         wal = threading.Thread(target=_wal, args=(str(root / "wal"), stop, merging, idle, busy))
         wal.start()
@@ -107,7 +107,7 @@ async def _run(a: argparse.Namespace) -> None:
         for p in range(a.partitions):
             merging[0] = True
             t = time.perf_counter()
-            new = await compaction.compact_run(store, keys, segments[p], pkeys[p], pacer=pacer)
+            new = await merge.merge_run(store, keys, segments[p], pkeys[p], pacer=pacer)
             took.append(time.perf_counter() - t)
             merging[0] = False
             await asyncio.sleep(1)
@@ -131,9 +131,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dir", required=True, help="a directory on the disk to test")
     p.add_argument("--io-rate", type=float, default=20.0,
-                   help="MB/s of compaction reads plus writes, as s3.compaction.io.max.bytes.per.second "
+                   help="MB/s of merge reads plus writes, as s3.merge.io.max.bytes.per.second "
                         "(0: unpaced)")
-    p.add_argument("--read-concurrency", type=int, default=compaction.READ_CONCURRENCY)
+    p.add_argument("--read-concurrency", type=int, default=merge.READ_CONCURRENCY)
     p.add_argument("--partitions", type=int, default=6)
     p.add_argument("--objects", type=int, default=32, help="segments per merge")
     p.add_argument("--batches-per-chunk", type=int, default=23, help="~62 KB batches per partition per object")

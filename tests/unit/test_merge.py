@@ -1,4 +1,4 @@
-"""Segment compaction and garbage collection (objectstore/compaction.py), on the
+"""Segment merging and garbage collection (objectstore/merge.py), on the
 filesystem backend and on a real MinIO. Data objects hold real Kafka v2 record
 batches (helpers from test_data_object.py), uploaded and recorded in manifests
 the way a broker does (one multi-partition object per upload, then
@@ -15,11 +15,11 @@ from dataclasses import replace
 
 import pytest
 
-from objectstore.compaction import PacerStopped, RatePacer
+from objectstore.merge import PacerStopped, RatePacer
 from objectstore.filesystem import FilesystemObjectStore
-from objectstore import (CompactionConflict, CorruptObject, InvalidManifest, Manifest,
-                         ManifestStore, ObjectStore, SegmentRef, append_segments, collect_garbage,
-                         compact_run, plan_compaction, referenced_objects, replace_segments)
+from objectstore import (CorruptObject, InvalidManifest, Manifest, ManifestStore, MergeConflict,
+                         ObjectStore, SegmentRef, append_segments, collect_garbage, merge_run,
+                         plan_merge, referenced_objects, replace_segments)
 from objectstore import data_object as do
 from minio_server import open_test_store
 from test_data_object import batches_for
@@ -106,7 +106,7 @@ def assert_contiguous(m: Manifest) -> None:
     assert m.segments[-1].last_offset + 1 == m.next_offset
 
 
-# -- plan_compaction (pure) --------------------------------------------------------------
+# -- plan_merge (pure) --------------------------------------------------------------
 
 
 def synthetic(lengths: list[int], *, log_start: int = 0) -> Manifest:
@@ -123,19 +123,19 @@ def shape(runs: list[list[SegmentRef]]) -> list[list[int]]:
 
 
 def test_plan_merges_small_segments_into_runs_up_to_the_target():
-    assert shape(plan_compaction(synthetic([30] * 5), target_bytes=100)) == [[0, 1, 2], [3, 4]]
+    assert shape(plan_merge(synthetic([30] * 5), target_bytes=100)) == [[0, 1, 2], [3, 4]]
     # the tail run (40 < 50, 2 < max_segments) waits for more data
-    assert shape(plan_compaction(synthetic([30, 30, 30, 30, 10]), target_bytes=100)) == [[0, 1, 2]]
+    assert shape(plan_merge(synthetic([30, 30, 30, 30, 10]), target_bytes=100)) == [[0, 1, 2]]
     # exactly the target is allowed; one byte more cuts
-    assert shape(plan_compaction(synthetic([50, 50]), target_bytes=100)) == [[0, 1]]
-    assert shape(plan_compaction(synthetic([50, 51]), target_bytes=100)) == []
+    assert shape(plan_merge(synthetic([50, 50]), target_bytes=100)) == [[0, 1]]
+    assert shape(plan_merge(synthetic([50, 51]), target_bytes=100)) == []
     # the cut is greedy from the start of the stretch
-    assert shape(plan_compaction(synthetic([10, 60, 30, 70, 20]), target_bytes=100)) == [[0, 1, 2], [3, 4]]
-    assert plan_compaction(synthetic([])) == []
+    assert shape(plan_merge(synthetic([10, 60, 30, 70, 20]), target_bytes=100)) == [[0, 1, 2], [3, 4]]
+    assert plan_merge(synthetic([])) == []
     # deterministic, runs contiguous, in offset order, disjoint
     m = synthetic([7, 3, 90, 12, 40, 40, 40, 5, 60, 1, 1])
-    runs = plan_compaction(m, target_bytes=100)
-    assert runs == plan_compaction(m, target_bytes=100)
+    runs = plan_merge(m, target_bytes=100)
+    assert runs == plan_merge(m, target_bytes=100)
     flat = [s for run in runs for s in run]
     assert len(set(flat)) == len(flat) and flat == sorted(flat, key=lambda s: s.first_offset)
     for run in runs:
@@ -146,38 +146,38 @@ def test_plan_merges_small_segments_into_runs_up_to_the_target():
 def test_plan_leaves_big_segments_alone():
     # a segment of target_bytes or more is never merged, and cuts the stretch
     m = synthetic([100, 30, 30, 200, 30, 30, 30, 150])
-    assert shape(plan_compaction(m, target_bytes=100)) == [[1, 2], [4, 5, 6]]
-    assert plan_compaction(synthetic([100, 100, 500]), target_bytes=100) == []
+    assert shape(plan_merge(m, target_bytes=100)) == [[1, 2], [4, 5, 6]]
+    assert plan_merge(synthetic([100, 100, 500]), target_bytes=100) == []
     # the default target: 64 MiB objects from ~1 MiB uploads
     mib = 1 << 20
-    runs = plan_compaction(synthetic([mib] * 100 + [64 * mib] + [mib] * 10))
+    runs = plan_merge(synthetic([mib] * 100 + [64 * mib] + [mib] * 10))
     assert shape(runs) == [list(range(0, 64)), list(range(64, 100))]
 
 
 def test_plan_max_segments_tidies_idle_partitions():
     tiny = synthetic([1] * 40)                                   # 40 bytes, far below target / 2
-    assert shape(plan_compaction(tiny, target_bytes=100)) == [list(range(40))]
-    assert plan_compaction(tiny, target_bytes=100, max_segments=41) == []
-    assert shape(plan_compaction(synthetic([1] * 5), target_bytes=100, max_segments=5)) == [[0, 1, 2, 3, 4]]
-    assert plan_compaction(synthetic([1] * 5), target_bytes=100, max_segments=6) == []
+    assert shape(plan_merge(tiny, target_bytes=100)) == [list(range(40))]
+    assert plan_merge(tiny, target_bytes=100, max_segments=41) == []
+    assert shape(plan_merge(synthetic([1] * 5), target_bytes=100, max_segments=5)) == [[0, 1, 2, 3, 4]]
+    assert plan_merge(synthetic([1] * 5), target_bytes=100, max_segments=6) == []
 
 
 def test_plan_min_run():
     # 60 + 60 > 100: two runs of one segment each, never worth merging
-    assert plan_compaction(synthetic([60, 60]), target_bytes=100) == []
-    assert plan_compaction(synthetic([30, 30]), target_bytes=100, min_run=3) == []
-    assert shape(plan_compaction(synthetic([30, 30, 30]), target_bytes=100, min_run=3)) == [[0, 1, 2]]
-    assert plan_compaction(synthetic([1] * 40), target_bytes=100, min_run=41) == []
+    assert plan_merge(synthetic([60, 60]), target_bytes=100) == []
+    assert plan_merge(synthetic([30, 30]), target_bytes=100, min_run=3) == []
+    assert shape(plan_merge(synthetic([30, 30, 30]), target_bytes=100, min_run=3)) == [[0, 1, 2]]
+    assert plan_merge(synthetic([1] * 40), target_bytes=100, min_run=41) == []
     for bad in (dict(min_run=1), dict(target_bytes=0), dict(max_segments=0)):
         with pytest.raises(ValueError):
-            plan_compaction(synthetic([30, 30]), **bad)
+            plan_merge(synthetic([30, 30]), **bad)
 
 
 def test_plan_skips_segments_below_log_start():
     # segment 0 (0..9) is wholly below log start 15 (allowed by the invariants)
     m = synthetic([30, 30, 30], log_start=15)
-    assert shape(plan_compaction(m, target_bytes=100)) == [[1, 2]]
-    assert shape(plan_compaction(synthetic([30, 30, 30], log_start=9), target_bytes=100)) == [[0, 1, 2]]
+    assert shape(plan_merge(m, target_bytes=100)) == [[1, 2]]
+    assert shape(plan_merge(synthetic([30, 30, 30], log_start=9), target_bytes=100)) == [[0, 1, 2]]
 
 
 # -- replace_segments (pure) ---------------------------------------------------------------
@@ -208,15 +208,15 @@ def test_replace_segments_cases():
     # retention took the whole run: nothing to do (new is left to the GC)
     gone = m.with_log_start(40)
     assert fn(gone) is gone
-    # another compaction got there first (the whole run, a part of it, or a bigger run)
+    # another merge got there first (the whole run, a part of it, or a bigger run)
     for other in (run, run[:2], m.segments[0:3], m.segments[3:5]):
         taken = replace_segments(list(other), merged(list(other), "other"))(m)
-        with pytest.raises(CompactionConflict, match="no longer in the manifest"):
+        with pytest.raises(MergeConflict, match="no longer in the manifest"):
             fn(taken)
-        with pytest.raises(CompactionConflict):
+        with pytest.raises(MergeConflict):
             fn(taken.with_log_start(25))
     # the same offsets in another object are not the run
-    with pytest.raises(CompactionConflict):
+    with pytest.raises(MergeConflict):
         fn(replace(m, segments=m.segments[:2] + (replace(m.segments[2], object_key="data/1/x"),)
                    + m.segments[3:]))
     # bad arguments
@@ -228,10 +228,10 @@ def test_replace_segments_cases():
         replace_segments([], new)
 
 
-# -- compact_run + replace_segments against a store ---------------------------------------------
+# -- merge_run + replace_segments against a store ---------------------------------------------
 
 
-async def test_compaction_keeps_every_batch_byte_identical(store):
+async def test_merge_keeps_every_batch_byte_identical(store):
     b = await Broker(store).claim()
     uploads = await b.uploads(6)
     m0, m1 = await b.load(0), await b.load(1)
@@ -240,14 +240,14 @@ async def test_compaction_keeps_every_batch_byte_identical(store):
     seg_len = m0.segments[0].length
     assert all(s.length == seg_len for s in m0.segments)
 
-    runs = plan_compaction(m0, target_bytes=3 * seg_len)
+    runs = plan_merge(m0, target_bytes=3 * seg_len)
     assert [[s.object_key for s in run] for run in runs] == [uploads[:3], uploads[3:]]
     counting = CountingStore(store)
-    compactor_keys = do.ObjectKeys(broker_id=1)
+    merger_keys = do.ObjectKeys(broker_id=1)
     news = []
     for run in runs:
         counting.counts.clear()
-        new = await compact_run(counting, compactor_keys, run, pk(0))
+        new = await merge_run(counting, merger_keys, run, pk(0))
         assert counting.counts == {"get": 3, "put": 1}          # one ranged GET per segment
         assert (new.first_offset, new.last_offset) == (run[0].first_offset, run[-1].last_offset)
         assert new.length == sum(s.length for s in run) and new.position == 0
@@ -261,14 +261,14 @@ async def test_compaction_keeps_every_batch_byte_identical(store):
     assert m.segments == tuple(news) and (m.log_start_offset, m.next_offset) == (0, 30)
     assert_contiguous(m)
     assert await read_all(store, m) == before0                  # byte-identical batches
-    assert plan_compaction(m, target_bytes=3 * seg_len) == []   # nothing left to do
+    assert plan_merge(m, target_bytes=3 * seg_len) == []        # nothing left to do
     # re-applying (a retry after a lost answer) changes nothing and writes nothing
     for run, new in zip(runs, news):
         assert await b.swap(0, run, new) == m
     assert (await b.ms.load(TOPIC, 0)) == (m, etag)
     # the other partition of the same objects is untouched
     assert await b.load(1) == m1 and await read_all(store, m1) == before1
-    # the log goes on: new uploads append after the compacted segments
+    # the log goes on: new uploads append after the merged segments
     await b.uploads(1)
     m = await b.load(0)
     assert m.segments[:2] == tuple(news) and m.next_offset == 35
@@ -276,14 +276,14 @@ async def test_compaction_keeps_every_batch_byte_identical(store):
 
 
 async def test_segments_read_in_paced_pieces_merge_into_the_same_object(store):
-    """compact_run reads each segment in ranged GETs of at most piece_bytes (here
+    """merge_run reads each segment in ranged GETs of at most piece_bytes (here
     smaller than a batch, so batches straddle pieces), each after the pacer; the
     merged chunk is the one an unpieced read gives, byte for byte."""
     b = await Broker(store, partitions=(0,)).claim()
     await b.uploads(3)
     m = await b.load(0)
     run = list(m.segments)
-    whole = await compact_run(store, do.ObjectKeys(5), run, pk(0))
+    whole = await merge_run(store, do.ObjectKeys(5), run, pk(0))
     taken: list[int] = []
 
     written: list[int] = []
@@ -297,7 +297,7 @@ async def test_segments_read_in_paced_pieces_merge_into_the_same_object(store):
 
     counting = CountingStore(store)
     piece = 37
-    pieced = await compact_run(counting, do.ObjectKeys(6), run, pk(0), pacer=Recorder(), piece_bytes=piece)
+    pieced = await merge_run(counting, do.ObjectKeys(6), run, pk(0), pacer=Recorder(), piece_bytes=piece)
     assert sum(taken) == sum(s.length for s in run) and max(taken) == piece
     # the filesystem store paces its write step by step (footer included); S3 streams it to the service
     size = (await store.head(pieced.object_key)).size
@@ -337,7 +337,7 @@ async def test_rate_pacer_spaces_reads_and_keeps_no_idle_credit():
 
 
 async def test_stopping_the_pacer_ends_a_paced_write_in_the_stores_thread(tmp_path):
-    """Stop (the uploader stopping) wakes a write step waiting in the filesystem
+    """Stop (the merge task stopping) wakes a write step waiting in the filesystem
     store's thread: the put fails at once, and its temporary file is gone."""
     store = FilesystemObjectStore(str(tmp_path / "objects"))
     pacer = RatePacer(1 << 20)                     # 1 MiB/s: a 4 MiB put would take ~3 s more
@@ -355,23 +355,23 @@ async def test_stopping_the_pacer_ends_a_paced_write_in_the_stores_thread(tmp_pa
         pacer.take_blocking(1)
 
 
-async def test_compaction_racing_the_owners_appends_and_retention(store):
-    """A compactor with its own ManifestStore swaps a run while the owner keeps
+async def test_merge_racing_the_owners_appends_and_retention(store):
+    """A merger with its own ManifestStore swaps a run while the owner keeps
     appending and advances the log start: every change lands."""
     b = await Broker(store, partitions=(0,)).claim()
     await b.uploads(4)
     m = await b.load(0)
     before = await read_all(store, m)
     run = list(m.segments[:3])
-    new = await compact_run(store, do.ObjectKeys(9), run, pk(0))
-    compactor = ManifestStore(store)
+    new = await merge_run(store, do.ObjectKeys(9), run, pk(0))
+    merger = ManifestStore(store)
 
     async def owner() -> None:
         for _ in range(4):
             await b.uploads(1)
         await b.ms.update(TOPIC, 0, lambda m: m.with_log_start(3), epoch=b.epoch[0])
 
-    await asyncio.gather(owner(), compactor.update(TOPIC, 0, replace_segments(run, new),
+    await asyncio.gather(owner(), merger.update(TOPIC, 0, replace_segments(run, new),
                                                    epoch=b.epoch[0]))
     m = await b.load(0)
     assert m.segments[0] == new and len(m.segments) == 1 + 1 + 4
@@ -381,25 +381,25 @@ async def test_compaction_racing_the_owners_appends_and_retention(store):
     assert {o: after[o] for o in before if o >= 3} == {o: v for o, v in before.items() if o >= 3}
 
 
-async def test_conflicting_compaction_writes_nothing(store):
+async def test_conflicting_merge_writes_nothing(store):
     b = await Broker(store, partitions=(0,)).claim()
     await b.uploads(4)
     m = await b.load(0)
     before = await read_all(store, m)
     keys = do.ObjectKeys(1)
     run_a, run_b = list(m.segments[0:3]), list(m.segments[1:4])
-    new_a = await compact_run(store, keys, run_a, pk(0))
-    new_b = await compact_run(store, keys, run_b, pk(0))        # overlaps run_a
-    new_a2 = await compact_run(store, keys, run_a, pk(0))       # a second compactor, same run
+    new_a = await merge_run(store, keys, run_a, pk(0))
+    new_b = await merge_run(store, keys, run_b, pk(0))          # overlaps run_a
+    new_a2 = await merge_run(store, keys, run_a, pk(0))         # a second merger, same run
     assert new_a.object_key != new_a2.object_key
     m = await b.swap(0, run_a, new_a)
     _, etag = await b.ms.load(TOPIC, 0)
     for run, new in ((run_b, new_b), (run_a, new_a2)):
-        with pytest.raises(CompactionConflict):
+        with pytest.raises(MergeConflict):
             await b.swap(0, run, new)
         assert await b.ms.load(TOPIC, 0) == (m, etag)           # nothing written
     assert await read_all(store, m) == before
-    # the losers' objects are garbage; the winner's and the uncompacted last upload are not
+    # the losers' objects are garbage; the winner's and the unmerged last upload are not
     deleted = await collect_garbage(store, referenced_objects([m]), grace_seconds=GRACE,
                                     now_ns=time.time_ns() + LATER)
     assert sorted(deleted) == sorted([new_b.object_key, new_a2.object_key] +
@@ -407,14 +407,14 @@ async def test_conflicting_compaction_writes_nothing(store):
     assert await read_all(store, m) == before
 
 
-async def test_compaction_after_retention_advanced_the_log_start(store):
+async def test_merge_after_retention_advanced_the_log_start(store):
     b = await Broker(store, partitions=(0,)).claim()
     await b.uploads(5)
     m = await b.load(0)
     before = await read_all(store, m)
     run = list(m.segments[:3])                                   # offsets 0..14
-    new = await compact_run(store, do.ObjectKeys(1), run, pk(0))
-    # retention moves the log start into the run's third segment while the compaction is in flight
+    new = await merge_run(store, do.ObjectKeys(1), run, pk(0))
+    # retention moves the log start into the run's third segment while the merge is in flight
     m = await b.ms.update(TOPIC, 0, lambda m: m.with_log_start(12), epoch=b.epoch[0])
     assert m.segments[0] == run[2]
     m = await b.swap(0, run, new)
@@ -424,7 +424,7 @@ async def test_compaction_after_retention_advanced_the_log_start(store):
     after = await read_all(store, m)
     assert after == {o: v for o, v in before.items() if o >= 12}
     assert await b.swap(0, run, new) == m                       # idempotent
-    # retention takes the whole compacted range: a late retry is a no-op, not a conflict
+    # retention takes the whole merged range: a late retry is a no-op, not a conflict
     m = await b.ms.update(TOPIC, 0, lambda m: m.with_log_start(20), epoch=b.epoch[0])
     assert new not in m.segments
     assert await b.swap(0, run, new) == m
@@ -433,7 +433,7 @@ async def test_compaction_after_retention_advanced_the_log_start(store):
     assert m.segments == () and await b.swap(0, run2, merged(run2)) == m
 
 
-async def test_compact_run_refuses_corrupt_input(store):
+async def test_merge_run_refuses_corrupt_input(store):
     b = await Broker(store, partitions=(0,)).claim()
     await b.uploads(3)
     m = await b.load(0)
@@ -441,13 +441,13 @@ async def test_compact_run_refuses_corrupt_input(store):
     keys = do.ObjectKeys(1)
     listed = await store.list("data/")
     with pytest.raises(CorruptObject, match="crc32c"):
-        await compact_run(store, keys, [run[0], replace(run[1], crc=run[1].crc ^ 1), run[2]], pk(0))
+        await merge_run(store, keys, [run[0], replace(run[1], crc=run[1].crc ^ 1), run[2]], pk(0))
     # a ref that claims offsets its chunk does not hold (consistently re-numbered)
     shifted = [replace(s, first_offset=s.first_offset + 1, last_offset=s.last_offset + 1) for s in run]
     with pytest.raises(CorruptObject, match="the manifest says"):
-        await compact_run(store, keys, shifted, pk(0))
+        await merge_run(store, keys, shifted, pk(0))
     with pytest.raises(ValueError, match="not contiguous"):
-        await compact_run(store, keys, [run[0], run[2]], pk(0))
+        await merge_run(store, keys, [run[0], run[2]], pk(0))
     assert await store.list("data/") == listed                  # nothing written
     # and the manifest refuses a swap that would not fit
     with pytest.raises(InvalidManifest):
@@ -468,7 +468,7 @@ async def test_collect_garbage_deletes_only_old_unreferenced_objects(store, capl
     for k in (old_ref, old_unref, just_old, young, *foreign, "manifests/t/0.json"):
         await store.put(k, b"x")
     referenced = {old_ref, do.object_key(1, 5)}                  # a referenced key may be missing
-    with caplog.at_level(logging.WARNING, logger="objectstore.compaction"):
+    with caplog.at_level(logging.WARNING, logger="objectstore.merge"):
         deleted = await collect_garbage(store, referenced, grace_seconds=3600, now_ns=now)
     assert deleted == sorted([old_unref, just_old])              # listing order
     assert sorted(await store.list("")) == sorted([old_ref, young, *foreign, "manifests/t/0.json"])
@@ -483,14 +483,14 @@ async def test_collect_garbage_deletes_only_old_unreferenced_objects(store, capl
 
 
 async def test_unreferenced_since_protects_readers_of_an_old_manifest(store):
-    """An old object dropped by a compaction is old by its key, but a reader
+    """An old object dropped by a merge is old by its key, but a reader
     that loaded the manifest before the swap still needs it for a while."""
     b = await Broker(store, partitions=(0,)).claim()
     uploads = await b.uploads(3)
     reader_view = await b.load(0)                                # a fetch in flight holds this
     before = await read_all(store, reader_view)
     run = list(reader_view.segments)
-    new = await compact_run(store, do.ObjectKeys(1), run, pk(0))
+    new = await merge_run(store, do.ObjectKeys(1), run, pk(0))
     m = await b.swap(0, run, new)
 
     state: dict[str, int] = {}
@@ -519,8 +519,8 @@ async def test_crash_between_put_and_manifest_update(store):
     uploads = await b.uploads(4)
     m0, m1 = await b.load(0), await b.load(1)
     before0, before1 = await read_all(store, m0), await read_all(store, m1)
-    (run,) = plan_compaction(m0, target_bytes=4 * m0.segments[0].length)
-    orphan = await compact_run(store, do.ObjectKeys(1), run, pk(0))
+    (run,) = plan_merge(m0, target_bytes=4 * m0.segments[0].length)
+    orphan = await merge_run(store, do.ObjectKeys(1), run, pk(0))
     # "crash": the manifest update never happens. The manifest is as it was and reads as before.
     assert await b.load(0) == m0 and await read_all(store, m0) == before0
     refs = referenced_objects([await b.load(0), await b.load(1)])
@@ -533,15 +533,15 @@ async def test_crash_between_put_and_manifest_update(store):
                                  now_ns=time.time_ns() + LATER) == [orphan.object_key]
     assert await read_all(store, m0) == before0
 
-    # the restarted compactor does it again, this time to the end
-    new0 = await compact_run(store, do.ObjectKeys(1), run, pk(0))
+    # the restarted merger does it again, this time to the end
+    new0 = await merge_run(store, do.ObjectKeys(1), run, pk(0))
     m0 = await b.swap(0, run, new0)
     # the old objects still hold partition 1's data: referenced, kept
     refs = referenced_objects([m0, await b.load(1)])
     assert await collect_garbage(store, refs, grace_seconds=GRACE,
                                  now_ns=time.time_ns() + LATER) == []
-    (run1,) = plan_compaction(m1, target_bytes=4 * m1.segments[0].length)
-    m1 = await b.swap(1, run1, await compact_run(store, do.ObjectKeys(1), run1, pk(1)))
+    (run1,) = plan_merge(m1, target_bytes=4 * m1.segments[0].length)
+    m1 = await b.swap(1, run1, await merge_run(store, do.ObjectKeys(1), run1, pk(1)))
     refs = referenced_objects([m0, m1])
     assert await collect_garbage(store, refs, grace_seconds=GRACE,
                                  now_ns=time.time_ns() + LATER) == uploads

@@ -1,18 +1,18 @@
-"""Segment compaction and garbage collection of data objects (docs/storage.md §8).
+"""Segment merging and garbage collection of data objects (docs/storage.md §8).
 
 Every upload adds one segment per partition to its manifest, so a busy
 partition collects many small segments and an idle one many tiny ones.
-Compaction merges a run of a partition's adjacent segments into ONE new
+A merge rewrites a run of a partition's adjacent segments into ONE new
 per-partition data object and swaps the run for its single ref in the
 manifest; garbage collection deletes the data objects no manifest references
 any more::
 
     m, _ = await ms.load(topic_id, partition)
-    for run in plan_compaction(m):                       # pure: which runs to merge
-        new = await compact_run(store, keys, run, partition_key(topic_id, partition))
+    for run in plan_merge(m):                            # pure: which runs to merge
+        new = await merge_run(store, keys, run, partition_key(topic_id, partition))
         try:
             m = await ms.update(topic_id, partition, replace_segments(run, new), epoch=epoch)
-        except CompactionConflict:
+        except MergeConflict:
             pass                                         # `new` is garbage now; GC takes it
 
     # elsewhere, periodically, over ALL manifests of the cluster:
@@ -21,14 +21,14 @@ any more::
     await collect_garbage(store, refs, grace_seconds=3600, now_ns=started,
                           unreferenced_since=state)     # state: a dict kept between runs
 
-Steps and their cost: ``compact_run`` reads each segment's chunk in ranged
+Steps and their cost: ``merge_run`` reads each segment's chunk in ranged
 GETs of at most ``READ_PIECE`` bytes (crc32c verified; a few at a time, and
 with a ``RatePacer`` at a steady rate), builds one data object holding
 one chunk (the run's batches, bytes unchanged, in offset order), PUTs it
 unconditionally under a fresh key and returns its ref. ``replace_segments`` is
 a pure, idempotent ``ManifestStore.update`` function that swaps the run for
 that ref in one conditional write. Run it with the partition's epoch (the
-owner runs compaction; it holds the epoch, and its appends and the compaction
+owner runs the merge; it holds the epoch, and its appends and the merge
 then share the owner fast path; a claim in between fences the swap, harmlessly).
 
 Crash safety. The only state change that matters is the manifest's, and it is
@@ -45,22 +45,22 @@ one conditional write that replaces the run by a ref to the same offsets:
   offset from log start to next_offset is in exactly one segment: no record is
   lost or duplicated. A retry after a lost answer sees ``new`` already in place
   and changes nothing (idempotent); a run that changed meanwhile (another
-  compaction) raises CompactionConflict and writes nothing; a run whose leading
+  merge) raises MergeConflict and writes nothing; a run whose leading
   segments retention dropped meanwhile is still swapped (the new ref may then
   start below log_start_offset, as the invariants allow).
 
 What the grace period protects, and the rules that come with it:
 
-- Objects whose manifest update is still in flight (an upload, a compaction):
+- Objects whose manifest update is still in flight (an upload, a merge):
   GC never deletes an object whose key's sequence (its writer's clock, ns) is
   younger than ``now - grace``. So the update must land within the grace
-  period after ``keys.next()`` (minus clock skew): an uploader or compactor
+  period after ``keys.next()`` (minus clock skew): an uploader or merger
   whose update is still failing (StoreUnavailable) that late must not apply it
-  any more (a compaction drops its result; an upload re-uploads under a fresh
+  any more (a merge drops its result; an upload re-uploads under a fresh
   key), or the manifest would reference a deleted object. And ``now_ns`` must
   be taken BEFORE the manifests are read: an object referenced by a manifest
   written after that read is then younger than ``now_ns - grace``.
-- Readers in flight that loaded a manifest before a compaction (or retention)
+- Readers in flight that loaded a manifest before a merge (or retention)
   dropped an object: the key's sequence does not help them (an old object is
   old), so pass ``unreferenced_since`` (a dict kept across GC runs): an object
   is then deleted only after it was seen unreferenced for a whole grace period
@@ -91,7 +91,7 @@ log = logging.getLogger(__name__)
 DEFAULT_TARGET_BYTES = 64 << 20
 DEFAULT_MAX_SEGMENTS = 32
 DEFAULT_MIN_RUN = 2
-READ_CONCURRENCY = 8          # ranged GETs in flight per compact_run
+READ_CONCURRENCY = 8          # ranged GETs in flight per merge_run
 READ_PIECE = 4 << 20          # bytes per ranged GET: a large segment is read (and paced) in pieces
 DELETE_CONCURRENCY = 16       # DELETEs in flight per collect_garbage
 
@@ -102,15 +102,15 @@ class RatePacer:
     ``take_blocking`` does the same in a thread (the filesystem store's
     writer calls it between steps of a put).
 
-    Why compaction is paced: the embedded store shares the WAL's disk, and
+    Why merging is paced: the embedded store shares the WAL's disk, and
     the kernel's I/O scheduler (mq-deadline) serves reads before queued
     writes. A 46 MB merge read as fast as the disk gives them (8 segment GETs
     at a time) held the WAL's fdatasyncs back: p99 48-81 ms, max 102-111 ms
     while it ran, against 3-5 ms without it; read at 20 MB/s, p99 6 ms
-    (``deploy/compaction-contention.py``, BENCHMARKS.md session 7). Its write
-    (as many bytes again, once per pass) is paced by the same budget. No
-    credit builds up while idle: a pass starts at the rate, never with a
-    burst.
+    (``deploy/merge-contention.py``, BENCHMARKS.md session 7, where merging
+    is still called compaction). Its write (as many bytes again, once per
+    pass) is paced by the same budget. No credit builds up while idle: a pass
+    starts at the rate, never with a burst.
     """
 
     def __init__(self, bytes_per_second: float, *, clock: Callable[[], float] = time.monotonic,
@@ -148,19 +148,19 @@ class RatePacer:
 
     def take_blocking(self, n: int) -> None:
         if self._stopped.is_set():
-            raise PacerStopped("compaction stopped")
+            raise PacerStopped("merge stopped")
         wait = self._book(n)
         if wait > 0 and self._blocking_sleep(wait):
-            raise PacerStopped("compaction stopped")
+            raise PacerStopped("merge stopped")
 
 
 class PacerStopped(ObjectStoreError):
     """A paced transfer was stopped (``RatePacer.stop``)."""
 
 
-class CompactionConflict(ObjectStoreError):
-    """The run a compaction replaces is no longer in the manifest (another
-    compaction replaced it, or some of it): nothing was written. The new object
+class MergeConflict(ObjectStoreError):
+    """The run a merge replaces is no longer in the manifest (another
+    merge replaced it, or some of it): nothing was written. The new object
     is unreferenced; garbage collection deletes it."""
 
 
@@ -182,7 +182,7 @@ def _check_run(run: Sequence[SegmentRef]) -> tuple[SegmentRef, ...]:
 # -- planning -------------------------------------------------------------------------
 
 
-def plan_compaction(m: Manifest, *, target_bytes: int = DEFAULT_TARGET_BYTES,
+def plan_merge(m: Manifest, *, target_bytes: int = DEFAULT_TARGET_BYTES,
                     max_segments: int = DEFAULT_MAX_SEGMENTS,
                     min_run: int = DEFAULT_MIN_RUN) -> list[list[SegmentRef]]:
     """The runs of ``m``'s segments worth merging, each into one new object.
@@ -205,7 +205,7 @@ def plan_compaction(m: Manifest, *, target_bytes: int = DEFAULT_TARGET_BYTES,
     of the log usually waits until it qualifies. A run may start with an
     earlier merge result that still has room below the target: it is then
     rewritten to absorb the segments that fit (write amplification, bounded
-    by that room). Runs have no segment-count cap: ``compact_run`` reads a
+    by that room). Runs have no segment-count cap: ``merge_run`` reads a
     run of thousands of tiny segments with as many GETs.
     """
     if target_bytes < 1 or max_segments < 1 or min_run < 2:
@@ -249,7 +249,7 @@ def _check_chunk(data: bytes | Sequence[memoryview | bytes], s: SegmentRef) -> N
                                           f"the manifest says {s.first_offset}..{s.last_offset}")
 
 
-async def compact_run(store: ObjectStore, keys: ObjectKeys, run: Sequence[SegmentRef],
+async def merge_run(store: ObjectStore, keys: ObjectKeys, run: Sequence[SegmentRef],
                       partition_key: bytes, *, pacer: RatePacer | None = None,
                       piece_bytes: int = READ_PIECE) -> SegmentRef:
     """Merge ``run`` (adjacent segments of the partition ``partition_key``)
@@ -329,8 +329,8 @@ def replace_segments(run: Sequence[SegmentRef], new: SegmentRef
       replaced (``new`` then starts below log_start_offset).
     - The whole run below the log start (retention took it all): returned
       unchanged; ``new`` is left unreferenced, for the GC.
-    - Otherwise (the run replaced or cut by another compaction):
-      CompactionConflict, nothing written.
+    - Otherwise (the run replaced or cut by another merge):
+      MergeConflict, nothing written.
     """
     run = _check_run(run)
     if (new.first_offset, new.last_offset) != (run[0].first_offset, run[-1].last_offset):
@@ -362,8 +362,8 @@ def replace_segments(run: Sequence[SegmentRef], new: SegmentRef
             k = next((k for k, s in enumerate(run)
                       if m.segments and _ident(s) == _ident(m.segments[0])), None)
             if not (k and run[k - 1].last_offset < m.log_start_offset and matches(m, 0, k)):
-                raise CompactionConflict(
-                    f"{m.key}: segments {run[0].first_offset}..{run[-1].last_offset} to compact "
+                raise MergeConflict(
+                    f"{m.key}: segments {run[0].first_offset}..{run[-1].last_offset} to merge "
                     f"into {new.object_key} are no longer in the manifest as planned")
             segments = (new,) + m.segments[len(run) - k:]
         out = replace(m, segments=segments)
