@@ -1,0 +1,111 @@
+"""Two `sluice serve` processes on one bucket, through real clients: they form
+one cluster (membership, spread partitions, NOT_LEADER_OR_FOLLOWER re-routing),
+and a broker that shuts down cleanly hands its partitions to the other, which
+serves every acknowledged record from the bucket.
+
+Reassignment with a hand-off, draining and failover are later issues; this is
+what the cluster package gives today (docs/cluster.md)."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from tests.e2e.test_crash import wait_until
+
+FAST = ("broker.heartbeat.interval.ms=200", "num.partitions=1")
+
+
+@pytest.fixture
+def two_brokers(broker_factory, minio, minio_bucket):
+    """Brokers 1 and 2 on the session MinIO's fresh bucket."""
+    def start(node: int):
+        return broker_factory(*FAST, f"node.id={node}", name=f"node{node}", env=minio.env(),
+                              extra_args=["--object-store", f"s3://{minio_bucket}"])
+    one = start(1)
+    two = start(2)
+    return one, two, minio, minio_bucket
+
+
+def leaders(admin: AdminClient, topic: str) -> dict[int, int]:
+    md = admin.list_topics(topic, timeout=10)
+    return {p.id: p.leader for p in md.topics[topic].partitions.values()}
+
+
+pytestmark = pytest.mark.minio
+
+
+def test_two_brokers_on_one_bucket_spread_serve_and_hand_over(two_brokers):
+    one, two, minio, bucket = two_brokers
+    admin = AdminClient({"bootstrap.servers": one.bootstrap})
+    # both brokers are members; Metadata from either lists both
+    wait_until(lambda: len(admin.list_topics(timeout=10).brokers) == 2, 10, "broker 1 to see broker 2")
+    md = AdminClient({"bootstrap.servers": two.bootstrap}).list_topics(timeout=10)
+    assert sorted(md.brokers) == [1, 2]
+    assert md.controller_id in (1, 2)
+
+    # a new topic's partitions spread over both, and each broker serves its own
+    admin.create_topics([NewTopic("spread", 4, 1)])["spread"].result(15)
+    wait_until(lambda: sorted(leaders(admin, "spread").values()) == [1, 1, 2, 2], 10, "leaders on both")
+
+    producer = Producer({"bootstrap.servers": one.bootstrap, "enable.idempotence": True, "acks": "all",
+                         "linger.ms": 5})
+    acked: dict[int, list[bytes]] = {p: [] for p in range(4)}
+
+    def on_delivery(err, msg):
+        assert err is None, err
+        acked[msg.partition()].append(msg.value())
+    for i in range(400):
+        producer.produce("spread", value=b"v%d" % i, partition=i % 4, on_delivery=on_delivery)
+    assert producer.flush(30) == 0
+    assert sum(map(len, acked.values())) == 400
+
+    # a broker asked for a partition it does not own answers NOT_LEADER_OR_FOLLOWER:
+    # the client, bootstrapped on broker 2 only, still reaches broker 1's partitions
+    c = Consumer({"bootstrap.servers": two.bootstrap, "group.id": "g1", "auto.offset.reset": "earliest",
+                  "enable.auto.commit": False})
+    c.assign([TopicPartition("spread", p, 0) for p in range(4)])
+    got = read_all(c, 400)
+    c.close()
+    assert got == acked
+
+    # broker 2 shuts down cleanly: it uploads, deregisters, and broker 1 adopts its partitions
+    assert two.stop() == 0, two.log_text()[-3000:]
+    assert [o["Key"] for o in minio.objects(bucket, "cluster/brokers/")] == ["cluster/brokers/1.json"]
+    wait_until(lambda: set(leaders(admin, "spread").values()) == {1}, 15, "broker 1 to own every partition")
+    doc = json.loads(minio.client().get_object(Bucket=bucket, Key="cluster/metadata.json")["Body"].read())
+    spread = next(t for t in doc["topics"] if t["name"] == "spread")
+    assert spread["owners"] == [1, 1, 1, 1]
+    assert sorted(spread["epochs"]) == [1, 1, 2, 2]     # the two that moved: epoch + 1
+
+    # every acknowledged record is served by the new owner, in order, exactly once
+    c = Consumer({"bootstrap.servers": one.bootstrap, "group.id": "g2", "auto.offset.reset": "earliest",
+                  "enable.auto.commit": False})
+    c.assign([TopicPartition("spread", p, 0) for p in range(4)])
+    assert read_all(c, 400) == acked
+    c.close()
+
+    # and the idempotent producer carries on against the new owner
+    for i in range(400, 440):
+        producer.produce("spread", value=b"v%d" % i, partition=i % 4, on_delivery=on_delivery)
+    assert producer.flush(30) == 0
+    assert sum(map(len, acked.values())) == 440
+
+
+def read_all(consumer: Consumer, n: int, timeout: float = 30) -> dict[int, list[bytes]]:
+    out: dict[int, list[bytes]] = {p: [] for p in range(4)}
+    deadline = time.monotonic() + timeout
+    count = 0
+    while count < n and time.monotonic() < deadline:
+        msg = consumer.poll(0.5)
+        if msg is None:
+            continue
+        if msg.error():
+            assert msg.error().code() == KafkaError._PARTITION_EOF, msg.error()
+            continue
+        out[msg.partition()].append(msg.value())
+        count += 1
+    return out
