@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from objectstore import open_object_store
+from objectstore import ObjectStore, open_object_store
 
 from .clock import Clock, SystemClock
 from .cluster import Cluster, topic_name_error
@@ -24,9 +24,11 @@ log = logging.getLogger(__name__)
 
 
 class Broker:
-    def __init__(self, config: BrokerConfig, data_dir: str, *, object_store: str, advertised_host: str,
-                 advertised_port: int, metrics: BrokerMetrics | None = None,
-                 clock: Clock | None = None) -> None:
+    def __init__(self, config: BrokerConfig, data_dir: str, *, object_store: str | None = None,
+                 advertised_host: str, advertised_port: int, metrics: BrokerMetrics | None = None,
+                 clock: Clock | None = None, store: ObjectStore | None = None) -> None:
+        """``object_store`` is a URL to open; ``store`` an ObjectStore to use
+        instead (brokers of the in-process cluster rig share one)."""
         self.config = config
         self.node_id: int = config["node.id"]
         self.data_dir = data_dir
@@ -34,7 +36,11 @@ class Broker:
         self.advertised_port = advertised_port
         self.clock = clock or SystemClock()
         self.metrics = metrics or BrokerMetrics()
-        store = MeteredStore(open_object_store(object_store), self.metrics)
+        if store is None:
+            if object_store is None:
+                raise TypeError("Broker needs object_store (a URL) or store")
+            store = open_object_store(object_store)
+        store = MeteredStore(store, self.metrics)
         self.cluster = Cluster(config, store, host=advertised_host, port=advertised_port, clock=self.clock)
         self.replicas = ReplicaManager(config, data_dir, store, metrics=self.metrics,
                                        metadata=self.cluster.metadata)
