@@ -95,6 +95,16 @@ class Broker:
             return ErrorCode.LEADER_NOT_AVAILABLE
         return ErrorCode.NONE
 
+    async def halt(self) -> None:
+        """Stop as a SIGKILL would, for in-process tests: no upload, no
+        deregistration, no lease release; the WAL is closed as it stands."""
+        if self._load_hold is not None:
+            self._load_hold.cancel()
+        await self.cluster.halt()
+        await self.tiering.halt()
+        self.groups.shutdown()
+        await self.replicas.close()
+
     async def close(self) -> None:
         """Clean shutdown: upload everything (bounded), leave the cluster, close the WAL and the store."""
         if self._load_hold is not None:

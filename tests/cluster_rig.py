@@ -32,7 +32,7 @@ running. Work that sleeps on the clock (a delayed request or store
 operation) counts as quiet; so does work that waits for it through a task
 the rig does not know of, once nothing moved for CLOCK_QUIET (0.2 s of wall
 time, spent only then). Background loops that use wall time (the
-uploader, compaction, GC) are idled by the default overrides (intervals of
+upload, merge, GC) are idled by the default overrides (intervals of
 an hour, ``s3.upload.bytes`` far above anything a test writes); upload with
 ``rig.upload(node)``. Still on the event loop's own timers, not the clock:
 group-coordinator sessions, Fetch long polls, the claim retry back-off.
@@ -88,7 +88,7 @@ DEFAULT_OVERRIDES: dict[str, Any] = {
     "s3.upload.interval.ms": 3_600_000,
     "s3.upload.bytes": 1 << 40,
     "s3.manifest.interval.ms": 3_600_000,
-    "s3.compaction.interval.ms": 3_600_000,
+    "s3.merge.interval.ms": 3_600_000,
     "s3.gc.interval.ms": 3_600_000,
     "log.retention.check.interval.ms": 3_600_000,
     "offsets.retention.check.interval.ms": 3_600_000,
@@ -233,25 +233,15 @@ class ClusterRig:
         await self.settle()
 
     async def _halt(self, node: int) -> None:
-        """Stop a broker as a SIGKILL would. There is no such API (Broker.close
-        uploads and deregisters; Cluster.stop releases the lease), so this
-        reaches into the parts: cluster heartbeat, uploader and compaction
-        tasks, the hold task, group timers, the rig's requests; then closes
-        the WAL (and the claims) through ReplicaManager.close."""
+        """Stop a broker as a SIGKILL would (``Broker.halt``), and the rig's
+        requests to it."""
         b = self.brokers[node]
-        c, u = b.cluster, b.uploader
-        c._stopped = True
-        if c._timer is not None:
-            c._timer.cancel()
-        u._stopping = True
-        tasks = [t for t in (c._tick_task, u._task, u._compacting, b._load_hold) if t is not None]
-        tasks += [t for t, n in self._busy.items() if n == node]
+        tasks = [t for t, n in self._busy.items() if n == node]
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        b.groups.shutdown()
         try:
-            await b.replicas.close()
+            await b.halt()
         finally:
             self._forget(node)
 
@@ -460,7 +450,7 @@ class ClusterRig:
         """One upload by broker ``node`` of everything it has, manifests
         recorded; True when nothing is left only in its WAL."""
         self._log(f"upload node {node}")
-        return await self._run_as(node, self._live(node).uploader.upload_once(force=True), busy=True)
+        return await self._run_as(node, self._live(node).tiering.upload.upload_once(force=True), busy=True)
 
     async def move_partition(self, topic: str, index: int, to_node: int) -> int:
         """Give ``topic``-``index`` to ``to_node`` in the metadata document

@@ -107,6 +107,13 @@ class UploadTask:
                 self._failures += 1
             delay = interval if not self._failures else min(interval * 2 ** self._failures, 5.0)
 
+    async def halt(self) -> None:
+        """Stop the loop now, mid-upload if need be (what a crash leaves)."""
+        self._stopping = True
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
     async def stop_loop(self) -> None:
         """Stop the loop after the upload in progress, if any."""
         self._stopping = True
