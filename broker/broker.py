@@ -10,11 +10,11 @@ from .clock import Clock, SystemClock
 from .cluster import Cluster, topic_name_error
 from .config import BrokerConfig
 from .coordinator.group import GroupCoordinator
+from .coordinator.log import WalGroupLog
+from .coordinator.snapshot import GroupSnapshots
 from .errors import ErrorCode
 from .failpoints import hold_point
 from .fetch_session import FetchSessionCache
-from .coordinator.log import WalGroupLog
-from .coordinator.snapshot import GroupSnapshots
 from .log.replica_manager import ReplicaManager
 from .metrics import BrokerMetrics
 from .tiering.metered_store import MeteredStore
@@ -84,8 +84,9 @@ class Broker:
             return ErrorCode.INVALID_TOPIC_EXCEPTION
         if not self.config["auto.create.topics.enable"]:
             return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-        from .cluster import TopicExists
         from objectstore import ObjectStoreError
+
+        from .cluster import TopicExists
         try:
             await self.cluster.create_topic(name, self.config["num.partitions"])
         except TopicExists:

@@ -55,14 +55,30 @@ from __future__ import annotations
 from urllib.parse import unquote, urlsplit
 
 from . import data_object
-from .base import (CorruptObject, Fenced, InvalidKey, InvalidManifest, NotFound, ObjectInfo,
-                   ObjectStore, ObjectStoreError, PreconditionFailed, StoreUnavailable)
-from .merge import (MergeConflict, collect_garbage, merge_run, plan_merge, referenced_objects,
-                    replace_segments)
+from .base import (
+    CorruptObject,
+    Fenced,
+    InvalidKey,
+    InvalidManifest,
+    NotFound,
+    ObjectInfo,
+    ObjectStore,
+    ObjectStoreError,
+    PreconditionFailed,
+    StoreUnavailable,
+)
 from .filesystem import FilesystemObjectStore
+from .manifest import (
+    CLUSTER_METADATA_KEY,
+    Manifest,
+    ManifestStore,
+    SegmentRef,
+    append_segments,
+    conditional_update,
+    manifest_key,
+)
 from .memory import MemoryObjectStore
-from .manifest import (CLUSTER_METADATA_KEY, Manifest, ManifestStore, SegmentRef,
-                       append_segments, conditional_update, manifest_key)
+from .merge import MergeConflict, collect_garbage, merge_run, plan_merge, referenced_objects, replace_segments
 
 __all__ = [
     "ObjectStore", "ObjectInfo", "ObjectStoreError", "NotFound", "PreconditionFailed",

@@ -192,7 +192,7 @@ class ObjectStore(abc.ABC):
 
     # -- lifecycle -----------------------------------------------------------
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 -- a no-op unless a backend holds connections
         """Release connections. The store must not be used afterwards."""
 
     async def __aenter__(self) -> "ObjectStore":

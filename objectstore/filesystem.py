@@ -28,9 +28,20 @@ from pathlib import Path
 
 from wal.reclaim import FileReclaimer
 
-from .base import (RESERVED_PREFIX, Body, InvalidKey, NotFound, ObjectInfo, ObjectStore,
-                   ObjectStoreError, PreconditionFailed, body_parts, check_key, check_put_args,
-                   check_range)
+from .base import (
+    RESERVED_PREFIX,
+    Body,
+    InvalidKey,
+    NotFound,
+    ObjectInfo,
+    ObjectStore,
+    ObjectStoreError,
+    PreconditionFailed,
+    body_parts,
+    check_key,
+    check_put_args,
+    check_range,
+)
 
 RESERVED = RESERVED_PREFIX
 LOCK_STRIPES = 64
@@ -261,10 +272,10 @@ class FilesystemObjectStore(ObjectStore):
         for d in reversed(missing):
             try:
                 d.mkdir()
-            except FileExistsError:
+            except FileExistsError as e:
                 if not d.is_dir():
                     raise InvalidKey(
-                        f"{d.relative_to(self.root)!s} is an object; it cannot also be a prefix")
+                        f"{d.relative_to(self.root)!s} is an object; it cannot also be a prefix") from e
                 continue
             _fsync_dir(d.parent)
 
@@ -306,8 +317,8 @@ class FilesystemObjectStore(ObjectStore):
                         break
                     except FileNotFoundError:
                         continue    # a delete removed the (empty) parent meanwhile
-                    except (IsADirectoryError, NotADirectoryError):
-                        raise InvalidKey(f"key {key!r} conflicts with another key's prefix")
+                    except (IsADirectoryError, NotADirectoryError) as e:
+                        raise InvalidKey(f"key {key!r} conflicts with another key's prefix") from e
                     except OSError as e:
                         if e.errno in (errno.ENOTEMPTY, errno.EEXIST):
                             raise InvalidKey(f"key {key!r} is a prefix of other keys") from None

@@ -52,8 +52,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
-from .base import (CorruptObject, Fenced, InvalidManifest, NotFound, ObjectStore,
-                   PreconditionFailed)
+from .base import CorruptObject, Fenced, InvalidManifest, NotFound, ObjectStore, PreconditionFailed
 from .data_object import ChunkRef
 
 T = TypeVar("T")

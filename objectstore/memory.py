@@ -33,8 +33,19 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from .base import (Body, InvalidKey, NotFound, ObjectInfo, ObjectStore, PreconditionFailed,
-                   StoreUnavailable, body_parts, check_key, check_put_args, check_range)
+from .base import (
+    Body,
+    InvalidKey,
+    NotFound,
+    ObjectInfo,
+    ObjectStore,
+    PreconditionFailed,
+    StoreUnavailable,
+    body_parts,
+    check_key,
+    check_put_args,
+    check_range,
+)
 
 OPS = ("put", "get", "get_range", "head", "list", "delete")
 

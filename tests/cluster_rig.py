@@ -70,16 +70,16 @@ from pathlib import Path
 from typing import Any
 
 from kafka.protocol.api_key import ApiKey
+from wire import encode_request, response_class
 
+from broker import failpoints
 from broker.apis import API_TABLE, RequestContext, load_all
 from broker.broker import Broker
 from broker.clock import ManualClock
 from broker.cluster import MetadataStore, OwnershipDelta
 from broker.config import BrokerConfig
-from broker import failpoints
 from broker.network.protocol import null_field, parse_request_header, peek_api
 from objectstore import MemoryObjectStore
-from wire import encode_request, response_class
 
 log = logging.getLogger(__name__)
 

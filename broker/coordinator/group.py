@@ -325,8 +325,8 @@ class GroupCoordinator:
             if g.state == DEAD:
                 continue
             if g.protocol_type is not None and g.state == EMPTY:
-                base = (lambda om, ts=g.state_timestamp: ts if ts is not None and ts >= 0 else om.commit_timestamp)
-                keep = None
+                base, keep = (lambda om, ts=g.state_timestamp:
+                              ts if ts is not None and ts >= 0 else om.commit_timestamp), None
             elif g.protocol_type is None:
                 base, keep = (lambda om: om.commit_timestamp), None
             elif g.state == STABLE and (subscribed := g.subscribed_topics()) is not None:
@@ -495,7 +495,7 @@ class GroupCoordinator:
                 if m.timer:
                     m.timer.cancel()
                 _resolve(m.sync_future, (ErrorCode.UNKNOWN_MEMBER_ID, b""))
-        for mid, h in list(g.pending_members.items()):
+        for _mid, h in list(g.pending_members.items()):
             h.cancel()
         g.pending_members.clear()
         g.generation += 1

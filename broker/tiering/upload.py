@@ -65,7 +65,8 @@ class GroupSnapshotFlush(Protocol):
 
 
 class UploadTask:
-    def __init__(self, rm: ReplicaManager, groups: GroupSnapshotFlush, metrics, *, keys: data_object.ObjectKeys | None = None) -> None:
+    def __init__(self, rm: ReplicaManager, groups: GroupSnapshotFlush, metrics, *,
+                 keys: data_object.ObjectKeys | None = None) -> None:
         self.rm = rm
         self.groups = groups              # the group snapshots: flush() -> bool, dirty
         self.metrics = metrics

@@ -7,16 +7,16 @@ import asyncio
 import time
 
 import pytest
+from cluster_rig import ClusterRig, RequestDropped
 from kafka.protocol.admin import CreateTopicsRequest
 from kafka.protocol.api_key import ApiKey
 from kafka.protocol.consumer import FetchRequest
 from kafka.protocol.metadata import MetadataRequest
 from kafka.protocol.producer import ProduceRequest
+from wire import decode_records, make_batch
 
 from broker import failpoints
 from broker.errors import ErrorCode
-from cluster_rig import ClusterRig, RequestDropped
-from wire import decode_records, make_batch
 
 NOT_LEADER = ErrorCode.NOT_LEADER_OR_FOLLOWER
 CT = CreateTopicsRequest.CreatableTopic

@@ -11,10 +11,17 @@ import asyncio
 import random
 
 import pytest
-
-from objectstore import (FilesystemObjectStore, InvalidKey, MemoryObjectStore, NotFound,
-                         ObjectStoreError, PreconditionFailed, open_object_store)
 from minio_server import open_test_store
+
+from objectstore import (
+    FilesystemObjectStore,
+    InvalidKey,
+    MemoryObjectStore,
+    NotFound,
+    ObjectStoreError,
+    PreconditionFailed,
+    open_object_store,
+)
 from objectstore.s3 import S3ObjectStore
 
 PAGE_SIZE = 7

@@ -7,8 +7,14 @@ import random
 
 import pytest
 
-from objectstore import (InvalidKey, MemoryObjectStore, NotFound, PreconditionFailed,
-                         StoreUnavailable, conditional_update)
+from objectstore import (
+    InvalidKey,
+    MemoryObjectStore,
+    NotFound,
+    PreconditionFailed,
+    StoreUnavailable,
+    conditional_update,
+)
 
 
 async def test_a_key_cannot_also_be_a_prefix():
