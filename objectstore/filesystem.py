@@ -178,7 +178,7 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _read_all(fd: int) -> bytes:
+def _read_all(fd: int) -> bytes | bytearray:
     # An object's file is never written after the rename that published it
     # (a put renames a new inode over the path), so its size is final.
     return _read_range(fd, 0, os.fstat(fd).st_size)
@@ -342,7 +342,7 @@ class FilesystemObjectStore(ObjectStore):
             raise NotFound(key)
         return fd
 
-    def _get_sync(self, key: str) -> tuple[bytes, str]:
+    def _get_sync(self, key: str) -> tuple[bytes | bytearray, str]:
         fd = self._open(key)
         try:
             data = _read_all(fd)
@@ -350,7 +350,7 @@ class FilesystemObjectStore(ObjectStore):
             os.close(fd)
         return data, _etag(data)
 
-    def _get_range_sync(self, key: str, start: int, end: int | None) -> bytes:
+    def _get_range_sync(self, key: str, start: int, end: int | None) -> bytes | bytearray:
         fd = self._open(key)
         try:
             if end is None:
@@ -441,10 +441,10 @@ class FilesystemObjectStore(ObjectStore):
         check_put_args(if_match, if_none_match)
         return await asyncio.to_thread(self._put_sync, key, data, if_match, if_none_match, pace)
 
-    async def get_with_etag(self, key: str) -> tuple[bytes, str]:
+    async def get_with_etag(self, key: str) -> tuple[bytes | bytearray, str]:
         return await asyncio.to_thread(self._get_sync, key)
 
-    async def get_range(self, key: str, start: int, end: int | None = None) -> bytes:
+    async def get_range(self, key: str, start: int, end: int | None = None) -> bytes | bytearray:
         check_range(start, end)
         return await asyncio.to_thread(self._get_range_sync, key, start, end)
 

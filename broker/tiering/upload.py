@@ -51,6 +51,7 @@ from objectstore.manifest import Manifest
 from ..failpoints import crash_point
 from ..log.partition import Partition
 from ..log.replica_manager import ReplicaManager, encode_producer_state
+from .metered_store import MeteredStore
 
 log = logging.getLogger(__name__)
 MAX_UNCONFIRMED = 64     # uploaded segments a partition may have waiting for its manifest
@@ -266,6 +267,8 @@ class UploadTask:
         refs = [ref for ref, _, _ in st.unconfirmed]
         pstate = next((s for _, _, s in reversed(st.unconfirmed) if s is not None), None)
         log_start = p.log_start_offset
+        epoch = st.epoch
+        assert epoch is not None  # upload_once works on claimed partitions only (never unclaimed)
 
         def record(m: Manifest) -> Manifest:
             todo = [r for r in refs if r.last_offset >= m.next_offset]
@@ -273,7 +276,7 @@ class UploadTask:
                 m = m.appended(todo, producer_state=pstate)
             return m.with_log_start(min(log_start, m.next_offset))
         try:
-            m = await self.rm.manifests.update(p.topic_id, p.index, record, epoch=st.epoch)
+            m = await self.rm.manifests.update(p.topic_id, p.index, record, epoch=epoch)
         except Fenced as exc:
             log.error("partition %s-%d: fenced by a newer owner (%s); no longer serving it",
                       p.topic, p.index, exc)
@@ -295,6 +298,7 @@ class UploadTask:
         ingested = self.metrics.bytes_in_total._value.get()
         if ingested > 0:
             store = self.rm.store
+            assert isinstance(store, MeteredStore)  # the broker's store counts its requests
             self.metrics.puts_per_gb.set(store.puts / (ingested / 1e9))
             self.metrics.gets_per_gb.set(store.gets / (ingested / 1e9))
         tc, bc = self.rm.tail_cache, self.rm.block_cache
