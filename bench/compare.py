@@ -1153,7 +1153,8 @@ def run_compare(args) -> int:
                    "rate_records": rate_runs[0]["records"] if rate_runs else None,
                    "producer_props": props,
                    "tail_rate_mb_per_s": args.tail_rate, "librdkafka_seconds": args.librdkafka_seconds,
-                   "librdkafka_rate_mb_per_s": args.librdkafka_rate, "tail_seconds": args.tail_seconds, "tail_records": tail_n,
+                   "librdkafka_rate_mb_per_s": args.librdkafka_rate, "tail_seconds": args.tail_seconds,
+                   "tail_records": tail_n,
                    "catchup_mb": args.catchup_mb, "catchup_records": catchup_n,
                    "catchup_fetch_size": READ_FETCH_BYTES,
                    "catchup_sluice_block_cache_mib": args.catchup_block_cache_mb,
@@ -1408,7 +1409,8 @@ def markdown_table(result: dict) -> str:
             "(same producer settings); Kafka's `kafka-reassign-partitions` moves it to broker 2 "
             "(`--execute` without a throttle, then `--verify` every "
             f"{c.get('move_verify_pause_s', VERIFY_PAUSE_S):g} s plus its run time until it reports the "
-            "reassignment complete); afterwards every offset is still readable on broker 2. The data was just written, so "
+            "reassignment complete); afterwards every offset is still readable on broker 2. The data was just "
+            "written, so "
             "the source broker reads it from the page cache. Metadata time: confluent-kafka Metadata every "
             f"{c['move_poll_interval_s']:g} s, from the last poll that still showed the partition only on "
             "broker 1 (or the `--execute` start, if later) to the first that showed it only on broker 2, "
@@ -1458,11 +1460,13 @@ def _section(result: dict, table: str, plot_path: str | None) -> str:
         "|---|---|",
         f"| CPU | {m['cpus']} cores ({m.get('cpu_model') or '?'}) |",
         f"| memory | {m['memory_gib']} GiB |",
-        f"| write + fdatasync at start, 64 KiB | p50 {f64['p50_ms']:.2f} ms, p99 {f64['p99_ms']:.2f} ms ({f64['count']} writes) |",
+        f"| write + fdatasync at start, 64 KiB | p50 {f64['p50_ms']:.2f} ms, p99 {f64['p99_ms']:.2f} ms "
+        f"({f64['count']} writes) |",
         f"| write + fdatasync at start, 4 KiB | p50 {f4['p50_ms']:.2f} ms, p99 {f4['p99_ms']:.2f} ms |",
         f"| load average at start | {m['loadavg_at_start']:.2f} |",
         f"| platform | {m['platform']} |",
-        f"| versions | Sluice {v['sluice']} at `{v['sluice_commit']}`{' (+ uncommitted changes)' if v['sluice_worktree_dirty'] else ''}, "
+        f"| versions | Sluice {v['sluice']} at `{v['sluice_commit']}`"
+        f"{' (+ uncommitted changes)' if v['sluice_worktree_dirty'] else ''}, "
         f"Apache Kafka {v['kafka']} ({c['kafka_heap']}), {v['java']}, CPython {v['python']} |",
         *([f"| consumers | {v['consumer_clients']} |"] if v.get("consumer_clients") else []),
         f"| run time | {result['elapsed_s']:.0f} s |",
@@ -1480,7 +1484,7 @@ def write_benchmarks(path: str, result: dict, table: str, plot_path: str | None)
     text = Path(path).read_text() if os.path.exists(path) else "# Benchmarks\n"
     section = _section(result, table, plot_path)
     lines = text.splitlines(keepends=True)
-    start = next((i for i, l in enumerate(lines) if l.rstrip() == SECTION), None)
+    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION), None)
     if start is None:
         new = text.rstrip("\n") + "\n\n" + section
     else:

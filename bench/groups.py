@@ -99,8 +99,14 @@ def _assignment(topic: str, partitions: list[int]) -> bytes:
 
 def _raw_round(host: str, port: int, members: int, topic: str) -> float:
     """One rebalance of a fresh group with ``members`` raw members; seconds."""
-    from kafka.protocol.consumer import (JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
-                                         LeaveGroupResponse, SyncGroupRequest, SyncGroupResponse)
+    from kafka.protocol.consumer import (
+        JoinGroupRequest,
+        JoinGroupResponse,
+        LeaveGroupRequest,
+        LeaveGroupResponse,
+        SyncGroupRequest,
+        SyncGroupResponse,
+    )
     group = f"bench-{uuid.uuid4().hex[:8]}"
     conns = [_Conn(host, port) for _ in range(members)]
     JR, SR = JoinGroupResponse[5], SyncGroupResponse[3]

@@ -148,7 +148,7 @@ def summarize(runs: list[dict], rates: list[float], systems: list[str]) -> list[
             if not ok:
                 continue
 
-            def med(key: str) -> float:
+            def med(key: str, ok: list = ok) -> float:
                 return round(statistics.median(r["latency_ms"][key] for r in ok), 2)
             within = [r["broker"]["produce_request_share_within_ms"].get("5") for r in ok
                       if r.get("broker") and r["broker"].get("produce_request_share_within_ms")]

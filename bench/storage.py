@@ -329,9 +329,10 @@ def _print(r: dict) -> None:
         (f"tail produce p50/p99 at {t['rate_mb_per_s']:g} MB/s, alone",
          f"{t['alone']['p50']:.1f} / {t['alone']['p99']:.1f} ms" if t["alone"] else "-"),
         (f"tail produce p50/p99 at {t['rate_mb_per_s']:g} MB/s, with a catch-up reader",
-         f"{t['with_catch_up']['p50']:.1f} / {t['with_catch_up']['p99']:.1f} ms (reader {t['catch_up_reader_mb_per_s']} MB/s)"
+         f"{t['with_catch_up']['p50']:.1f} / {t['with_catch_up']['p99']:.1f} ms "
+         f"(reader {t['catch_up_reader_mb_per_s']} MB/s)"
          if t["with_catch_up"] else "-"),
-        (f"... the same with catch-up pacing off (remote.fetch.produce.latency.target.ms=0)",
+        ("... the same with catch-up pacing off (remote.fetch.produce.latency.target.ms=0)",
          f"{t['with_catch_up_unpaced']['p50']:.1f} / {t['with_catch_up_unpaced']['p99']:.1f} ms "
          f"(reader {t['catch_up_reader_mb_per_s_unpaced']} MB/s)" if t.get("with_catch_up_unpaced") else "-"),
     ]

@@ -4,17 +4,17 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from objectstore import open_object_store
+from objectstore import ObjectStore, open_object_store
 
 from .clock import Clock, SystemClock
 from .cluster import Cluster, topic_name_error
 from .config import BrokerConfig
 from .coordinator.group import GroupCoordinator
+from .coordinator.log import WalGroupLog
+from .coordinator.snapshot import GroupSnapshots
 from .errors import ErrorCode
 from .failpoints import hold_point
 from .fetch_session import FetchSessionCache
-from .coordinator.log import WalGroupLog
-from .coordinator.snapshot import GroupSnapshots
 from .log.replica_manager import ReplicaManager
 from .metrics import BrokerMetrics
 from .tiering.metered_store import MeteredStore
@@ -24,9 +24,11 @@ log = logging.getLogger(__name__)
 
 
 class Broker:
-    def __init__(self, config: BrokerConfig, data_dir: str, *, object_store: str, advertised_host: str,
-                 advertised_port: int, metrics: BrokerMetrics | None = None,
-                 clock: Clock | None = None) -> None:
+    def __init__(self, config: BrokerConfig, data_dir: str, *, object_store: str | None = None,
+                 advertised_host: str, advertised_port: int, metrics: BrokerMetrics | None = None,
+                 clock: Clock | None = None, store: ObjectStore | None = None) -> None:
+        """``object_store`` is a URL to open; ``store`` an ObjectStore to use
+        instead (brokers of the in-process cluster rig share one)."""
         self.config = config
         self.node_id: int = config["node.id"]
         self.data_dir = data_dir
@@ -34,7 +36,11 @@ class Broker:
         self.advertised_port = advertised_port
         self.clock = clock or SystemClock()
         self.metrics = metrics or BrokerMetrics()
-        store = MeteredStore(open_object_store(object_store), self.metrics)
+        if store is None:
+            if object_store is None:
+                raise TypeError("Broker needs object_store (a URL) or store")
+            store = open_object_store(object_store)
+        store = MeteredStore(store, self.metrics)
         self.cluster = Cluster(config, store, host=advertised_host, port=advertised_port, clock=self.clock)
         self.replicas = ReplicaManager(config, data_dir, store, metrics=self.metrics,
                                        metadata=self.cluster.metadata)
@@ -78,8 +84,9 @@ class Broker:
             return ErrorCode.INVALID_TOPIC_EXCEPTION
         if not self.config["auto.create.topics.enable"]:
             return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-        from .cluster import TopicExists
         from objectstore import ObjectStoreError
+
+        from .cluster import TopicExists
         try:
             await self.cluster.create_topic(name, self.config["num.partitions"])
         except TopicExists:
@@ -88,6 +95,16 @@ class Broker:
             log.warning("auto-creating topic %s failed: %s", name, exc)
             return ErrorCode.LEADER_NOT_AVAILABLE
         return ErrorCode.NONE
+
+    async def halt(self) -> None:
+        """Stop as a SIGKILL would, for in-process tests: no upload, no
+        deregistration, no lease release; the WAL is closed as it stands."""
+        if self._load_hold is not None:
+            self._load_hold.cancel()
+        await self.cluster.halt()
+        await self.tiering.halt()
+        self.groups.shutdown()
+        await self.replicas.close()
 
     async def close(self) -> None:
         """Clean shutdown: upload everything (bounded), leave the cluster, close the WAL and the store."""

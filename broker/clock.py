@@ -14,6 +14,7 @@ timers fire in deadline order, deterministically, without sleeping.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import heapq
 import itertools
 import time
@@ -52,17 +53,19 @@ class SystemClock:
 
 
 class _ManualTimer:
-    __slots__ = ("when", "fn", "args", "cancelled")
+    __slots__ = ("when", "fn", "args", "cancelled", "context")
 
     def __init__(self, when: float, fn: Callable[..., Any], args: tuple) -> None:
         self.when, self.fn, self.args, self.cancelled = when, fn, args, False
+        self.context = contextvars.copy_context()
 
     def cancel(self) -> None:
         self.cancelled = True
 
 
 class ManualClock:
-    """A clock that moves only in ``advance``; timers fire in (deadline, creation) order."""
+    """A clock that moves only in ``advance``; timers fire in (deadline, creation) order,
+    each in the context it was set in (as the event loop's ``call_later`` does)."""
 
     def __init__(self, start_ms: int = 1_700_000_000_000) -> None:
         self._now = start_ms / 1000
@@ -90,10 +93,16 @@ class ManualClock:
             if timer.cancelled:
                 continue
             self._now = max(self._now, when)
-            timer.fn(*timer.args)
+            timer.context.run(timer.fn, *timer.args)
             fired += 1
         self._now = end
         return fired
 
     def pending(self) -> int:
         return sum(1 for _, _, t in self._timers if not t.cancelled)
+
+    def next_deadline(self) -> float | None:
+        """When (on ``monotonic``) the next timer falls due; None if none is set."""
+        while self._timers and self._timers[0][2].cancelled:
+            heapq.heappop(self._timers)
+        return self._timers[0][0] if self._timers else None

@@ -17,12 +17,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from dataclasses import dataclass
-from typing import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable, cast
 
 log = logging.getLogger(__name__)
 
-Fetch = Callable[[str, int, int], Awaitable[bytes]]
+Fetch = Callable[[str, int, int], Awaitable[bytes | bytearray]]
 FetchParts = Callable[[str, int, int, int], Awaitable[list]]   # (key, start, end, part_size)
 
 # Per-object readahead state is tiny, but object keys are unbounded over time.
@@ -45,7 +45,7 @@ class _Run:
     key: str
     lo: int
     hi: int
-    task: asyncio.Task[list] | None = None     # result: one buffer per block of the run
+    task: asyncio.Task[list] = field(init=False)  # set by _start; result: one buffer per block of the run
 
 
 class BlockCache:
@@ -58,7 +58,7 @@ class BlockCache:
         self.readahead_blocks = readahead_blocks
         self._fetch = fetch
         self._fetch_parts = fetch_parts
-        self._blocks: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+        self._blocks: OrderedDict[tuple[str, int], bytes | bytearray] = OrderedDict()
         self._inflight: dict[tuple[str, int], _Run] = {}
         self._objects: OrderedDict[str, _ObjectState] = OrderedDict()
         self._tasks: set[asyncio.Task[list]] = set()  # strong refs: the loop keeps weak ones
@@ -98,7 +98,7 @@ class BlockCache:
         sequential = obj.last_end is None or abs(start - obj.last_end) <= bs
         obj.last_end = end
 
-        parts: list[bytes | _Run | None] = []
+        parts: list[bytes | bytearray | _Run | None] = []
         for n in range(first, last + 1):
             block = self._blocks.get((key, n))
             if block is not None:
@@ -114,24 +114,25 @@ class BlockCache:
             run = self._start(key, lo, stop)
             parts[lo - first:hi - first + 1] = [run] * (hi - lo + 1)
 
-        runs = list({id(p): p for p in parts if isinstance(p, _Run)}.values())
+        filled = cast("list[bytes | bytearray | _Run]", parts)  # every None became a run above
+        runs = list({id(p): p for p in filled if isinstance(p, _Run)}.values())
         if runs:  # gather so every failure is retrieved; shield so our cancel is ours alone
             results = await asyncio.gather(*(asyncio.shield(r.task) for r in runs))
             data_of = {id(r): d for r, d in zip(runs, results)}
         out: list[memoryview] = []
-        for n, p in zip(range(first, last + 1), parts):
+        for n, p in zip(range(first, last + 1), filled):
             if isinstance(p, _Run):
                 blocks = data_of[id(p)]
-                block = memoryview(blocks[n - p.lo] if n - p.lo < len(blocks) else b"")
+                view = memoryview(blocks[n - p.lo] if n - p.lo < len(blocks) else b"")
             else:
-                block = memoryview(p)
+                view = memoryview(p)
             a, b = max(start - n * bs, 0), min(end - n * bs, bs)
-            if len(block) < b:
-                raise ShortRead(f"{key!r} ends at {n * bs + len(block)}, "
+            if len(view) < b:
+                raise ShortRead(f"{key!r} ends at {n * bs + len(view)}, "
                                 f"asked for [{start}, {end})")
             if not isinstance(p, _Run):
                 self.bytes_from_cache += b - a
-            out.append(block[a:b])
+            out.append(view[a:b])
         return out
 
     def prefetch(self, key: str, start: int, end: int) -> None:
@@ -225,7 +226,7 @@ class BlockCache:
         if not task.cancelled() and task.exception() is not None:
             log.debug("block fetch failed: %r", task.exception())
 
-    def _insert(self, k: tuple[str, int], block: bytes) -> None:
+    def _insert(self, k: tuple[str, int], block: bytes | bytearray) -> None:
         if len(block) > self.max_bytes:
             return
         old = self._blocks.pop(k, None)

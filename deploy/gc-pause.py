@@ -49,9 +49,9 @@ async def main(args) -> None:
     from broker.clock import ManualClock
     from broker.cluster import Cluster
     from broker.config import BrokerConfig
-    from broker.metrics import BrokerMetrics
     from broker.log.records import parse_batches
     from broker.log.replica_manager import ReplicaManager
+    from broker.metrics import BrokerMetrics
     from broker.tiering.upload import UploadTask
     from objectstore import FilesystemObjectStore
 

@@ -1,4 +1,5 @@
-"""Object storage: one async ObjectStore interface, S3 and filesystem backends.
+"""Object storage: one async ObjectStore interface, S3 and filesystem backends
+(and an in-memory one for tests, ``MemoryObjectStore``, with fault hooks).
 
     store = open_object_store("file:///var/lib/sluice/objects")   # embedded default
     store = open_object_store("s3://bucket/some/prefix")          # S3 / MinIO, AWS chain
@@ -54,18 +55,35 @@ from __future__ import annotations
 from urllib.parse import unquote, urlsplit
 
 from . import data_object
-from .base import (CorruptObject, Fenced, InvalidKey, InvalidManifest, NotFound, ObjectInfo,
-                   ObjectStore, ObjectStoreError, PreconditionFailed, StoreUnavailable)
-from .merge import (MergeConflict, collect_garbage, merge_run, plan_merge, referenced_objects,
-                    replace_segments)
+from .base import (
+    CorruptObject,
+    Fenced,
+    InvalidKey,
+    InvalidManifest,
+    NotFound,
+    ObjectInfo,
+    ObjectStore,
+    ObjectStoreError,
+    PreconditionFailed,
+    StoreUnavailable,
+)
 from .filesystem import FilesystemObjectStore
-from .manifest import (CLUSTER_METADATA_KEY, Manifest, ManifestStore, SegmentRef,
-                       append_segments, conditional_update, manifest_key)
+from .manifest import (
+    CLUSTER_METADATA_KEY,
+    Manifest,
+    ManifestStore,
+    SegmentRef,
+    append_segments,
+    conditional_update,
+    manifest_key,
+)
+from .memory import MemoryObjectStore
+from .merge import MergeConflict, collect_garbage, merge_run, plan_merge, referenced_objects, replace_segments
 
 __all__ = [
     "ObjectStore", "ObjectInfo", "ObjectStoreError", "NotFound", "PreconditionFailed",
     "InvalidKey", "StoreUnavailable", "CorruptObject", "Fenced", "InvalidManifest",
-    "FilesystemObjectStore", "S3ObjectStore", "open_object_store",
+    "FilesystemObjectStore", "MemoryObjectStore", "S3ObjectStore", "open_object_store",
     "data_object", "Manifest", "ManifestStore", "SegmentRef", "append_segments",
     "conditional_update", "manifest_key", "CLUSTER_METADATA_KEY",
     "MergeConflict", "plan_merge", "merge_run", "replace_segments",

@@ -149,18 +149,20 @@ class ObjectStore(abc.ABC):
         """Delete ``key``. Deleting a missing key is not an error (as in S3)."""
 
     # -- reads -------------------------------------------------------------
+    # They return bytes, or a bytearray (the filesystem store reads a large
+    # object or range into one, without a copy): callers only read either.
 
-    async def get(self, key: str) -> bytes:
+    async def get(self, key: str) -> bytes | bytearray:
         """The whole object. Raises NotFound."""
         data, _ = await self.get_with_etag(key)
         return data
 
     @abc.abstractmethod
-    async def get_with_etag(self, key: str) -> tuple[bytes, str]:
+    async def get_with_etag(self, key: str) -> tuple[bytes | bytearray, str]:
         """The whole object and its etag, from one read. Raises NotFound."""
 
     @abc.abstractmethod
-    async def get_range(self, key: str, start: int, end: int | None = None) -> bytes:
+    async def get_range(self, key: str, start: int, end: int | None = None) -> bytes | bytearray:
         """Bytes ``[start, end)`` of the object (``end=None``: to its end).
 
         Like an HTTP ranged GET, a range past the end is cut short at the end
@@ -192,7 +194,7 @@ class ObjectStore(abc.ABC):
 
     # -- lifecycle -----------------------------------------------------------
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 -- a no-op unless a backend holds connections
         """Release connections. The store must not be used afterwards."""
 
     async def __aenter__(self) -> "ObjectStore":

@@ -43,7 +43,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, Union
+from typing import Protocol, Union, cast
 
 import crc32c
 
@@ -167,10 +167,12 @@ def iter_batches(buf: Buffer | Sequence[Buffer], *, key: str | None = None) -> I
     batch, an impossible length or a magic other than 2; ``key`` only names
     the object in the message.
     """
-    parts = [memoryview(p) for p in buf] if isinstance(buf, (list, tuple)) else [memoryview(buf)]
+    # (pieces come as a list or tuple; anything else is one buffer)
+    parts = [memoryview(p) for p in buf] if isinstance(buf, (list, tuple)) else [memoryview(cast(Buffer, buf))]
     size = sum(len(p) for p in parts)
     pos = 0
     idx, part_start = 0, 0
+    mv: memoryview | bytes
     while pos < size:
         if size - pos < BATCH_HEADER_SIZE:
             raise CorruptObject(key, f"truncated batch header at byte {pos} "
@@ -285,7 +287,9 @@ def build_parts(chunks: Mapping[bytes, Sequence[Buffer]] | Iterable[tuple[bytes,
             continue
         crc = 0
         length = 0
-        first = last = max_ts = None
+        first: int | None = None
+        last: int | None = None
+        max_ts = 0    # (the first batch's timestamp replaces it)
         try:
             for span in iter_batches(views):
                 if last is not None and span.base_offset <= last:
@@ -299,6 +303,7 @@ def build_parts(chunks: Mapping[bytes, Sequence[Buffer]] | Iterable[tuple[bytes,
                 max_ts = max(max_ts, span.max_timestamp)
         except CorruptObject as e:
             raise ValueError(f"partition {pkey.hex()}: {e}") from e
+        assert first is not None and last is not None  # views hold bytes: a batch or CorruptObject
         for view in views:
             crc = crc32c.crc32c(view, crc)
             length += len(view)
@@ -441,9 +446,14 @@ async def read_footer(store: ObjectStore, key: str, *, object_size: int | None =
 
 
 class HasRange(Protocol):
-    position: int
-    length: int
-    crc: int
+    """Read-only, so a frozen dataclass (ChunkRef, the manifest's SegmentRef) fits."""
+
+    @property
+    def position(self) -> int: ...
+    @property
+    def length(self) -> int: ...
+    @property
+    def crc(self) -> int: ...
 
 
 def verify_chunk(data: Buffer | Sequence[Buffer], ref: HasRange, *, key: str | None = None) -> None:
@@ -461,7 +471,7 @@ def verify_chunk(data: Buffer | Sequence[Buffer], ref: HasRange, *, key: str | N
         raise CorruptObject(key, f"chunk at {ref.position} (+{ref.length}): crc32c mismatch")
 
 
-async def read_chunk(store: ObjectStore, key: str, ref: HasRange) -> bytes:
+async def read_chunk(store: ObjectStore, key: str, ref: HasRange) -> bytes | bytearray:
     """One partition's chunk (a ChunkRef or a manifest SegmentRef) with one
     ranged GET, its length and crc32c verified."""
     data = await store.get_range(key, ref.position, ref.position + ref.length)

@@ -28,9 +28,20 @@ from pathlib import Path
 
 from wal.reclaim import FileReclaimer
 
-from .base import (RESERVED_PREFIX, Body, InvalidKey, NotFound, ObjectInfo, ObjectStore,
-                   ObjectStoreError, PreconditionFailed, body_parts, check_key, check_put_args,
-                   check_range)
+from .base import (
+    RESERVED_PREFIX,
+    Body,
+    InvalidKey,
+    NotFound,
+    ObjectInfo,
+    ObjectStore,
+    ObjectStoreError,
+    PreconditionFailed,
+    body_parts,
+    check_key,
+    check_put_args,
+    check_range,
+)
 
 RESERVED = RESERVED_PREFIX
 LOCK_STRIPES = 64
@@ -167,7 +178,7 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _read_all(fd: int) -> bytes:
+def _read_all(fd: int) -> bytes | bytearray:
     # An object's file is never written after the rename that published it
     # (a put renames a new inode over the path), so its size is final.
     return _read_range(fd, 0, os.fstat(fd).st_size)
@@ -261,10 +272,10 @@ class FilesystemObjectStore(ObjectStore):
         for d in reversed(missing):
             try:
                 d.mkdir()
-            except FileExistsError:
+            except FileExistsError as e:
                 if not d.is_dir():
                     raise InvalidKey(
-                        f"{d.relative_to(self.root)!s} is an object; it cannot also be a prefix")
+                        f"{d.relative_to(self.root)!s} is an object; it cannot also be a prefix") from e
                 continue
             _fsync_dir(d.parent)
 
@@ -306,8 +317,8 @@ class FilesystemObjectStore(ObjectStore):
                         break
                     except FileNotFoundError:
                         continue    # a delete removed the (empty) parent meanwhile
-                    except (IsADirectoryError, NotADirectoryError):
-                        raise InvalidKey(f"key {key!r} conflicts with another key's prefix")
+                    except (IsADirectoryError, NotADirectoryError) as e:
+                        raise InvalidKey(f"key {key!r} conflicts with another key's prefix") from e
                     except OSError as e:
                         if e.errno in (errno.ENOTEMPTY, errno.EEXIST):
                             raise InvalidKey(f"key {key!r} is a prefix of other keys") from None
@@ -331,7 +342,7 @@ class FilesystemObjectStore(ObjectStore):
             raise NotFound(key)
         return fd
 
-    def _get_sync(self, key: str) -> tuple[bytes, str]:
+    def _get_sync(self, key: str) -> tuple[bytes | bytearray, str]:
         fd = self._open(key)
         try:
             data = _read_all(fd)
@@ -339,7 +350,7 @@ class FilesystemObjectStore(ObjectStore):
             os.close(fd)
         return data, _etag(data)
 
-    def _get_range_sync(self, key: str, start: int, end: int | None) -> bytes:
+    def _get_range_sync(self, key: str, start: int, end: int | None) -> bytes | bytearray:
         fd = self._open(key)
         try:
             if end is None:
@@ -430,10 +441,10 @@ class FilesystemObjectStore(ObjectStore):
         check_put_args(if_match, if_none_match)
         return await asyncio.to_thread(self._put_sync, key, data, if_match, if_none_match, pace)
 
-    async def get_with_etag(self, key: str) -> tuple[bytes, str]:
+    async def get_with_etag(self, key: str) -> tuple[bytes | bytearray, str]:
         return await asyncio.to_thread(self._get_sync, key)
 
-    async def get_range(self, key: str, start: int, end: int | None = None) -> bytes:
+    async def get_range(self, key: str, start: int, end: int | None = None) -> bytes | bytearray:
         check_range(start, end)
         return await asyncio.to_thread(self._get_range_sync, key, start, end)
 

@@ -50,10 +50,9 @@ import json
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
-from .base import (CorruptObject, Fenced, InvalidManifest, NotFound, ObjectStore,
-                   PreconditionFailed)
+from .base import CorruptObject, Fenced, InvalidManifest, NotFound, ObjectStore, PreconditionFailed
 from .data_object import ChunkRef
 
 T = TypeVar("T")
@@ -85,15 +84,16 @@ class Stored:
     GET of the next update."""
 
     value: Any
-    data: bytes | None
+    data: bytes | bytearray | None
     etag: str | None
 
 
 async def conditional_update(store: ObjectStore, key: str, fn: Callable[[T | None], T | None],
-                             decode: Callable[[bytes], T], encode: Callable[[T], bytes], *,
+                             decode: Callable[[bytes | bytearray], T], encode: Callable[[T], bytes], *,
                              attempts: int = DEFAULT_ATTEMPTS, backoff_base: float = BACKOFF_BASE,
-                             backoff_cap: float = BACKOFF_CAP) -> tuple[T | None, str | None]:
-    """Read-apply-conditional write-retry on one object; returns (value, etag).
+                             backoff_cap: float = BACKOFF_CAP) -> tuple[T, str] | tuple[None, None]:
+    """Read-apply-conditional write-retry on one object; returns (value, etag),
+    (None, None) when there is no object and ``fn`` returned None.
 
     ``fn(current)`` gets the decoded object (None if absent) and returns the
     new value (it may modify ``current`` in place and return it). If the new
@@ -106,13 +106,15 @@ async def conditional_update(store: ObjectStore, key: str, fn: Callable[[T | Non
     """
     stored = await conditional_update_stored(store, key, fn, decode, encode, attempts=attempts,
                                              backoff_base=backoff_base, backoff_cap=backoff_cap)
+    if stored.etag is None:     # Stored(None, None, None): no object, none written
+        return None, None
     return stored.value, stored.etag
 
 
 async def conditional_update_stored(store: ObjectStore, key: str,
                                     fn: Callable[[T | None], T | None],
-                                    decode: Callable[[bytes], T], encode: Callable[[T], bytes], *,
-                                    known: tuple[bytes, str] | None = None,
+                                    decode: Callable[[bytes | bytearray], T], encode: Callable[[T], bytes], *,
+                                    known: tuple[bytes | bytearray, str] | None = None,
                                     attempts: int = DEFAULT_ATTEMPTS,
                                     backoff_base: float = BACKOFF_BASE,
                                     backoff_cap: float = BACKOFF_CAP) -> Stored:
@@ -126,6 +128,8 @@ async def conditional_update_stored(store: ObjectStore, key: str,
     """
     if attempts < 1:
         raise ValueError("attempts must be >= 1")
+    data: bytes | bytearray | None
+    etag: str | None
     if known is not None:
         data, etag = known
         try:
@@ -169,10 +173,10 @@ async def conditional_update_stored(store: ObjectStore, key: str,
                                   f"in a row; giving up") from lost
 
 
-def json_decoder(key: str) -> Callable[[bytes], Any]:
+def json_decoder(key: str) -> Callable[[bytes | bytearray], Any]:
     """``decode`` for a plain JSON document (cluster metadata): CorruptObject
     if it is not UTF-8 JSON."""
-    def decode(data: bytes) -> Any:
+    def decode(data: bytes | bytearray) -> Any:
         try:
             return json.loads(data)
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -279,6 +283,7 @@ class Manifest:
                           f"segment {i - 1} ({prev.first_offset}..{prev.last_offset})")
             prev = s
         if self.segments:
+            assert prev is not None  # the last segment
             if self.segments[0].first_offset > self.log_start_offset:
                 raise bad(f"first segment starts at {self.segments[0].first_offset}, after "
                           f"log_start_offset {self.log_start_offset}")
@@ -360,7 +365,7 @@ class Manifest:
         })
 
     @classmethod
-    def decode(cls, data: bytes, *, key: str | None = None) -> "Manifest":
+    def decode(cls, data: bytes | bytearray, *, key: str | None = None) -> "Manifest":
         """Parse and validate; CorruptObject if the bytes are not a valid
         version-1 manifest."""
         try:
@@ -441,16 +446,24 @@ def append_segments(segments: Sequence[SegmentRef], *,
 # -- the store ----------------------------------------------------------------------
 
 
+class _Retry(TypedDict):
+    """``conditional_update_stored``'s retry arguments."""
+
+    attempts: int
+    backoff_base: float
+    backoff_cap: float
+
+
 class ManifestStore:
     """Load, update and claim partition manifests in an ObjectStore."""
 
     def __init__(self, store: ObjectStore, *, attempts: int = DEFAULT_ATTEMPTS,
                  backoff_base: float = BACKOFF_BASE, backoff_cap: float = BACKOFF_CAP) -> None:
         self.store = store
-        self._retry = dict(attempts=attempts, backoff_base=backoff_base, backoff_cap=backoff_cap)
+        self._retry = _Retry(attempts=attempts, backoff_base=backoff_base, backoff_cap=backoff_cap)
         # key -> (bytes, etag) this store last read or wrote: the next update's
         # first put goes If-Match that etag without a GET (see known= above).
-        self._known: dict[str, tuple[bytes, str]] = {}
+        self._known: dict[str, tuple[bytes | bytearray, str]] = {}
 
     async def load(self, topic_id: bytes, partition: int) -> tuple[Manifest | None, str | None]:
         """The manifest and its etag, or (None, None) if there is none.
@@ -536,5 +549,6 @@ class ManifestStore:
         if stored.etag is None:
             self._known.pop(key, None)
         else:
+            assert stored.data is not None  # an object with an etag has bytes
             self._known[key] = (stored.data, stored.etag)
         return stored

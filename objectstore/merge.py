@@ -79,11 +79,11 @@ import bisect
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from dataclasses import replace
 
 from .base import CorruptObject, ObjectStore, ObjectStoreError
-from .data_object import OBJECT_PREFIX, ObjectKeys, build_parts, iter_batches, parse_object_key, verify_chunk
+from .data_object import OBJECT_PREFIX, Buffer, ObjectKeys, build_parts, iter_batches, parse_object_key, verify_chunk
 from .manifest import Manifest, SegmentRef
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ class RatePacer:
     """
 
     def __init__(self, bytes_per_second: float, *, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], object] = asyncio.sleep,
+                 sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
                  blocking_sleep: Callable[[float], object] | None = None) -> None:
         if bytes_per_second <= 0:
             raise ValueError(f"bytes_per_second must be > 0, got {bytes_per_second}")
@@ -237,7 +237,7 @@ def plan_merge(m: Manifest, *, target_bytes: int = DEFAULT_TARGET_BYTES,
 # -- merging -----------------------------------------------------------------------------
 
 
-def _check_chunk(data: bytes | Sequence[memoryview | bytes], s: SegmentRef) -> None:
+def _check_chunk(data: Buffer | Sequence[Buffer], s: SegmentRef) -> None:
     """CorruptObject unless the chunk's batches span exactly the segment's offsets."""
     first = last = None
     for span in iter_batches(data, key=s.object_key):
@@ -272,7 +272,7 @@ async def merge_run(store: ObjectStore, keys: ObjectKeys, run: Sequence[SegmentR
         raise ValueError(f"piece_bytes must be >= 1, got {piece_bytes}")
     sem = asyncio.Semaphore(READ_CONCURRENCY)
 
-    async def fetch_piece(key: str, start: int, end: int) -> bytes:
+    async def fetch_piece(key: str, start: int, end: int) -> bytes | bytearray:
         async with sem:
             if pacer is not None:
                 await pacer.take(end - start)

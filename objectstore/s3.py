@@ -33,9 +33,20 @@ import botocore.exceptions
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
-from .base import (Body, NotFound, ObjectInfo, ObjectStore, ObjectStoreError,
-                   PreconditionFailed, StoreUnavailable, body_parts, check_key, check_put_args,
-                   check_range, split_parts)
+from .base import (
+    Body,
+    NotFound,
+    ObjectInfo,
+    ObjectStore,
+    ObjectStoreError,
+    PreconditionFailed,
+    StoreUnavailable,
+    body_parts,
+    check_key,
+    check_put_args,
+    check_range,
+    split_parts,
+)
 
 _NOT_FOUND_CODES = {"NoSuchKey", "404", "NotFound"}
 _PRECONDITION_CODES = {"PreconditionFailed", "ConditionalRequestConflict"}

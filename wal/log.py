@@ -170,6 +170,7 @@ class _Segment:
         """The file descriptor (waits for the segment's preparation, if any)."""
         fd = self._fd
         if fd is None:     # (the flusher and the loop may both ask: no state but _fd changes)
+            assert self._pending_fd is not None  # no file yet: it is being prepared
             fd = self._fd = self._pending_fd.result()
         return fd
 
@@ -442,14 +443,17 @@ class WriteAheadLog:
         if fut is None:
             if self._thread is None:
                 self._start_flusher()
-            fut = self._staged_future = self._last_future = _GroupCommit(loop=self._loop)
-            self._loop.call_soon(self._publish)
+            loop = self._loop
+            assert loop is not None  # set by _start_flusher
+            fut = self._staged_future = self._last_future = _GroupCommit(loop=loop)
+            loop.call_soon(self._publish)
         return fut
 
     def _publish(self) -> None:
         """Hand this step's appends to the flusher thread."""
         staged, fut, nbytes = self._staged, self._staged_future, self._staged_bytes
         self._staged, self._staged_future, self._staged_bytes = [], None, 0
+        assert fut is not None  # scheduled by _queue with the step's future
         if self._failed is not None:
             fut.set_exception(WalError(str(self._failed)))
             fut.exception()
@@ -475,11 +479,12 @@ class WriteAheadLog:
     def _roll(self) -> _Segment:
         """Seal the active segment and move to the next one, whose file the
         preparer made ready (its header written, its name durable)."""
-        old = self._active
+        old, next_file = self._active, self._next_file
+        assert old is not None and next_file is not None  # set by _start_appending
         if old.seed:    # a segment without header ends at its end of file
             self._queue(old, (FRAME.pack(0, seal_crc(old.seed)),), FRAME.size)
         old.sealed = True
-        seg = _Segment.prepared(self.directory, old.id + 1, self._next_file)
+        seg = _Segment.prepared(self.directory, old.id + 1, next_file)
         self._segments[seg.id] = seg
         self._active = seg
         self._next_file = self._preparer.submit(self._prepare_file, seg.id + 1)
@@ -490,6 +495,7 @@ class WriteAheadLog:
         """Start a new segment (unless the active one is empty) and return its id:
         every entry appended so far lies in a segment with a smaller id, so once
         they are uploaded, ``trim(cut)`` may delete those segments whole."""
+        assert self._active is not None  # recover() came first
         if self._active.has_entries:
             self._roll()
         return self._active.id
@@ -545,6 +551,7 @@ class WriteAheadLog:
     def _flusher(self) -> None:
         """The flusher thread: write and fdatasync whatever is published, again and again."""
         loop = self._loop
+        assert loop is not None  # set before the thread starts
         while True:
             with self._lock:
                 while not self._pending and not self._stopping:
@@ -645,6 +652,7 @@ class WriteAheadLog:
                 pass
             else:
                 os.close(fd)
+                assert self._active is not None  # set with _next_file
                 path = segment_path(self.directory, self._active.id + 1)
                 os.rename(path, path + SPARE)
             self._next_file = None

@@ -18,12 +18,31 @@ __all__ = ["API_TABLE", "Api", "CloseConnection", "Handler", "RequestContext", "
 
 def load_all() -> dict[int, Api]:
     """Import every API module so each registers itself."""
-    from . import (api_versions, create_partitions, create_topics, delete_records,  # noqa: F401
-                   delete_topics, describe_cluster, describe_configs, fetch,
-                   incremental_alter_configs, init_producer_id, list_offsets, metadata,
-                   produce)
-    from . import (delete_groups, describe_groups, find_coordinator, heartbeat,  # noqa: F401
-                   join_group, leave_group, list_groups, offset_commit, offset_delete,
-                   offset_fetch, sync_group)
+    from . import (  # noqa: F401  # noqa: F401
+        api_versions,
+        create_partitions,
+        create_topics,
+        delete_groups,
+        delete_records,
+        delete_topics,
+        describe_cluster,
+        describe_configs,
+        describe_groups,
+        fetch,
+        find_coordinator,
+        heartbeat,
+        incremental_alter_configs,
+        init_producer_id,
+        join_group,
+        leave_group,
+        list_groups,
+        list_offsets,
+        metadata,
+        offset_commit,
+        offset_delete,
+        offset_fetch,
+        produce,
+        sync_group,
+    )
 
     return API_TABLE

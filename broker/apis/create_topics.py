@@ -4,9 +4,9 @@ from kafka.protocol.admin import CreateTopicsRequest, CreateTopicsResponse
 from objectstore import ObjectStoreError
 
 from ..cluster import TopicExists
+from ..cluster.metadata import topic_name_error
 from ..config import validate_topic_config
 from ..errors import ErrorCode
-from ..cluster.metadata import topic_name_error
 from .registry import RequestContext, api
 
 Result = CreateTopicsResponse.CreatableTopicResult

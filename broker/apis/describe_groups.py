@@ -2,8 +2,8 @@
 While the coordinator loads, each group answers COORDINATOR_LOAD_IN_PROGRESS (Kafka's groupError)."""
 from kafka.protocol.admin import DescribeGroupsRequest, DescribeGroupsResponse
 
-from ..errors import ErrorCode
 from ..coordinator.group import DEAD, STABLE
+from ..errors import ErrorCode
 from .registry import RequestContext, api
 
 G = DescribeGroupsResponse.DescribedGroup

@@ -16,9 +16,8 @@ from objectstore import ObjectStoreError
 
 from ..errors import ErrorCode
 from ..fetch_session import FetchSessionError, SessionPartition
-from .registry import RequestContext, api
 from .fetch_response import FetchPartition, FetchResponseParts, FetchTopic
-
+from .registry import RequestContext, api
 
 
 @api(FetchRequest, FetchResponse)

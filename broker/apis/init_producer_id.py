@@ -1,7 +1,8 @@
 """InitProducerId (22): producer ids for idempotent producers.
 
 Ids are unique across restarts and brokers (blocks of 1000 are reserved in
-the bucket's cluster metadata, by conditional write, before use). Given an existing id and epoch (KIP-360, v3+), the epoch is bumped
+the bucket's cluster metadata, by conditional write, before use). Given an
+existing id and epoch (KIP-360, v3+), the epoch is bumped
 so the producer can reset its sequences. Transactions are not supported: a
 transactional id is refused rather than silently treated as idempotent-only.
 """

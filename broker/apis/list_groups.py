@@ -3,8 +3,8 @@ While the coordinator loads: COORDINATOR_LOAD_IN_PROGRESS and no groups (Kafka l
 of the partitions already loaded with that error; here nothing is loaded yet)."""
 from kafka.protocol.admin import ListGroupsRequest, ListGroupsResponse
 
-from ..errors import ErrorCode
 from ..coordinator.group import DEAD
+from ..errors import ErrorCode
 from .registry import RequestContext, api
 
 

@@ -69,7 +69,7 @@ async def lookup(p, timestamp: int) -> tuple[int, int]:
 
 async def _first_record(p, i: int, match, target):
     """Decode one batch (off the hot path) to find the matching record's offset."""
-    from ..log.records import read_header, TIMESTAMP_TYPE_BIT
+    from ..log.records import TIMESTAMP_TYPE_BIT, read_header
 
     data = await p.batch_at(i)
     h = read_header(data)

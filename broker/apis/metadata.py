@@ -2,8 +2,8 @@
 epochs from the cluster metadata); auto-creates topics when allowed."""
 from kafka.protocol.metadata import MetadataRequest, MetadataResponse
 
-from ..errors import ErrorCode
 from ..cluster.metadata import topic_name_error
+from ..errors import ErrorCode
 from .registry import RequestContext, api
 
 R = MetadataResponse

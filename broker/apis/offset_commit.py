@@ -13,8 +13,8 @@ from kafka.protocol.consumer import OffsetCommitRequest, OffsetCommitResponse
 
 from wal import WalError
 
-from ..errors import ErrorCode
 from ..coordinator.group import OffsetAndMetadata
+from ..errors import ErrorCode
 from .registry import RequestContext, api
 
 T = OffsetCommitResponse.OffsetCommitResponseTopic

@@ -3,8 +3,8 @@ from kafka.protocol.consumer import OffsetDeleteRequest, OffsetDeleteResponse
 
 from wal import WalError
 
-from ..errors import ErrorCode
 from ..coordinator.group import DEAD, EMPTY
+from ..errors import ErrorCode
 from .registry import RequestContext, api
 
 T = OffsetDeleteResponse.OffsetDeleteResponseTopic

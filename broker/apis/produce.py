@@ -13,9 +13,8 @@ from wal import WalError
 from ..errors import ErrorCode
 from ..log.partition import AppendError
 from ..log.records import InvalidBatch, parse_batches
-from .registry import CloseConnection, RequestContext, api
 from .produce_response import PartitionResult, ProduceResponseBytes, TopicResult
-
+from .registry import CloseConnection, RequestContext, api
 
 
 @api(ProduceRequest, ProduceResponse)
@@ -71,7 +70,8 @@ async def _handle(ctx: RequestContext, request: ProduceRequest):
                 headers = parse_batches(records)
                 if len(headers) != 1:  # Kafka: produce v3+ carries exactly one batch per partition
                     raise InvalidBatch(ErrorCode.INVALID_RECORD,
-                                       "Produce requests with version 3+ may contain exactly one record batch per partition")
+                                       "Produce requests with version 3+ may contain exactly one record "
+                                       "batch per partition")
                 max_bytes = rm.topic_config(topic, "max.message.bytes")
                 if any(h.size > max_bytes for h in headers):
                     raise InvalidBatch(ErrorCode.MESSAGE_TOO_LARGE,

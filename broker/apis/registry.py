@@ -6,7 +6,7 @@ Kept apart from the package ``__init__`` (which imports every handler in
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol
 
 if TYPE_CHECKING:
     from ..broker import Broker
@@ -25,6 +25,19 @@ class RequestContext:
 Handler = Callable[[RequestContext, Any], Awaitable[Any]]
 
 
+class MessageClass(Protocol):
+    """A kafka-python request or response class, as read here (the library is
+    untyped; ``API_KEY`` and ``json``, the message's spec, are class properties)."""
+
+    API_KEY: int
+    json: dict[str, Any]
+    _struct: Any
+
+    def flexible_version_q(self, version: int) -> bool: ...
+
+    def decode(self, data: Any, version: int | None = None, header: bool = False, framed: bool = False) -> Any: ...
+
+
 class CloseConnection(Exception):
     """Raised by a handler to close the connection instead of answering, in
     request order (Kafka does this for an acks=0 produce that failed)."""
@@ -33,8 +46,8 @@ class CloseConnection(Exception):
 @dataclass(frozen=True, slots=True)
 class Api:
     key: int
-    request: type
-    response: type
+    request: MessageClass
+    response: MessageClass
     handler: Handler
     min_version: int
     max_version: int
@@ -46,7 +59,8 @@ class Api:
 API_TABLE: dict[int, Api] = {}
 
 
-def api(request_cls: type, response_cls: type, *, max_version: int | None = None) -> Callable[[Handler], Handler]:
+def api(request_cls: MessageClass, response_cls: MessageClass, *,
+        max_version: int | None = None) -> Callable[[Handler], Handler]:
     """Register ``handler`` for the API of ``request_cls`` at its spec's versions."""
 
     def register(handler: Handler) -> Handler:

@@ -36,7 +36,7 @@ class BrokerRegistration:
         return json.dumps(asdict(self), sort_keys=True).encode()
 
     @classmethod
-    def decode(cls, data: bytes) -> "BrokerRegistration":
+    def decode(cls, data: bytes | bytearray) -> "BrokerRegistration":
         d = json.loads(data)
         return cls(int(d["node_id"]), str(d["host"]), int(d["port"]), str(d["incarnation"]),
                    int(d["registered_ms"]), d.get("rack"))

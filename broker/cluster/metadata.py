@@ -132,7 +132,7 @@ class ClusterImage:
 _decode_doc = json_decoder(CLUSTER_METADATA_KEY)
 
 
-def _decode(data: bytes) -> ClusterImage:
+def _decode(data: bytes | bytearray) -> ClusterImage:
     return ClusterImage.from_doc(_decode_doc(data))
 
 

@@ -321,12 +321,14 @@ class GroupCoordinator:
         now = self.clock.now_ms() if now_ms is None else now_ms
         retention = self.retention_ms()
         total = 0
+        base: Callable[..., int]    # (om) -> the time its retention counts from
+        keep: set[str] | None
         for g in list(self.groups.values()):
             if g.state == DEAD:
                 continue
             if g.protocol_type is not None and g.state == EMPTY:
-                base = (lambda om, ts=g.state_timestamp: ts if ts is not None and ts >= 0 else om.commit_timestamp)
-                keep = None
+                base, keep = (lambda om, ts=g.state_timestamp:
+                              ts if ts is not None and ts >= 0 else om.commit_timestamp), None
             elif g.protocol_type is None:
                 base, keep = (lambda om: om.commit_timestamp), None
             elif g.state == STABLE and (subscribed := g.subscribed_topics()) is not None:
@@ -349,13 +351,13 @@ class GroupCoordinator:
                         and not self._commits_in_flight.get(g.group_id))
         if not remove_group and not expired:
             return
-        fut = None
+        fut: asyncio.Future | None = None
         if expired:
             fut = self._persist(g.group_id, _encode_offsets(OP_DELETE_OFFSETS, [(t, p, None) for t, p in expired]))
-        if expired:
             fut.add_done_callback(lambda f: f.cancelled() or f.exception())
         if remove_group:
             fut = self._persist(g.group_id, _U8.pack(OP_DELETE_GROUP))
+        assert fut is not None  # expired or remove_group: see the return above
 
         def apply(f: asyncio.Future) -> None:  # the last entry's fsync covers both
             if f.cancelled() or f.exception() is not None:
@@ -495,7 +497,7 @@ class GroupCoordinator:
                 if m.timer:
                     m.timer.cancel()
                 _resolve(m.sync_future, (ErrorCode.UNKNOWN_MEMBER_ID, b""))
-        for mid, h in list(g.pending_members.items()):
+        for _mid, h in list(g.pending_members.items()):
             h.cancel()
         g.pending_members.clear()
         g.generation += 1
@@ -578,9 +580,9 @@ class GroupCoordinator:
                 old_id = g.static_members.get(group_instance_id)
                 if old_id is not None and old_id in g.members:
                     return await self._replace_static(g, g.members[old_id], new_member(new_id))
-                m = new_member(new_id)
+                new = new_member(new_id)
                 g.static_members[group_instance_id] = new_id
-                return await self._add_and_rebalance(g, m)
+                return await self._add_and_rebalance(g, new)
             if version >= 4:  # KIP-394: the member must come back with this id
                 g.pending_members[new_id] = self.clock.call_later(
                     session_timeout_ms / 1000, self._pending_expired, g, new_id)
@@ -611,6 +613,7 @@ class GroupCoordinator:
         return await fut
 
     def _current(self, g: Group, m: Member) -> JoinResult:
+        assert g.protocol_name is not None  # only answered in CompletingRebalance or Stable
         members = ([(x.member_id, x.group_instance_id, x.metadata_for(g.protocol_name))
                     for x in g.members.values()] if m.member_id == g.leader_id else [])
         return JoinResult(ErrorCode.NONE, g.generation, g.protocol_type, g.protocol_name,
@@ -650,6 +653,7 @@ class GroupCoordinator:
         _resolve(old.sync_future, (ErrorCode.FENCED_INSTANCE_ID, b""))
         if old.timer:
             old.timer.cancel()
+        assert m.group_instance_id is not None  # only static members are replaced
         del g.members[old.member_id]
         m.assignment = old.assignment
         m.is_new = False
@@ -693,6 +697,7 @@ class GroupCoordinator:
         err, m = self._check_member(g, member_id, group_instance_id)
         if err:
             return err, b"", g
+        assert g is not None and m is not None  # _check_member answered NONE
         if generation != g.generation:
             return ErrorCode.ILLEGAL_GENERATION, b"", g
         if ((protocol_type is not None and protocol_type != g.protocol_type)
@@ -730,6 +735,7 @@ class GroupCoordinator:
         err, m = self._check_member(g, member_id, instance_id)
         if err:
             return err
+        assert g is not None and m is not None  # _check_member answered NONE
         if g.state == EMPTY:
             return ErrorCode.UNKNOWN_MEMBER_ID
         if g.state == PREPARING:
@@ -749,7 +755,7 @@ class GroupCoordinator:
         g = self.groups.get(group_id)
         if g is None or g.state == DEAD:
             return ErrorCode.NONE, [ErrorCode.UNKNOWN_MEMBER_ID] * len(members)
-        errors = []
+        errors: list[int] = []
         for member_id, instance_id in members:
             if instance_id:
                 current = g.static_members.get(instance_id)

@@ -110,7 +110,7 @@ def encode_legacy_snapshot(entries: list[tuple[bytes, bytes]]) -> bytes:
     return body + struct.pack(">I", crc32c.crc32c(body))
 
 
-def decode_group_snapshot(data: bytes, key: str) -> GroupSnapshot:
+def decode_group_snapshot(data: bytes | bytearray, key: str) -> GroupSnapshot:
     """Either version; CorruptObject if the magic, version, crc32c or layout is wrong."""
     data = bytes(data)
     if len(data) < 14 or not data.startswith(_MAGIC) \

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -172,7 +173,7 @@ class Partition:
         self._sizes.append(size)
         self._locs.append(RemoteSegment(ref))
 
-    def replace_entries(self, first: int, last: int, entries: list[tuple[int, int, int, int, object]]) -> bool:
+    def replace_entries(self, first: int, last: int, entries: Sequence[tuple[int, int, int, int, object]]) -> bool:
         """Replace the index entries covering exactly offsets ``first..last`` by
         ``entries`` (base, last, max_ts, size, loc), for an upload (new
         locations), an expansion or a merge. False (nothing changed) if
@@ -186,7 +187,7 @@ class Partition:
         self._splice(i, j + 1, entries)
         return True
 
-    def replace_segment(self, segment: "RemoteSegment", entries: list[tuple[int, int, int, int, object]]) -> bool:
+    def replace_segment(self, segment: "RemoteSegment", entries: Sequence[tuple[int, int, int, int, object]]) -> bool:
         """Replace the one index entry that is ``segment`` by ``entries`` (its
         batches). False if that entry is gone (a merge or retention replaced
         it meanwhile): the reader then finds the new entry and goes on."""
@@ -197,7 +198,7 @@ class Partition:
         self._splice(i, i + 1, keep)
         return True
 
-    def _splice(self, i: int, j: int, entries: list[tuple[int, int, int, int, object]]) -> None:
+    def _splice(self, i: int, j: int, entries: Sequence[tuple[int, int, int, int, object]]) -> None:
         """Index positions [i, j) become ``entries`` (base, last, max_ts, size, loc)."""
         self._bases[i:j] = [e[0] for e in entries]
         self._lasts[i:j] = [e[1] for e in entries]

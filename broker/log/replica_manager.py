@@ -42,16 +42,16 @@ import uuid
 import crc32c
 
 from cache import BlockCache, TailCache
-from objectstore import CorruptObject, Fenced, ManifestStore, NotFound, ObjectStore, ObjectStoreError, data_object
+from objectstore import CorruptObject, Fenced, ManifestStore, ObjectStore, ObjectStoreError, data_object
 from wal import WriteAheadLog
 from wal.log import is_location
 
-from ..config import BrokerConfig, TOPIC_CONFIGS
+from ..cluster import MetadataStore, OwnershipDelta, PartitionGain, Topic
+from ..config import TOPIC_CONFIGS, BrokerConfig
 from ..errors import ErrorCode
 from .partition import Partition, ProducerEntry, RemoteSegment
 from .read_pacer import RemoteReadPacer
 from .records import read_header
-from ..cluster import MetadataStore, OwnershipDelta, PartitionGain, Topic
 
 log = logging.getLogger(__name__)
 
@@ -285,7 +285,7 @@ class ReplicaManager:
         ranges of the next ``cache.readahead.bytes`` of this partition."""
         budget = self.config["cache.readahead.bytes"]
         ranges: dict[str, list[int]] = {}
-        for base, _last, _ts, size, loc in p.entries_from(base_offset + 1):
+        for _base, _last, _ts, size, loc in p.entries_from(base_offset + 1):
             if budget <= 0:
                 break
             if is_object_range(loc):

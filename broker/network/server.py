@@ -26,8 +26,7 @@ from ..apis import API_TABLE, CloseConnection, RequestContext, load_all
 from ..apis.api_versions import supported_versions
 from ..broker import Broker
 from ..errors import ErrorCode
-from .protocol import (FrameDecoder, ProtocolError, frame_response, null_field, parse_request_header,
-                       peek_api)
+from .protocol import FrameDecoder, ProtocolError, frame_response, null_field, parse_request_header, peek_api
 
 log = logging.getLogger(__name__)
 

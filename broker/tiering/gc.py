@@ -72,9 +72,9 @@ class GarbageCollector(PeriodicTask):
                 except NotFound:
                     return None     # deleted since the LIST (a deleted topic): references nothing
             return Manifest.decode(data, key=key)
-        for m in await asyncio.gather(*(read(k) for k in foreign)):
-            if m is not None:
-                referenced.update(s.object_key for s in m.segments)
+        for other in await asyncio.gather(*(read(k) for k in foreign)):
+            if other is not None:
+                referenced.update(s.object_key for s in other.segments)
         return referenced
 
     async def collect(self, *, now_ns: int | None = None) -> list[str]:

@@ -102,6 +102,7 @@ class MergeTask(PeriodicTask):
         entries = [e for e in p.entries_from(run[0].first_offset) if e[0] <= run[-1].last_offset]
         if not entries or entries[-1][1] != run[-1].last_offset:
             return
+        out: list[tuple[int, int, int, int, object]]    # (base, last, max_ts, size, loc)
         if all(is_object_range(e[4]) for e in entries):
             # position of the first kept batch inside the merged chunk
             pos = new.position

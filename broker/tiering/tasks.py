@@ -46,6 +46,10 @@ class Tiering:
         for task in (self.upload, self.merge, self.retention, self.gc):
             task.start()
 
+    async def halt(self) -> None:
+        """Stop every task now, uploading nothing more (what a crash leaves)."""
+        await asyncio.gather(self.upload.halt(), self.merge.stop(), self.retention.stop(), self.gc.stop())
+
     async def stop(self, timeout: float) -> bool:
         """Clean shutdown: let the upload in progress finish, stop the other
         tasks (a merge not yet swapped in is garbage; one swapped in is

@@ -51,6 +51,7 @@ from objectstore.manifest import Manifest
 from ..failpoints import crash_point
 from ..log.partition import Partition
 from ..log.replica_manager import ReplicaManager, encode_producer_state
+from .metered_store import MeteredStore
 
 log = logging.getLogger(__name__)
 MAX_UNCONFIRMED = 64     # uploaded segments a partition may have waiting for its manifest
@@ -65,7 +66,8 @@ class GroupSnapshotFlush(Protocol):
 
 
 class UploadTask:
-    def __init__(self, rm: ReplicaManager, groups: GroupSnapshotFlush, metrics, *, keys: data_object.ObjectKeys | None = None) -> None:
+    def __init__(self, rm: ReplicaManager, groups: GroupSnapshotFlush, metrics, *,
+                 keys: data_object.ObjectKeys | None = None) -> None:
         self.rm = rm
         self.groups = groups              # the group snapshots: flush() -> bool, dirty
         self.metrics = metrics
@@ -106,6 +108,13 @@ class UploadTask:
                 log.exception("upload failed")
                 self._failures += 1
             delay = interval if not self._failures else min(interval * 2 ** self._failures, 5.0)
+
+    async def halt(self) -> None:
+        """Stop the loop now, mid-upload if need be (what a crash leaves)."""
+        self._stopping = True
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
 
     async def stop_loop(self) -> None:
         """Stop the loop after the upload in progress, if any."""
@@ -258,6 +267,8 @@ class UploadTask:
         refs = [ref for ref, _, _ in st.unconfirmed]
         pstate = next((s for _, _, s in reversed(st.unconfirmed) if s is not None), None)
         log_start = p.log_start_offset
+        epoch = st.epoch
+        assert epoch is not None  # upload_once works on claimed partitions only (never unclaimed)
 
         def record(m: Manifest) -> Manifest:
             todo = [r for r in refs if r.last_offset >= m.next_offset]
@@ -265,7 +276,7 @@ class UploadTask:
                 m = m.appended(todo, producer_state=pstate)
             return m.with_log_start(min(log_start, m.next_offset))
         try:
-            m = await self.rm.manifests.update(p.topic_id, p.index, record, epoch=st.epoch)
+            m = await self.rm.manifests.update(p.topic_id, p.index, record, epoch=epoch)
         except Fenced as exc:
             log.error("partition %s-%d: fenced by a newer owner (%s); no longer serving it",
                       p.topic, p.index, exc)
@@ -287,6 +298,7 @@ class UploadTask:
         ingested = self.metrics.bytes_in_total._value.get()
         if ingested > 0:
             store = self.rm.store
+            assert isinstance(store, MeteredStore)  # the broker's store counts its requests
             self.metrics.puts_per_gb.set(store.puts / (ingested / 1e9))
             self.metrics.gets_per_gb.set(store.gets / (ingested / 1e9))
         tc, bc = self.rm.tail_cache, self.rm.block_cache

@@ -116,7 +116,8 @@ def test_bench_compare_quick(tmp_path, kafka_tools):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = md.read_text()
     assert "kept" in text and "also kept" in text and "old text" not in text
-    assert text.index(f"| (g) partition move, {MOVE_MIB} MiB") < text.index("hand notes") < text.index("## Later section")
+    assert text.index(f"| (g) partition move, {MOVE_MIB} MiB") < text.index("hand notes") \
+        < text.index("## Later section")
     assert text.count("## Comparison with Apache Kafka (issue 5)") == 1
     assert text.index("## Comparison with Apache Kafka") < text.index("## Later section")
     assert "**smoke test**" in text and "sluice bench compare --quick" in text

@@ -20,10 +20,26 @@ import uuid
 from collections import defaultdict
 
 import pytest
-from confluent_kafka import (TIMESTAMP_CREATE_TIME, TIMESTAMP_LOG_APPEND_TIME, Consumer, KafkaError,
-                             KafkaException, Producer, TopicPartition)
-from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource,
-                                   ConfigSource, NewPartitions, NewTopic, OffsetSpec, ResourceType)
+from confluent_kafka import (
+    TIMESTAMP_CREATE_TIME,
+    TIMESTAMP_LOG_APPEND_TIME,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    ConfigSource,
+    NewPartitions,
+    NewTopic,
+    OffsetSpec,
+    ResourceType,
+)
 
 PARTITIONS = 4
 PER_PARTITION = 2500  # x 4 partitions = 10,000 records per client
@@ -247,7 +263,8 @@ def confluent_produce_all(bootstrap: str, topic: str, client: str, *, per_partit
 # ------------------------------------------------------------ 1. clients
 def test_kafka_python_roundtrip(broker):
     from kafka import KafkaProducer
-    from kafka.admin import KafkaAdminClient, NewTopic as KNewTopic
+    from kafka.admin import KafkaAdminClient
+    from kafka.admin import NewTopic as KNewTopic
 
     topic = unique("kp")
     admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=15000)
@@ -278,7 +295,8 @@ def test_kafka_python_roundtrip(broker):
 
 async def test_aiokafka_roundtrip(broker):
     from aiokafka import AIOKafkaProducer
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic as ANewTopic
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin import NewTopic as ANewTopic
 
     topic = unique("aio")
     admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
@@ -495,8 +513,10 @@ def test_admin_create_delete_topics_confluent(broker):
 
 
 def test_admin_kafka_python(broker):
-    from kafka.admin import (ConfigResource as KConfigResource, ConfigResourceType,
-                             KafkaAdminClient, NewPartitions as KNewPartitions, NewTopic as KNewTopic)
+    from kafka.admin import ConfigResource as KConfigResource
+    from kafka.admin import ConfigResourceType, KafkaAdminClient
+    from kafka.admin import NewPartitions as KNewPartitions
+    from kafka.admin import NewTopic as KNewTopic
     from kafka.errors import InvalidPartitionsError, InvalidTopicError, TopicAlreadyExistsError
 
     admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=15000)
@@ -538,7 +558,8 @@ def test_admin_kafka_python(broker):
             [(1, host, int(port))]
 
         # delete_records and list_partition_offsets
-        from kafka import KafkaProducer, TopicPartition as KTP
+        from kafka import KafkaProducer
+        from kafka import TopicPartition as KTP
         from kafka.admin import OffsetSpec as KOffsetSpec
         kp = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
         try:
@@ -724,7 +745,8 @@ def test_admin_delete_records(broker):
         c.close()
 
     # kafka-python sees the same log start
-    from kafka import KafkaConsumer, TopicPartition as KTP
+    from kafka import KafkaConsumer
+    from kafka import TopicPartition as KTP
     kc = KafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=None, enable_auto_commit=False)
     try:
         assert kc.beginning_offsets([KTP(topic, 0), KTP(topic, 1)]) == {KTP(topic, 0): 40,
@@ -772,7 +794,8 @@ def test_list_offsets_by_timestamp(broker):
         assert found[0].offset == 31
     finally:
         c.close()
-    from kafka import KafkaConsumer, TopicPartition as KTP
+    from kafka import KafkaConsumer
+    from kafka import TopicPartition as KTP
     kc = KafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=None, enable_auto_commit=False)
     try:
         ktp = KTP(topic, 0)

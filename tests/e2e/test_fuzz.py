@@ -44,20 +44,33 @@ import struct
 import time
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.protocol.admin import (CreatePartitionsRequest, CreateTopicsRequest, DescribeClusterRequest,
-                                  DescribeConfigsRequest, IncrementalAlterConfigsRequest)
-from kafka.protocol.admin import DescribeGroupsRequest, ListGroupsRequest
-from kafka.protocol.consumer import (FetchRequest, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest,
-                                     ListOffsetsRequest, OffsetCommitRequest, OffsetFetchRequest,
-                                     SyncGroupRequest)
-from kafka.protocol.metadata import (ApiVersionsRequest, ApiVersionsResponse, FindCoordinatorRequest,
-                                     MetadataRequest)
+from kafka.protocol.admin import (
+    CreatePartitionsRequest,
+    CreateTopicsRequest,
+    DescribeClusterRequest,
+    DescribeConfigsRequest,
+    DescribeGroupsRequest,
+    IncrementalAlterConfigsRequest,
+    ListGroupsRequest,
+)
+from kafka.protocol.consumer import (
+    FetchRequest,
+    HeartbeatRequest,
+    JoinGroupRequest,
+    LeaveGroupRequest,
+    ListOffsetsRequest,
+    OffsetCommitRequest,
+    OffsetFetchRequest,
+    SyncGroupRequest,
+)
+from kafka.protocol.metadata import ApiVersionsRequest, ApiVersionsResponse, FindCoordinatorRequest, MetadataRequest
 from kafka.protocol.producer import InitProducerIdRequest, ProduceRequest
+from wire import WireClient, encode_request, make_batch, response_class, response_header_size
 
 from broker.apis import load_all
-from wire import WireClient, encode_request, make_batch, response_class, response_header_size
 
 PRECIOUS = "precious"
 SCRATCH = "fuzz-scratch"

@@ -11,9 +11,15 @@ import uuid
 
 import pytest
 from kafka.protocol.admin import DeleteGroupsRequest, DescribeGroupsRequest, ListGroupsRequest
-from kafka.protocol.consumer import (HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest,
-                                     OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest,
-                                     SyncGroupRequest)
+from kafka.protocol.consumer import (
+    HeartbeatRequest,
+    JoinGroupRequest,
+    LeaveGroupRequest,
+    OffsetCommitRequest,
+    OffsetDeleteRequest,
+    OffsetFetchRequest,
+    SyncGroupRequest,
+)
 from kafka.protocol.metadata import ApiVersionsRequest, FindCoordinatorRequest, MetadataRequest
 
 from tests.wire import WireClient
@@ -428,7 +434,8 @@ def test_coordinator_loading(broker_factory):
 
     L, RIP = COORDINATOR_LOAD_IN_PROGRESS, REBALANCE_IN_PROGRESS
     assert loading_answers(b.port, g, topic) == {
-        "FindCoordinator": COORDINATOR_NOT_AVAILABLE, "JoinGroup": L, "SyncGroup": RIP, "Heartbeat": NONE, "LeaveGroup": L,
+        "FindCoordinator": COORDINATOR_NOT_AVAILABLE, "JoinGroup": L, "SyncGroup": RIP, "Heartbeat": NONE,
+        "LeaveGroup": L,
         "OffsetCommit": L, "OffsetFetch v1": L, "OffsetFetch v7": L, "OffsetFetch v8": L,
         "DescribeGroups": L, "ListGroups": L, "DeleteGroups": L, "OffsetDelete": L}
     logs = []

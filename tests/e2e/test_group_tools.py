@@ -336,9 +336,8 @@ def test_reset_group_offsets(broker_factory, client, spec):
         assert all(tp.error is None for tp in res.topic_partitions), res.topic_partitions
     else:
         from kafka import TopicPartition as KTP
-        from kafka.admin import KafkaAdminClient
+        from kafka.admin import KafkaAdminClient, OffsetTimestamp
         from kafka.admin import OffsetSpec as KOffsetSpec
-        from kafka.admin import OffsetTimestamp
         kspec = {"earliest": KOffsetSpec.EARLIEST, "latest": KOffsetSpec.LATEST,
                  "timestamp": OffsetTimestamp(t1)}[spec]
         ka = KafkaAdminClient(bootstrap_servers=bs, request_timeout_ms=15000)

@@ -15,8 +15,7 @@ import uuid
 from collections import Counter
 
 import pytest
-from confluent_kafka import (ConsumerGroupState, Consumer, KafkaError, KafkaException, Producer,
-                             TopicPartition)
+from confluent_kafka import Consumer, ConsumerGroupState, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 pytestmark = pytest.mark.timeout(180)
@@ -212,7 +211,8 @@ def _group_tps(group: str, topic: str, parts: int):
 
 
 def test_kafka_python_group_commit(broker_factory):
-    from kafka import KafkaConsumer, TopicPartition as KTP
+    from kafka import KafkaConsumer
+    from kafka import TopicPartition as KTP
     b = broker_factory(*FAST)
     topic, group, parts = unique("kp"), unique("grp"), 2
     create_topic(b.bootstrap, topic, parts)
@@ -464,9 +464,10 @@ def test_silent_member_is_evicted_and_partitions_move(broker_factory):
     """A raw protocol member joins next to a librdkafka consumer, takes its
     share of partitions, then never heartbeats again: after session.timeout.ms
     the coordinator evicts it and the survivor gets (and consumes) everything."""
+    from kafka.protocol.admin import DescribeGroupsRequest
+
     from tests.e2e.test_group_protocol import join, subscription, sync
     from tests.wire import WireClient
-    from kafka.protocol.admin import DescribeGroupsRequest
 
     b = broker_factory(*FAST)
     topic, group, parts = unique("evict"), unique("grp"), 4

@@ -18,8 +18,15 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 from kafka.protocol.producer import ProduceRequest, ProduceResponse
 
-from tests.e2e.test_crash import (BackgroundProducer, RawClient, consume_all, create_topic, plain_batch,
-                                  verify, wait_until)
+from tests.e2e.test_crash import (
+    BackgroundProducer,
+    RawClient,
+    consume_all,
+    create_topic,
+    plain_batch,
+    verify,
+    wait_until,
+)
 from tests.e2e.test_metrics import _scrape
 
 pytestmark = pytest.mark.minio

@@ -7,7 +7,8 @@ import logging
 import os
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cache import BlockCache, ShortRead
 from objectstore import FilesystemObjectStore, NotFound

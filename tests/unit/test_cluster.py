@@ -10,8 +10,7 @@ import uuid
 import pytest
 
 from broker.clock import ManualClock
-from broker.cluster import (NO_OWNER, Cluster, ClusterImage, OwnershipDelta, Topic, TopicExists,
-                            ownership_delta)
+from broker.cluster import NO_OWNER, Cluster, ClusterImage, OwnershipDelta, Topic, TopicExists, ownership_delta
 from broker.cluster.controller import CONTROLLER_KEY
 from broker.config import BrokerConfig
 from objectstore import CLUSTER_METADATA_KEY, FilesystemObjectStore, ManifestStore

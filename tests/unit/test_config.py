@@ -7,8 +7,13 @@ import logging
 import pytest
 
 from broker import config as config_module
-from broker.config import (BROKER_DEFAULTS, COMPACT_REFUSED, DEPRECATED_BROKER_CONFIGS, BrokerConfig,
-                           validate_topic_config)
+from broker.config import (
+    BROKER_DEFAULTS,
+    COMPACT_REFUSED,
+    DEPRECATED_BROKER_CONFIGS,
+    BrokerConfig,
+    validate_topic_config,
+)
 
 
 @pytest.fixture(autouse=True)

@@ -9,10 +9,10 @@ import uuid
 import crc32c
 import pytest
 from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
+from minio_server import open_test_store
 
 from objectstore import CorruptObject, NotFound
 from objectstore import data_object as do
-from minio_server import open_test_store
 
 TS0 = 1_700_000_000_000
 

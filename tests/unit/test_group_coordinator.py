@@ -8,8 +8,16 @@ import pytest
 import broker.coordinator.group as group_module
 from broker.clock import ManualClock
 from broker.config import BrokerConfig
-from broker.coordinator.group import (COMPLETING, DEAD, EMPTY, PREPARING, STABLE, VALID_PREVIOUS,
-                                      GroupCoordinator, IllegalGroupTransition)
+from broker.coordinator.group import (
+    COMPLETING,
+    DEAD,
+    EMPTY,
+    PREPARING,
+    STABLE,
+    VALID_PREVIOUS,
+    GroupCoordinator,
+    IllegalGroupTransition,
+)
 from broker.errors import ErrorCode
 
 START_MS = 1_000_000

@@ -9,8 +9,14 @@ from broker.clock import ManualClock
 from broker.config import BrokerConfig
 from broker.coordinator.group import GroupCoordinator, OffsetAndMetadata
 from broker.coordinator.log import WalGroupLog, java_string_hashcode, partition_for
-from broker.coordinator.snapshot import (LEGACY_KEY, GroupSnapshots, decode_group_snapshot,
-                                         encode_group_snapshot, encode_legacy_snapshot, shard_key)
+from broker.coordinator.snapshot import (
+    LEGACY_KEY,
+    GroupSnapshots,
+    decode_group_snapshot,
+    encode_group_snapshot,
+    encode_legacy_snapshot,
+    shard_key,
+)
 from objectstore import CorruptObject, FilesystemObjectStore, StoreUnavailable
 
 # Partitions of offsets.topic.num.partitions = 50, by hand (Java's String.hashCode
@@ -290,10 +296,10 @@ async def test_a_group_in_the_wrong_partition_object_is_corrupt(store):
 
 # -- with the ReplicaManager's WAL and the uploader, wired as the Broker does ------------
 async def open_broker(tmp_path, store, data="data", **overrides):
+    from broker.cluster import Cluster
     from broker.log.replica_manager import ReplicaManager
     from broker.metrics import BrokerMetrics
     from broker.tiering.upload import UploadTask
-    from broker.cluster import Cluster
     config = BrokerConfig.load(overrides=[f"{k}={v}" for k, v in overrides.items()])
     cluster = Cluster(config, store, host="127.0.0.1", port=9092, clock=ManualClock())
     rm = ReplicaManager(config, str(tmp_path / data), store, metadata=cluster.metadata)

@@ -13,14 +13,25 @@ from dataclasses import replace
 import pytest
 from kafka.record.default_records import DefaultRecordBatchBuilder
 
-from objectstore import (CLUSTER_METADATA_KEY, CorruptObject, Fenced, FilesystemObjectStore,
-                         InvalidManifest, Manifest, ManifestStore, NotFound, ObjectStore,
-                         PreconditionFailed, SegmentRef, append_segments, conditional_update,
-                         manifest_key)
+from objectstore import (
+    CLUSTER_METADATA_KEY,
+    CorruptObject,
+    Fenced,
+    FilesystemObjectStore,
+    InvalidManifest,
+    Manifest,
+    ManifestStore,
+    NotFound,
+    ObjectStore,
+    PreconditionFailed,
+    SegmentRef,
+    append_segments,
+    conditional_update,
+    manifest_key,
+)
 from objectstore import data_object as do
 from objectstore.manifest import json_decoder, json_encode
 from objectstore.s3 import S3ObjectStore
-
 
 TOPIC = uuid.UUID("6f1c0de0-0000-4000-8000-00000000abcd").bytes
 PREFIX = "cluster-1"

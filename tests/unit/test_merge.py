@@ -7,23 +7,35 @@ append_segments per partition); reads go through the manifest as a fetch does.
 from __future__ import annotations
 
 import asyncio
-import os
 import logging
+import os
 import time
 import uuid
 from dataclasses import replace
 
 import pytest
-
-from objectstore.merge import PacerStopped, RatePacer
-from objectstore.filesystem import FilesystemObjectStore
-from objectstore import (CorruptObject, InvalidManifest, Manifest, ManifestStore, MergeConflict,
-                         ObjectStore, SegmentRef, append_segments, collect_garbage, merge_run,
-                         plan_merge, referenced_objects, replace_segments)
-from objectstore import data_object as do
 from minio_server import open_test_store
 from test_data_object import batches_for
 from test_manifest import CountingStore
+
+from objectstore import (
+    CorruptObject,
+    InvalidManifest,
+    Manifest,
+    ManifestStore,
+    MergeConflict,
+    ObjectStore,
+    SegmentRef,
+    append_segments,
+    collect_garbage,
+    merge_run,
+    plan_merge,
+    referenced_objects,
+    replace_segments,
+)
+from objectstore import data_object as do
+from objectstore.filesystem import FilesystemObjectStore
+from objectstore.merge import PacerStopped, RatePacer
 
 TOPIC = uuid.UUID("c0de0000-0000-4000-8000-0000000c0a1e").bytes
 GRACE = 60.0

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from objectstore import (FilesystemObjectStore, InvalidKey, NotFound, PreconditionFailed,
-                         StoreUnavailable)
+from objectstore import FilesystemObjectStore, InvalidKey, NotFound, PreconditionFailed, StoreUnavailable
 from objectstore.s3 import S3ObjectStore
 
 ROOT = Path(__file__).resolve().parents[2]

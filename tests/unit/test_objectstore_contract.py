@@ -1,5 +1,6 @@
-"""One contract for every ObjectStore backend: the local filesystem, and S3 against a
-real MinIO server (fixtures in tests/minio_server.py). Nothing is mocked.
+"""One contract for every ObjectStore backend: the local filesystem, S3 against a
+real MinIO server (fixtures in tests/minio_server.py), and the in-memory store
+the in-process cluster rig shares between its brokers. Nothing is mocked.
 
 The S3 store lists with a page size of 7, so listing a few dozen keys crosses
 several pages (ListObjectsV2 continuation tokens) without writing 1000+ keys.
@@ -10,18 +11,28 @@ import asyncio
 import random
 
 import pytest
-
-from objectstore import (FilesystemObjectStore, InvalidKey, NotFound,
-                         ObjectStoreError, PreconditionFailed, open_object_store)
 from minio_server import open_test_store
+
+from objectstore import (
+    FilesystemObjectStore,
+    InvalidKey,
+    MemoryObjectStore,
+    NotFound,
+    ObjectStoreError,
+    PreconditionFailed,
+    open_object_store,
+)
 from objectstore.s3 import S3ObjectStore
 
 PAGE_SIZE = 7
 
 
-@pytest.fixture(params=["filesystem", pytest.param("s3", marks=pytest.mark.minio)])
+@pytest.fixture(params=["filesystem", "memory", pytest.param("s3", marks=pytest.mark.minio)])
 async def store(request, tmp_path):
-    s = open_test_store(request, tmp_path, page_size=PAGE_SIZE)
+    if request.param == "memory":
+        s = MemoryObjectStore()
+    else:
+        s = open_test_store(request, tmp_path, page_size=PAGE_SIZE)
     yield s
     await s.close()
 

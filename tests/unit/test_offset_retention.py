@@ -3,8 +3,7 @@ with an in-memory WAL stand-in; replaying its entries gives the same state."""
 import asyncio
 
 from broker.clock import ManualClock
-from broker.coordinator.group import (EMPTY, STABLE, GroupCoordinator, OffsetAndMetadata,
-                                      _parse_subscription)
+from broker.coordinator.group import EMPTY, STABLE, GroupCoordinator, OffsetAndMetadata, _parse_subscription
 
 RET = 60_000
 CONFIG = {"offsets.retention.ms": RET, "offsets.retention.minutes": 10080,

@@ -7,8 +7,14 @@ import struct
 import pytest
 from kafka.protocol.metadata import MetadataRequest, MetadataResponse
 
-from broker.network.protocol import (FrameDecoder, FrameTooLarge, ProtocolError, frame_response,
-                             parse_request_header, peek_api)
+from broker.network.protocol import (
+    FrameDecoder,
+    FrameTooLarge,
+    ProtocolError,
+    frame_response,
+    parse_request_header,
+    peek_api,
+)
 
 # The first bytes confluent-kafka 2.16.1 (librdkafka 2.16.0) wrote on a new
 # connection, captured from a socket: ApiVersions v3, correlation id 1,

@@ -5,8 +5,16 @@ import math
 
 import pytest
 
-from broker.log.read_pacer import (BURST, IDLE_RESTART, MAX_DELAY, MIN_FETCH_BYTES, MIN_RATE, START_RATE, WINDOW,
-                               RemoteReadPacer)
+from broker.log.read_pacer import (
+    BURST,
+    IDLE_RESTART,
+    MAX_DELAY,
+    MIN_FETCH_BYTES,
+    MIN_RATE,
+    START_RATE,
+    WINDOW,
+    RemoteReadPacer,
+)
 
 MB = 1 << 20
 

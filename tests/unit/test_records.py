@@ -9,9 +9,18 @@ from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchB
 from kafka.record.legacy_records import LegacyRecordBatchBuilder
 
 from broker.errors import ErrorCode
-from broker.log.records import (ATTRIBUTES_OFFSET, CONTROL_BIT, CRC_OFFSET, HEADER_SIZE, InvalidBatch,
-                            assign_offset, iter_records, parse_batches, read_header,
-                            set_log_append_time)
+from broker.log.records import (
+    ATTRIBUTES_OFFSET,
+    CONTROL_BIT,
+    CRC_OFFSET,
+    HEADER_SIZE,
+    InvalidBatch,
+    assign_offset,
+    iter_records,
+    parse_batches,
+    read_header,
+    set_log_append_time,
+)
 
 CODEC_GZIP, CODEC_LZ4, CODEC_ZSTD = 1, 3, 4
 

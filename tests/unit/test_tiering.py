@@ -8,6 +8,8 @@ import os
 import time
 import uuid
 
+from test_partition import NoGroups, append, batch, create_topic, open_replicas  # same directory (rootdir-inserted)
+
 from broker.config import BrokerConfig
 from broker.metrics import BrokerMetrics
 from broker.tiering.metered_store import MeteredStore
@@ -16,8 +18,6 @@ from objectstore import FilesystemObjectStore, ManifestStore, SegmentRef, StoreU
 from objectstore import data_object as do
 from objectstore.manifest import manifest_key
 from wal.log import is_location, segment_path
-
-from test_partition import NoGroups, append, batch, create_topic, open_replicas  # same directory (rootdir-inserted)
 
 
 class FlakyStore(FilesystemObjectStore):

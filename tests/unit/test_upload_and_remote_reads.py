@@ -7,17 +7,16 @@ from __future__ import annotations
 import asyncio
 
 from kafka.record.default_records import DefaultRecordBatch
+from test_partition import NoGroups, append, batch, create_topic, open_replicas  # same directory (rootdir-inserted)
 
 from broker.config import BrokerConfig
+from broker.log.partition import RemoteSegment
+from broker.log.replica_manager import is_object_range
 from broker.metrics import BrokerMetrics
 from broker.tiering.metered_store import MeteredStore
-from broker.log.partition import RemoteSegment
-from broker.log.replica_manager import ReplicaManager, is_object_range
 from broker.tiering.tasks import Tiering
 from objectstore import FilesystemObjectStore
 from wal.log import is_location
-
-from test_partition import NoGroups, append, batch, create_topic, open_replicas  # same directory (rootdir-inserted)
 
 
 async def open_broker(tmp_path, data: str = "data", **overrides):

@@ -466,6 +466,7 @@ async def test_segments_from_before_headers_still_recover(tmp_path):
     """A WAL written before segment headers (entries from byte 0, unseeded
     checksums) replays as before; new entries go to a new segment after it."""
     import crc32c
+
     from wal.log import BODY_HEAD
     d = tmp_path / "wal"
     d.mkdir()
