@@ -21,8 +21,8 @@ Start (``start``), with its object-store requests:
    broker that is "all partitions, epoch N".
 
 Every ``broker.heartbeat.interval.ms``: re-read the metadata document if it
-changed (HEAD, + GET when it did), list the registrations (LIST), take or
-renew the controller lease (PUT, + GET on a conflict); as controller, give
+changed (HEAD, + GET when it did), list the registrations (LIST), renew the
+controller lease (one PUT; a standby GETs it once its expiry has passed); as controller, give
 partitions whose owner is not registered (a broker that shut down cleanly,
 or an id no longer used) to the registered brokers with the fewest.
 """

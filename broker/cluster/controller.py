@@ -2,9 +2,12 @@
 
 ``cluster/controller.json`` holds ``{"node_id", "epoch", "incarnation",
 "expires_ms"}``. A broker takes it with a conditional write when it is absent,
-expired, or already its own; the holder renews it every heartbeat. The epoch
-goes up whenever the holder changes (or restarts), so a controller decision
-can carry the epoch it was made under.
+expired, or already its own; the holder renews it every heartbeat, with one
+If-Match PUT on the etag of its last write (no GET; a lost race re-reads).
+Another broker reads it only once the expiry it last read has passed (by its
+own clock), so a standby costs one GET per lease period. The epoch goes up
+whenever the holder changes (or restarts), so a controller decision can carry
+the epoch it was made under.
 
 What the controller decides (placement of partitions without a live owner) is
 written to the metadata document by conditional update; the lease only keeps
@@ -17,7 +20,7 @@ import logging
 from dataclasses import asdict, dataclass
 
 from objectstore import ObjectStore
-from objectstore.manifest import conditional_update, json_decoder, json_encode
+from objectstore.manifest import conditional_update, conditional_update_stored, json_decoder, json_encode
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +46,8 @@ class ControllerLease:
         self.incarnation = incarnation
         self.lease_ms = lease_ms
         self.current: Lease | None = None
+        # bytes and etag of our last write: a renewal is then one If-Match PUT, no GET
+        self._known: tuple[bytes | bytearray, str] | None = None
 
     @property
     def holder(self) -> int:
@@ -55,6 +60,9 @@ class ControllerLease:
 
     async def tick(self, now_ms: int) -> bool:
         """Take or renew the lease if we may; True if we hold it afterwards."""
+        held = self.current
+        if held is not None and held.incarnation != self.incarnation and held.expires_ms > now_ms:
+            return False        # another's, not expired as far as we know: nothing to ask
         def take(cur: dict | None) -> dict:
             if cur is not None:
                 held = Lease(**cur)
@@ -66,13 +74,19 @@ class ControllerLease:
                 epoch = 1
             return asdict(Lease(self.node_id, epoch, self.incarnation, now_ms + self.lease_ms))
         try:
-            doc, _ = await conditional_update(self.store, CONTROLLER_KEY, take,
-                                              json_decoder(CONTROLLER_KEY), json_encode)
+            stored = await conditional_update_stored(self.store, CONTROLLER_KEY, take,
+                                                     json_decoder(CONTROLLER_KEY), json_encode,
+                                                     known=self._known)
         except _Taken as held:
+            self._known = None
             self.current = Lease(**json.loads(str(held)))
             return False
-        assert doc is not None
-        new = Lease(**doc)
+        except BaseException:
+            self._known = None
+            raise
+        assert stored.value is not None and stored.data is not None and stored.etag is not None
+        self._known = (stored.data, stored.etag)
+        new = Lease(**stored.value)
         if self.current is None or self.current.epoch != new.epoch:
             log.info("controller: node %d holds the lease at epoch %d", new.node_id, new.epoch)
         self.current = new
