@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 deploy/setup.sh --test
+echo "ruff check:"; .venv/bin/ruff check .
+echo "mypy:"; .venv/bin/mypy
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
