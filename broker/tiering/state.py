@@ -8,11 +8,12 @@ change only through its methods, called by its writers:
 ======================  =========================================================  ==========================
 field                   meaning                                                    written by
 ======================  =========================================================  ==========================
-``epoch``               manifest epoch this broker owns the partition at           start (``claimed``, in
-                        (None: not claimed yet)                                    ``ReplicaManager``), upload
-                                                                                   task (claim of a new one)
+``epoch``               manifest epoch this broker owns the partition at           ``ReplicaManager``
+                        (None: not claimed yet)                                    (``claimed``: at start, and
+                                                                                   for a partition gained later)
 ``manifest``            the last manifest read or written (objectstore.Manifest)   start (``loaded``), upload
-                                                                                   task (``recorded``, claim:
+                                                                                   task (``recorded``),
+                                                                                   ``ReplicaManager`` (claim:
                                                                                    ``set_manifest``), merge
                                                                                    task (``set_manifest``)
 ``uploaded_end``        the manifest's next_offset: recorded in the bucket         start, upload task
