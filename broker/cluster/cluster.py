@@ -37,6 +37,7 @@ from objectstore import ManifestStore, ObjectStore, ObjectStoreError
 
 from ..clock import Clock, TimerHandle
 from ..config import TOPIC_CONFIGS, BrokerConfig, validate_topic_config
+from ..store_errors import StoreErrors
 from .controller import ControllerLease
 from .membership import BrokerRegistration, Membership
 from .metadata import NO_OWNER, ClusterImage, MetadataStore, Topic
@@ -74,7 +75,7 @@ class Cluster:
         self._timer: TimerHandle | None = None
         self._tick_task: asyncio.Task | None = None
         self._stopped = False
-        self._errors: set[str] = set()
+        self._errors = StoreErrors(log)
 
     # ------------------------------------------------------------------ start
     async def set_endpoint(self, host: str, port: int) -> None:
@@ -168,13 +169,11 @@ class Cluster:
                            ("controller", self._controller_tick)):
             try:
                 await step()
-                self._errors.discard(what)
+                self._errors.ok(what)
             except asyncio.CancelledError:
                 raise
             except ObjectStoreError as exc:
-                if what not in self._errors:
-                    self._errors.add(what)
-                    log.warning("cluster: %s failed (%s); retrying every heartbeat", what, exc)
+                self._errors.failed(what, exc)
 
     async def _controller_tick(self) -> None:
         if not await self.controller.tick(self.clock.now_ms()):

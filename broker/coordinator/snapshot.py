@@ -63,6 +63,7 @@ import crc32c
 
 from objectstore import CorruptObject, Fenced, NotFound, ObjectStore, ObjectStoreError, PreconditionFailed
 
+from ..store_errors import StoreErrors
 from .log import partition_for
 
 log = logging.getLogger(__name__)
@@ -174,7 +175,7 @@ class GroupSnapshots:
         self._legacy_pending: set[int] = set()  # shards holding legacy groups, not yet stored
         self._legacy_present = False           # cluster/groups.snapshot still exists
         self._lock = asyncio.Lock()
-        self._errors: set[str] = set()
+        self._errors = StoreErrors(log)
         self.writes = 0                         # shard objects stored (tests, metrics)
 
     def shard_of(self, group_id: str) -> int:
@@ -264,7 +265,7 @@ class GroupSnapshots:
                     ok = False
                     continue
                 except ObjectStoreError as exc:
-                    self._error("group snapshot", exc)
+                    self._errors.failed("group snapshot", exc)
                     ok = False
                     continue
                 if self.dirty.get(shard) == seq:
@@ -274,15 +275,15 @@ class GroupSnapshots:
                 try:
                     await self.store.delete(LEGACY_KEY)
                 except ObjectStoreError as exc:
-                    self._error("legacy group snapshot delete", exc)
+                    self._errors.failed("legacy group snapshot delete", exc)
                     ok = False
                 else:
                     self._legacy_present = False
                     log.info("group snapshots: every group of %s is stored per partition; deleted it",
                              LEGACY_KEY)
             if ok:
-                self._ok("group snapshot")
-                self._ok("legacy group snapshot delete")
+                self._errors.ok("group snapshot")
+                self._errors.ok("legacy group snapshot delete")
             return ok
 
     async def _write(self, shard: int) -> None:
@@ -323,19 +324,3 @@ class GroupSnapshots:
                         "longer writes its snapshot", shard, exc)
         self.dirty.pop(shard, None)
         self._legacy_pending.discard(shard)
-
-    # ------------------------------------------------------------- logging
-    def _error(self, what: str, exc: BaseException) -> None:
-        """Log an object-store failure once per kind until that kind succeeds again
-        (as ReplicaManager.storage_error)."""
-        kind = f"{what}:{type(exc).__name__}"
-        if kind not in self._errors:
-            self._errors.add(kind)
-            log.warning("object store: %s failed (%s: %s); retrying quietly until it works again",
-                        what, type(exc).__name__, exc)
-
-    def _ok(self, what: str) -> None:
-        gone = {k for k in self._errors if k.startswith(what + ":")}
-        if gone:
-            self._errors -= gone
-            log.info("object store: %s works again", what)

@@ -49,6 +49,7 @@ from wal.log import is_location
 from ..cluster import MetadataStore, OwnershipDelta, PartitionGain, Topic
 from ..config import TOPIC_CONFIGS, BrokerConfig
 from ..errors import ErrorCode
+from ..store_errors import StoreErrors
 from .partition import Partition, ProducerEntry, RemoteSegment
 from .read_pacer import RemoteReadPacer
 from .records import read_header
@@ -104,7 +105,7 @@ class ReplicaManager:
         self._to_load: list[tuple[Partition, int]] = []   # gained before start: loaded by start()
         self._claims: set[asyncio.Task] = set()          # gained after start: claimed in the background
         self._started = False
-        self._store_errors: set[str] = set()
+        self._store_errors = StoreErrors(log)
         self._tier_counters: dict = {}
 
     # ---------------------------------------------------------------- start
@@ -393,17 +394,10 @@ class ReplicaManager:
 
     def storage_error(self, what: str, exc: BaseException) -> None:
         """Log an object-store failure once per kind until that kind succeeds again."""
-        kind = f"{what}:{type(exc).__name__}"
-        if kind not in self._store_errors:
-            self._store_errors.add(kind)
-            log.warning("object store: %s failed (%s: %s); retrying quietly until it works again",
-                        what, type(exc).__name__, exc)
+        self._store_errors.failed(what, exc)
 
     def storage_ok(self, what: str) -> None:
-        gone = {k for k in self._store_errors if k.startswith(what + ":")}
-        if gone:
-            self._store_errors -= gone
-            log.info("object store: %s works again", what)
+        self._store_errors.ok(what)
 
     async def close(self) -> None:
         for task in list(self._claims):
