@@ -104,6 +104,7 @@ class ReplicaManager:
         self._expanding: dict[int, asyncio.Future] = {}
         self._to_load: list[tuple[Partition, int]] = []   # gained before start: loaded by start()
         self._claims: set[asyncio.Task] = set()          # gained after start: claimed in the background
+        self._wanted: dict[tuple[str, int], tuple[bytes, int]] = {}   # (topic id, epoch) last gained
         self._started = False
         self._store_errors = StoreErrors(log)
         self._tier_counters: dict = {}
@@ -134,6 +135,8 @@ class ReplicaManager:
         once claimed and loaded.
         """
         for loss in delta.lost:
+            if self._wanted.get((loss.topic.name, loss.index), (b"",))[0] == loss.topic.topic_id.bytes:
+                del self._wanted[(loss.topic.name, loss.index)]   # a claim in flight gives up
             p = self.partitions.pop((loss.topic.name, loss.index), None)
             if p is not None and p.topic_id == loss.topic.topic_id.bytes:
                 self.tail_cache.discard_partition(p.key)
@@ -148,6 +151,7 @@ class ReplicaManager:
     def _gain(self, gain: PartitionGain) -> None:
         t = gain.topic
         key = (t.name, gain.index)
+        self._wanted[key] = (t.topic_id.bytes, gain.epoch)
         p = self.partitions.get(key)
         if p is not None and p.topic_id == t.topic_id.bytes:
             # already ours: a higher epoch for a partition we serve (not produced yet
@@ -171,7 +175,7 @@ class ReplicaManager:
     def _claim_in_background(self, p: Partition, epoch: int, *, load: bool) -> None:
         async def claim() -> None:
             delay = 0.1
-            while (self.partitions.get((p.topic, p.index)) in (p, None)):
+            while self._wanted.get((p.topic, p.index)) == (p.topic_id, epoch):   # still ours at that epoch
                 try:
                     if load:
                         await self._claim_and_load(p, epoch)
