@@ -49,12 +49,19 @@ class Broker:
         # a shard's snapshot is written at the epoch its coordinator partition is owned at
         self.group_snapshots = GroupSnapshots(store, self.groups,
                                               partitions=config["offsets.topic.num.partitions"],
-                                              epoch_of=lambda shard: self.cluster.coordinator(shard)[1])
+                                              epoch_of=self._coordinator_epoch)
         group_log.on_append = self.group_snapshots.note  # each entry dirties its partition's snapshot
         self.tiering = Tiering(self.replicas, self.group_snapshots, self.metrics)
         self.metrics.wal_bytes.set_function(lambda: self.replicas.wal.size_bytes)
         self.fetch_sessions = FetchSessionCache(config["max.incremental.fetch.session.cache.slots"])
         self._load_hold: asyncio.Task | None = None
+
+    def _coordinator_epoch(self, shard: int) -> int:
+        """The epoch this broker owns coordinator partition ``shard`` at; 0 if
+        another broker owns it, so a snapshot this broker writes for it loses
+        to the owner's (until group APIs answer NOT_COORDINATOR there)."""
+        owner, epoch = self.cluster.coordinator(shard)
+        return epoch if owner is not None and owner.node_id == self.node_id else 0
 
     async def start(self) -> None:
         """Join the cluster, load state from the object store and the WAL, then start background work."""
