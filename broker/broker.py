@@ -4,10 +4,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from objectstore import ObjectStore, open_object_store
+from objectstore import ObjectStore, ObjectStoreError, open_object_store
 
 from .clock import Clock, SystemClock
-from .cluster import Cluster, topic_name_error
+from .cluster import Cluster, TopicExists, topic_name_error
 from .config import BrokerConfig
 from .coordinator.group import GroupCoordinator
 from .coordinator.log import WalGroupLog
@@ -75,11 +75,11 @@ class Broker:
             self._load_hold = asyncio.get_running_loop().create_task(self._finish_loading(released))
         self.tiering.start()
 
-    async def listening_on(self, host: str, port: int) -> None:
-        """The listener is bound: if the advertised port was 0, advertise the bound one."""
-        if self.advertised_port == 0:
-            self.advertised_port = port
-            await self.cluster.set_endpoint(self.advertised_host, port)
+    def advertise_port(self, port: int) -> None:
+        """The port the listener was bound to (``--listen HOST:0``), before ``start``
+        registers this broker in the cluster."""
+        self.advertised_port = port
+        self.cluster.set_endpoint(self.advertised_host, port)
 
     async def _finish_loading(self, released: asyncio.Event) -> None:
         await released.wait()
@@ -91,13 +91,13 @@ class Broker:
             return ErrorCode.INVALID_TOPIC_EXCEPTION
         if not self.config["auto.create.topics.enable"]:
             return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-        from objectstore import ObjectStoreError
-
-        from .cluster import TopicExists
         try:
             await self.cluster.create_topic(name, self.config["num.partitions"])
-        except TopicExists:
-            pass            # created meanwhile (another request, another broker)
+        except TopicExists:  # created meanwhile (another request, another broker): read it
+            try:
+                await self.cluster.metadata.refresh()
+            except ObjectStoreError:
+                pass
         except ObjectStoreError as exc:
             log.warning("auto-creating topic %s failed: %s", name, exc)
             return ErrorCode.LEADER_NOT_AVAILABLE

@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--object-store", metavar="URL",
                        help="file:///abs/path (default DIR/objects) or s3://bucket[/prefix]")
     serve.add_argument("--config", metavar="FILE", help="Kafka-style properties file")
+    serve.add_argument("--node-id", type=int, metavar="N",
+                       help="Kafka's node.id, unique per cluster (brokers on one object store form a cluster)")
     serve.add_argument("--override", action="append", default=[], metavar="KEY=VALUE")
     serve.add_argument("--metrics", type=_host_port, metavar="HOST:PORT",
                        help="serve Prometheus metrics over HTTP")
@@ -68,7 +70,8 @@ async def serve(args) -> int:
 
     file_text = open(args.config).read() if args.config else None
     try:
-        config = BrokerConfig.load(file_text=file_text, overrides=args.override)
+        node = [f"node.id={args.node_id}"] if args.node_id is not None else []
+        config = BrokerConfig.load(file_text=file_text, overrides=node + args.override)
     except ValueError as exc:
         print(f"sluice: {exc}", file=sys.stderr)
         return 2
@@ -89,15 +92,17 @@ async def serve(args) -> int:
             await broker.replicas.store.close()
             return 1
         print(f"metrics on {metrics_at[0]}:{metrics_at[1]}", flush=True)
+    server = KafkaServer(broker)
     try:
+        bound_host, bound_port = await server.bind(host, port)
+        if adv_port == 0:
+            broker.advertise_port(bound_port)   # registered in the cluster by start()
         await broker.start()
     except Exception as exc:
         log.error("cannot start: %s: %s", type(exc).__name__, exc)
         await broker.replicas.store.close()
         return 1
-    server = KafkaServer(broker)
-    bound_host, bound_port = await server.start(host, port)
-    await broker.listening_on(bound_host, bound_port)
+    await server.serve()
     lag_watch = None
     if metrics_at is not None:
         lag_watch = asyncio.get_running_loop().create_task(broker.metrics.watch_event_loop())

@@ -78,13 +78,13 @@ class Cluster:
         self._errors = StoreErrors(log)
 
     # ------------------------------------------------------------------ start
-    async def set_endpoint(self, host: str, port: int) -> None:
-        """Register the advertised endpoint again, when it is known only once
-        the listener is bound (``--listen HOST:0``)."""
+    def set_endpoint(self, host: str, port: int) -> None:
+        """The advertised endpoint, when it is known only once the listener is
+        bound (``--listen HOST:0``); before ``start``, which registers it."""
         me = self.membership.me
         self.membership.me = BrokerRegistration(me.node_id, host, port, me.incarnation,
                                                 me.registered_ms, me.rack)
-        await self.membership.register()
+        self.membership.brokers[me.node_id] = self.membership.me
 
     async def start(self, on_delta: DeltaListener, *, legacy_dir: str | None = None) -> OwnershipDelta:
         """Steps 1-5 of the module docstring; returns the first delta (also given to ``on_delta``)."""

@@ -255,13 +255,26 @@ class KafkaServer:
         self.connections: set[KafkaConnection] = set()
         self._server: asyncio.base_events.Server | None = None
 
-    async def start(self, host: str, port: int) -> tuple[str, int]:
+    async def bind(self, host: str, port: int) -> tuple[str, int]:
+        """Bind and listen, not accepting yet (``serve``): with port 0 the broker
+        learns its port before it registers it in the cluster."""
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(lambda: KafkaConnection(self), host, port,
-                                                reuse_address=True, backlog=1024)
+                                                reuse_address=True, backlog=1024, start_serving=False)
         sock = self._server.sockets[0]
         bound_host, bound_port = sock.getsockname()[:2]
         return bound_host, bound_port
+
+    async def serve(self) -> None:
+        """Start accepting connections (those that queued since ``bind`` are taken first)."""
+        assert self._server is not None
+        await self._server.start_serving()
+
+    async def start(self, host: str, port: int) -> tuple[str, int]:
+        """``bind`` and ``serve`` at once."""
+        bound = await self.bind(host, port)
+        await self.serve()
+        return bound
 
     async def shutdown(self, grace_seconds: float = 10.0) -> None:
         """Stop accepting, let in-flight requests answer, sync the WAL, close."""

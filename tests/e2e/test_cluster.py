@@ -109,3 +109,17 @@ def read_all(consumer: Consumer, n: int, timeout: float = 30) -> dict[int, list[
         out[msg.partition()].append(msg.value())
         count += 1
     return out
+
+
+def test_brokers_listening_on_port_0_advertise_the_bound_port(broker_factory, tmp_path):
+    """`--listen 127.0.0.1:0`: the port is bound before the broker registers,
+    so the other broker's Metadata names the real one (not 0)."""
+    bucket = f"file://{tmp_path / 'bucket'}"
+    one, two = (broker_factory(*FAST, f"node.id={n}", name=f"node{n}",
+                               extra_args=["--object-store", bucket, "--listen", "127.0.0.1:0"])
+                for n in (1, 2))
+    admin = AdminClient({"bootstrap.servers": one.bootstrap})
+    wait_until(lambda: len(admin.list_topics(timeout=10).brokers) == 2, 10, "broker 1 to see broker 2")
+    brokers = admin.list_topics(timeout=10).brokers
+    assert {b.id: b.port for b in brokers.values()} == {1: one.port, 2: two.port}
+    assert 0 not in (one.port, two.port)
