@@ -19,6 +19,7 @@ swapped in is complete.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from objectstore import Fenced, SegmentRef, data_object
@@ -41,8 +42,27 @@ class MergeTask(PeriodicTask):
         self.config = rm.config
         self.metrics = metrics
         self.keys = keys or data_object.ObjectKeys(rm.node_id)
+        self.recorded: asyncio.Event | None = None   # the upload task's (Tiering wires it)
         rate = self.config["s3.merge.io.max.bytes.per.second"]
         self.pacer = RatePacer(rate) if rate > 0 else None
+
+    async def ready(self) -> None:
+        """Run right after an upload recorded its segments in the manifests.
+
+        A partition with segments waiting for their manifest update is left
+        alone (both would write its manifest), and under steady produce that
+        is most of the time (an upload every ``s3.upload.interval.ms``, a
+        recording every ``s3.manifest.interval.ms``): on a timer of its own a
+        pass would find a busy partition eligible only by chance. Without
+        recordings (nothing produced), the pass runs after one manifest
+        interval anyway."""
+        if self.recorded is None:
+            return
+        self.recorded.clear()
+        try:
+            await asyncio.wait_for(self.recorded.wait(), self.config["s3.manifest.interval.ms"] / 1000)
+        except asyncio.TimeoutError:
+            pass
 
     async def run_once(self) -> None:
         await self.merge()

@@ -31,6 +31,7 @@ class PeriodicTask:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(max(self.interval, MIN_INTERVAL))
+            await self.ready()
             self.busy = True
             try:
                 await self.run_once()
@@ -43,6 +44,9 @@ class PeriodicTask:
                 log.exception("%s failed", self.name)
             finally:
                 self.busy = False
+
+    async def ready(self) -> None:
+        """Wait, after the interval, for a good moment to run (default: none)."""
 
     async def run_once(self) -> None:
         raise NotImplementedError

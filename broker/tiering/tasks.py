@@ -39,6 +39,7 @@ class Tiering:
         keys = data_object.ObjectKeys(rm.node_id)    # one sequence for uploads and merges
         self.upload = UploadTask(rm, groups, metrics, keys=keys)
         self.merge = MergeTask(rm, metrics, keys=keys)
+        self.merge.recorded = self.upload.recorded
         self.retention = RetentionTask(rm)
         self.gc = GarbageCollector(rm, metrics)
 

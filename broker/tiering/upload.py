@@ -77,6 +77,7 @@ class UploadTask:
         self._stopping = False
         # every group entry before this WAL cut is in the stored snapshots
         self._snapshot_cut = 0
+        self.recorded = asyncio.Event()   # set after each manifest-recording upload (the merge waits for it)
         self._failures = 0
         self._next_manifests = time.monotonic()   # the first upload records at once
         self.uploads = 0
@@ -209,6 +210,7 @@ class UploadTask:
                 async with sem:
                     return await self._update_manifest(p)
             await asyncio.gather(*(update(p) for p, _, _ in work))
+            self.recorded.set()     # partitions have no segments waiting: a merge may take them
         if key is not None:
             crash_point("upload.after_manifests")
         # Every group entry before the cut was noted (its shard dirty) before this

@@ -155,7 +155,10 @@ async def test_paced_merge_runs_beside_uploads_and_stops_with_the_tiering_tasks(
             assert await tier.upload.upload_once(force=True)
         p = rm.get("c", 0)
         segments = p.storage.manifest.segments
-        tier.merge.start()                           # starts the pass, does not wait for it
+        tier.merge.start()                           # waits for the next recording upload,
+        await asyncio.sleep(0.05)                    # (after its interval of 0)
+        assert await tier.upload.upload_once(force=True)   # then starts the pass, not waiting for it
+        await asyncio.sleep(0)
         assert tier.merge._task is not None and not tier.merge._task.done()
         for _ in range(50):                          # its first read is taken, the rest wait
             if tier.merge.pacer.waited or tier.merge.pacer._next:
