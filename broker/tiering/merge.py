@@ -1,6 +1,7 @@
 """The merge task: small uploaded segments become per-partition objects.
 
-Every ``s3.merge.interval.ms`` a pass plans, per owned partition, runs of
+Every ``s3.merge.interval.ms``, right after the next upload that records the
+manifests (``ready``), a pass plans, per owned partition, runs of
 small adjacent segments (``objectstore.merge.plan_merge``: under
 ``s3.merge.target.bytes``, or ``s3.merge.max.segments`` tiny ones), merges
 each into one new object (``merge_run``) and swaps the run for the new
