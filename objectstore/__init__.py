@@ -10,6 +10,7 @@
     etag = await store.put_if_match("k", b"v2", etag)     # If-Match: etag
     part = await store.get_range("k", 0, 2)               # bytes [0, 2)
     keys = await store.list("topics/")                    # all pages
+    infos = await store.list_info("cluster/brokers/")     # ObjectInfo(key, size, etag) each
     await store.delete("k")                               # missing key: no error
     await store.close()
 

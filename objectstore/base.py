@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import abc
+import builtins
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Union
@@ -191,6 +192,25 @@ class ObjectStore(abc.ABC):
     async def list(self, prefix: str = "") -> list[str]:
         """Every key starting with ``prefix`` (no delimiter: the whole tree
         below it), sorted as S3 sorts them (by UTF-8 bytes)."""
+
+    # builtins.list: in the class body after ``def list``, plain ``list`` is that method
+    async def list_info(self, prefix: str = "") -> builtins.list[ObjectInfo]:
+        """Every object starting with ``prefix`` with its size and etag (the
+        etag ``head`` gives), sorted as ``list``.
+
+        Backends that know sizes and etags while listing (S3's ListObjectsV2,
+        the memory store) answer from the listing alone, as many requests as
+        ``list``: a caller can watch objects being rewritten (their etags
+        change) without a GET or HEAD per object. This fallback lists, then
+        heads each key, skipping keys deleted in between.
+        """
+        infos = []
+        for key in await self.list(prefix):
+            try:
+                infos.append(await self.head(key))
+            except NotFound:
+                continue
+        return infos
 
     # -- lifecycle -----------------------------------------------------------
 

@@ -18,7 +18,7 @@ Hooks for tests, all off by default:
     MemoryObjectStore(rng=random.Random(seed))          # seeded interleaving (below)
 
 Operation names are the metered ones: put, get (get, get_with_etag), get_range
-(get_range, get_range_parts), head (head, exists), list, delete.
+(get_range, get_range_parts), head (head, exists), list (list, list_info), delete.
 
 With ``rng``, every operation first yields to the event loop 0-2 times
 (drawn from ``rng``): tasks racing on the store interleave differently from
@@ -27,6 +27,7 @@ one seed to another and the same way for one seed.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import hashlib
 import random
 from collections import Counter
@@ -220,6 +221,13 @@ class MemoryObjectStore(ObjectStore):
         keys = sorted((k for k in self._objects if k.startswith(prefix)), key=lambda k: k.encode())
         self._exit(fault, "list", prefix)
         return keys
+
+    async def list_info(self, prefix: str = "") -> builtins.list[ObjectInfo]:
+        fault = await self._enter("list", prefix)
+        keys = sorted((k for k in self._objects if k.startswith(prefix)), key=lambda k: k.encode())
+        infos = [ObjectInfo(k, len(self._objects[k][0]), self._objects[k][1]) for k in keys]
+        self._exit(fault, "list", prefix)
+        return infos
 
     async def delete(self, key: str) -> None:
         parts = check_key(key)

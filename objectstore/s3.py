@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import builtins
 import contextlib
 import io
 import itertools
@@ -341,19 +342,31 @@ class S3ObjectStore(ObjectStore):
             self._raise(e, "delete", key)
 
     async def list(self, prefix: str = "") -> list[str]:
-        client = await self._get_client()
-        full = self.prefix + prefix
         cut = len(self.prefix)
-        keys: list[str] = []
-        params: dict[str, Any] = dict(Bucket=self.bucket, Prefix=full, MaxKeys=self.page_size)
+        return [o["Key"][cut:] for o in await self._list_contents(prefix)]
+
+    async def list_info(self, prefix: str = "") -> builtins.list[ObjectInfo]:
+        # ListObjectsV2 gives each object's ETag quoted, as HeadObject and
+        # PutObject do (the contract test checks it against MinIO).
+        cut = len(self.prefix)
+        return [ObjectInfo(o["Key"][cut:], o["Size"], o["ETag"])
+                for o in await self._list_contents(prefix)]
+
+    async def _list_contents(self, prefix: str) -> builtins.list[dict[str, Any]]:
+        """ListObjectsV2's ``Contents`` entries under ``prefix``, every page
+        (one request per page), in the order S3 lists them."""
+        client = await self._get_client()
+        contents: list[dict[str, Any]] = []
+        params: dict[str, Any] = dict(Bucket=self.bucket, Prefix=self.prefix + prefix,
+                                      MaxKeys=self.page_size)
         while True:
             try:
                 resp = await client.list_objects_v2(**params)
             except Exception as e:
                 self._raise(e, "list", prefix)
-            keys.extend(o["Key"][cut:] for o in resp.get("Contents", ()))
+            contents.extend(resp.get("Contents", ()))
             token = resp.get("NextContinuationToken")
             if not resp.get("IsTruncated") or not token:
                 break
             params["ContinuationToken"] = token
-        return keys
+        return contents

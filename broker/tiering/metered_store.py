@@ -6,7 +6,9 @@ derived from these counters.
 """
 from __future__ import annotations
 
-from objectstore import ObjectStore
+import builtins
+
+from objectstore import ObjectInfo, ObjectStore
 from objectstore.base import body_length
 
 
@@ -75,6 +77,10 @@ class MeteredStore(ObjectStore):
 
     async def list(self, prefix: str = "") -> list[str]:
         return await self._call("list", self.inner.list(prefix))
+
+    async def list_info(self, prefix: str = "") -> builtins.list[ObjectInfo]:
+        # one listing, counted as list is (on S3: one request per page, like list)
+        return await self._call("list", self.inner.list_info(prefix))
 
     async def delete(self, key: str) -> None:
         return await self._call("delete", self.inner.delete(key))

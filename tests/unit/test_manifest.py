@@ -263,6 +263,10 @@ class CountingStore(ObjectStore):
         self._count("list")
         return await self.inner.list(prefix)
 
+    async def list_info(self, prefix=""):
+        self._count("list")
+        return await self.inner.list_info(prefix)
+
 
 async def test_owner_updates_cost_one_put_and_stale_knowledge_is_safe(env):
     store, _ = env

@@ -18,6 +18,7 @@ from objectstore import (
     InvalidKey,
     MemoryObjectStore,
     NotFound,
+    ObjectInfo,
     ObjectStoreError,
     PreconditionFailed,
     open_object_store,
@@ -189,6 +190,53 @@ async def test_list_sorts_as_s3(store):
     keys.remove("x/a/b")                    # 'x/a' and 'x/a/b' cannot both exist on a filesystem
     await asyncio.gather(*(store.put(k, b"") for k in keys))
     assert await store.list("x/") == sorted(keys, key=lambda k: k.encode())
+
+
+async def test_list_info(store):
+    """Sizes and etags from the listing: each etag is the one put and head
+    give, and changes when the object is rewritten with other content (how
+    brokers see each other's heartbeats)."""
+    keys = [f"cluster/brokers/{i}.json" for i in range(10)]       # > 1 page of 7
+    etags = {k: await store.put(k, payload(i * 37, seed=i)) for i, k in enumerate(keys)}
+    await store.put("cluster/brokersX", b"beside the prefix")
+    await store.put("cluster/metadata.json", b"{}")
+    infos = await store.list_info("cluster/brokers/")
+    assert infos == [ObjectInfo(k, i * 37, etags[k]) for i, k in enumerate(keys)]
+    assert [i.key for i in infos] == await store.list("cluster/brokers/")
+    assert infos == [await store.head(k) for k in keys]
+
+    new = await store.put(keys[3], b"heartbeat 2")
+    assert new != etags[keys[3]]
+    after = await store.list_info("cluster/brokers/")
+    assert after == [ObjectInfo(k, 11, new) if k == keys[3] else i for k, i in zip(keys, infos)]
+
+    await store.delete(keys[0])
+    everything = keys[1:] + ["cluster/brokersX", "cluster/metadata.json"]
+    assert [i.key for i in await store.list_info("cluster/brokers")] == everything[:-1]
+    assert [i.key for i in await store.list_info()] == everything
+    assert await store.list_info("cluster/brokers/0") == []
+    assert await store.list_info("nothing/") == []
+
+
+async def test_list_info_sorts_as_list(store):
+    keys = ["x/B", "x/a", "x/a-b", "x/a0", "x/é", "x/Z"]
+    await asyncio.gather(*(store.put(k, k.encode()) for k in keys))
+    assert [i.key for i in await store.list_info("x/")] == await store.list("x/")
+
+
+async def test_s3_list_info_is_one_request_per_page(minio, minio_bucket):
+    """No HEAD per object: the sizes and etags come from ListObjectsV2."""
+    store = S3ObjectStore(minio_bucket, "c", endpoint_url=minio.endpoint, page_size=PAGE_SIZE,
+                          aws_access_key_id=minio.access_key, aws_secret_access_key=minio.secret_key)
+    try:
+        await asyncio.gather(*(store.put(f"b/{i:02d}", b"x") for i in range(10)))
+        client = await store._get_client()
+        calls: list[str] = []
+        client.meta.events.register("before-call.s3", lambda model, **kw: calls.append(model.name))
+        assert len(await store.list_info("b/")) == 10
+        assert calls == ["ListObjectsV2", "ListObjectsV2"]        # 10 keys, pages of 7
+    finally:
+        await store.close()
 
 
 # -- conditional writes ----------------------------------------------------------

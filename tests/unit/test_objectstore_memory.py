@@ -68,13 +68,14 @@ async def test_fail_many_times_any_op_and_when():
     store = MemoryObjectStore()
     on = [True]
     fault = store.fail("*", "x/", times=None, when=lambda: on[0])
-    for op in (store.put("x/1", b""), store.list("x/"), store.head("x/1"), store.delete("x/1")):
+    for op in (store.put("x/1", b""), store.list("x/"), store.list_info("x/"), store.head("x/1"),
+               store.delete("x/1")):
         with pytest.raises(StoreUnavailable):
             await op
     await store.put("y", b"")                   # other keys
     on[0] = False
     await store.put("x/1", b"")
-    assert fault.hits == 4
+    assert fault.hits == 5
     store.clear_faults()
     on[0] = True
     assert await store.list("x/") == ["x/1"]

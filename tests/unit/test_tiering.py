@@ -14,7 +14,15 @@ from broker.config import BrokerConfig
 from broker.metrics import BrokerMetrics
 from broker.tiering.metered_store import MeteredStore
 from broker.tiering.tasks import Tiering
-from objectstore import FilesystemObjectStore, ManifestStore, SegmentRef, StoreUnavailable, append_segments
+from objectstore import (
+    FilesystemObjectStore,
+    ManifestStore,
+    MemoryObjectStore,
+    ObjectInfo,
+    SegmentRef,
+    StoreUnavailable,
+    append_segments,
+)
 from objectstore import data_object as do
 from objectstore.manifest import manifest_key
 from wal.log import is_location, segment_path
@@ -183,3 +191,15 @@ async def test_gc_keeps_objects_that_manifests_of_other_owners_reference(tmp_pat
     finally:
         await tier.stop(5)
         await rm.close()
+
+
+async def test_metered_list_info_counts_one_list():
+    """list_info is metered as the one listing it is, not as a list and a head per key."""
+    metrics = BrokerMetrics()
+    inner = MemoryObjectStore()
+    store = MeteredStore(inner, metrics)
+    etag = await inner.put("cluster/brokers/1.json", b"{}")
+    await inner.put("cluster/brokers/2.json", b"{ }")
+    assert (await store.list_info("cluster/brokers/"))[0] == ObjectInfo("cluster/brokers/1.json", 2, etag)
+    assert metrics.store_requests.labels("list", "ok")._value.get() == 1
+    assert metrics.store_requests.labels("head", "ok")._value.get() == 0
