@@ -2,25 +2,32 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 
 from objectstore import ObjectStore, ObjectStoreError, open_object_store
 
 from .clock import Clock, SystemClock
-from .cluster import Cluster, TopicExists, topic_name_error
+from .cluster import Cluster, OwnershipDelta, TopicExists, topic_name_error
 from .config import BrokerConfig
 from .coordinator.group import GroupCoordinator
 from .coordinator.log import WalGroupLog
+from .coordinator.shards import ACTIVE, LOADING, CoordinatorShards
 from .coordinator.snapshot import GroupSnapshots
 from .errors import ErrorCode
 from .failpoints import hold_point
 from .fetch_session import FetchSessionCache
+from .handoff import HandOffs
 from .log.replica_manager import ReplicaManager
 from .metrics import BrokerMetrics
 from .tiering.metered_store import MeteredStore
 from .tiering.tasks import Tiering
 
 log = logging.getLogger(__name__)
+
+
+def _in_shard(shards: CoordinatorShards, shard: int, group_id: str) -> bool:
+    return shards.shard_of(group_id) == shard
 
 
 class Broker:
@@ -51,6 +58,14 @@ class Broker:
                                               partitions=config["offsets.topic.num.partitions"],
                                               epoch_of=self._coordinator_epoch)
         group_log.on_append = self.group_snapshots.note  # each entry dirties its partition's snapshot
+        self.coordinator_shards = CoordinatorShards(config["offsets.topic.num.partitions"])
+        self.groups.shard_error = self.coordinator_shards.error
+        self.handoffs = HandOffs(self)
+        self._started = False
+        self._early: list[OwnershipDelta] = []          # hand-offs noted before start finished
+        self._shard_loads: dict[int, asyncio.Task] = {}
+        self._rates_at: tuple[float, dict[bytes, int]] = (self.clock.monotonic(), {})
+        self.cluster.load_source = self._partition_rates
         self.tiering = Tiering(self.replicas, self.group_snapshots, self.metrics)
         self.metrics.wal_bytes.set_function(lambda: self.replicas.wal.size_bytes)
         self.fetch_sessions = FetchSessionCache(config["max.incremental.fetch.session.cache.slots"])
@@ -65,15 +80,85 @@ class Broker:
 
     async def start(self) -> None:
         """Join the cluster, load state from the object store and the WAL, then start background work."""
-        await self.cluster.start(self.replicas.apply_delta, legacy_dir=self.data_dir)
+        await self.cluster.start(self._apply_delta, legacy_dir=self.data_dir)
         await self.group_snapshots.load()  # the bucket's group snapshots, into the coordinator
         await self.replicas.start(self.group_snapshots)  # then the WAL's group entries on top
+        # groups of coordinator partitions another broker owns are its business
+        shards = self.coordinator_shards
+        self.groups.unload(lambda gid: shards.shard_of(gid) not in shards.state)
+        for shard in range(shards.partitions):
+            if shard not in shards.state:
+                self.group_snapshots.forget(shard)
+        self._started = True
+        for delta in self._early:
+            self.handoffs.note(delta.handoffs)
+        self._early.clear()
         released = hold_point("groups.loading")
         if released is None:
             self.groups.finish_loading()
         else:  # tests: the coordinator stays loading while the broker serves
             self._load_hold = asyncio.get_running_loop().create_task(self._finish_loading(released))
         self.tiering.start()
+
+    # ------------------------------------------------------------- ownership
+    def _apply_delta(self, delta: OwnershipDelta) -> None:
+        """Everything a change of ownership means for this broker: partitions
+        (the ReplicaManager), coordinator partitions, and moves to hand off."""
+        self.replicas.apply_delta(delta)
+        shards = self.coordinator_shards
+        for shard in delta.coordinators_lost:
+            shards.state.pop(shard, None)
+            task = self._shard_loads.pop(shard, None)
+            if task is not None:
+                task.cancel()
+            n = self.groups.unload(functools.partial(_in_shard, shards, shard))
+            self.group_snapshots.forget(shard)
+            log.info("coordinator partition %d: no longer ours (%d groups)", shard, n)
+        for shard, epoch in delta.coordinators_gained:
+            if not self._started:
+                shards.state[shard] = ACTIVE        # start loads every snapshot, then the WAL
+            elif shards.state.get(shard) != ACTIVE:
+                shards.state[shard] = LOADING
+                self._shard_loads[shard] = asyncio.get_running_loop().create_task(
+                    self._load_shard(shard, epoch))
+        if delta.handoffs:
+            if self._started:
+                self.handoffs.note(delta.handoffs)
+            else:
+                self._early.append(delta)
+
+    async def _load_shard(self, shard: int, epoch: int) -> None:
+        """A coordinator partition gained after start: read its groups from
+        the snapshot its previous owner wrote before handing it off."""
+        shards = self.coordinator_shards
+        delay = 0.1
+        while shards.state.get(shard) == LOADING:
+            try:
+                self.groups.unload(functools.partial(_in_shard, shards, shard))   # anything stale
+                n = await self.group_snapshots.load_shard(shard)
+            except ObjectStoreError as exc:
+                log.warning("coordinator partition %d: loading its groups failed (%s); retrying", shard, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            shards.state[shard] = ACTIVE
+            log.info("coordinator partition %d: ours at epoch %d (%d groups)", shard, epoch, n)
+        self._shard_loads.pop(shard, None)
+
+    def _partition_rates(self) -> dict[str, float]:
+        """Bytes/s produced per partition since the last call (the registration's
+        ``load``, which the balancer reads)."""
+        now = self.clock.monotonic()
+        then, before = self._rates_at
+        elapsed = max(now - then, 1e-3)
+        counts = {p.key: p.bytes_in for p in self.replicas.partitions.values()}
+        self._rates_at = (now, counts)
+        out = {}
+        for p in self.replicas.partitions.values():
+            rate = (p.bytes_in - before.get(p.key, p.bytes_in)) / elapsed
+            if rate > 0:
+                out[f"{p.topic_id.hex()}:{p.index}"] = round(rate, 1)
+        return out
 
     def advertise_port(self, port: int) -> None:
         """The port the listener was bound to (``--listen HOST:0``), before ``start``
@@ -108,16 +193,49 @@ class Broker:
         deregistration, no lease release; the WAL is closed as it stands."""
         if self._load_hold is not None:
             self._load_hold.cancel()
+        await self.handoffs.stop()
+        for task in self._shard_loads.values():
+            task.cancel()
         await self.cluster.halt()
         await self.tiering.halt()
         self.groups.shutdown()
         await self.replicas.close()
 
+    async def drain(self, timeout: float) -> bool:
+        """Controlled shutdown (docs/cluster.md section 6): hand every partition
+        and coordinator partition to the others, for up to ``timeout`` s; True
+        if this broker owns nothing now. Skipped (False) when no other live
+        broker could take them."""
+        c = self.cluster
+        if not c.owns_anything():
+            return True
+        others = set(c.membership.live()) - set(c.metadata.image.draining) - {self.node_id}
+        if not others:
+            return False
+        log.info("controlled shutdown: handing partitions to nodes %s", sorted(others))
+        try:
+            await c.set_draining(self.node_id, True)
+            await c.tick()                       # as controller, place the moves now
+            await asyncio.wait_for(c.drained.wait(), timeout)
+        except asyncio.TimeoutError:
+            log.warning("controlled shutdown: not everything was handed off within %.0f s", timeout)
+            return False
+        except ObjectStoreError as exc:
+            log.warning("controlled shutdown: %s", exc)
+            return False
+        log.info("controlled shutdown: everything handed off")
+        return True
+
     async def close(self) -> None:
-        """Clean shutdown: upload everything (bounded), leave the cluster, close the WAL and the store."""
+        """Clean shutdown: hand off (controlled.shutdown.enable), upload what
+        is left (bounded), leave the cluster, close the WAL and the store."""
         if self._load_hold is not None:
             self._load_hold.cancel()
+        timeout = self.config["s3.shutdown.timeout.ms"] / 1000
+        if self.config["controlled.shutdown.enable"] and self._started:
+            await self.drain(timeout)
+        await self.handoffs.stop()
         self.groups.shutdown()
-        uploaded = await self.tiering.stop(self.config["s3.shutdown.timeout.ms"] / 1000)
+        uploaded = await self.tiering.stop(timeout)
         await self.cluster.stop(deregister=uploaded)
         await self.replicas.close()

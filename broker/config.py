@@ -32,6 +32,11 @@ BROKER_DEFAULTS: dict[str, tuple[Callable[[Any], Any], Any]] = {
     # membership, controller lease renewal) and the controller lease's length
     "broker.heartbeat.interval.ms": (int, 2000),
     "broker.session.timeout.ms": (int, 9000),
+    # SIGTERM of a cluster member hands its partitions and groups to the others
+    # first (docs/cluster.md section 6), as Kafka's controlled shutdown moves leadership
+    "controlled.shutdown.enable": (_bool, True),
+    # AutoMQ's name: the controller evens out partitions per broker (docs/cluster.md section 8)
+    "autobalancer.controller.enable": (_bool, True),
     "cluster.id": (str, ""),
     "advertised.listeners": (str, ""),
     "auto.create.topics.enable": (_bool, True),

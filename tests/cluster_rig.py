@@ -93,6 +93,8 @@ DEFAULT_OVERRIDES: dict[str, Any] = {
     "log.retention.check.interval.ms": 3_600_000,
     "offsets.retention.check.interval.ms": 3_600_000,
     "wal.segment.bytes": 1 << 20,
+    # stop() halts brokers one by one; a drain is a scenario of its own
+    "controlled.shutdown.enable": False,
 }
 
 SETTLE_LIMIT = 30.0      # wall seconds a settle may take before the rig calls it stuck
@@ -319,6 +321,9 @@ class ClusterRig:
         tasks = list(self._busy)
         for b in self.brokers.values():
             tasks += b.replicas._claims
+            tasks += b._shard_loads.values()
+            if b.handoffs._task is not None:
+                tasks.append(b.handoffs._task)
         return [t for t in tasks if not t.done() and t not in self._on_clock]
 
     async def settle(self) -> None:

@@ -18,7 +18,7 @@ async def handle(ctx: RequestContext, request) -> DeleteRecordsResponse:
     for t in request.topics:
         parts = []
         for rp in t.partitions:
-            p = rm.get(t.name, rp.partition_index)
+            p = rm.get_for_write(t.name, rp.partition_index)
             if p is None:
                 parts.append(PartResult(partition_index=rp.partition_index, low_watermark=-1,
                                         error_code=rm.missing(t.name, rp.partition_index)))

@@ -15,8 +15,9 @@ async def handle(ctx: RequestContext, request: DescribeGroupsRequest) -> Describ
     v = ctx.version
     out = []
     for gid in request.groups:
-        if ctx.broker.groups.loading:
-            out.append(G(error_code=ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, error_message=None, group_id=gid,
+        err = ctx.broker.groups.group_error(gid)
+        if err:
+            out.append(G(error_code=err, error_message=None, group_id=gid,
                          group_state="", protocol_type="", protocol_data="", members=[],
                          authorized_operations=None))
             continue

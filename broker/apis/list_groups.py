@@ -19,8 +19,9 @@ async def handle(ctx: RequestContext, request: ListGroupsRequest) -> ListGroupsR
         return ListGroupsResponse(version=v, throttle_time_ms=0,
                                   error_code=ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, groups=groups)
     if not types or "classic" in types:
-        for g in ctx.broker.groups.groups.values():
-            if g.state == DEAD or (states and g.state.lower() not in states):
+        gc = ctx.broker.groups
+        for g in gc.groups.values():
+            if g.state == DEAD or (states and g.state.lower() not in states) or gc.shard_error(g.group_id):
                 continue
             groups.append(L(group_id=g.group_id, protocol_type=g.protocol_type or "",
                             group_state=g.state, group_type="classic"))

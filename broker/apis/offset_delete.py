@@ -18,8 +18,9 @@ async def handle(ctx: RequestContext, request: OffsetDeleteRequest) -> OffsetDel
     g = gc.groups.get(request.group_id)
     if not request.group_id:
         return OffsetDeleteResponse(version=v, error_code=ErrorCode.INVALID_GROUP_ID, throttle_time_ms=0, topics=[])
-    if gc.loading:
-        return OffsetDeleteResponse(version=v, error_code=ErrorCode.COORDINATOR_LOAD_IN_PROGRESS,
+    err = gc.group_error(request.group_id)
+    if err:
+        return OffsetDeleteResponse(version=v, error_code=err,
                                     throttle_time_ms=0, topics=[])
     if g is None or g.state == DEAD:
         return OffsetDeleteResponse(version=v, error_code=ErrorCode.GROUP_ID_NOT_FOUND, throttle_time_ms=0, topics=[])

@@ -76,8 +76,9 @@ def _groups_response(ctx: RequestContext, request: OffsetFetchRequest) -> Offset
     P = T.OffsetFetchResponsePartitions
     groups = []
     for rg in request.groups:
-        if ctx.broker.groups.loading:
-            groups.append(G(group_id=rg.group_id, error_code=ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, topics=[]))
+        err = ctx.broker.groups.group_error(rg.group_id)
+        if err:
+            groups.append(G(group_id=rg.group_id, error_code=err, topics=[]))
             continue
         result = (_all_topics(ctx, rg.group_id) if rg.topics is None
                   else _some_topics(ctx, rg.group_id, rg.topics))
@@ -96,13 +97,13 @@ def _single_group_response(ctx: RequestContext, request: OffsetFetchRequest) -> 
     P = T.OffsetFetchResponsePartition
     topics = None if request.topics is None else [(t.name, t.partition_indexes) for t in request.topics]
     error = ErrorCode.NONE
-    if not ctx.broker.groups.loading:
+    err = ctx.broker.groups.group_error(request.group_id)
+    if not err:
         result = _lookup(ctx, request.group_id, topics)
     elif v >= 2:
-        error, result = ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, []
+        error, result = err, []
     else:
-        result = [(name, [_no_offset(p, ErrorCode.COORDINATOR_LOAD_IN_PROGRESS) for p in parts])
-                  for name, parts in topics or []]
+        result = [(name, [_no_offset(p, err) for p in parts]) for name, parts in topics or []]
     return OffsetFetchResponse(version=v, throttle_time_ms=0, error_code=error, topics=[
         T(name=name, partitions=[P(partition_index=p, committed_offset=o, committed_leader_epoch=e,
                                    metadata=md, error_code=err) for p, o, e, md, err in rows])

@@ -55,7 +55,7 @@ async def _handle(ctx: RequestContext, request: ProduceRequest):
             if acks not in (0, 1, -1):
                 row[1] = ErrorCode.INVALID_REQUIRED_ACKS
                 continue
-            p = rm.get(topic.name, pd.index) if topic is not None else None
+            p = rm.get_for_write(topic.name, pd.index) if topic is not None else None
             if p is None:
                 row[1] = rm.missing(topic.name if topic is not None else None, pd.index, unknown)
                 continue

@@ -8,8 +8,8 @@ producer-id blocks, membership and the controller lease, all in the bucket.
 from .cluster import Cluster, TopicExists, UnknownTopic
 from .membership import BrokerRegistration, Membership
 from .metadata import NO_OWNER, ClusterImage, MetadataStore, Topic, topic_name_error
-from .ownership import OwnershipDelta, PartitionGain, PartitionLoss, ownership_delta
+from .ownership import HandOff, OwnershipDelta, PartitionGain, PartitionLoss, ownership_delta
 
 __all__ = ["Cluster", "TopicExists", "UnknownTopic", "BrokerRegistration", "Membership",
            "NO_OWNER", "ClusterImage", "MetadataStore", "Topic", "topic_name_error",
-           "OwnershipDelta", "PartitionGain", "PartitionLoss", "ownership_delta"]
+           "HandOff", "OwnershipDelta", "PartitionGain", "PartitionLoss", "ownership_delta"]

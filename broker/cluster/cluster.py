@@ -29,6 +29,7 @@ or an id no longer used) to the registered brokers with the fewest.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import uuid
 from typing import Callable
@@ -46,6 +47,10 @@ from .ownership import OwnershipDelta, ownership_delta
 log = logging.getLogger(__name__)
 
 DeltaListener = Callable[[OwnershipDelta], None]
+
+
+def _gap_after(gap: float, rates: dict[str, float], p: tuple[Topic, int]) -> float:
+    return abs(gap - 2 * rates.get(f"{p[0].topic_id.hex}:{p[1]}", 0.0))
 
 
 class TopicExists(Exception):
@@ -66,7 +71,8 @@ class Cluster:
         self.incarnation = uuid.uuid4().hex
         self.metadata = MetadataStore(store)
         self.membership = Membership(store, BrokerRegistration(
-            self.node_id, host, port, self.incarnation, clock.now_ms()))
+            self.node_id, host, port, self.incarnation, clock.now_ms()),
+            clock=clock, session_timeout_ms=config["broker.session.timeout.ms"])
         self.controller = ControllerLease(store, self.node_id, self.incarnation,
                                           lease_ms=config["broker.session.timeout.ms"])
         self._on_delta: DeltaListener | None = None
@@ -76,6 +82,8 @@ class Cluster:
         self._tick_task: asyncio.Task | None = None
         self._stopped = False
         self._errors = StoreErrors(log)
+        self.load_source: Callable[[], dict[str, float]] = dict   # bytes/s per partition, for the balancer
+        self.drained = asyncio.Event()    # set once this broker is draining and owns nothing
 
     # ------------------------------------------------------------------ start
     def set_endpoint(self, host: str, port: int) -> None:
@@ -83,7 +91,7 @@ class Cluster:
         bound (``--listen HOST:0``); before ``start``, which registers it."""
         me = self.membership.me
         self.membership.me = BrokerRegistration(me.node_id, host, port, me.incarnation,
-                                                me.registered_ms, me.rack)
+                                                me.registered_ms, me.rack, me.beat, me.load)
         self.membership.brokers[me.node_id] = self.membership.me
 
     async def start(self, on_delta: DeltaListener, *, legacy_dir: str | None = None) -> OwnershipDelta:
@@ -96,6 +104,8 @@ class Cluster:
         me = self.node_id
 
         def claim(image: ClusterImage) -> None:
+            if me in image.draining:     # drained and stopped earlier: serving again
+                image.draining.remove(me)
             for t in image.owned_topics():
                 for i in range(t.partitions):
                     if t.owners[i] == me or t.owners[i] == NO_OWNER or t.owners[i] not in registered:
@@ -130,6 +140,12 @@ class Cluster:
         delta = ownership_delta(old, new, self.node_id)
         if delta and self._on_delta is not None:
             self._on_delta(delta)
+        if self.node_id in new.draining and not self.owns_anything():
+            self.drained.set()
+
+    def owns_anything(self) -> bool:
+        me = self.node_id
+        return any(o == me for t in self.metadata.image.owned_topics() for o in t.owners)
 
     async def stop(self, *, deregister: bool) -> None:
         """Stop the heartbeat; ``deregister`` (everything this broker held is
@@ -139,6 +155,8 @@ class Cluster:
             await self.controller.release()
             if deregister:
                 await self.membership.deregister()
+                if self.node_id in self.metadata.image.draining:   # drained: done with the list
+                    await self.set_draining(self.node_id, False)
         except ObjectStoreError as exc:
             log.warning("cluster: could not deregister cleanly: %s", exc)
 
@@ -165,6 +183,7 @@ class Cluster:
     async def tick(self) -> None:
         """One heartbeat (see the module docstring); errors are logged once per kind."""
         for what, step in (("metadata refresh", self.metadata.refresh),
+                           ("liveness", self._beat),
                            ("membership", self.membership.refresh),
                            ("controller", self._controller_tick)):
             try:
@@ -175,25 +194,97 @@ class Cluster:
             except ObjectStoreError as exc:
                 self._errors.failed(what, exc)
 
+    async def _beat(self) -> None:
+        await self.membership.beat(self.load_source())
+
+    def _placeable(self, image: ClusterImage) -> set[int]:
+        """Brokers that may be given partitions: live and not draining (if
+        every live one is draining: the live ones)."""
+        live = set(self.membership.live())
+        return (live - set(image.draining)) or live
+
     async def _controller_tick(self) -> None:
         if not await self.controller.tick(self.clock.now_ms()):
             return
         registered = set(self.membership.brokers)
-        orphaned = [(t.name, i) for t in self.metadata.image.owned_topics() for i in range(t.partitions)
-                    if t.owners[i] not in registered]
-        if not orphaned:
+        live = set(self.membership.live())
+        image = self.metadata.image
+        if not self._controller_work(image, registered, live):
             return
+        placed = [0]
 
-        def adopt(image: ClusterImage) -> None:
-            load = self._load(image, registered)
-            for t in image.owned_topics():
+        def decide(image: ClusterImage) -> None:
+            placed[0] = self._controller_decide(image, registered, live)
+        await self.metadata.update(decide)
+        if placed[0]:
+            log.info("controller: placed or moved %d partitions", placed[0])
+
+    def _controller_work(self, image: ClusterImage, registered: set[int], live: set[int]) -> bool:
+        """Whether ``_controller_decide`` would change anything (cheap: no write when idle)."""
+        probe = ClusterImage.from_doc(image.to_doc())
+        return self._controller_decide(probe, registered, live) > 0
+
+    def _controller_decide(self, image: ClusterImage, registered: set[int], live: set[int]) -> int:
+        """The controller's decisions, applied to ``image``; returns how many
+        partitions were placed or given a target (docs/cluster.md §5, 8, 9)."""
+        placeable = (live - set(image.draining)) or live
+        if not placeable:
+            return 0
+        changed = 0
+        load = self._load(image, placeable)
+        draining = set(image.draining)
+        for t in image.owned_topics():
+            for i in range(t.partitions):
+                owner, target = t.owners[i], t.targets[i]
+                if owner not in registered:                 # nobody to hand it off: place it
+                    node = min(load, key=lambda n: (load[n], n))
+                    t.move_to(i, node)
+                    load[node] += 1
+                    changed += 1
+                elif target != NO_OWNER and target not in placeable:
+                    t.targets[i] = NO_OWNER                 # its target left or is draining
+                    changed += 1
+                if t.owners[i] in draining and t.targets[i] == NO_OWNER and owner in live:
+                    node = min(load, key=lambda n: (load[n], n))
+                    t.targets[i] = node
+                    load[node] += 1
+                    changed += 1
+        if not changed and self.config["autobalancer.controller.enable"] and image.pending_moves() == 0:
+            changed += self._balance(image, placeable)
+        return changed
+
+    def _balance(self, image: ClusterImage, nodes: set[int]) -> int:
+        """Even out the partition count per broker (topics and coordinator
+        partitions apart), choosing which to move by bytes/s (docs/cluster.md §8)."""
+        if len(nodes) < 2:
+            return 0
+        rates: dict[str, float] = {}
+        for b in self.membership.brokers.values():
+            rates.update(b.load)
+        moves = 0
+        for kind in (list(image.topics.values()), [image.offsets] if image.offsets is not None else []):
+            mine: dict[int, list[tuple[Topic, int]]] = {n: [] for n in nodes}
+            for t in kind:
                 for i in range(t.partitions):
-                    if t.owners[i] not in registered:
-                        node = min(load, key=lambda n: (load[n], n))
-                        t.owners[i], t.epochs[i] = node, t.epochs[i] + 1
-                        load[node] += 1
-        await self.metadata.update(adopt)
-        log.info("controller: placed %d partitions without a registered owner", len(orphaned))
+                    if t.owners[i] in mine:
+                        mine[t.owners[i]].append((t, i))
+            rate = {n: sum(rates.get(f"{t.topic_id.hex}:{i}", 0.0) for t, i in ps) for n, ps in mine.items()}
+            while True:
+                src = max(mine, key=lambda n: (len(mine[n]), -n))
+                dst = min(mine, key=lambda n: (len(mine[n]), n))
+                if len(mine[src]) - len(mine[dst]) <= 1:
+                    break
+                gap = rate[src] - rate[dst]
+                # the one whose move brings the two brokers' bytes/s closest together
+                pick = min(mine[src], key=functools.partial(_gap_after, gap, rates))
+                mine[src].remove(pick)
+                mine[dst].append(pick)
+                r = rates.get(f"{pick[0].topic_id.hex}:{pick[1]}", 0.0)
+                rate[src] -= r
+                rate[dst] += r
+                pick[0].targets[pick[1]] = dst
+                moves += 1
+        return moves
 
     @staticmethod
     def _load(image: ClusterImage, nodes: set[int]) -> dict[int, int]:
@@ -204,6 +295,96 @@ class Cluster:
                     load[o] += 1
         return load
 
+    # ------------------------------------------------------------------ moves
+    async def reassign(self, moves: dict[tuple[str, int], int | None]) -> dict[tuple[str, int], str | None]:
+        """Set (node) or cancel (None) the target of each partition, in one
+        metadata update (docs/cluster.md §7 step 1, §11). Per partition: None
+        if done, else why not: "unknown", "not live", "none pending"."""
+        placeable = self._placeable(self.metadata.image)
+        results: dict[tuple[str, int], str | None] = {}
+
+        def change(image: ClusterImage) -> None:
+            results.clear()
+            for (name, i), node in moves.items():
+                t = image.topics.get(name)
+                if t is None or not 0 <= i < t.partitions:
+                    results[(name, i)] = "unknown"
+                elif node is None:
+                    if t.targets[i] == NO_OWNER:
+                        results[(name, i)] = "none pending"
+                    else:
+                        t.targets[i] = NO_OWNER
+                        results[(name, i)] = None
+                elif node == t.owners[i]:
+                    t.targets[i] = NO_OWNER           # already there: nothing to move
+                    results[(name, i)] = None
+                elif node not in placeable:
+                    results[(name, i)] = "not live"
+                else:
+                    t.targets[i] = node
+                    results[(name, i)] = None
+        await self.metadata.update(change)
+        return dict(results)
+
+    def reassignments(self) -> list[tuple[Topic, int, int, int]]:
+        """Partitions with a move pending: (topic, index, owner, target)."""
+        return [(t, i, t.owners[i], t.targets[i]) for t in self.metadata.topics.values()
+                for i in range(t.partitions) if t.targets[i] != NO_OWNER]
+
+    async def flip(self, moves: list[tuple[uuid.UUID, int, int, int]]) -> set[tuple[uuid.UUID, int]]:
+        """The hand-off's last step (docs/cluster.md §7 step 4), for several
+        partitions in one update: each (topic id, index, epoch, target) goes to
+        its target at epoch + 1 if it is still ours at that epoch with that
+        target. Returns the partitions that moved."""
+        done: set[tuple[uuid.UUID, int]] = set()
+        me = self.node_id
+
+        def change(image: ClusterImage) -> None:
+            done.clear()
+            by_id = {t.topic_id: t for t in image.owned_topics()}
+            for topic_id, i, epoch, target in moves:
+                t = by_id.get(topic_id)
+                if t is not None and i < t.partitions and t.owners[i] == me and t.epochs[i] == epoch \
+                        and t.targets[i] == target:
+                    t.move_to(i, target)
+                    done.add((topic_id, i))
+        await self.metadata.update(change)
+        return done
+
+    async def elect_unclean(self, parts: list[tuple[str, int]]) -> dict[tuple[str, int], str | None]:
+        """Give each partition whose owner is not live to the live broker with
+        the fewest, without the owner's hand-off (docs/cluster.md §10). Per
+        partition: None if moved, else "unknown" or "not needed"."""
+        live = set(self.membership.live())
+        placeable = self._placeable(self.metadata.image)
+        results: dict[tuple[str, int], str | None] = {}
+
+        def change(image: ClusterImage) -> None:
+            results.clear()
+            load = self._load(image, placeable)
+            for name, i in parts:
+                t = image.topics.get(name)
+                if t is None or not 0 <= i < t.partitions:
+                    results[(name, i)] = "unknown"
+                elif t.owners[i] in live or not load:
+                    results[(name, i)] = "not needed" if t.owners[i] in live else "no live broker"
+                else:
+                    node = min(load, key=lambda n: (load[n], n))
+                    t.move_to(i, node)
+                    load[node] += 1
+                    results[(name, i)] = None
+        await self.metadata.update(change)
+        return dict(results)
+
+    async def set_draining(self, node: int, draining: bool) -> None:
+        """Add ``node`` to (or remove it from) the brokers being emptied (§9)."""
+        def change(image: ClusterImage) -> None:
+            if draining and node not in image.draining:
+                image.draining.append(node)
+            elif not draining and node in image.draining:
+                image.draining.remove(node)
+        await self.metadata.update(change)
+
     # ----------------------------------------------------------------- topics
     async def create_topic(self, name: str, partitions: int, configs: dict[str, str] | None = None) -> Topic:
         """Add a topic, its partitions placed on the registered brokers with the
@@ -212,7 +393,7 @@ class Cluster:
         for k, v in configs.items():
             validate_topic_config(k, v)
         topic_id = uuid.uuid4()
-        nodes = set(self.membership.brokers)
+        nodes = self._placeable(self.metadata.image)
 
         def add(image: ClusterImage) -> None:
             if name in image.topics:
@@ -240,7 +421,7 @@ class Cluster:
         return gone[0]
 
     async def add_partitions(self, name: str, count: int) -> None:
-        nodes = set(self.membership.brokers)
+        nodes = self._placeable(self.metadata.image)
 
         def grow(image: ClusterImage) -> None:
             t = image.topics.get(name)
@@ -251,6 +432,7 @@ class Cluster:
                 node = min(load, key=lambda n: (load[n], n))
                 t.owners.append(node)
                 t.epochs.append(1)
+                t.targets.append(NO_OWNER)
                 t.partitions += 1
                 load[node] += 1
         await self.metadata.update(grow)
@@ -280,17 +462,19 @@ class Cluster:
 
     # ------------------------------------------------------------------ reads
     def leader(self, topic: Topic, index: int) -> tuple[int, int]:
-        """(leader node id, leader epoch); node -1 when its owner is not a member."""
+        """(leader node id, leader epoch); node -1 when its owner is not live."""
         owner = topic.owners[index]
-        return (owner if owner in self.membership.brokers else -1), topic.epochs[index]
+        return (owner if self.membership.is_live(owner) else -1), topic.epochs[index]
 
     def coordinator(self, shard: int) -> tuple[BrokerRegistration | None, int]:
         """Who coordinates the groups of coordinator partition ``shard`` (its
-        registration, None if its owner is not a member) and at which epoch."""
+        registration, None if its owner is not live) and at which epoch."""
         offsets = self.metadata.image.offsets
         if offsets is None or not 0 <= shard < offsets.partitions:
             return None, 0
-        return self.membership.brokers.get(offsets.owners[shard]), offsets.epochs[shard]
+        owner = offsets.owners[shard]
+        return (self.membership.brokers.get(owner) if self.membership.is_live(owner) else None,
+                offsets.epochs[shard])
 
     @property
     def coordinator_partitions(self) -> int:
@@ -298,9 +482,10 @@ class Cluster:
         return offsets.partitions if offsets is not None else self.config["offsets.topic.num.partitions"]
 
     def brokers(self) -> list[BrokerRegistration]:
-        return sorted(self.membership.brokers.values(), key=lambda b: b.node_id)
+        """The live brokers, by node id."""
+        return sorted(self.membership.live().values(), key=lambda b: b.node_id)
 
     @property
     def controller_id(self) -> int:
         holder = self.controller.holder
-        return holder if holder in self.membership.brokers else self.node_id
+        return holder if self.membership.is_live(holder) else self.node_id

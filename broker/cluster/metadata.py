@@ -8,9 +8,10 @@ changing it at once both succeed in turn, each applying its change to the
 other's result, so neither a topic nor a producer-id block is lost or handed
 out twice.
 
-Per partition the document holds its owner (a node id; -1: none yet) and its
-epoch. The epoch is bumped on every owner change (and when the owner restarts)
-and is the partition's leader epoch (KIP-320) and the epoch its manifest is
+Per partition the document holds its owner (a node id; -1: none yet), its
+epoch and, while a move is pending, its target (docs/cluster.md section 7).
+The epoch is bumped on every owner change (and when the owner restarts) and
+is the partition's leader epoch (KIP-320) and the epoch its manifest is
 claimed at, so a writer holding an older one is fenced.
 
     {"format": "sluice.cluster", "cluster_id": "...", "generation": 12,
@@ -72,21 +73,32 @@ class Topic:
     configs: dict[str, str] = field(default_factory=dict)  # overrides only, as set
     owners: list[int] = field(default_factory=list)         # node id per partition
     epochs: list[int] = field(default_factory=list)         # leader epoch per partition
+    targets: list[int] = field(default_factory=list)        # move pending to (node id), or NO_OWNER
 
     def __post_init__(self) -> None:
         missing = self.partitions - len(self.owners)
         if missing > 0:
             self.owners += [NO_OWNER] * missing
             self.epochs += [0] * missing
+        missing = self.partitions - len(self.targets)
+        if missing > 0:
+            self.targets += [NO_OWNER] * missing
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "id": str(self.topic_id), "partitions": self.partitions,
-                "configs": self.configs, "owners": self.owners, "epochs": self.epochs}
+        d = {"name": self.name, "id": str(self.topic_id), "partitions": self.partitions,
+             "configs": self.configs, "owners": self.owners, "epochs": self.epochs}
+        if any(t != NO_OWNER for t in self.targets):   # only while a move is pending
+            d["targets"] = self.targets
+        return d
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "Topic":
         return cls(d["name"], uuid.UUID(d["id"]), d["partitions"], dict(d.get("configs", {})),
-                   list(d.get("owners", [])), list(d.get("epochs", [])))
+                   list(d.get("owners", [])), list(d.get("epochs", [])), list(d.get("targets", [])))
+
+    def move_to(self, index: int, node: int) -> None:
+        """Ownership changes hands: ``node`` owns it at the next epoch, no move pending."""
+        self.owners[index], self.epochs[index], self.targets[index] = node, self.epochs[index] + 1, NO_OWNER
 
 
 @dataclass
@@ -102,13 +114,15 @@ class ClusterImage:
     # The group coordinator's partitions (Kafka's __consumer_offsets): a group's
     # state lives in partition abs(hash(group id)) % count, owned like a topic's.
     offsets: Topic | None = None
+    draining: list[int] = field(default_factory=list)    # brokers being emptied (docs/cluster.md §9)
 
     def to_doc(self) -> dict[str, Any]:
         return {"format": "sluice.cluster", "cluster_id": self.cluster_id,
                 "generation": self.generation,
                 "producer_id_block_end": self.producer_id_block_end,
                 "topics": [t.to_json() for t in self.topics.values()],
-                "offsets": self.offsets.to_json() if self.offsets is not None else None}
+                "offsets": self.offsets.to_json() if self.offsets is not None else None,
+                "draining": self.draining}
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> "ClusterImage":
@@ -116,7 +130,11 @@ class ClusterImage:
         return cls(doc.get("cluster_id", ""), doc.get("generation", 0),
                    doc.get("producer_id_block_end", 0),
                    {t["name"]: Topic.from_json(t) for t in doc.get("topics", [])},
-                   Topic.from_json(offsets) if offsets else None)
+                   Topic.from_json(offsets) if offsets else None,
+                   [int(n) for n in doc.get("draining", [])])
+
+    def pending_moves(self) -> int:
+        return sum(1 for t in self.owned_topics() for x in t.targets if x != NO_OWNER)
 
     def owned_topics(self) -> list[Topic]:
         """Every set of partitions with owners: the topics, and the coordinator's."""

@@ -30,6 +30,19 @@ class PartitionLoss:
     index: int
 
 
+@dataclass(frozen=True, slots=True)
+class HandOff:
+    """A partition this broker owns at ``epoch`` should move to ``target``
+    (docs/cluster.md section 7); ``target`` NO_OWNER: the move was cancelled.
+    ``coordinator``: a group coordinator partition, not a topic's."""
+
+    topic: Topic
+    index: int
+    epoch: int
+    target: int
+    coordinator: bool = False
+
+
 @dataclass
 class OwnershipDelta:
     gained: list[PartitionGain] = field(default_factory=list)
@@ -39,10 +52,12 @@ class OwnershipDelta:
     # the group coordinator's partitions (shard, epoch) gained and (shard) lost
     coordinators_gained: list[tuple[int, int]] = field(default_factory=list)
     coordinators_lost: list[int] = field(default_factory=list)
+    # moves of partitions we own whose target was set, changed or cleared
+    handoffs: list[HandOff] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.gained or self.lost or self.deleted_topics or self.changed_topics
-                    or self.coordinators_gained or self.coordinators_lost)
+                    or self.coordinators_gained or self.coordinators_lost or self.handoffs)
 
 
 def _owned(image: ClusterImage | None, node_id: int) -> dict[tuple[bytes, int], tuple[Topic, int]]:
@@ -54,6 +69,13 @@ def _owned(image: ClusterImage | None, node_id: int) -> dict[tuple[bytes, int], 
             if t.owners[i] == node_id and node_id != NO_OWNER:
                 out[(t.topic_id.bytes, i)] = (t, t.epochs[i])
     return out
+
+
+def _targets(image: ClusterImage | None, node_id: int) -> dict[tuple[bytes, int], int]:
+    if image is None:
+        return {}
+    return {(t.topic_id.bytes, i): t.targets[i] for t in image.owned_topics() for i in range(t.partitions)
+            if t.owners[i] == node_id and t.targets[i] != NO_OWNER}
 
 
 def ownership_delta(old: ClusterImage | None, new: ClusterImage, node_id: int) -> OwnershipDelta:
@@ -68,6 +90,13 @@ def ownership_delta(old: ClusterImage | None, new: ClusterImage, node_id: int) -
     for key, (topic, _) in before.items():
         if key not in after:
             delta.lost.append(PartitionLoss(topic, key[1]))
+    old_targets, new_targets = _targets(old, node_id), _targets(new, node_id)
+    for key, (topic, epoch) in after.items():
+        target = new_targets.get(key, NO_OWNER)
+        prev = before.get(key)
+        if target != old_targets.get(key, NO_OWNER) or (prev is not None and prev[1] != epoch and target != NO_OWNER):
+            delta.handoffs.append(HandOff(topic, key[1], epoch, target,
+                                          new.offsets is not None and topic.topic_id == new.offsets.topic_id))
     offsets_ids = {i.offsets.topic_id for i in (old, new) if i is not None and i.offsets is not None}
     delta.coordinators_gained = [(g.index, g.epoch) for g in delta.gained if g.topic.topic_id in offsets_ids]
     delta.coordinators_lost = [x.index for x in delta.lost if x.topic.topic_id in offsets_ids]

@@ -233,6 +233,35 @@ class GroupCoordinator:
         self._expiry_timer: TimerHandle | None = None
         self._commits_in_flight: dict[str, int] = {}  # group id -> commits awaiting fsync
         self.loading = True  # until the snapshot and the WAL's group entries are replayed
+        # Whether this broker coordinates a group now (the broker's CoordinatorShards:
+        # NONE, NOT_COORDINATOR, or COORDINATOR_LOAD_IN_PROGRESS); everything, by default
+        self.shard_error: Callable[[str], int] = lambda group_id: ErrorCode.NONE
+
+    def group_error(self, group_id: str) -> int:
+        """Why this broker cannot answer for ``group_id`` now (NONE if it can)."""
+        if self.loading:
+            return ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
+        return self.shard_error(group_id)
+
+    def unload(self, belongs: Callable[[str], bool]) -> int:
+        """Forget the groups ``belongs`` selects: their coordinator partition
+        moved to another broker, which loads them from its snapshot. Members
+        waiting in JoinGroup or SyncGroup are answered NOT_COORDINATOR (they
+        find the new coordinator and rejoin there)."""
+        gone = [gid for gid in self.groups if belongs(gid)]
+        for gid in gone:
+            g = self.groups.pop(gid)
+            if g.join_timer:
+                g.join_timer.cancel()
+            for h in g.pending_members.values():
+                h.cancel()
+            for m in g.members.values():
+                if m.timer:
+                    m.timer.cancel()
+                _resolve(m.join_future, JoinResult(ErrorCode.NOT_COORDINATOR, member_id=m.member_id))
+                _resolve(m.sync_future, (ErrorCode.NOT_COORDINATOR, b""))
+            self._commits_in_flight.pop(gid, None)
+        return len(gone)
 
     def finish_loading(self) -> None:
         """Replay is done: answer group requests and start offset expiry (needs a running loop)."""
@@ -549,8 +578,9 @@ class GroupCoordinator:
                          protocol_type: str, protocols: list[tuple[str, bytes]]) -> JoinResult:
         if not group_id:
             return JoinResult(ErrorCode.INVALID_GROUP_ID, member_id=member_id)
-        if self.loading:
-            return JoinResult(ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, member_id=member_id)
+        err = self.group_error(group_id)
+        if err:
+            return JoinResult(err, member_id=member_id)
         if not (self.config["group.min.session.timeout.ms"] <= session_timeout_ms
                 <= self.config["group.max.session.timeout.ms"]):
             return JoinResult(ErrorCode.INVALID_SESSION_TIMEOUT, member_id=member_id)
@@ -693,6 +723,10 @@ class GroupCoordinator:
             return ErrorCode.INVALID_GROUP_ID, b"", None
         if self.loading:  # the rebalance is lost: the member must start over at JoinGroup
             return ErrorCode.REBALANCE_IN_PROGRESS, b"", None
+        err = self.shard_error(group_id)
+        if err:
+            return (ErrorCode.REBALANCE_IN_PROGRESS if err == ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
+                    else err), b"", None
         g = self.groups.get(group_id)
         err, m = self._check_member(g, member_id, group_instance_id)
         if err:
@@ -729,8 +763,11 @@ class GroupCoordinator:
     def heartbeat(self, group_id: str, generation: int, member_id: str, instance_id: str | None) -> int:
         if not group_id:
             return ErrorCode.INVALID_GROUP_ID
-        if self.loading:  # as Kafka: answered blindly until the groups are loaded
+        err = self.group_error(group_id)
+        if err == ErrorCode.COORDINATOR_LOAD_IN_PROGRESS:  # as Kafka: answered blindly until loaded
             return ErrorCode.NONE
+        if err:
+            return err
         g = self.groups.get(group_id)
         err, m = self._check_member(g, member_id, instance_id)
         if err:
@@ -750,8 +787,9 @@ class GroupCoordinator:
     def leave_group(self, group_id: str, members: list[tuple[str, str | None]]) -> tuple[int, list[int]]:
         if not group_id:
             return ErrorCode.INVALID_GROUP_ID, []
-        if self.loading:
-            return ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, []
+        err = self.group_error(group_id)
+        if err:
+            return err, []
         g = self.groups.get(group_id)
         if g is None or g.state == DEAD:
             return ErrorCode.NONE, [ErrorCode.UNKNOWN_MEMBER_ID] * len(members)
@@ -783,8 +821,9 @@ class GroupCoordinator:
     # ----------------------------------------------------------------- offsets
     def check_commit(self, group_id: str, generation: int, member_id: str,
                      instance_id: str | None) -> int:
-        if self.loading:
-            return ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
+        err = self.group_error(group_id)
+        if err:
+            return err
         g = self.groups.get(group_id)
         if g is None:
             return ErrorCode.NONE if generation < 0 else ErrorCode.ILLEGAL_GENERATION
@@ -845,8 +884,9 @@ class GroupCoordinator:
         await fut
 
     async def delete_group(self, group_id: str) -> int:
-        if self.loading:
-            return ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
+        err = self.group_error(group_id)
+        if err:
+            return err
         g = self.groups.get(group_id)
         if g is None or g.state == DEAD:
             return ErrorCode.GROUP_ID_NOT_FOUND

@@ -250,6 +250,33 @@ class GroupSnapshots:
         log.info("group snapshots: %d groups from %d partition objects%s", groups, len(shards),
                  f" and the legacy {LEGACY_KEY} ({len(legacy)} partitions)" if self._legacy_present else "")
 
+    async def load_shard(self, shard: int) -> int:
+        """Replay one coordinator partition's snapshot, gained from another
+        broker after start (it wrote the snapshot before handing it off);
+        returns how many groups it held. 1 GET."""
+        key = shard_key(shard)
+        try:
+            data, etag = await self.store.get_with_etag(key)
+        except NotFound:
+            self._etags.pop(shard, None)
+            self.fenced.discard(shard)
+            return 0
+        snap = decode_group_snapshot(data, key)
+        if snap.partition != shard:
+            raise CorruptObject(key, f"holds coordinator partition {snap.partition}, not {shard}")
+        self._etags[shard] = etag
+        self.fenced.discard(shard)
+        for gk, entry in snap.entries:
+            self.source.replay(gk, entry)
+        return len({gk for gk, _ in snap.entries})
+
+    def forget(self, shard: int) -> None:
+        """The shard moved to another broker: never write its snapshot again
+        (unless it comes back, through ``load_shard``)."""
+        self.dirty.pop(shard, None)
+        self._etags.pop(shard, None)
+        self._legacy_pending.discard(shard)
+
     # ---------------------------------------------------------------- flush
     async def flush(self) -> bool:
         """Store every shard dirty now; True only when all of them (and the

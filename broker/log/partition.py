@@ -86,6 +86,9 @@ class Partition:
         self.log_start_offset = 0
         self.log_end_offset = 0
         self.high_watermark = 0
+        # being handed off to another broker (docs/cluster.md section 7): no more appends
+        self.sealed = False
+        self.bytes_in = 0           # bytes appended by producers since start (the balancer's rates)
         self.producers: dict[int, ProducerEntry] = {}
         # Batch index, parallel lists sorted by offset.
         self._bases: list[int] = []

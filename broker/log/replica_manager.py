@@ -253,6 +253,7 @@ class ReplicaManager:
         loc, fut = self.wal.append(KIND_BATCH, partition.key, memoryview(buf)[start:end])
         self.tail_cache.put_slice(partition.key, base_offset, buf, start, end)
         self.pending_upload_bytes += end - start
+        partition.bytes_in += end - start
         if self.pending_upload_bytes >= self.config["s3.upload.bytes"]:
             self.upload_wanted.set()
         if self.wal.size_bytes >= self.config["wal.max.bytes"]:
@@ -354,6 +355,11 @@ class ReplicaManager:
 
     def get(self, topic: str, index: int) -> Partition | None:
         return self.partitions.get((topic, index))
+
+    def get_for_write(self, topic: str, index: int) -> Partition | None:
+        """The partition if this broker may append to it: not being handed off."""
+        p = self.partitions.get((topic, index))
+        return None if p is None or p.sealed else p
 
     def missing(self, topic: str | None, index: int, unknown: ErrorCode = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
                 ) -> ErrorCode:

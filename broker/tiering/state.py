@@ -116,6 +116,13 @@ class PartitionStorage:
         self.manifest = m
 
     # -- readers -------------------------------------------------------------------
+    def all_recorded(self, partition) -> bool:
+        """Everything the partition holds is in its manifest (data, producer
+        state, log start): a hand-off may flip it (docs/cluster.md section 7)."""
+        return (self.epoch is not None and not self.offline and not self.unconfirmed
+                and self.upload_from >= partition.log_end_offset
+                and partition.log_start_offset <= self.manifest_log_start)
+
     def wal_pin(self, partition) -> int | None:
         """The oldest WAL segment this partition still needs, or None.
 

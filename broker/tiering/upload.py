@@ -79,6 +79,7 @@ class UploadTask:
         self._snapshot_cut = 0
         self.recorded = asyncio.Event()   # set after each manifest-recording upload (the merge waits for it)
         self._failures = 0
+        self._lock = asyncio.Lock()       # one upload at a time: the loop, a hand-off, shutdown
         self._next_manifests = time.monotonic()   # the first upload records at once
         self.uploads = 0
 
@@ -166,7 +167,11 @@ class UploadTask:
         """One upload; True when everything appended before it (by partitions
         this broker still owns) is now in the object store, recorded in the
         manifests, and the WAL segments holding it were deleted. ``force``
-        records the manifests now (shutdown, tests)."""
+        records the manifests now (shutdown, a hand-off, tests)."""
+        async with self._lock:
+            return await self._upload_once(force)
+
+    async def _upload_once(self, force: bool) -> bool:
         rm = self.rm
         await self._delete_manifests_of_deleted_topics()
         # -- cut and gather, without awaiting in between
