@@ -1,8 +1,12 @@
-"""deploy/cluster.sh starts MinIO and N brokers that form one cluster, and
-stops them cleanly."""
+"""The deploy/ files for a local cluster: deploy/cluster.sh starts MinIO and N
+brokers that form one cluster and stops them cleanly, and deploy/compose.yaml
+is a valid Compose file (checked with Debian's `docker-compose config`: there is
+no Docker engine here to run it). Neither test skips: a missing tool fails."""
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +22,8 @@ from tests.e2e.test_crash import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER = ROOT / "deploy" / "cluster.sh"
+COMPOSE = ROOT / "deploy" / "compose.yaml"
+INSTALL_COMPOSE = ROOT / "deploy" / "install-docker-compose.sh"
 
 
 def _tail(text: str, n: int = 3000) -> str:
@@ -140,3 +146,59 @@ def test_cluster_script_starts_two_brokers_serves_and_stops(tmp_path, minio_bina
             if not _gone(pid):
                 os.kill(pid, signal.SIGKILL)
 
+
+def _compose_config(*args: str, cwd: Path, compose: Path = COMPOSE) -> subprocess.CompletedProcess:
+    res = subprocess.run(["bash", str(INSTALL_COMPOSE)], capture_output=True, text=True, timeout=600,
+                         stdin=subprocess.DEVNULL)
+    assert res.returncode == 0, f"deploy/install-docker-compose.sh failed:\n{_tail(res.stdout + res.stderr)}"
+    tool = shutil.which("docker-compose")
+    assert tool, "docker-compose is not on PATH after deploy/install-docker-compose.sh"
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("SLUICE_MINIO_", "COMPOSE_", "DOCKER_"))}    # the file's defaults
+    return subprocess.run([tool, "-f", str(compose), "config", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=60, stdin=subprocess.DEVNULL)
+
+
+def _services(normalized: str) -> dict[str, str]:
+    """Each service's block of `docker-compose config`'s normalized YAML, by name."""
+    body = re.split(r"^services:\n", normalized, maxsplit=1, flags=re.M)[-1]
+    out: dict[str, str] = {}
+    name = None
+    for line in body.splitlines():
+        if line and not line.startswith(" "):
+            break                                      # the next top-level key
+        m = re.fullmatch(r"  (\S+):", line)
+        if m:
+            name = m.group(1)
+            out[name] = ""
+        elif name is not None:
+            out[name] += line + "\n"
+    return out
+
+
+@pytest.mark.timeout(600)
+def test_compose_file_is_valid(tmp_path):
+    res = _compose_config(cwd=tmp_path)
+    assert res.returncode == 0, f"docker-compose config:\n{res.stderr}"
+    services = _services(res.stdout)
+    assert sorted(services) == ["broker1", "broker2", "broker3", "create-bucket", "minio"], res.stdout
+    for n in (1, 2, 3):
+        block = services[f"broker{n}"]
+        port = 9091 + n
+        assert f"- --node-id\n    - '{n}'\n" in block, block
+        assert f"advertised.listeners=PLAINTEXT://localhost:{port}" in block, block
+        assert f"0.0.0.0:{port}" in block and f"- 127.0.0.1:{port}:{port}/tcp" in block, block
+        assert "s3://sluice" in block and "AWS_ENDPOINT_URL_S3: http://minio:9000" in block, block
+        assert "dockerfile: deploy/Dockerfile" in block and f"context: {ROOT}" in block, block
+        assert "condition: service_completed_successfully" in block, block
+    assert "ensure-bucket" in services["create-bucket"]
+    assert (ROOT / "deploy" / "Dockerfile").is_file()
+    # every published port is on the host's loopback only
+    published = re.findall(r"^    - (\S+/tcp)$", res.stdout, re.M)
+    assert published and all(p.startswith("127.0.0.1:") for p in published), published
+
+    # the check is real: docker-compose rejects a broken file
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(COMPOSE.read_text().replace("    ports:\n", "    portz:\n", 1))
+    res = _compose_config(cwd=tmp_path, compose=bad)
+    assert res.returncode != 0 and "portz" in res.stderr, res.stdout + res.stderr
