@@ -10,13 +10,22 @@ drained from then on, its stderr appends to ``log_path``. ``stop()`` is SIGTERM
 (SIGKILL after ``stop_timeout``), ``kill()`` SIGKILL, ``wipe()`` deletes the
 data dir (the broker must rebuild from the bucket), ``remove()`` deletes
 everything the launcher made.
+
+``wait_for_cluster(addresses)`` waits (bounded) until every broker lists all of
+them in Metadata: brokers on one bucket see a new member on their next
+heartbeat, so a cluster is formed a little after each printed ``ready on``.
+``python -m bench.launch wait-cluster HOST:PORT ...`` is the same for
+deploy/cluster.sh.
 """
 from __future__ import annotations
 
+import argparse
 import os
 import selectors
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -203,3 +212,68 @@ def _drain(pipe) -> None:
             pass
     except (OSError, ValueError):
         pass
+
+
+def listed_brokers(host: str, port: int, timeout: float = 5.0) -> set[tuple[str, int]]:
+    """The brokers (advertised host, port) that the broker at ``host:port`` lists
+    in a Metadata (v1, no topics) answer."""
+    from kafka.protocol.metadata import MetadataRequest, MetadataResponse
+    req = MetadataRequest(topics=[])
+    req.API_VERSION = 1
+    req.with_header(correlation_id=1, client_id="sluice-wait-cluster")
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(bytes(req.encode(header=True, framed=True)))
+        buf = b""
+        while len(buf) < 4 or len(buf) < 4 + struct.unpack_from(">i", buf)[0]:
+            chunk = sock.recv(1 << 16)
+            if not chunk:
+                raise ConnectionError(f"{host}:{port} closed the connection")
+            buf += chunk
+    size = struct.unpack_from(">i", buf)[0]
+    resp = MetadataResponse[1].decode(buf[8:4 + size])        # after the size and the correlation id
+    return {(b.host, b.port) for b in resp.brokers}
+
+
+def wait_for_cluster(addresses: list[tuple[str, int]], timeout: float = 60.0) -> dict[tuple[str, int], set]:
+    """Poll each broker's Metadata until every one lists every address (at most
+    ``timeout`` s). Returns what each listed last: complete if it is formed."""
+    want = set(addresses)
+    seen: dict[tuple[str, int], set] = {a: set() for a in addresses}
+    deadline = time.monotonic() + timeout
+    while True:
+        for a in addresses:
+            if not want <= seen[a]:
+                try:
+                    seen[a] = listed_brokers(*a, timeout=min(5.0, max(0.5, deadline - time.monotonic())))
+                except OSError:
+                    seen[a] = set()
+        if all(want <= v for v in seen.values()) or time.monotonic() >= deadline:
+            return seen
+        time.sleep(0.2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.launch")
+    sub = parser.add_subparsers(dest="command", required=True)
+    wc = sub.add_parser("wait-cluster", help="wait until every broker lists all of them in Metadata")
+    wc.add_argument("addresses", nargs="+", metavar="HOST:PORT")
+    wc.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
+    args = parser.parse_args(argv)
+    addresses = []
+    for text in args.addresses:
+        host, _, port = text.rpartition(":")
+        addresses.append((host, int(port)))
+    started = time.monotonic()
+    seen = wait_for_cluster(addresses, args.timeout)
+    missing = {f"{h}:{p}": sorted(f"{a}:{b}" for a, b in set(addresses) - v)
+               for (h, p), v in seen.items() if not set(addresses) <= v}
+    if missing:
+        print(f"not formed after {args.timeout:.0f}s; brokers missing from each one's Metadata: {missing}",
+              file=sys.stderr)
+        return 1
+    print(f"{len(addresses)} broker(s) list each other ({time.monotonic() - started:.1f}s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

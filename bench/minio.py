@@ -7,12 +7,20 @@ once cached) and returns the binary. ``MinioServer(binary, data_dir)`` serves
 data dir and port across ``stop()``/``kill()`` and ``start()``, so clients
 configured with its endpoint reconnect after an outage. ``env()`` is the
 AWS-chain variables that point a client (or ``sluice serve``) at it.
+
+``python -m bench.minio ensure-bucket NAME`` waits (bounded) until the MinIO
+named by the AWS-chain variables (``AWS_ENDPOINT_URL_S3``, the access key, the
+secret) is ready and creates the bucket unless it exists: what
+deploy/cluster.sh and deploy/compose.yaml run before their brokers. It needs
+botocore only, which serving already installs (not boto3, a test extra).
 """
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -33,6 +41,47 @@ def install_minio() -> Path:
     if res.returncode != 0:
         raise RuntimeError(f"deploy/install-minio.sh failed:\n{res.stderr[-3000:]}")
     return Path(res.stdout.strip().splitlines()[-1])
+
+
+def healthy(endpoint: str, what: str = "ready") -> bool:
+    """MinIO's ``/minio/health/<what>`` (live, ready) answers 200."""
+    try:
+        with urllib.request.urlopen(f"{endpoint}/minio/health/{what}", timeout=2) as r:
+            return r.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def ensure_bucket(endpoint: str, bucket: str, access_key: str, secret_key: str,
+                  region: str = "us-east-1", timeout: float = 60.0) -> bool:
+    """Wait until the MinIO at ``endpoint`` is ready (at most ``timeout`` s), then
+    create ``bucket`` unless it exists. True if this call created it."""
+    import botocore.session
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+
+    deadline = time.monotonic() + timeout
+    while not healthy(endpoint, "ready"):
+        if time.monotonic() >= deadline:
+            raise RuntimeError(f"MinIO at {endpoint} not ready after {timeout:.0f}s")
+        time.sleep(0.2)
+    client = botocore.session.get_session().create_client(
+        "s3", endpoint_url=endpoint, region_name=region,
+        aws_access_key_id=access_key, aws_secret_access_key=secret_key,
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3}))
+    try:
+        client.head_bucket(Bucket=bucket)
+        return False
+    except ClientError as e:
+        if e.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket", "NotFound"):
+            raise
+    try:
+        client.create_bucket(Bucket=bucket)
+    except ClientError as e:      # another creator won the race
+        if e.response.get("Error", {}).get("Code") not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            raise
+        return False
+    return True
 
 
 @dataclass
@@ -95,11 +144,7 @@ class MinioServer:
                            f"log: {self.log_text()[-3000:]}")
 
     def _healthy(self, what: str) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.endpoint}/minio/health/{what}", timeout=2) as r:
-                return r.status == 200
-        except (urllib.error.URLError, OSError):
-            return False
+        return healthy(self.endpoint, what)
 
     def stop(self, timeout: float = 20.0) -> None:
         """SIGTERM and wait (MinIO shuts down cleanly)."""
@@ -151,3 +196,34 @@ class MinioServer:
             if not resp.get("IsTruncated"):
                 return out
             token = resp["NextContinuationToken"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.minio")
+    sub = parser.add_subparsers(dest="command", required=True)
+    eb = sub.add_parser("ensure-bucket", help="wait for MinIO, create the bucket unless it exists; "
+                        "endpoint and credentials from AWS_ENDPOINT_URL_S3 (or AWS_ENDPOINT_URL), "
+                        "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION")
+    eb.add_argument("bucket")
+    eb.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for MinIO (default 60)")
+    args = parser.parse_args(argv)
+    env = os.environ
+    endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
+    missing = [k for k, v in (("AWS_ENDPOINT_URL_S3", endpoint), ("AWS_ACCESS_KEY_ID", env.get("AWS_ACCESS_KEY_ID")),
+                              ("AWS_SECRET_ACCESS_KEY", env.get("AWS_SECRET_ACCESS_KEY"))) if not v]
+    if missing:
+        print(f"bench.minio: set {', '.join(missing)}", file=sys.stderr)
+        return 2
+    try:
+        created = ensure_bucket(endpoint, args.bucket, env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"],
+                                env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+                                args.timeout)
+    except Exception as e:
+        print(f"bench.minio: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    print(f"bucket {args.bucket} {'created' if created else 'exists'} on {endpoint}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -47,3 +47,28 @@ def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
 
 def free_port(host: str = "127.0.0.1") -> int:
     return free_ports(1, host)[0]
+
+
+def free_port_run(n: int, host: str = "127.0.0.1", exclude: tuple[int, ...] = ()) -> int:
+    """The first of ``n`` consecutive ports free on ``host`` (none in ``exclude``),
+    below the ephemeral range (for launchers that number ports from a base, like
+    deploy/cluster.sh). At most 200 tries."""
+    high = _ephemeral_low()
+    low = _LOWEST if high - _LOWEST > 1000 + n else 1024
+    for _ in range(200):
+        base = random.randrange(low, max(low + 1, high - n))
+        if any(p in exclude for p in range(base, base + n)):
+            continue
+        socks: list[socket.socket] = []
+        try:
+            for p in range(base, base + n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind((host, p))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError(f"no {n} consecutive free ports on {host}")
