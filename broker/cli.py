@@ -97,6 +97,7 @@ async def serve(args) -> int:
         bound_host, bound_port = await server.bind(host, port)
         if adv_port == 0:
             broker.advertise_port(bound_port)   # registered in the cluster by start()
+        await broker.cluster.notifier.listen(bound_host, bound_port)   # metadata notices (udp, same port)
         await broker.start()
     except Exception as exc:
         log.error("cannot start: %s: %s", type(exc).__name__, exc)

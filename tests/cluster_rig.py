@@ -51,11 +51,13 @@ uploads, close) runs with ``broker.failpoints.current_node`` set to its
 node id, so ``failpoints.arm(name, node)`` fires for that broker alone. The
 rig disarms every failpoint when it stops.
 
-Moving a partition. ``move_partition`` only changes ownership in the
-metadata document (owner := to_node, epoch + 1, one conditional update);
-the hand-off protocol (the old owner seals and uploads first) is a later
-issue. Brokers learn of it on their next heartbeat. Upload the old owner's
-data first (``rig.upload``) or the new owner will not have it.
+Moving a partition. ``reassign`` sets a move's target, as
+AlterPartitionReassignments does (docs/cluster.md section 7): the owner hands
+the partition off on its next heartbeat (seal, upload, flip), the new owner
+takes it on its next. ``move_partition`` only changes ownership in the
+metadata document (owner := to_node, epoch + 1, one conditional update), as
+an unclean election would: upload the old owner's data first
+(``rig.upload``) or the new owner will not have it.
 """
 from __future__ import annotations
 
@@ -95,6 +97,8 @@ DEFAULT_OVERRIDES: dict[str, Any] = {
     "wal.segment.bytes": 1 << 20,
     # stop() halts brokers one by one; a drain is a scenario of its own
     "controlled.shutdown.enable": False,
+    # moves happen when a scenario asks (a balancer scenario turns it on)
+    "autobalancer.controller.enable": False,
 }
 
 SETTLE_LIMIT = 30.0      # wall seconds a settle may take before the rig calls it stuck
@@ -456,6 +460,15 @@ class ClusterRig:
         recorded; True when nothing is left only in its WAL."""
         self._log(f"upload node {node}")
         return await self._run_as(node, self._live(node).tiering.upload.upload_once(force=True), busy=True)
+
+    async def reassign(self, topic: str, index: int, to_node: int | None, *, via: int | None = None) -> str | None:
+        """Set (or with None cancel) the move of ``topic``-``index`` to
+        ``to_node``, written by broker ``via`` (default: the lowest running);
+        returns None, or why it was refused."""
+        node = via if via is not None else min(self.brokers)
+        result = await self._run_as(node, self._live(node).cluster.reassign({(topic, index): to_node}), busy=True)
+        self._log(f"reassign {topic}-{index} -> {to_node} via node {node}: {result[(topic, index)]}")
+        return result[(topic, index)]
 
     async def move_partition(self, topic: str, index: int, to_node: int) -> int:
         """Give ``topic``-``index`` to ``to_node`` in the metadata document

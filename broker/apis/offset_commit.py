@@ -41,7 +41,8 @@ def _group_error(ctx: RequestContext, request: OffsetCommitRequest) -> int:
 def _partition_error(ctx: RequestContext, name: str | None, p, group_err: int) -> int:
     if name is None:
         return ErrorCode.UNKNOWN_TOPIC_ID
-    if ctx.broker.replicas.get(name, p.partition_index) is None:
+    topic = ctx.broker.cluster.metadata.topics.get(name)   # owned by any broker of the cluster
+    if topic is None or not 0 <= p.partition_index < topic.partitions:
         return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
     if group_err:
         return group_err

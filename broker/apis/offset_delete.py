@@ -11,6 +11,12 @@ T = OffsetDeleteResponse.OffsetDeleteResponseTopic
 P = T.OffsetDeleteResponsePartition
 
 
+def _exists(ctx: RequestContext, name: str, index: int) -> bool:
+    """The partition exists in the cluster (on whichever broker owns it)."""
+    topic = ctx.broker.cluster.metadata.topics.get(name)
+    return topic is not None and 0 <= index < topic.partitions
+
+
 @api(OffsetDeleteRequest, OffsetDeleteResponse)
 async def handle(ctx: RequestContext, request: OffsetDeleteRequest) -> OffsetDeleteResponse:
     v = ctx.version
@@ -36,7 +42,7 @@ async def handle(ctx: RequestContext, request: OffsetDeleteRequest) -> OffsetDel
         for p in t.partitions:
             if t.name in subscribed:
                 err = ErrorCode.GROUP_SUBSCRIBED_TO_TOPIC
-            elif ctx.broker.replicas.get(t.name, p.partition_index) is None:
+            elif not _exists(ctx, t.name, p.partition_index):
                 err = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
             else:
                 err = ErrorCode.NONE

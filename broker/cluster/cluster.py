@@ -42,6 +42,7 @@ from ..store_errors import StoreErrors
 from .controller import ControllerLease
 from .membership import BrokerRegistration, Membership
 from .metadata import NO_OWNER, ClusterImage, MetadataStore, Topic
+from .notify import Notifier
 from .ownership import OwnershipDelta, ownership_delta
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ class Cluster:
         self._stopped = False
         self._errors = StoreErrors(log)
         self.load_source: Callable[[], dict[str, float]] = dict   # bytes/s per partition, for the balancer
+        self.notifier = Notifier(self.metadata.refresh)     # bound by the CLI next to the listener
         self.drained = asyncio.Event()    # set once this broker is draining and owns nothing
 
     # ------------------------------------------------------------------ start
@@ -111,7 +113,7 @@ class Cluster:
                     if t.owners[i] == me or t.owners[i] == NO_OWNER or t.owners[i] not in registered:
                         t.owners[i] = me
                         t.epochs[i] = max(t.epochs[i], legacy_epochs.get((t.topic_id.bytes, i), 0)) + 1
-        image = await self.metadata.update(claim)
+        image = await self._update(claim)
         await self._controller_tick()
         self._on_delta = on_delta
         self.metadata.listen(self._emit)
@@ -135,6 +137,14 @@ class Cluster:
                 m, _ = await manifests.load(*key)
             return key, (m.epoch if m is not None else 0)
         return dict(await asyncio.gather(*(epoch_of(k) for k in todo)))
+
+    async def _update(self, change: Callable[[ClusterImage], None]) -> ClusterImage:
+        """Change the metadata document, then tell the other live brokers (a
+        datagram each, notify.py) so they need not wait for their heartbeat."""
+        image = await self.metadata.update(change)
+        others = [(b.host, b.port) for n, b in self.membership.live().items() if n != self.node_id]
+        self.notifier.send(others, image.generation)
+        return image
 
     def _emit(self, old: ClusterImage | None, new: ClusterImage) -> None:
         delta = ownership_delta(old, new, self.node_id)
@@ -164,6 +174,7 @@ class Cluster:
         """Stop the heartbeat and touch the bucket no more: what a crash leaves
         behind (registration and lease stay until they are taken over)."""
         self._stopped = True
+        self.notifier.close()
         if self._timer is not None:
             self._timer.cancel()
         if self._tick_task is not None:
@@ -215,7 +226,7 @@ class Cluster:
 
         def decide(image: ClusterImage) -> None:
             placed[0] = self._controller_decide(image, registered, live)
-        await self.metadata.update(decide)
+        await self._update(decide)
         if placed[0]:
             log.info("controller: placed or moved %d partitions", placed[0])
 
@@ -323,7 +334,7 @@ class Cluster:
                 else:
                     t.targets[i] = node
                     results[(name, i)] = None
-        await self.metadata.update(change)
+        await self._update(change)
         return dict(results)
 
     def reassignments(self) -> list[tuple[Topic, int, int, int]]:
@@ -348,7 +359,7 @@ class Cluster:
                         and t.targets[i] == target:
                     t.move_to(i, target)
                     done.add((topic_id, i))
-        await self.metadata.update(change)
+        await self._update(change)
         return done
 
     async def elect_unclean(self, parts: list[tuple[str, int]]) -> dict[tuple[str, int], str | None]:
@@ -373,7 +384,7 @@ class Cluster:
                     t.move_to(i, node)
                     load[node] += 1
                     results[(name, i)] = None
-        await self.metadata.update(change)
+        await self._update(change)
         return dict(results)
 
     async def set_draining(self, node: int, draining: bool) -> None:
@@ -383,7 +394,7 @@ class Cluster:
                 image.draining.append(node)
             elif not draining and node in image.draining:
                 image.draining.remove(node)
-        await self.metadata.update(change)
+        await self._update(change)
 
     # ----------------------------------------------------------------- topics
     async def create_topic(self, name: str, partitions: int, configs: dict[str, str] | None = None) -> Topic:
@@ -405,7 +416,7 @@ class Cluster:
                 owners.append(node)
                 load[node] += 1
             image.topics[name] = Topic(name, topic_id, partitions, configs, owners, [1] * partitions)
-        image = await self.metadata.update(add)
+        image = await self._update(add)
         log.info("created topic %s with %d partitions", name, partitions)
         return image.topics[name]
 
@@ -416,7 +427,7 @@ class Cluster:
             if name not in image.topics:
                 raise UnknownTopic(name)
             gone[:] = [image.topics.pop(name)]
-        await self.metadata.update(remove)
+        await self._update(remove)
         log.info("deleted topic %s", name)
         return gone[0]
 
@@ -435,7 +446,7 @@ class Cluster:
                 t.targets.append(NO_OWNER)
                 t.partitions += 1
                 load[node] += 1
-        await self.metadata.update(grow)
+        await self._update(grow)
 
     async def alter_topic_configs(self, name: str, configs: dict[str, str]) -> None:
         """Replace the topic's overrides by ``configs`` (already validated)."""
@@ -444,7 +455,7 @@ class Cluster:
             if t is None:
                 raise UnknownTopic(name)
             t.configs = dict(configs)
-        await self.metadata.update(alter)
+        await self._update(alter)
 
     def topic_config(self, topic: Topic, name: str):
         if name in topic.configs:
