@@ -105,6 +105,12 @@ class Broker:
         """Everything a change of ownership means for this broker: partitions
         (the ReplicaManager), coordinator partitions, and moves to hand off."""
         self.replicas.apply_delta(delta)
+        for loss in delta.lost:
+            self.handoffs.forget(loss.topic.topic_id, loss.index)
+        offsets = self.cluster.metadata.image.offsets
+        for shard in delta.coordinators_lost:
+            if offsets is not None:
+                self.handoffs.forget(offsets.topic_id, shard)
         shards = self.coordinator_shards
         for shard in delta.coordinators_lost:
             shards.state.pop(shard, None)

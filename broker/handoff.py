@@ -67,6 +67,10 @@ class HandOffs:
             if self._task is None or self._task.done():
                 self._task = asyncio.get_running_loop().create_task(self._run(), name="hand-offs")
 
+    def forget(self, topic_id: uuid.UUID, index: int) -> None:
+        """The partition is no longer ours (moved, or taken by an unclean election)."""
+        self.pending.pop((topic_id, index), None)
+
     async def stop(self) -> None:
         self._stopped = True
         if self._task is not None:
