@@ -311,11 +311,11 @@ class Cluster:
         """Set (node) or cancel (None) the target of each partition, in one
         metadata update (docs/cluster.md §7 step 1, §11). Per partition: None
         if done, else why not: "unknown", "not live", "none pending"."""
-        placeable = self._placeable(self.metadata.image)
         results: dict[tuple[str, int], str | None] = {}
 
         def change(image: ClusterImage) -> None:
             results.clear()
+            placeable = self._placeable(image)      # the draining list of this version, not the cache's
             for (name, i), node in moves.items():
                 t = image.topics.get(name)
                 if t is None or not 0 <= i < t.partitions:
@@ -367,12 +367,11 @@ class Cluster:
         the fewest, without the owner's hand-off (docs/cluster.md §10). Per
         partition: None if moved, else "unknown" or "not needed"."""
         live = set(self.membership.live())
-        placeable = self._placeable(self.metadata.image)
         results: dict[tuple[str, int], str | None] = {}
 
         def change(image: ClusterImage) -> None:
             results.clear()
-            load = self._load(image, placeable)
+            load = self._load(image, self._placeable(image))   # this version's draining list
             for name, i in parts:
                 t = image.topics.get(name)
                 if t is None or not 0 <= i < t.partitions:
