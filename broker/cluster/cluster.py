@@ -255,7 +255,9 @@ class Cluster:
                 elif target != NO_OWNER and target not in placeable:
                     t.targets[i] = NO_OWNER                 # its target left or is draining
                     changed += 1
-                if t.owners[i] in draining and t.targets[i] == NO_OWNER and owner in live:
+                # to a broker that is not draining itself (none may be live: then they stay)
+                if t.owners[i] in draining and t.targets[i] == NO_OWNER and owner in live \
+                        and placeable - draining:
                     node = min(load, key=lambda n: (load[n], n))
                     t.targets[i] = node
                     load[node] += 1
