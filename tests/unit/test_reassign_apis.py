@@ -13,7 +13,8 @@ from kafka.protocol.admin import (
     IncrementalAlterConfigsRequest,
     ListPartitionReassignmentsRequest,
 )
-from kafka.protocol.metadata import ApiVersionsRequest
+from kafka.protocol.consumer import OffsetCommitRequest, OffsetFetchRequest
+from kafka.protocol.metadata import ApiVersionsRequest, FindCoordinatorRequest
 from test_cluster_rig import create_topic, fetch, leaders, metadata, produce
 
 from broker.cluster import MetadataStore
@@ -368,3 +369,39 @@ async def test_a_draining_broker_that_no_other_can_relieve_keeps_its_partitions(
         t = rig.brokers[1].cluster.metadata.topics["alone"]
         assert (t.owners, t.epochs, t.targets) == ([1, 2], epochs, [-1, -1])
         assert await produce(rig, 1, "alone", 0, [b"still"]) == (0, 0)
+
+
+# ------------------------------------------------------------------ group offsets
+async def test_a_groups_offsets_for_every_partition_are_kept_across_a_move(tmp_path):
+    """A group's coordinator commits offsets for partitions other brokers own
+    (it checks only that they exist), and they are still there once one of
+    them has moved."""
+    async with rig_of(tmp_path, 30) as rig:
+        await create_topic(rig, 1, "g", 3)
+        await rig.advance(rig.heartbeat)
+        resp = await rig.request(1, FindCoordinatorRequest(key_type=0, coordinator_keys=["grp"]), version=4)
+        [c] = resp.coordinators
+        assert c.error_code == 0
+        coordinator = c.node_id
+        OT = OffsetCommitRequest.OffsetCommitRequestTopic
+        resp = await rig.request(coordinator, OffsetCommitRequest(
+            group_id="grp", generation_id_or_member_epoch=-1, member_id="", group_instance_id=None,
+            retention_time_ms=-1, topics=[OT(name="g", partitions=[
+                OT.OffsetCommitRequestPartition(partition_index=i, committed_offset=10 + i,
+                                                committed_leader_epoch=-1, committed_metadata="")
+                for i in range(3)] + [OT.OffsetCommitRequestPartition(
+                    partition_index=7, committed_offset=1, committed_leader_epoch=-1, committed_metadata="")])]),
+            version=8)
+        assert [(p.partition_index, p.error_code) for t in resp.topics for p in t.partitions] == [
+            (0, 0), (1, 0), (2, 0), (7, UNKNOWN)]
+
+        mover = next(i for i, o in enumerate(rig.owners("g")) if o != coordinator)
+        to = next(n for n in (1, 2, 3) if n not in (rig.owners("g")[mover], coordinator))
+        assert await alter(rig, coordinator, {("g", mover): [to]}) == {("g", mover): (NONE, None)}
+        await rig.advance(2 * rig.heartbeat)
+        assert rig.owners("g")[mover] == to
+        FT_ = OffsetFetchRequest.OffsetFetchRequestTopic
+        resp = await rig.request(coordinator, OffsetFetchRequest(
+            group_id="grp", topics=[FT_(name="g", partition_indexes=[0, 1, 2])], require_stable=False), version=7)
+        assert [(p.partition_index, p.committed_offset) for t in resp.topics for p in t.partitions] == [
+            (0, 10), (1, 11), (2, 12)]
