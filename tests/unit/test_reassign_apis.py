@@ -5,6 +5,8 @@ a move that completes by the hand-off with every record kept, and an unclean
 election of a crashed broker's partition."""
 from __future__ import annotations
 
+import time
+
 import pytest
 from cluster_rig import ClusterRig
 from kafka.protocol.admin import (
@@ -405,3 +407,26 @@ async def test_a_groups_offsets_for_every_partition_are_kept_across_a_move(tmp_p
             group_id="grp", topics=[FT_(name="g", partition_indexes=[0, 1, 2])], require_stable=False), version=7)
         assert [(p.partition_index, p.committed_offset) for t in resp.topics for p in t.partitions] == [
             (0, 10), (1, 11), (2, 12)]
+
+
+async def test_the_last_broker_to_stop_does_not_wait_for_a_drain_nobody_can_take(tmp_path):
+    """Node 1 stops (here without a drain) and node 2 gets SIGTERM right
+    after, before its heartbeat saw node 1 leave: its controlled shutdown
+    starts a drain to node 1, and must give up once it sees that nobody is
+    left to take its partitions, not wait out s3.shutdown.timeout.ms. What
+    it holds is in the bucket for the next broker to start."""
+    rig = ClusterRig(tmp_path / "first", seed=31, brokers=2, overrides={
+        **NO_BALANCER, "controlled.shutdown.enable": True, "s3.shutdown.timeout.ms": 20_000})
+    await rig.start()
+    await create_topic(rig, 1, "last", 2)
+    await rig.advance(rig.heartbeat)
+    assert await produce(rig, 2, "last", 1, [b"kept"]) == (0, 0)
+    rig.brokers[1].config.values["controlled.shutdown.enable"] = False
+    await rig.remove_broker(1)
+    started = time.monotonic()
+    await rig.remove_broker(2)          # no heartbeat in between: node 1 still looks live
+    assert time.monotonic() - started < 5
+    again = ClusterRig(tmp_path / "again", seed=31, brokers=1)
+    again.store = rig.store
+    async with again:
+        assert await fetch(again, 1, "last", 1) == (0, [(0, None, b"kept")])
