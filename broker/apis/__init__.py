@@ -29,6 +29,7 @@ def load_all() -> dict[int, Api]:
         describe_cluster,
         describe_configs,
         describe_groups,
+        describe_log_dirs,
         elect_leaders,
         fetch,
         find_coordinator,

@@ -11,6 +11,7 @@ import pytest
 from cluster_rig import ClusterRig
 from kafka.protocol.admin import (
     AlterPartitionReassignmentsRequest,
+    DescribeLogDirsRequest,
     ElectLeadersRequest,
     IncrementalAlterConfigsRequest,
     ListPartitionReassignmentsRequest,
@@ -319,7 +320,7 @@ async def test_reassignment_throttles_are_accepted_and_change_nothing(tmp_path):
 
 
 # ------------------------------------------------------------------ ApiVersions
-@pytest.mark.parametrize("key,versions", [(43, (0, 2)), (45, (0, 1)), (46, (0, 0))])
+@pytest.mark.parametrize("key,versions", [(43, (0, 2)), (45, (0, 1)), (46, (0, 0)), (35, (1, 5))])
 async def test_api_versions_advertises_the_reassignment_apis(tmp_path, key, versions):
     async with ClusterRig(tmp_path, seed=27, brokers=1) as rig:
         resp = await rig.request(1, ApiVersionsRequest(client_software_name="t", client_software_version="1"),
@@ -430,3 +431,13 @@ async def test_the_last_broker_to_stop_does_not_wait_for_a_drain_nobody_can_take
     again.store = rig.store
     async with again:
         assert await fetch(again, 1, "last", 1) == (0, [(0, None, b"kept")])
+
+
+async def test_describe_log_dirs_lists_none(tmp_path):
+    """No partition lives in a broker's log directory: kafka-reassign-partitions
+    then writes "log_dirs": ["any"] and never asks to move one."""
+    async with ClusterRig(tmp_path, seed=32, brokers=1) as rig:
+        await create_topic(rig, 1, "ld", 2)
+        for version in (1, 4, 5):
+            resp = await rig.request(1, DescribeLogDirsRequest(topics=None), version=version)
+            assert resp.results == [] and (version < 3 or resp.error_code == 0)
