@@ -211,7 +211,7 @@ class Broker:
         """Controlled shutdown (docs/cluster.md section 6): hand every partition
         and coordinator partition to the others, for up to ``timeout`` s; True
         if this broker owns nothing now. Skipped (False) when no other live
-        broker could take them."""
+        broker could take them, and given up (False) when none is left."""
         c = self.cluster
         if not c.owns_anything():
             return True
@@ -222,7 +222,19 @@ class Broker:
         try:
             await c.set_draining(self.node_id, True)
             await c.tick()                       # as controller, place the moves now
-            await asyncio.wait_for(c.drained.wait(), timeout)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            while not c.drained.is_set():
+                # the others may stop too (one right after the other, or all at once)
+                if not set(c.membership.live()) - set(c.metadata.image.draining) - {self.node_id}:
+                    log.warning("controlled shutdown: no other live broker is left to take the partitions")
+                    return False
+                if loop.time() >= deadline:
+                    raise asyncio.TimeoutError
+                try:
+                    await asyncio.wait_for(c.drained.wait(), min(0.1, deadline - loop.time()))
+                except asyncio.TimeoutError:
+                    pass
         except asyncio.TimeoutError:
             log.warning("controlled shutdown: not everything was handed off within %.0f s", timeout)
             return False

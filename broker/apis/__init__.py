@@ -19,6 +19,7 @@ __all__ = ["API_TABLE", "Api", "CloseConnection", "Handler", "RequestContext", "
 def load_all() -> dict[int, Api]:
     """Import every API module so each registers itself."""
     from . import (  # noqa: F401  # noqa: F401
+        alter_partition_reassignments,
         api_versions,
         create_partitions,
         create_topics,
@@ -28,6 +29,8 @@ def load_all() -> dict[int, Api]:
         describe_cluster,
         describe_configs,
         describe_groups,
+        describe_log_dirs,
+        elect_leaders,
         fetch,
         find_coordinator,
         heartbeat,
@@ -37,6 +40,7 @@ def load_all() -> dict[int, Api]:
         leave_group,
         list_groups,
         list_offsets,
+        list_partition_reassignments,
         metadata,
         offset_commit,
         offset_delete,

@@ -255,7 +255,9 @@ class Cluster:
                 elif target != NO_OWNER and target not in placeable:
                     t.targets[i] = NO_OWNER                 # its target left or is draining
                     changed += 1
-                if t.owners[i] in draining and t.targets[i] == NO_OWNER and owner in live:
+                # to a broker that is not draining itself (none may be live: then they stay)
+                if t.owners[i] in draining and t.targets[i] == NO_OWNER and owner in live \
+                        and placeable - draining:
                     node = min(load, key=lambda n: (load[n], n))
                     t.targets[i] = node
                     load[node] += 1
@@ -311,11 +313,11 @@ class Cluster:
         """Set (node) or cancel (None) the target of each partition, in one
         metadata update (docs/cluster.md §7 step 1, §11). Per partition: None
         if done, else why not: "unknown", "not live", "none pending"."""
-        placeable = self._placeable(self.metadata.image)
         results: dict[tuple[str, int], str | None] = {}
 
         def change(image: ClusterImage) -> None:
             results.clear()
+            placeable = self._placeable(image)      # the draining list of this version, not the cache's
             for (name, i), node in moves.items():
                 t = image.topics.get(name)
                 if t is None or not 0 <= i < t.partitions:
@@ -367,12 +369,11 @@ class Cluster:
         the fewest, without the owner's hand-off (docs/cluster.md §10). Per
         partition: None if moved, else "unknown" or "not needed"."""
         live = set(self.membership.live())
-        placeable = self._placeable(self.metadata.image)
         results: dict[tuple[str, int], str | None] = {}
 
         def change(image: ClusterImage) -> None:
             results.clear()
-            load = self._load(image, placeable)
+            load = self._load(image, self._placeable(image))   # this version's draining list
             for name, i in parts:
                 t = image.topics.get(name)
                 if t is None or not 0 <= i < t.partitions:
