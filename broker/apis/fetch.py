@@ -16,7 +16,8 @@ from objectstore import ObjectStoreError
 
 from ..errors import ErrorCode
 from ..fetch_session import FetchSessionError, SessionPartition
-from .fetch_response import FetchPartition, FetchResponseParts, FetchTopic
+from .fetch_response import NODE_ENDPOINTS_FROM, FetchPartition, FetchResponseParts, FetchTopic
+from .leaders import FETCH_ERRORS, LeaderHints
 from .registry import RequestContext, api
 
 
@@ -77,7 +78,26 @@ async def handle(ctx: RequestContext, request: FetchRequest) -> FetchResponse:
     if remote and pacer.enabled:
         # Catch-up bytes yield to produce (read_pacer): hold the answer back.
         b.metrics.remote_fetch_paced(await pacer.pace(), pacer.rate)
-    return FetchResponseParts(topics, session_id=session.id if session else 0)
+    response = FetchResponseParts(topics, session_id=session.id if session else 0)
+    if has_error and v >= NODE_ENDPOINTS_FROM:
+        _add_leaders(b, response)
+    return response
+
+
+def _add_leaders(b, response: FetchResponseParts) -> None:
+    """KIP-951, as Kafka from v16: a partition answered NOT_LEADER_OR_FOLLOWER
+    (or FENCED_LEADER_EPOCH) names its current leader, and the response the
+    endpoints of the leaders named. (Only when some partition has an error:
+    the common path never walks the partitions twice.)"""
+    hints: LeaderHints | None = None
+    for t in response.topics:
+        for p in t.partitions:
+            if p.error_code in FETCH_ERRORS:
+                if hints is None:
+                    hints = LeaderHints(b.cluster)
+                p.current_leader = hints.leader(t.name, p.index)
+    if hints is not None:
+        response.node_endpoints = hints.node_endpoints()
 
 
 def _remote_budget(b, charged: int) -> int | None:

@@ -14,15 +14,22 @@ Layout (v12+ is flexible: compact arrays/strings/bytes, tagged-field sections):
       partition_index i32, error_code i16, high_watermark i64,
       last_stable_offset i64, log_start_offset i64 (v5+),
       aborted_transactions[] nullable (always null here),
-      preferred_read_replica i32 (v11+), records nullable bytes
-  node_endpoints: tagged (v16+), never sent
+      preferred_read_replica i32 (v11+), records nullable bytes,
+      current_leader: tag 1 (v12+): leader_id i32, leader_epoch i32
+  node_endpoints: tag 0 (v16+): [node_id i32, host, port i32, rack nullable]
+
+The tagged fields are written only when set and not the default, as Kafka
+does; the handler sets them from v16 on, for NOT_LEADER_OR_FOLLOWER (KIP-951).
+As in produce_response: with ``node_endpoints`` None (the common path) no
+partition's ``current_leader`` is looked at.
 """
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .produce_response import _count, _string, _uvarint
+from .produce_response import NodeEndpoint, _count, _string, _uvarint, endpoint_tags, leader_tags
 
 _I32 = struct.Struct(">i")
 _HEAD = struct.Struct(">ihi")      # throttle, error, session (v7+)
@@ -30,6 +37,7 @@ _PART = struct.Struct(">ihqq")     # index, error, high watermark, last stable o
 _I64 = struct.Struct(">q")
 FLEXIBLE_FROM = 12
 TOPIC_ID_FROM = 13
+NODE_ENDPOINTS_FROM = 16
 
 
 @dataclass(slots=True)
@@ -39,6 +47,7 @@ class FetchPartition:
     high_watermark: int
     log_start_offset: int
     records: list = field(default_factory=list)   # record batches, sent as they are
+    current_leader: tuple[int, int] | None = None  # (leader id, epoch): v12+, tag 1
 
 
 @dataclass(slots=True)
@@ -56,9 +65,13 @@ class FetchResponseParts:
     topics: list[FetchTopic]
     session_id: int = 0
     error_code: int = 0
+    # v16+, tag 0. None: no partition names a leader (their current_leader is not
+    # read); a sequence, maybe empty: partitions may (current_leader from v12).
+    node_endpoints: Sequence[NodeEndpoint] | None = None
 
     def encode_parts(self, version: int) -> list:
         flexible = version >= FLEXIBLE_FROM
+        leaders = self.node_endpoints is not None
         out: list = []
         head = bytearray()
         if version >= 7:
@@ -84,12 +97,14 @@ class FetchResponseParts:
                 out.append(bytes(head))
                 out.extend(p.records)
                 head = bytearray()
-                if flexible:
-                    head += b"\x00"  # partition tagged fields
+                if flexible:         # partition tagged fields
+                    head += leader_tags(1, p.current_leader) if leaders and p.current_leader is not None \
+                        else b"\x00"
             if flexible:
                 head += b"\x00"      # topic tagged fields
-        if flexible:
-            head += b"\x00"          # top-level tagged fields
+        if flexible:                 # top-level tagged fields
+            head += endpoint_tags(0, self.node_endpoints) \
+                if self.node_endpoints and version >= NODE_ENDPOINTS_FROM else b"\x00"
         out.append(bytes(head))
         return out
 

@@ -13,7 +13,8 @@ from wal import WalError
 from ..errors import ErrorCode
 from ..log.partition import AppendError
 from ..log.records import InvalidBatch, parse_batches
-from .produce_response import PartitionResult, ProduceResponseBytes, TopicResult
+from .leaders import PRODUCE_ERRORS, LeaderHints
+from .produce_response import LEADER_FROM, PartitionResult, ProduceResponseBytes, TopicResult
 from .registry import CloseConnection, RequestContext, api
 
 
@@ -34,7 +35,7 @@ async def _handle(ctx: RequestContext, request: ProduceRequest):
     rm = b.replicas
     v = ctx.version
     acks = request.acks
-    results: list[tuple[object, list[list]]] = []
+    results: list[tuple[object, str | None, list[list]]] = []
     waits: list[asyncio.Future] = []
     now_ms = int(time.time() * 1000)
     # Backpressure: past wal.max.bytes the object store is behind (or down);
@@ -90,14 +91,14 @@ async def _handle(ctx: RequestContext, request: ProduceRequest):
             fut = res.durable if res.durable is not None else asyncio.ensure_future(rm.wal.sync())
             row[6] = fut
             waits.append(fut)
-        results.append((td, parts))
+        results.append((td, topic.name if topic is not None else None, parts))
     if bytes_in:
         b.metrics.bytes_in(bytes_in)
     if acks == 0:
         # No answer is expected; an error closes the connection so that the
         # client notices and refreshes its metadata (Kafka's KafkaApis does this).
         errors = [f"{td.name!r:.60}-{row[0]}: {ErrorCode(row[1]).name}"
-                  for td, parts in results for row in parts if row[1]]
+                  for td, _, parts in results for row in parts if row[1]]
         if errors:
             raise CloseConnection(f"error in acks=0 produce: {', '.join(errors[:5])}")
         return None
@@ -109,11 +110,21 @@ async def _handle(ctx: RequestContext, request: ProduceRequest):
         except WalError:
             pass
     topics = []
-    for td, parts in results:
+    hints: LeaderHints | None = None     # KIP-951: made only for an error that names a leader
+    for td, name, parts in results:
         prs = []
         for index, error, base, lat, lso, message, fut in parts:
             if fut is not None and fut.exception() is not None:
                 error, message, base = ErrorCode.KAFKA_STORAGE_ERROR, str(fut.exception()), -1
-            prs.append(PartitionResult(index, error, base, lat, lso, message if error else None))
+            pr = PartitionResult(index, error, base, lat, lso, None)
+            if error:
+                pr.error_message = message
+                if error in PRODUCE_ERRORS and v >= LEADER_FROM:
+                    if hints is None:
+                        hints = LeaderHints(b.cluster)
+                    pr.current_leader = hints.leader(name, index)
+            prs.append(pr)
         topics.append(TopicResult(td.name, td.topic_id, prs))
+    if hints is not None:
+        return ProduceResponseBytes(topics, node_endpoints=hints.node_endpoints())
     return ProduceResponseBytes(topics)

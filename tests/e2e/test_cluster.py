@@ -13,6 +13,11 @@ import time
 import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from kafka.protocol.admin import CreateTopicsRequest
+from kafka.protocol.consumer import FetchRequest
+from kafka.protocol.metadata import MetadataRequest
+from kafka.protocol.producer import ProduceRequest
+from wire import WireClient, make_batch
 
 from tests.e2e.test_crash import wait_until
 
@@ -123,3 +128,77 @@ def test_brokers_listening_on_port_0_advertise_the_bound_port(broker_factory, tm
     brokers = admin.list_topics(timeout=10).brokers
     assert {b.id: b.port for b in brokers.values()} == {1: one.port, 2: two.port}
     assert 0 not in (one.port, two.port)
+
+
+def test_not_leader_answers_name_the_current_leader(two_brokers):
+    """KIP-951 through real sockets: Produce (v10+) and Fetch (v16+) sent to the
+    broker that does not own a partition answer NOT_LEADER_OR_FOLLOWER with the
+    partition's current leader and epoch, and the owner's endpoint, as Kafka does."""
+    one, two, _minio, _bucket = two_brokers
+    brokers = {1: one, 2: two}
+    with WireClient(one.port) as c:
+        resp = c.request(CreateTopicsRequest(topics=[CreateTopicsRequest.CreatableTopic(
+            name="routed", num_partitions=2, replication_factor=1, assignments=[], configs=[])],
+            timeout_ms=10_000, validate_only=False), 7)
+        assert resp.topics[0].error_code == 0, resp
+
+    def described(node: int):
+        with WireClient(brokers[node].port) as c:
+            md = c.request(MetadataRequest(topics=[MetadataRequest.MetadataRequestTopic(name="routed")],
+                                           allow_auto_topic_creation=False), 12)
+        return md
+    # both brokers see both members and the same owners, one partition each
+    wait_until(lambda: all(
+        len(md.brokers) == 2 and md.topics[0].error_code == 0
+        and sorted(p.leader_id for p in md.topics[0].partitions) == [1, 2]
+        for md in map(described, (1, 2))), 15, "both brokers to agree on the owners")
+    md = described(1)
+    endpoint = {b.node_id: (b.node_id, b.host, b.port, b.rack) for b in md.brokers}
+    [topic] = md.topics
+    assert endpoint[1][2] == one.port and endpoint[2][2] == two.port
+    for p in topic.partitions:
+        owner, epoch = p.leader_id, p.leader_epoch
+        other = 3 - owner
+        records = make_batch([b"misrouted"])
+        with WireClient(brokers[other].port) as c:
+            for version in (10, 13):    # by name; by topic id (the highest Sluice speaks)
+                P = ProduceRequest
+                resp = c.request(P(transactional_id=None, acks=-1, timeout_ms=10_000, topic_data=[
+                    P.TopicProduceData(name="routed", topic_id=topic.topic_id, partition_data=[
+                        P.TopicProduceData.PartitionProduceData(index=p.partition_index, records=records)])]),
+                    version)
+                [pr] = resp.responses[0].partition_responses
+                assert pr.error_code == 6, (version, pr)
+                assert (pr.current_leader.leader_id, pr.current_leader.leader_epoch) == (owner, epoch)
+                assert [(e.node_id, e.host, e.port, e.rack) for e in resp.node_endpoints] == [endpoint[owner]]
+            for version in (16, 18):
+                F = FetchRequest
+                resp = c.request(F(replica_id=-1, max_wait_ms=0, min_bytes=0, max_bytes=1 << 20,
+                                   isolation_level=0, session_id=0, session_epoch=-1, topics=[F.FetchTopic(
+                                       topic="routed", topic_id=topic.topic_id, partitions=[F.FetchTopic.FetchPartition(
+                                           partition=p.partition_index, current_leader_epoch=-1, fetch_offset=0,
+                                           log_start_offset=-1, partition_max_bytes=1 << 20)])],
+                                   forgotten_topics_data=[], rack_id=""), version)
+                assert resp.error_code == 0
+                [fp] = resp.responses[0].partitions
+                assert fp.error_code == 6, (version, fp)
+                assert (fp.current_leader.leader_id, fp.current_leader.leader_epoch) == (owner, epoch)
+                assert [(e.node_id, e.host, e.port, e.rack) for e in resp.node_endpoints] == [endpoint[owner]]
+        # and the named broker takes the write (once it has loaded the partition:
+        # until then it answers NOT_LEADER_OR_FOLLOWER too, naming itself)
+        with WireClient(endpoint[owner][2]) as c:
+            def produce_to_owner():
+                resp = c.request(ProduceRequest(transactional_id=None, acks=-1, timeout_ms=10_000, topic_data=[
+                    ProduceRequest.TopicProduceData(name="routed", partition_data=[
+                        ProduceRequest.TopicProduceData.PartitionProduceData(
+                            index=p.partition_index, records=make_batch([b"routed"]))])]), 10)
+                [pr] = resp.responses[0].partition_responses
+                if pr.error_code == 6:
+                    assert (pr.current_leader.leader_id, pr.current_leader.leader_epoch) == (owner, epoch)
+                    assert [(e.node_id, e.host, e.port, e.rack) for e in resp.node_endpoints] == \
+                        [endpoint[owner]]
+                    return False
+                assert (pr.error_code, pr.base_offset, pr.current_leader, resp.node_endpoints) == \
+                    (0, 0, None, [])
+                return True
+            wait_until(produce_to_owner, 15, f"broker {owner} to take the write")
