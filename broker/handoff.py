@@ -111,15 +111,17 @@ class HandOffs:
         moved = await b.cluster.flip([(h.topic.topic_id, h.index, h.epoch, h.target) for h in ready])
         for h in ready:
             key = (h.topic.topic_id, h.index)
-            if self.pending.get(key) is not h:
-                continue            # changed meanwhile: the next pass has the new one
-            del self.pending[key]
-            if key in moved:
+            current = self.pending.get(key)
+            if key in moved:        # (the flip's own delta may have forgotten it already)
+                if current is h:
+                    del self.pending[key]
                 self.moved += 1
                 log.info("partition %s-%d: handed off to node %d at epoch %d", h.topic.name, h.index,
                          h.target, h.epoch + 1)
-            else:                   # the condition failed: no longer ours, or another target
+            elif current is h:      # the condition failed: no longer ours, or another target
+                del self.pending[key]
                 self._unseal(h)
+            # else changed meanwhile: the next pass has the new one
         return bool(moved)
 
     def _seal(self, h: HandOff) -> None:

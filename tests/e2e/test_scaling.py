@@ -12,10 +12,14 @@ import time
 import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from kafka.protocol.metadata import MetadataRequest
+from wire import WireClient, make_batch
 
+from tests.e2e.test_bad_input import produce_req
 from tests.e2e.test_crash import wait_until
 
 pytestmark = pytest.mark.minio
+NOT_LEADER = 6
 
 FAST = ("broker.heartbeat.interval.ms=200", "broker.session.timeout.ms=2000", "num.partitions=1",
         "s3.upload.interval.ms=100")
@@ -212,43 +216,62 @@ def test_the_controller_killed_its_lease_is_taken_over(cluster):
     assert got == {q: [b"c%d" % i for i in range(q, 30, 3)] for q in range(3)}
 
 
+def metadata_of(port: int, topic: str) -> tuple[set[int], dict[int, int]]:
+    """(live broker ids, partition -> leader) as the broker on ``port`` answers
+    Metadata: asked of that broker alone (a client might ask the paused one)."""
+    with WireClient(port) as c:
+        r = c.request(MetadataRequest(topics=[MetadataRequest.MetadataRequestTopic(topic_id=None, name=topic)],
+                                      allow_auto_topic_creation=False,
+                                      include_topic_authorized_operations=False), 12)
+    return {b.node_id for b in r.brokers}, {q.partition_index: q.leader_id for q in r.topics[0].partitions}
+
+
 def test_a_paused_owner_cannot_make_a_record_visible_after_an_unclean_election(cluster, kafka_tools):
     """SIGSTOP of a partition's owner past its session: the survivors list it as
     gone and its partition without a leader. kafka-leader-election --election-type
     unclean gives the partition to a survivor (losing what the paused owner had
-    not uploaded, as Kafka's unclean election may). Resumed, the old owner may
-    still acknowledge a produce sent straight to it before it learns, but that
-    record never becomes visible: its manifest write is fenced."""
-    brokers = {n: cluster(n) for n in (1, 2)}
+    not uploaded, as Kafka's unclean election may). A produce sent straight to the
+    paused owner waits in its socket; resumed, it may append and acknowledge that
+    record before its heartbeat tells it the partition is gone, but the record
+    never becomes visible: its manifest write is fenced by the new epoch."""
+    fast_manifests = "s3.manifest.interval.ms=100"
+    brokers = {n: cluster(n, fast_manifests) for n in (1, 2)}
     admin = AdminClient({"bootstrap.servers": brokers[2].bootstrap})
-    wait_until(lambda: len(admin.list_topics(timeout=10).brokers) == 2, 10, "two brokers")
+    wait_until(lambda: metadata_of(brokers[2].port, "fence")[0] == {1, 2}, 10, "two brokers")
     admin.create_topics([NewTopic("fence", 2, 1)])["fence"].result(15)
     wait_until(lambda: sorted(leaders(admin, "fence").values()) == [1, 2], 10, "one partition each")
     part = next(q for q, leader in leaders(admin, "fence").items() if leader == 1)
     p = Producer({"bootstrap.servers": brokers[1].bootstrap, "acks": "all"})
     p.produce("fence", value=b"before", partition=part)
     assert p.flush(15) == 0
-    time.sleep(1.0)                                  # uploaded (s3.upload.interval.ms=100)
+    time.sleep(1.0)                                  # uploaded and recorded (100 ms intervals)
 
     old = brokers[1]
+    wire = WireClient(old.port, timeout=30)
     old.proc.send_signal(signal.SIGSTOP)
     try:
-        wait_until(lambda: 1 not in admin.list_topics(timeout=10).brokers, 15, "broker 1 to stop being live")
+        wait_until(lambda: metadata_of(brokers[2].port, "fence")[0] == {2}, 15, "broker 1 to stop being live")
+        assert metadata_of(brokers[2].port, "fence")[1][part] == -1         # no leader: no failover yet
         res = kafka_tools.run("kafka-leader-election", "--bootstrap-server", brokers[2].bootstrap,
                               "--election-type", "unclean", "--topic", "fence", "--partition", str(part))
         assert "Successfully completed leader election (UNCLEAN)" in res.stdout, res.describe()
-        wait_until(lambda: leaders(admin, "fence")[part] == 2, 10, "broker 2 to lead the partition")
+        wait_until(lambda: metadata_of(brokers[2].port, "fence")[1][part] == 2, 10,
+                   "broker 2 to lead the partition")
+        cid = wire.send(produce_req("fence", part, make_batch([b"late"])), 9)   # queued in its socket
     finally:
         old.proc.send_signal(signal.SIGCONT)
-    # straight to the resumed old owner, before its heartbeat tells it: it may ack
-    late = Producer({"bootstrap.servers": old.bootstrap, "acks": "all", "retries": 0,
-                     "topic.metadata.refresh.interval.ms": 600_000})
-    late.produce("fence", value=b"late", partition=part)
-    late.flush(10)
-    time.sleep(2.0)                                  # its upload has been tried (and fenced)
-    got = read_back(brokers[2].bootstrap, "fence", 2, 1, timeout=10)
-    assert got[part] == [b"before"]
+    got_cid, resp = wire.receive()
+    wire.close()
+    assert got_cid == cid
+    late = resp.responses[0].partition_responses[0]
+    # acknowledged by the paused owner (it had not learned yet), or refused: either way invisible
+    assert late.error_code in (0, NOT_LEADER), late
+    wait_until(lambda: old.log_text().count("no longer ours") + old.log_text().count("fenced") > 0, 10,
+               "broker 1 to learn it lost the partition")
+    time.sleep(1.0)                                  # any upload of "late" has been tried by now
+    assert read_back(brokers[2].bootstrap, "fence", 2, 1, timeout=10)[part] == [b"before"]
     p2 = Producer({"bootstrap.servers": brokers[2].bootstrap, "acks": "all"})
     p2.produce("fence", value=b"next", partition=part)
     assert p2.flush(15) == 0
     assert read_back(brokers[2].bootstrap, "fence", 2, 2, timeout=10)[part] == [b"before", b"next"]
+    print(f"\nthe paused owner answered the late produce with error {late.error_code}")
