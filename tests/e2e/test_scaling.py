@@ -177,7 +177,7 @@ def test_scale_one_to_three_to_one_under_load(cluster):
     assert all(committed[p] >= last.get(p, 0) for p in range(6)), (committed, last)
 
 
-def test_the_controller_killed_its_lease_is_taken_over(cluster):
+def test_the_controller_killed_its_lease_is_taken_over(cluster, kafka_tools):
     """kill -9 of the controller: a survivor takes the lease after it expires;
     the dead broker's partitions answer leader -1 (LEADER_NOT_AVAILABLE: no
     failover yet) and the survivors serve their own; restarted, it serves its
@@ -187,6 +187,17 @@ def test_the_controller_killed_its_lease_is_taken_over(cluster):
     wait_until(lambda: len(admin.list_topics(timeout=10).brokers) == 3, 10, "three brokers")
     admin.create_topics([NewTopic("ctl", 3, 1)])["ctl"].result(15)
     wait_until(lambda: sorted(leaders(admin, "ctl").values()) == [1, 2, 3], 10, "one partition each")
+    # every client sees the three brokers and the spread: kafka-python, and Kafka's own tools
+    from kafka import KafkaAdminClient
+    kp = KafkaAdminClient(bootstrap_servers=brokers[2].bootstrap)
+    try:
+        assert sorted(b["broker_id"] for b in kp.describe_cluster()["brokers"]) == [1, 2, 3]
+    finally:
+        kp.close()
+    res = kafka_tools.run("kafka-topics", "--bootstrap-server", brokers[3].bootstrap, "--describe",
+                          "--topic", "ctl")
+    assert sorted(int(line.split("Leader:")[1].split()[0]) for line in res.lines if "Leader:" in line) == \
+        [1, 2, 3], res.describe()
     p = Producer({"bootstrap.servers": brokers[1].bootstrap, "enable.idempotence": True, "acks": "all"})
     for i in range(30):
         p.produce("ctl", value=b"c%d" % i, partition=i % 3)
@@ -197,7 +208,11 @@ def test_the_controller_killed_its_lease_is_taken_over(cluster):
     survivor = next(n for n in (1, 2, 3) if n != controller)
     sadmin = AdminClient({"bootstrap.servers": brokers[survivor].bootstrap})
 
+    survivors = sorted(set(brokers) - {controller})
+
     def taken_over() -> bool:
+        if any(controller in metadata_of(brokers[n].port, "ctl")[0] for n in survivors):
+            return False        # asked of each survivor: both see it gone
         md = sadmin.list_topics(timeout=10)
         return controller not in md.brokers and md.controller_id in set(md.brokers)
     wait_until(taken_over, 15, "a survivor to take the controller lease")
