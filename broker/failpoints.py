@@ -4,7 +4,7 @@
 outside cannot hit a chosen instant (between a data-object PUT and its
 manifest updates, say); this can. Names in use: upload.before_put,
 upload.after_put, upload.after_manifests, merge.before_put, merge.after_put,
-merge.after_manifest.
+merge.after_manifest, handoff.before_flip, handoff.after_flip.
 
 In process (the cluster rig, tests/cluster_rig.py), several brokers share one
 process, so a failpoint is armed for one of them: ``arm(name, node_id)``

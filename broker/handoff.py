@@ -32,6 +32,7 @@ from objectstore import ObjectStoreError
 
 from .cluster import NO_OWNER, HandOff
 from .coordinator.shards import ACTIVE, SEALED
+from .failpoints import crash_point
 from .store_errors import StoreErrors
 
 if TYPE_CHECKING:
@@ -108,7 +109,9 @@ class HandOffs:
         ready = [h for h in batch.values() if self._recorded(h)]
         if not ready:
             return False
+        crash_point("handoff.before_flip")
         moved = await b.cluster.flip([(h.topic.topic_id, h.index, h.epoch, h.target) for h in ready])
+        crash_point("handoff.after_flip")
         for h in ready:
             key = (h.topic.topic_id, h.index)
             current = self.pending.get(key)

@@ -234,3 +234,30 @@ async def test_a_group_moves_with_its_coordinator_partition(tmp_path):
         for node in (1, 2, 3):
             fc = await rig.request(node, FindCoordinatorRequest(key="billing", key_type=0), version=3)
             assert (fc.error_code, fc.node_id) == (0, new)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("point", ["handoff.before_flip", "handoff.after_flip"])
+async def test_the_old_owner_crashing_mid_hand_off_loses_nothing(tmp_path, seed, point):
+    """The old owner dies (a failpoint, as SIGKILL) after the hand-off's upload
+    and before or after its flip. Before: the target stays; restarted on its
+    data dir it claims the partition at the next epoch and hands it off again.
+    After: the new owner has it. Either way every acknowledged record is
+    served by the new owner, once."""
+    async with ClusterRig(tmp_path, seed=seed) as rig:
+        await create_topic(rig, 1, "crashy", 3)
+        await rig.advance(rig.heartbeat)
+        for i in range(3):
+            assert await produce(rig, 1, "crashy", 0, [b"c%d" % i]) == (0, i)
+        armed = failpoints.arm(point, 1)
+        assert await rig.reassign("crashy", 0, 2, via=rig.rng.choice([2, 3])) is None
+        await rig.advance(rig.heartbeat)
+        assert armed.hits == 1
+        await rig.remove_broker(1, clean=False)
+        await rig.add_broker(1)
+        for _ in range(3):
+            await rig.advance(rig.heartbeat)
+        assert rig.owners("crashy", node=3)[0] == 2
+        assert await fetch(rig, 2, "crashy", 0) == (0, [(0, None, b"c0"), (1, None, b"c1"), (2, None, b"c2")])
+        assert await produce(rig, 2, "crashy", 0, [b"more"]) == (0, 3)
+        assert rig.brokers[2].cluster.reassignments() == []
