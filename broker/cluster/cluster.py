@@ -54,6 +54,11 @@ def _gap_after(gap: float, rates: dict[str, float], p: tuple[Topic, int]) -> flo
     return abs(gap - 2 * rates.get(f"{p[0].topic_id.hex}:{p[1]}", 0.0))
 
 
+# bytes/s between the busiest and the idlest broker below which the balancer
+# does not swap partitions (noise of an idle cluster)
+BALANCE_MIN_GAP = 100_000.0
+
+
 class TopicExists(Exception):
     pass
 
@@ -93,7 +98,7 @@ class Cluster:
         bound (``--listen HOST:0``); before ``start``, which registers it."""
         me = self.membership.me
         self.membership.me = BrokerRegistration(me.node_id, host, port, me.incarnation,
-                                                me.registered_ms, me.rack, me.beat, me.load)
+                                                me.registered_ms, me.rack)
         self.membership.brokers[me.node_id] = self.membership.me
 
     async def start(self, on_delta: DeltaListener, *, legacy_dir: str | None = None) -> OwnershipDelta:
@@ -220,6 +225,8 @@ class Cluster:
         registered = set(self.membership.brokers)
         live = set(self.membership.live())
         image = self.metadata.image
+        if self.config["autobalancer.controller.enable"]:
+            await self.membership.fetch_loads()      # the balancer weighs partitions by bytes/s
         if not self._controller_work(image, registered, live):
             return
         placed = [0]
@@ -272,8 +279,8 @@ class Cluster:
         if len(nodes) < 2:
             return 0
         rates: dict[str, float] = {}
-        for b in self.membership.brokers.values():
-            rates.update(b.load)
+        for load in self.membership.loads.values():
+            rates.update(load)
         moves = 0
         for kind in (list(image.topics.values()), [image.offsets] if image.offsets is not None else []):
             mine: dict[int, list[tuple[Topic, int]]] = {n: [] for n in nodes}
@@ -297,7 +304,31 @@ class Cluster:
                 rate[dst] += r
                 pick[0].targets[pick[1]] = dst
                 moves += 1
+            if moves == 0:        # counts even: weigh bytes/s (coordinator partitions have none)
+                moves += self._swap_hot(mine, rate, rates)
         return moves
+
+    @staticmethod
+    def _swap_hot(mine: dict[int, list[tuple[Topic, int]]], rate: dict[int, float],
+                  rates: dict[str, float]) -> int:
+        """Counts even, bytes/s not: swap the busiest broker's hottest partition
+        with the idlest broker's coldest one, if that at least halves the gap
+        between them and the gap is real (above BALANCE_MIN_GAP and half the
+        busiest broker's rate). Two moves, or none."""
+        src = max(rate, key=lambda n: (rate[n], -n))
+        dst = min(rate, key=lambda n: (rate[n], n))
+        gap = rate[src] - rate[dst]
+        if src == dst or gap < BALANCE_MIN_GAP or gap < rate[src] / 2 or not mine[src] or not mine[dst]:
+            return 0
+
+        def r(p: tuple[Topic, int]) -> float:
+            return rates.get(f"{p[0].topic_id.hex}:{p[1]}", 0.0)
+        hot, cold = max(mine[src], key=r), min(mine[dst], key=r)
+        if abs(gap - 2 * (r(hot) - r(cold))) > gap / 2:
+            return 0
+        hot[0].targets[hot[1]] = dst
+        cold[0].targets[cold[1]] = src
+        return 2
 
     @staticmethod
     def _load(image: ClusterImage, nodes: set[int]) -> dict[int, int]:

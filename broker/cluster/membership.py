@@ -1,23 +1,25 @@
-"""Brokers of the cluster: one registration object per broker in the bucket.
+"""Brokers of the cluster: a registration and a beat object per broker in the bucket.
 
 Brokers pointed at the same object store (bucket and prefix) form one cluster.
 Each writes ``cluster/brokers/<node.id>.json`` at start (its advertised
-endpoint and a fresh incarnation id), rewrites it every heartbeat with its
-beat counter and its partitions' produce rates (``beat``), and deletes it
-after a clean shutdown, once everything it held is uploaded.
+endpoint and a fresh incarnation id) and rewrites ``cluster/brokers/<node.id>.beat``
+every heartbeat (a counter, and the bytes/s produced per partition it owns,
+which the controller's balancer reads); it deletes both after a clean
+shutdown, once everything it held is uploaded.
 
 Liveness without clocks shared between machines: every heartbeat a broker
-lists the registrations with their etags (one LIST) and notes, by its own
-clock, when each one last changed. A broker whose registration has not
+lists ``cluster/brokers/`` with the etags (one LIST) and notes, by its own
+clock, when each beat object last changed. A broker whose beat has not
 changed for ``broker.session.timeout.ms`` is registered but not live: it is
-left out of Metadata and gets nothing new. Taking its partitions over is
-failover, built on top.
+left out of Metadata and gets nothing new. Registrations are read (GET) only
+when theirs changes (a new broker, a restart); beats only by the controller.
+Taking a dead broker's partitions over is failover, built on top.
 """
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass
 
 from objectstore import NotFound, ObjectStore
 
@@ -36,9 +38,6 @@ class BrokerRegistration:
     incarnation: str
     registered_ms: int
     rack: str | None = None
-    beat: int = 0
-    # bytes/s produced over the last beat per partition it owns ("<topic id hex>:<index>")
-    load: dict[str, float] = field(default_factory=dict)
 
     def encode(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()
@@ -47,20 +46,20 @@ class BrokerRegistration:
     def decode(cls, data: bytes | bytearray) -> "BrokerRegistration":
         d = json.loads(data)
         return cls(int(d["node_id"]), str(d["host"]), int(d["port"]), str(d["incarnation"]),
-                   int(d["registered_ms"]), d.get("rack"), int(d.get("beat", 0)),
-                   {str(k): float(v) for k, v in d.get("load", {}).items()})
-
-    def bytes_per_second(self) -> float:
-        return sum(self.load.values())
+                   int(d["registered_ms"]), d.get("rack"))
 
 
 def registration_key(node_id: int) -> str:
     return f"{BROKERS_PREFIX}{node_id}.json"
 
 
+def beat_key(node_id: int) -> str:
+    return f"{BROKERS_PREFIX}{node_id}.beat"
+
+
 class Membership:
     """The registered brokers, as last listed (this broker's own always
-    included), and which of them are live (see the module docstring)."""
+    included), which of them are live, and (for the controller) their load."""
 
     def __init__(self, store: ObjectStore, me: BrokerRegistration, *, clock: Clock,
                  session_timeout_ms: int) -> None:
@@ -69,19 +68,28 @@ class Membership:
         self.clock = clock
         self.session_timeout_ms = session_timeout_ms
         self.brokers: dict[int, BrokerRegistration] = {me.node_id: me}
-        self._seen: dict[int, tuple[str, int]] = {}   # node -> (etag, when it last changed, our clock)
+        self._reg_etags: dict[int, str] = {}
+        self._seen: dict[int, tuple[str, int]] = {}   # node -> (beat etag, when it last changed, our clock)
+        self._beat_etags: dict[int, str] = {}         # node -> etag of the beat last read (fetch_loads)
+        self._listed_beats: dict[int, str] = {}       # node -> etag of its beat in the last listing
+        self._beat = 0
+        # bytes/s per partition ("<topic id hex>:<index>") each broker produced over its last beat
+        self.loads: dict[int, dict[str, float]] = {}
 
     async def register(self) -> None:
         await self.store.put(registration_key(self.me.node_id), self.me.encode())
         await self.refresh()
 
     async def beat(self, load: dict[str, float]) -> None:
-        """Prove liveness: rewrite our registration with the next beat (1 PUT)."""
-        self.me = replace(self.me, beat=self.me.beat + 1, load=load)
-        self.brokers[self.me.node_id] = self.me
-        await self.store.put(registration_key(self.me.node_id), self.me.encode())
+        """Prove liveness: rewrite our beat object (1 PUT)."""
+        self._beat += 1
+        self.loads[self.me.node_id] = load
+        body = json.dumps({"incarnation": self.me.incarnation, "beat": self._beat, "load": load},
+                          sort_keys=True).encode()
+        await self.store.put(beat_key(self.me.node_id), body)
 
     async def deregister(self) -> None:
+        await self.store.delete(beat_key(self.me.node_id))
         await self.store.delete(registration_key(self.me.node_id))
 
     def is_live(self, node: int) -> bool:
@@ -95,22 +103,26 @@ class Membership:
         return {n: b for n, b in self.brokers.items() if self.is_live(n)}
 
     async def refresh(self) -> bool:
-        """List the registrations (one LIST, a GET per new or changed one);
-        True if the set of members, or of live members, changed."""
+        """List ``cluster/brokers/`` (one LIST; a GET per new or changed
+        registration); True if the set of members, or of live members, changed."""
         before, members = set(self.live()), set(self.brokers)
         infos = await self.store.list_info(BROKERS_PREFIX)
         now = self.clock.now_ms()
         found: dict[int, BrokerRegistration] = {self.me.node_id: self.me}
+        beats: dict[int, str] = {}
         for info in infos:
             name = info.key[len(BROKERS_PREFIX):]
-            if not name.endswith(".json") or not name[:-5].isdigit():
+            stem, _, kind = name.partition(".")
+            if not stem.isdigit() or int(stem) == self.me.node_id:
                 continue
-            node = int(name[:-5])
-            if node == self.me.node_id:
+            node = int(stem)
+            if kind == "beat":
+                beats[node] = info.etag
                 continue
-            seen = self._seen.get(node)
+            if kind != "json":
+                continue
             known = self.brokers.get(node)
-            if seen is not None and seen[0] == info.etag and known is not None:
+            if known is not None and self._reg_etags.get(node) == info.etag:
                 found[node] = known
                 continue
             try:
@@ -120,7 +132,33 @@ class Membership:
             except (ValueError, KeyError) as exc:
                 log.warning("membership: ignoring a bad registration %s: %s", info.key, exc)
                 continue
-            self._seen[node] = (info.etag, now)
+            self._reg_etags[node] = info.etag
+            self._seen[node] = ("", now)           # (re)registered: live from now
+        for node in found:
+            etag = beats.get(node)
+            seen = self._seen.get(node)
+            if etag is not None and (seen is None or seen[0] != etag):
+                self._seen[node] = (etag, now)
         self._seen = {n: v for n, v in self._seen.items() if n in found}
+        self._reg_etags = {n: v for n, v in self._reg_etags.items() if n in found}
         self.brokers = found
+        self._listed_beats = beats
         return set(self.live()) != before or set(found) != members
+
+    async def fetch_loads(self) -> None:
+        """The controller's read of the live brokers' beats (a GET per changed one)."""
+        for node in self.live():
+            if node == self.me.node_id:
+                continue
+            etag = self._listed_beats.get(node)
+            if etag is None or self._beat_etags.get(node) == etag:
+                continue
+            try:
+                d = json.loads(await self.store.get(beat_key(node)))
+                self.loads[node] = {str(k): float(v) for k, v in d.get("load", {}).items()}
+                self._beat_etags[node] = etag
+            except NotFound:
+                continue
+            except (ValueError, KeyError, AttributeError) as exc:
+                log.warning("membership: ignoring a bad beat of node %d: %s", node, exc)
+        self.loads = {n: v for n, v in self.loads.items() if n in self.brokers}

@@ -79,7 +79,8 @@ def test_two_brokers_on_one_bucket_spread_serve_and_hand_over(two_brokers):
 
     # broker 2 shuts down cleanly: it uploads, deregisters, and broker 1 adopts its partitions
     assert two.stop() == 0, two.log_text()[-3000:]
-    assert [o["Key"] for o in minio.objects(bucket, "cluster/brokers/")] == ["cluster/brokers/1.json"]
+    assert [o["Key"] for o in minio.objects(bucket, "cluster/brokers/")] == \
+        ["cluster/brokers/1.beat", "cluster/brokers/1.json"]
     wait_until(lambda: set(leaders(admin, "spread").values()) == {1}, 15, "broker 1 to own every partition")
     doc = json.loads(minio.client().get_object(Bucket=bucket, Key="cluster/metadata.json")["Body"].read())
     spread = next(t for t in doc["topics"] if t["name"] == "spread")

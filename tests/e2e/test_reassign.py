@@ -261,7 +261,7 @@ def test_sluice_drain_empties_a_broker_which_then_exits(three_brokers):
     assert doc["draining"] == []
     assert node not in [o for t in doc["topics"] + [doc["offsets"]] for o in t["owners"]]
     assert [o["Key"] for o in minio.objects(bucket, "cluster/brokers/")] == \
-        [f"cluster/brokers/{n}.json" for n in (1, 2, 3) if n != node]
+        [f"cluster/brokers/{n}.{kind}" for n in (1, 2, 3) if n != node for kind in ("beat", "json")]
 
     rest = bootstrap(brokers)
     admin = AdminClient({"bootstrap.servers": rest})

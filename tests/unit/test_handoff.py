@@ -155,7 +155,8 @@ async def test_a_draining_broker_hands_everything_off(tmp_path):
         for i in mine:
             assert await produce(rig, 3, "drain", i, [b"d%d" % i]) == (0, 0)
         draining = asyncio.ensure_future(rig._run_as(3, rig.brokers[3].drain(60.0)))
-        for _ in range(3):
+        # heartbeats: the controller sets the targets, node 3 hands off, the others learn
+        for _ in range(4):
             await rig.advance(rig.heartbeat)
         assert draining.done() and draining.result() is True
         image = rig.brokers[1].cluster.metadata.image
@@ -178,7 +179,7 @@ async def test_unclean_election_fences_the_old_owners_late_writes(tmp_path):
         await rig.advance(rig.heartbeat)
         assert await produce(rig, 1, "fence", 0, [b"uploaded"]) == (0, 0)
         assert await rig.upload(1)
-        rig.store.fail("put", "cluster/brokers/1.json", times=10_000, when=rig.on_node(1))
+        rig.store.fail("put", "cluster/brokers/1.beat", times=10_000, when=rig.on_node(1))
         rig.store.fail("head", "cluster/metadata.json", times=10_000, when=rig.on_node(1))
         await rig.advance(12.0)                  # past broker.session.timeout.ms (+ a heartbeat)
         assert [b.node_id for b in (await metadata(rig, 2)).brokers] == [2, 3]
@@ -261,3 +262,27 @@ async def test_the_old_owner_crashing_mid_hand_off_loses_nothing(tmp_path, seed,
         assert await fetch(rig, 2, "crashy", 0) == (0, [(0, None, b"c0"), (1, None, b"c1"), (2, None, b"c2")])
         assert await produce(rig, 2, "crashy", 0, [b"more"]) == (0, 3)
         assert rig.brokers[2].cluster.reassignments() == []
+
+
+async def test_the_balancer_separates_hot_partitions(tmp_path):
+    """Counts are even (2/2/2) but both busy partitions are on one broker: the
+    balancer, reading the brokers' beats, swaps one of them with an idle
+    partition of the idlest broker; the counts stay even."""
+    async with ClusterRig(tmp_path, seed=31, overrides={"autobalancer.controller.enable": True}) as rig:
+        await create_topic(rig, 1, "hot", 6)
+        await rig.advance(rig.heartbeat)
+        owners = rig.owners("hot")
+        assert sorted(owners.count(n) for n in (1, 2, 3)) == [2, 2, 2]
+        busy = [i for i, o in enumerate(owners) if o == 1]
+        payload = b"x" * 100_000
+        for i in busy:                          # 1 MB each within one beat: 0.5 MB/s
+            for _ in range(10):
+                assert (await produce(rig, 1, "hot", i, [payload]))[0] == 0
+        for _ in range(4):
+            await rig.advance(rig.heartbeat)
+        after = rig.owners("hot")
+        assert sorted(after.count(n) for n in (1, 2, 3)) == [2, 2, 2], after
+        assert after[busy[0]] != after[busy[1]], after
+        for i in busy:
+            code, records = await fetch(rig, after[i], "hot", i)
+            assert code == 0 and len(records) >= 1
