@@ -286,3 +286,52 @@ async def test_the_balancer_separates_hot_partitions(tmp_path):
         for i in busy:
             code, records = await fetch(rig, after[i], "hot", i)
             assert code == 0 and len(records) >= 1
+
+
+@pytest.mark.parametrize("seed,crashes", [(s, False) for s in range(40, 60)] + [(s, True) for s in range(60, 72)])
+async def test_random_moves_under_produce_lose_and_duplicate_nothing(tmp_path, seed, crashes):
+    """A seeded mix of produces, reassignments (some cancelled), uploads and
+    clock steps on 3 brokers (and, with ``crashes``, brokers killed and
+    restarted on their data dirs): afterwards every partition's owner serves
+    exactly the records that were acknowledged, in order."""
+    async with ClusterRig(tmp_path, seed=seed) as rig:
+        rng = rig.rng
+        await create_topic(rig, 1, "mix", 4)
+        await rig.advance(rig.heartbeat)
+        acked: dict[int, list[bytes]] = {i: [] for i in range(4)}
+        n = 0
+        for _ in range(30):
+            action = rng.random()
+            if action < 0.5:
+                i = rng.randrange(4)
+                owner = rig.owners("mix", node=rng.choice(sorted(rig.brokers)))[i]
+                n += 1
+                value = b"m%d" % n
+                code, offset = await produce(rig, owner, "mix", i, [value])
+                if code == 0:
+                    assert offset == len(acked[i]), (i, offset, acked[i])
+                    acked[i].append(value)
+                else:
+                    assert code == NOT_LEADER
+            elif action < 0.7:
+                i = rng.randrange(4)
+                await rig.reassign("mix", i, rng.choice([1, 2, 3]), via=rng.choice([1, 2, 3]))
+            elif action < 0.75:
+                await rig.reassign("mix", rng.randrange(4), None, via=rng.choice([1, 2, 3]))
+            elif action < 0.85:
+                await rig.upload(rng.choice([1, 2, 3]))
+            elif crashes and action < 0.9:
+                node = rng.choice([1, 2, 3])
+                await rig.remove_broker(node, clean=False)
+                await rig.add_broker(node)
+            else:
+                await rig.advance(rng.choice([0.5, 1.0, rig.heartbeat]))
+        for _ in range(4):
+            await rig.advance(rig.heartbeat)
+        for i in range(4):
+            owner = rig.owners("mix", node=1)[i]
+            code, records = await fetch(rig, owner, "mix", i)
+            assert code == 0
+            assert values(records) == acked[i], (i, owner)
+        moved = sum(b.handoffs.moved for b in rig.brokers.values())
+        print(f"\nseed {seed}: {sum(map(len, acked.values()))} records acknowledged, {moved} hand-offs")
