@@ -2121,7 +2121,10 @@ def _plot_moves(ax, result: dict, colors: dict) -> None:
     """(g): partition move times per size, both systems (log scale); Sluice's object-store requests."""
     c = result["config"]
     sizes = [f"{m:g}MiB" for m in c.get("move_mib") or []]
-    kinds = [("kafka", "move_s", "Kafka, Metadata", "#4c72b0"),
+    serving = any("serving_s" in m for rd in result["rounds"] if rd["system"] == "kafka"
+                  for m in rd["workloads"].get("g", {}).get("moves", {}).values())
+    kinds = [("kafka", "serving_s", "Kafka, broker 2 serving", "#4c72b0") if serving else
+             ("kafka", "move_s", "Kafka, Metadata", "#4c72b0"),
              ("kafka", "tool_s", "Kafka, kafka-reassign-partitions", "#8da0cb"),
              ("sluice", "serving_s", "Sluice, broker 2 serving", "#dd8452"),
              ("sluice", "tool_s", "Sluice, kafka-reassign-partitions", "#f4b183")]
@@ -2160,12 +2163,58 @@ def _plot_moves(ax, result: dict, colors: dict) -> None:
     ax.legend(fontsize=7)
 
 
+def _plot_sluice_move_split(ax, result: dict) -> None:
+    """(g), Sluice: the move's time between the old and the new owner (median over rounds), with the
+    object-store requests and bytes of the move and the manifest's size."""
+    c = result["config"]
+    sizes = [f"{m:g}MiB" for m in c.get("move_mib") or []]
+    moves = {size: [rd["workloads"]["g"]["moves"][size] for rd in result["rounds"]
+                    if rd["system"] == "sluice" and "g" in rd["workloads"] and size in rd["workloads"]["g"]["moves"]]
+             for size in sizes}
+    bottom = [0.0] * len(sizes)
+    for phase, name, color in (("old_owner", "old owner: target to flip", "#dd8452"),
+                               ("new_owner", "new owner: flip to serving", "#f4b183")):
+        vals = []
+        for size in sizes:
+            ph = [m["phases_s"][phase] * 1000 for m in moves[size] if m.get("phases_s")]
+            vals.append(statistics.median(ph) if ph else 0)
+        ax.bar(range(len(sizes)), vals, 0.5, bottom=bottom, color=color, label=name)
+        bottom = [b + v for b, v in zip(bottom, vals)]
+    for i, size in enumerate(sizes):
+        st = [m["object_store"]["move"] for m in moves[size] if m.get("object_store")]
+        mf = [m["manifest_before_move"]["bytes"] for m in moves[size] if m.get("manifest_before_move", {}).get("bytes")]
+        if st:
+            ax.annotate(f"{statistics.median(x['requests_total'] for x in st):g} requests\n"
+                        f"{statistics.median(x['get_kib'] for x in st):g} KiB read\n"
+                        f"{statistics.median(x['put_kib'] for x in st):g} KiB written"
+                        + (f"\nmanifest {statistics.median(mf) / 1024:.1f} KiB" if mf else ""),
+                        (i, bottom[i]), ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(sizes)))
+    ax.set_xticklabels([s.replace("MiB", " MiB") for s in sizes], fontsize=8)
+    ax.set_ylim(top=max(bottom + [1.0]) * 1.8)
+    ax.set_ylabel("ms (median of rounds, between first sightings)")
+    ax.set_title("(g) Sluice: where the move's time goes; object store, 3 brokers, --execute to serving",
+                 fontsize=9)
+    ax.legend(fontsize=7, loc="upper left")
+
+
 def plot(result: dict, path: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     colors = {"kafka": "#4c72b0", "sluice": "#dd8452"}
+    if set(result["config"].get("workloads") or []) == {"g"}:      # --only g: the move alone
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5))
+        _plot_moves(ax1, result, colors)
+        _plot_sluice_move_split(ax2, result)
+        fig.suptitle(f"Partition move: Sluice vs Apache Kafka {result['versions']['kafka']}, "
+                     f"{result['config']['rounds']} round(s)" + (f" — {result['note']}" if result.get("note") else ""),
+                     fontsize=10)
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return
     rows = {r["key"]: r for r in result["summary"]}
     fig, axes = plt.subplots(4, 2, figsize=(12, 16))
 
