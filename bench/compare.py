@@ -34,16 +34,23 @@ Workloads:
   with an EMPTY data dir after the upload, so its first read fetches every byte
   from MinIO (cold block cache), and its second comes from its block cache
   (cache.block.bytes sized to hold it all);
-  (g) partition move: a fresh 3-node Kafka cluster (3 combined controller+broker
-  KRaft nodes, started after the round's single Kafka broker stopped) holds a topic
-  of one partition, replication factor 1, on broker 1, written by
-  kafka-producer-perf-test (1 MiB, then ``--move-mib``); Kafka's own
-  kafka-reassign-partitions moves it to broker 2 (--execute, then --verify until it
-  reports it complete). Timed two ways: in the cluster's metadata (polled every 50 ms,
-  from the last poll that still showed the partition only on broker 1 to the first that
-  showed it only on broker 2, leader and in sync there), and as the tool shows it
-  (--execute started to the first --verify that reports completion, JVM starts
-  included). Sluice has no partition reassignment yet: its column says "not yet";
+  (g) partition move: a fresh 3-node cluster of each system (Kafka: 3 combined
+  controller+broker KRaft nodes, started after the round's single Kafka broker stopped;
+  Sluice: a fresh MinIO and 3 ``sluice serve`` brokers on it, node ids 1-3, default
+  heartbeat, balancer, merge and GC off) holds a topic of one partition, replication
+  factor 1, on broker 1, written by kafka-producer-perf-test (1 MiB, then
+  ``--move-mib``; Sluice's broker 1 then uploads it all: the bench waits until its WAL is
+  empty); Kafka's own kafka-reassign-partitions moves it to broker 2 (--execute, then
+  --verify until it reports it complete); afterwards the watermarks are 0..N and the
+  first and last record read back. Timed three ways: in the cluster's metadata (polled
+  every 50 ms, from the last poll before the move was first seen -- Kafka: in Metadata;
+  Sluice, whose Metadata names only the owner: the target in the bucket's metadata
+  document -- to the first poll that showed it only on broker 2, leader and in sync
+  there), until broker 2 answers ListOffsets with the end offset (polled every 50 ms),
+  and as the tool shows it (--execute started to the first --verify that reports
+  completion, JVM starts included). For Sluice also the object-store requests and bytes
+  of the 3 brokers from just before --execute to broker 2 serving (their metrics), and
+  the split of the time between the old owner and the new one;
   (h) the same produce load from a librdkafka producer (confluent-kafka, the engine of
   ``sluice bench produce``: idempotent, acks=all, linger.ms=5, one process): unthrottled
   for ``--librdkafka-seconds`` (throughput), then at ``--librdkafka-rate`` MB/s (ack
@@ -59,7 +66,9 @@ import platform
 import re
 import shlex
 import shutil
+import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -70,16 +79,24 @@ from pathlib import Path
 
 from . import common, produce, storage
 from .kafka_reference import ROOT, TOOL, KafkaBroker, KafkaCluster, java_version, kafka_libs, kafka_version
-from .launch import BrokerProcess
+from .launch import BrokerProcess, wait_for_cluster
+from .minio import MinioServer
 
 MB = 1_000_000
 SECTION = "## Comparison with Apache Kafka (issue 5)"
 NOTES_MARK = "<!-- notes below are kept by `sluice bench compare --write-benchmarks` -->"
 WORKLOADS = "a,b,c,e,f,g,h"      # (d) comes with (a)
 MOVE_SMALL_MIB = 1.0             # (g): the small partition; the large one is --move-mib
-MOVE_POLL_S = 0.05               # (g): metadata poll interval
+MOVE_POLL_S = 0.02               # (g): poll interval of Metadata, ListOffsets and (Sluice) the bucket
 VERIFY_PAUSE_S = 1.0             # (g): pause between --verify runs (each a JVM start, on the same cores)
-SLUICE_NO_MOVE = "not yet: Sluice has no partition reassignment yet"
+SLUICE_NO_MOVE = "not yet: Sluice has no partition reassignment yet"   # results from before it had one
+MOVE_IDLE_S = 4.0                # (g), Sluice: idle window before each move (the heartbeats' object-store rate)
+# (g), Sluice: the balancer would move a hand-moved partition back; merge and GC off so that the
+# object-store requests and bytes counted during the move are the move's and the heartbeats' only
+SLUICE_MOVE_OVERRIDES = ("autobalancer.controller.enable=false", "s3.merge.interval.ms=3600000",
+                         "s3.gc.interval.ms=3600000")
+SLUICE_MOVE_CLUSTER = ("3 `sluice serve` brokers (node ids 1-3) on one MinIO bucket, default heartbeat "
+                       "(broker.heartbeat.interval.ms=2000), " + " ".join(SLUICE_MOVE_OVERRIDES))
 READ_FETCH_BYTES = 8 << 20       # kafka-consumer-perf-test --fetch-size (max.partition.fetch.bytes)
 LOG_PROBLEM_RE = re.compile(r"\b(ERROR|FATAL|CRITICAL)\b|Traceback")
 
@@ -731,6 +748,104 @@ class _ClusterSystem:
         return self.cluster.log_tail()
 
 
+class _SluiceCluster:
+    """``n`` ``sluice serve`` brokers, node ids 1..n, on one MinIO bucket, with metrics; a _System
+    for ``_perf_test`` (pid: node 1, the partitions' source). The heartbeat is left at its default."""
+
+    def __init__(self, workdir: str, minio: MinioServer, n: int = 3, overrides: tuple[str, ...] = ()) -> None:
+        self.workdir = Path(workdir)
+        self.minio = minio
+        self.n = n
+        self.brokers = [BrokerProcess(self.workdir / f"node{i}", overrides=[f"node.id={i}", *overrides],
+                                      extra_args=["--object-store", f"s3://{storage.BUCKET}"], env=minio.env(),
+                                      metrics=True, log_path=self.workdir / f"node{i}.log", stop_timeout=60.0)
+                        for i in range(1, n + 1)]
+        self.name = f"sluice ({n} brokers on MinIO)"
+
+    def start(self, timeout: float = 120.0) -> "_SluiceCluster":
+        """Start node 1, 2, ... in turn, then wait until each lists all of them in Metadata."""
+        deadline = time.monotonic() + timeout
+        for b in self.brokers:
+            b.start(max(5.0, deadline - time.monotonic()))
+        addresses = [("127.0.0.1", b.port) for b in self.brokers]
+        seen = wait_for_cluster(addresses, max(5.0, deadline - time.monotonic()))
+        if not all(set(addresses) <= v for v in seen.values()):
+            raise RuntimeError(f"the {self.n} Sluice brokers did not form a cluster: {seen}\n{self.log_tail()}")
+        return self
+
+    def node(self, node_id: int) -> BrokerProcess:
+        return self.brokers[node_id - 1]
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(b.bootstrap for b in self.brokers)
+
+    @property
+    def pid(self) -> int | None:
+        p = self.brokers[0].proc
+        return p.pid if p is not None else None
+
+    def alive(self) -> bool:
+        return all(b.running for b in self.brokers)
+
+    def log_tail(self) -> str:
+        return "\n".join(f"--- node {i + 1}\n{b.log_tail(1500)}" for i, b in enumerate(self.brokers))
+
+    def store_counters(self) -> dict[int, dict]:
+        """Each broker's object-store counters (``_store_counters``), by node id."""
+        return {i + 1: _store_counters(b.scrape()) for i, b in enumerate(self.brokers)}
+
+    def stop(self) -> list[int | None]:
+        return [b.stop() for b in self.brokers]
+
+
+def _store_counters(samples: dict) -> dict[str, float]:
+    """A broker's object-store counters from its metrics (``BrokerProcess.scrape()``): requests by
+    operation (``requests.<op>``, failed ones as ``requests.<op>_error``), bytes read and written,
+    data objects uploaded and the record bytes in them."""
+    out: dict[str, float] = {}
+    for (name, labels), v in samples.items():
+        lab = dict(labels)
+        if name == "sluice_objectstore_requests_total":
+            key = "requests." + lab.get("op", "?") + ("" if lab.get("outcome") == "ok" else "_error")
+            out[key] = out.get(key, 0) + v
+        elif name == "sluice_objectstore_bytes_total":
+            out[f"{lab.get('direction', '?')}_bytes"] = v
+        elif name == "sluice_uploads_total":
+            out["uploads"] = v
+        elif name == "sluice_upload_batch_bytes_total":
+            out["upload_batch_bytes"] = v
+    return out
+
+
+def store_window(before: dict[int, dict], after: dict[int, dict], seconds: float,
+                 idle: dict | None = None) -> dict:
+    """What the brokers asked of the object store between two ``store_counters()``, summed over
+    them (and per node): requests by operation, bytes read (GET) and written (PUT). With ``idle``
+    (an earlier window with nothing happening: the heartbeats), also the requests and bytes
+    beyond what the idle rate predicts for a window this long."""
+    by_node, total = {}, {}
+    for node, a in after.items():
+        b = before.get(node, {})
+        d = {k: v - b.get(k, 0) for k, v in a.items() if v - b.get(k, 0)}
+        by_node[str(node)] = {"requests": int(sum(v for k, v in d.items() if k.startswith("requests."))),
+                              "get_bytes": int(d.get("get_bytes", 0)), "put_bytes": int(d.get("put_bytes", 0))}
+        for k, v in d.items():
+            total[k] = total.get(k, 0) + v
+    requests = {k.split(".", 1)[1]: int(v) for k, v in sorted(total.items()) if k.startswith("requests.")}
+    out = {"seconds": round(seconds, 3), "requests": requests, "requests_total": sum(requests.values()),
+           "get_bytes": int(total.get("get_bytes", 0)), "put_bytes": int(total.get("put_bytes", 0)),
+           "uploads": int(total.get("uploads", 0)), "upload_batch_bytes": int(total.get("upload_batch_bytes", 0)),
+           "by_node": by_node}
+    out["get_kib"] = round(out["get_bytes"] / 1024, 1)
+    out["put_kib"] = round(out["put_bytes"] / 1024, 1)
+    if idle and idle.get("seconds"):
+        f = seconds / idle["seconds"]
+        out["beyond_idle_rate"] = {k: round(out[k] - idle[k] * f, 1)
+                                   for k in ("requests_total", "get_bytes", "put_bytes")}
+    return out
+
+
 def _log_bytes(path) -> int:
     """Bytes in a Kafka partition directory's segment files (``*.log``; the indexes are preallocated)."""
     total = 0
@@ -743,19 +858,16 @@ def _log_bytes(path) -> int:
     return total
 
 
-class ReplicaWatcher:
-    """Polls one partition's replicas, ISR and leader in Metadata every ``interval`` s (a thread).
+class Poller:
+    """Polls ``poll()`` every ``interval`` s in a thread and keeps each change of its answer.
 
-    Keeps the transitions: for each change of (replicas, isr, leader, error), the time it was
-    first seen and the time of the last poll that still showed the state before it, both
-    relative to ``t0`` (``mark()``), so a change is bracketed to within one poll interval.
+    A transition holds the time the new answer was first seen and the time of the last poll that
+    still showed the one before, both relative to ``t0`` (``mark()``), so a change is bracketed
+    to within one poll interval; plus what ``describe()`` makes of the answer.
     """
 
-    def __init__(self, bootstrap: str, topic: str, partition: int = 0, interval: float = MOVE_POLL_S) -> None:
-        from confluent_kafka.admin import AdminClient
-
-        self.admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
-        self.topic, self.partition, self.interval = topic, partition, interval
+    def __init__(self, interval: float = MOVE_POLL_S) -> None:
+        self.interval = interval
         self.t0 = time.monotonic()
         self.state = None
         self.polls = 0
@@ -765,17 +877,15 @@ class ReplicaWatcher:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def poll(self):
-        try:
-            md = self.admin.list_topics(self.topic, timeout=5)
-            t = md.topics.get(self.topic)
-            p = t.partitions.get(self.partition) if t is not None and not t.error else None
-            if p is None:
-                return ("error", str(t.error if t is not None else "no topic"))
-            return (tuple(p.replicas), tuple(sorted(p.isrs)), p.leader, str(p.error) if p.error else None)
-        except Exception as exc:  # noqa: BLE001 - a failed poll is a state of its own
-            return ("error", type(exc).__name__)
+        raise NotImplementedError
 
-    def start(self) -> "ReplicaWatcher":
+    def describe(self, st) -> dict:
+        raise NotImplementedError
+
+    def changed(self, st) -> None:
+        """Called (in the polling thread) after each change."""
+
+    def start(self):
         self.state = self.poll()
         self._last_t = time.monotonic()
         self._thread.start()
@@ -791,43 +901,80 @@ class ReplicaWatcher:
             now = time.monotonic()
             with self._lock:
                 self.polls += 1
-                if st != self.state:
+                changed = st != self.state
+                if changed:
                     self.transitions.append({"seen_s": round(now - self.t0, 3),
                                              "previous_last_seen_s": round(self._last_t - self.t0, 3),
-                                             "replicas": list(st[0]) if st[0] != "error" else None,
-                                             "isr": list(st[1]) if st[0] != "error" else None,
-                                             "leader": st[2] if st[0] != "error" else None,
-                                             "error": st[3] if st[0] != "error" else st[1]})
+                                             **self.describe(st)})
                     self.state = st
                 self._last_t = now
+            if changed:
+                self.changed(st)
 
-    @staticmethod
-    def is_moved(st, target: int) -> bool:
-        return st is not None and st[0] == (target,) and st[1] == (target,) and st[2] == target and st[3] is None
-
-    def wait_moved(self, target: int, timeout: float) -> bool:
+    def wait_for(self, pred, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._lock:
-                if self.is_moved(self.state, target):
+                if pred(self.state):
                     return True
             time.sleep(self.interval)
         return False
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(10)
+        if self._thread.is_alive():
+            self._thread.join(10)
+
+    def seen(self) -> list[dict]:
+        with self._lock:
+            return list(self.transitions)
+
+
+class ReplicaWatcher(Poller):
+    """Polls one partition's replicas, ISR and leader in Metadata every ``interval`` s (a thread);
+    a transition is a change of (replicas, isr, leader, error)."""
+
+    def __init__(self, bootstrap: str, topic: str, partition: int = 0, interval: float = MOVE_POLL_S) -> None:
+        from confluent_kafka.admin import AdminClient
+
+        super().__init__(interval)
+        self.admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+        self.topic, self.partition = topic, partition
+
+    def poll(self):
+        try:
+            md = self.admin.list_topics(self.topic, timeout=5)
+            t = md.topics.get(self.topic)
+            p = t.partitions.get(self.partition) if t is not None and not t.error else None
+            if p is None:
+                return ("error", str(t.error if t is not None else "no topic"))
+            return (tuple(p.replicas), tuple(sorted(p.isrs)), p.leader, str(p.error) if p.error else None)
+        except Exception as exc:  # noqa: BLE001 - a failed poll is a state of its own
+            return ("error", type(exc).__name__)
+
+    def describe(self, st) -> dict:
+        ok = st[0] != "error"
+        return {"replicas": list(st[0]) if ok else None, "isr": list(st[1]) if ok else None,
+                "leader": st[2] if ok else None, "error": st[3] if ok else st[1]}
+
+    @staticmethod
+    def is_moved(st, target: int) -> bool:
+        return st is not None and st[0] == (target,) and st[1] == (target,) and st[2] == target and st[3] is None
+
+    def wait_moved(self, target: int, timeout: float) -> bool:
+        return self.wait_for(lambda st: self.is_moved(st, target), timeout)
 
     def timing(self, target: int) -> dict:
-        with self._lock:
-            tr = list(self.transitions)
-        return {"polls": self.polls, "poll_interval_s": self.interval, **self.move_timing(tr, target)}
+        return {"polls": self.polls, "poll_interval_s": self.interval, **self.move_timing(self.seen(), target)}
+
+    @staticmethod
+    def moved(x: dict, target: int) -> bool:
+        return x["replicas"] == [target] and x["isr"] == [target] and x["leader"] == target and x["error"] is None
 
     @staticmethod
     def move_timing(tr: list[dict], target: int) -> dict:
         """move_s: last poll showing the original state (or t0) to the first poll showing the move done."""
-        done = next((x for x in tr if x["replicas"] == [target] and x["isr"] == [target]
-                     and x["leader"] == target and x["error"] is None), None)
+        done = next((x for x in tr if ReplicaWatcher.moved(x, target)), None)
         out: dict = {"transitions": tr}
         if tr and done is not None:
             first = tr[0]
@@ -837,6 +984,301 @@ class ReplicaWatcher:
             out["move_s"] = round(done["seen_s"] - max(0.0, first["previous_last_seen_s"]), 3)  # upper bound
             out["move_s_lower_bound"] = round(max(0.0, done["previous_last_seen_s"] - first["seen_s"]), 3)
         return out
+
+
+class ServingProbe(Poller):
+    """Asks one broker, on a connection of its own, for a partition's end offset (ListOffsets v2,
+    latest) every ``interval`` s: the answer is ("offset", N) or ("error", Kafka error code, or
+    the exception's name). ``on_serving`` runs once, in the polling thread, when it first answers
+    ``expect``."""
+
+    def __init__(self, address: str, topic: str, expect: int, partition: int = 0,
+                 interval: float = MOVE_POLL_S, on_serving=None) -> None:
+        super().__init__(interval)
+        host, _, port = address.rpartition(":")
+        self.address = (host, int(port))
+        self.topic, self.partition, self.expect = topic, partition, expect
+        self.on_serving = on_serving
+        self._sock: socket.socket | None = None
+        self._cid = 0
+        self._fired = False
+
+    def _ask(self):
+        from kafka.protocol.consumer import ListOffsetsRequest, ListOffsetsResponse
+
+        if self._sock is None:
+            self._sock = socket.create_connection(self.address, timeout=2.0)
+        self._cid += 1
+        T = ListOffsetsRequest.ListOffsetsTopic
+        req = ListOffsetsRequest(replica_id=-1, isolation_level=0, topics=[
+            T(name=self.topic, partitions=[T.ListOffsetsPartition(partition_index=self.partition, timestamp=-1)])])
+        req.API_VERSION = 2
+        req.with_header(correlation_id=self._cid, client_id="sluice-bench-move")
+        self._sock.sendall(bytes(req.encode(header=True, framed=True)))
+        size = struct.unpack(">i", self._recv(4))[0]
+        frame = self._recv(size)
+        if struct.unpack_from(">i", frame)[0] != self._cid:
+            raise ConnectionError("correlation id mismatch")
+        part = ListOffsetsResponse[2].decode(frame[4:]).topics[0].partitions[0]
+        return ("offset", part.offset) if part.error_code == 0 else ("error", part.error_code)
+
+    def _recv(self, n: int) -> bytes:
+        assert self._sock is not None
+        buf = bytearray()
+        while len(buf) < n:
+            chunk = self._sock.recv(n - len(buf))
+            if not chunk:
+                raise ConnectionError("closed")
+            buf += chunk
+        return bytes(buf)
+
+    def poll(self):
+        try:
+            return self._ask()
+        except Exception as exc:  # noqa: BLE001 - a failed poll is a state of its own; reconnect next time
+            if self._sock is not None:
+                self._sock.close()
+                self._sock = None
+            return ("error", type(exc).__name__)
+
+    def describe(self, st) -> dict:
+        return {"offset": st[1] if st[0] == "offset" else None, "error": st[1] if st[0] == "error" else None}
+
+    def changed(self, st) -> None:
+        if st == ("offset", self.expect) and not self._fired:
+            self._fired = True
+            if self.on_serving is not None:
+                self.on_serving()
+
+    def serving(self) -> bool:
+        return self.state == ("offset", self.expect)
+
+    def stop(self) -> None:
+        super().stop()
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+
+class BucketWatcher(Poller):
+    """Sluice: polls the bucket's cluster metadata document (HEAD; GET when its etag changed) for
+    one partition's owner, epoch and move target (-1: none)."""
+
+    KEY = "cluster/metadata.json"
+
+    def __init__(self, minio: MinioServer, topic: str, partition: int = 0, interval: float = MOVE_POLL_S) -> None:
+        super().__init__(interval)
+        self.client = minio.client()
+        self.topic, self.partition = topic, partition
+        self.etag = None
+        self.generation = None
+        self.topic_id: str | None = None
+        self._doc_state = None
+
+    def poll(self):
+        try:
+            etag = self.client.head_object(Bucket=storage.BUCKET, Key=self.KEY)["ETag"]
+            if etag != self.etag:
+                got = self.client.get_object(Bucket=storage.BUCKET, Key=self.KEY)
+                doc = json.loads(got["Body"].read())
+                self.etag, self.generation = got["ETag"], doc.get("generation")
+                t = next((t for t in doc.get("topics", []) if t.get("name") == self.topic), None)
+                if t is None:
+                    self._doc_state = ("no topic",)
+                else:
+                    p = self.partition
+                    self.topic_id = t["id"]
+                    targets = t.get("targets") or []
+                    self._doc_state = (t["owners"][p], t["epochs"][p], targets[p] if p < len(targets) else -1)
+            return self._doc_state
+        except Exception as exc:  # noqa: BLE001 - a failed poll is a state of its own
+            self.etag = None
+            return ("error", type(exc).__name__)
+
+    def describe(self, st) -> dict:
+        if st is None or len(st) != 3:
+            return {"owner": None, "epoch": None, "target": None, "error": st[-1] if st else None}
+        return {"owner": st[0], "epoch": st[1], "target": st[2], "generation": self.generation}
+
+
+def _clamp(t: dict) -> float:
+    return max(0.0, t["previous_last_seen_s"])
+
+
+def serving_timing(start_s: float | None, serving_tr: list[dict], records: int) -> dict:
+    """serving_s: from ``start_s`` to the first poll in which the new owner answered ListOffsets with
+    the partition's end offset (upper bound; the lower bound from its last poll that did not)."""
+    serve = next((x for x in serving_tr if x.get("offset") == records), None)
+    if start_s is None or serve is None:
+        return {}
+    return {"serving_seen_s": serve["seen_s"], "serving_s": round(serve["seen_s"] - start_s, 3),
+            "serving_s_lower_bound": round(max(0.0, serve["previous_last_seen_s"] - start_s), 3)}
+
+
+def sluice_move_timing(bucket_tr: list[dict], metadata_tr: list[dict], serving_tr: list[dict], src: int,
+                       dst: int, records: int) -> dict:
+    """(g) for Sluice. Its Metadata names only the owner (a pending move shows no "adding" replica),
+    so the move starts, as for Kafka's first Metadata change, when the metadata document in the
+    bucket names the target: from the last bucket poll that did not (or --execute's start) to the
+    first poll of Metadata that names broker ``dst`` alone (move_s) and of ``dst`` answering
+    ListOffsets with the end offset (serving_s). If one bucket poll saw the target set and the flip
+    at once, the move started after that poll's predecessor. ``phases_s`` splits the time between
+    the first sightings: request (--execute's start to the target: the tool's JVM and
+    AlterPartitionReassignments), old_owner (target to the flip: the old owner learns of the target,
+    seals, uploads its tail and flips), new_owner (flip to serving: the new owner learns of the
+    flip, claims and loads the manifest)."""
+    target = next((x for x in bucket_tr if x.get("owner") == src and x.get("target") == dst), None)
+    flip = next((x for x in bucket_tr if x.get("owner") == dst), None)
+    md = next((x for x in metadata_tr if ReplicaWatcher.moved(x, dst)), None)
+    serve = next((x for x in serving_tr if x.get("offset") == records), None)
+    events = {"target_set": target, "flipped": flip, "metadata_names_target": md, "target_serves": serve}
+    out: dict = {"events_s": {k: [_clamp(v), v["seen_s"]] for k, v in events.items() if v is not None}}
+    first = target or flip
+    if first is None:
+        return out
+    start = _clamp(first)
+    out["started_seen_s"] = first["seen_s"]
+    if md is not None:
+        out["done_seen_s"] = md["seen_s"]
+        out["move_s"] = round(md["seen_s"] - start, 3)
+        out["move_s_lower_bound"] = round(max(0.0, md["previous_last_seen_s"] - first["seen_s"]), 3)
+    out.update(serving_timing(start, serving_tr, records))
+    if flip is not None and serve is not None:
+        t_target = target["seen_s"] if target is not None else start
+        out["phases_s"] = {"request": round(t_target, 3), "old_owner": round(flip["seen_s"] - t_target, 3),
+                           "new_owner": round(serve["seen_s"] - flip["seen_s"], 3)}
+    return out
+
+
+def _reassign_tool(libs: str, bootstrap: str, plan: str, action: str, timeout: float) -> dict:
+    """One run of kafka-reassign-partitions (``--execute`` or ``--verify``); killed after ``timeout``."""
+    cmd = [str(TOOL), "kafka-reassign-partitions", "--bootstrap-server", bootstrap,
+           "--reassignment-json-file", plan, action]
+    t0 = time.monotonic()
+    returncode, out, err = _run_tool(cmd, timeout, f"kafka-reassign-partitions {action}",
+                                     dict(os.environ, KAFKA_LIBS=libs))
+    if returncode != 0:
+        raise RuntimeError(f"kafka-reassign-partitions {action} failed (exit {returncode}):\n"
+                           f"{out[-2000:]}\n{err[-2000:]}")
+    return {"stdout": out, "stderr": err, "seconds": round(time.monotonic() - t0, 2)}
+
+
+def _write_plan(directory, topic: str, dst: int) -> str:
+    plan = os.path.join(directory, f"{topic}.reassign.json")
+    with open(plan, "w") as f:
+        json.dump({"version": 1, "partitions": [{"topic": topic, "partition": 0, "replicas": [dst]}]}, f)
+    return plan
+
+
+def _execute_and_verify(libs: str, bootstrap: str, plan: str, topic: str, mib: float, src: int, dst: int,
+                        progress: Progress, on_start, detail=lambda: "") -> dict:
+    """kafka-reassign-partitions --execute, then --verify every VERIFY_PAUSE_S until it reports the
+    move complete; ``on_start()`` runs just before --execute. Tool times in seconds."""
+    limit = 120 + mib / 5                # never slower than 5 MiB/s
+    verify_runs: list[float] = []
+    out: dict = {}
+    progress.show(f"moving {mib:,g} MiB from broker {src} to {dst}: --execute")
+    on_start()
+    t0 = time.monotonic()
+    execute = _reassign_tool(libs, bootstrap, plan, "--execute", timeout=120)
+    if "Successfully started partition reassignment" not in execute["stdout"]:
+        raise RuntimeError(f"kafka-reassign-partitions --execute did not start the move:\n{execute['stdout']}")
+    out["execute_tool_s"] = execute["seconds"]
+    while True:
+        el = time.monotonic() - t0
+        progress.show(f"moving {mib:,g} MiB from broker {src} to {dst}: {el:.0f}s, --verify "
+                      f"#{len(verify_runs) + 1}{detail()}")
+        v = _reassign_tool(libs, bootstrap, plan, "--verify", timeout=120)
+        verify_runs.append(v["seconds"])
+        text = v["stdout"]
+        if "is completed" in text and "still in progress" not in text:
+            out["tool_s"] = round(time.monotonic() - t0, 2)
+            break
+        # "There is no active reassignment of partition X, but replica set is 2,1 rather than
+        # 2": the tool read the finished reassignment before the metadata that drops the old
+        # replica (Kafka: seen once in 18 moves; Sluice: a broker that has not yet heard of the
+        # flip names the old owner): poll again, as for in progress.
+        settling = "no active reassignment" in text and "rather than" in text
+        if "failed" in text.lower() or ("still in progress" not in text and not settling):
+            raise RuntimeError(f"kafka-reassign-partitions --verify: unexpected output:\n{text}")
+        if time.monotonic() - t0 > limit:
+            raise RuntimeError(f"moving {topic} ({mib:g} MiB) did not complete within {limit:.0f} s:\n{text}")
+        time.sleep(VERIFY_PAUSE_S)
+    out["verify_runs"] = len(verify_runs)
+    out["verify_tool_s"] = verify_runs
+    return out
+
+
+def _check_moved(bootstrap: str, topic: str, records: int) -> dict:
+    """Every offset is still there after the move: watermarks 0..records, and the first and the
+    last record read back."""
+    from confluent_kafka import Consumer, TopicPartition
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"cmp-move-{os.getpid()}", "log_level": 0,
+                  "enable.auto.commit": False})
+    try:
+        low, high = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=30, cached=False)
+        if (low, high) != (0, records):
+            raise RuntimeError(f"{topic} after the move: offsets {low}..{high}, expected 0..{records}")
+        read = []
+        for offset in (0, records - 1):
+            c.assign([TopicPartition(topic, 0, offset)])
+            deadline = time.monotonic() + 30
+            m = None
+            while time.monotonic() < deadline:
+                m = c.poll(1.0)
+                if m is not None and not m.error():
+                    break
+            if m is None or m.error() or m.offset() != offset:
+                raise RuntimeError(f"{topic} after the move: could not read offset {offset}: {m and m.error()}")
+            read.append(m.offset())
+    finally:
+        c.close()
+    return {"offsets_after_move": [low, high], "read_back_offsets": read}
+
+
+def _move_partition(cluster: KafkaCluster, sysm: _ClusterSystem, topic: str, mib: float, record_size: int,
+                    props: list[str], libs: str, progress: Progress, src: int = 1, dst: int = 2) -> dict:
+    """Write ``mib`` MiB into a new one-partition topic on broker ``src``; move it to ``dst``; time it."""
+    records = max(1, int(mib * (1 << 20)) // record_size)
+    _create_assigned_topic(cluster.bootstrap, topic, [src])
+    progress.show(f"writing {mib:,g} MiB to broker {src}")
+    prod = _perf_test(sysm, topic, records, record_size, -1, props, libs, progress, sample_rss=False)
+    src_dir = cluster.node(src).log_dir / f"{topic}-0"
+    dst_dir = cluster.node(dst).log_dir / f"{topic}-0"
+    out = {"records": records, "record_bytes": records * record_size, "from_broker": src, "to_broker": dst,
+           "produce": prod, "source_log_bytes": _log_bytes(src_dir)}
+    plan = _write_plan(cluster.workdir, topic, dst)
+    watcher = ReplicaWatcher(cluster.bootstrap, topic).start()
+    probe = ServingProbe(cluster.node(dst).bootstrap, topic, prod["records"])
+    try:
+        if watcher.state[:1] != ((src,),):
+            raise RuntimeError(f"{topic} is not on broker {src} alone before the move: {watcher.state}")
+        probe.start()
+
+        def start() -> None:
+            watcher.mark()
+            probe.mark()
+
+        out.update(_execute_and_verify(
+            libs, cluster.bootstrap, plan, topic, mib, src, dst, progress, start,
+            lambda: f", broker {dst} holds {_log_bytes(dst_dir) / (1 << 20):,.0f} MiB"))
+        # --verify said done: the metadata shows it too (at once, or within a few polls)
+        if not watcher.wait_moved(dst, 30):
+            raise RuntimeError(f"--verify reports {topic} moved but Metadata shows {watcher.state}")
+        if not probe.wait_for(lambda st: st == ("offset", prod["records"]), 30):
+            raise RuntimeError(f"--verify reports {topic} moved but broker {dst} answers {probe.state}")
+    finally:
+        watcher.stop()
+        probe.stop()
+    out.update(watcher.timing(dst))
+    tr = out["transitions"]
+    out["serving_transitions"] = probe.seen()
+    out.update(serving_timing(_clamp(tr[0]) if tr else None, out["serving_transitions"], prod["records"]))
+    out["target_log_bytes"] = _log_bytes(dst_dir)
+    out.update(_check_moved(cluster.bootstrap, topic, prod["records"]))
+    if "move_s" not in out:
+        raise RuntimeError(f"{topic}: the move was not seen in Metadata: {out.get('transitions')}")
+    return out
 
 
 def _create_assigned_topic(bootstrap: str, topic: str, replicas: list[int]) -> None:
@@ -853,90 +1295,6 @@ def _create_assigned_topic(bootstrap: str, topic: str, replicas: list[int]) -> N
             return
         time.sleep(0.2)
     raise RuntimeError(f"topic {topic} has no leader on broker {replicas[0]} at {bootstrap}")
-
-
-def _reassign_tool(libs: str, bootstrap: str, plan: str, action: str, timeout: float) -> dict:
-    """One run of kafka-reassign-partitions (``--execute`` or ``--verify``); killed after ``timeout``."""
-    cmd = [str(TOOL), "kafka-reassign-partitions", "--bootstrap-server", bootstrap,
-           "--reassignment-json-file", plan, action]
-    t0 = time.monotonic()
-    returncode, out, err = _run_tool(cmd, timeout, f"kafka-reassign-partitions {action}",
-                                     dict(os.environ, KAFKA_LIBS=libs))
-    if returncode != 0:
-        raise RuntimeError(f"kafka-reassign-partitions {action} failed (exit {returncode}):\n"
-                           f"{out[-2000:]}\n{err[-2000:]}")
-    return {"stdout": out, "stderr": err, "seconds": round(time.monotonic() - t0, 2)}
-
-
-def _move_partition(cluster: KafkaCluster, sysm: _ClusterSystem, topic: str, mib: float, record_size: int,
-                    props: list[str], libs: str, progress: Progress, src: int = 1, dst: int = 2) -> dict:
-    """Write ``mib`` MiB into a new one-partition topic on broker ``src``; move it to ``dst``; time it."""
-    records = max(1, int(mib * (1 << 20)) // record_size)
-    _create_assigned_topic(cluster.bootstrap, topic, [src])
-    progress.show(f"writing {mib:,g} MiB to broker {src}")
-    prod = _perf_test(sysm, topic, records, record_size, -1, props, libs, progress, sample_rss=False)
-    src_dir = cluster.node(src).log_dir / f"{topic}-0"
-    dst_dir = cluster.node(dst).log_dir / f"{topic}-0"
-    out = {"records": records, "record_bytes": records * record_size, "from_broker": src, "to_broker": dst,
-           "produce": prod, "source_log_bytes": _log_bytes(src_dir)}
-    plan = os.path.join(cluster.workdir, f"{topic}.reassign.json")
-    with open(plan, "w") as f:
-        json.dump({"version": 1, "partitions": [{"topic": topic, "partition": 0, "replicas": [dst]}]}, f)
-    limit = 120 + mib / 5                # never slower than 5 MiB/s
-    watcher = ReplicaWatcher(cluster.bootstrap, topic).start()
-    if watcher.state[:1] != ((src,),):
-        watcher.stop()
-        raise RuntimeError(f"{topic} is not on broker {src} alone before the move: {watcher.state}")
-    verify_runs = []
-    try:
-        progress.show(f"moving {mib:,g} MiB from broker {src} to {dst}: --execute")
-        watcher.mark()
-        t0 = time.monotonic()
-        execute = _reassign_tool(libs, cluster.bootstrap, plan, "--execute", timeout=120)
-        if "Successfully started partition reassignment" not in execute["stdout"]:
-            raise RuntimeError(f"kafka-reassign-partitions --execute did not start the move:\n{execute['stdout']}")
-        out["execute_tool_s"] = execute["seconds"]
-        while True:
-            el = time.monotonic() - t0
-            progress.show(f"moving {mib:,g} MiB from broker {src} to {dst}: {el:.0f}s, --verify "
-                          f"#{len(verify_runs) + 1}, broker {dst} holds {_log_bytes(dst_dir) / (1 << 20):,.0f} MiB")
-            v = _reassign_tool(libs, cluster.bootstrap, plan, "--verify", timeout=120)
-            verify_runs.append(v["seconds"])
-            text = v["stdout"]
-            if "is completed" in text and "still in progress" not in text:
-                out["tool_s"] = round(time.monotonic() - t0, 2)
-                break
-            # "There is no active reassignment of partition X, but replica set is 2,1 rather
-            # than 2": the tool read the finished reassignment before the metadata that
-            # drops the old replica (seen once in 18 moves): poll again, as for in progress.
-            settling = "no active reassignment" in text and "rather than" in text
-            if "failed" in text.lower() or ("still in progress" not in text and not settling):
-                raise RuntimeError(f"kafka-reassign-partitions --verify: unexpected output:\n{text}")
-            if time.monotonic() - t0 > limit:
-                raise RuntimeError(f"moving {topic} ({mib:g} MiB) did not complete within {limit:.0f} s:\n{text}")
-            time.sleep(VERIFY_PAUSE_S)
-        # --verify said done: the metadata shows it too (at once, or within a few polls)
-        if not watcher.wait_moved(dst, 30):
-            raise RuntimeError(f"--verify reports {topic} moved but Metadata shows {watcher.state}")
-    finally:
-        watcher.stop()
-    out.update(watcher.timing(dst))
-    out["verify_runs"] = len(verify_runs)
-    out["verify_tool_s"] = verify_runs
-    out["target_log_bytes"] = _log_bytes(dst_dir)
-    # every record is still there, now on the target broker
-    from confluent_kafka import Consumer, TopicPartition
-    c = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": f"cmp-move-{os.getpid()}", "log_level": 0})
-    try:
-        low, high = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=30, cached=False)
-    finally:
-        c.close()
-    out["offsets_after_move"] = [low, high]
-    if (low, high) != (0, prod["records"]):
-        raise RuntimeError(f"{topic} after the move: offsets {low}..{high}, expected 0..{prod['records']}")
-    if "move_s" not in out:
-        raise RuntimeError(f"{topic}: the move was not seen in Metadata: {out.get('transitions')}")
-    return out
 
 
 def _partition_move(args, tag: str, props: list[str], libs: str, progress: Progress) -> dict:
@@ -963,6 +1321,160 @@ def _partition_move(args, tag: str, props: list[str], libs: str, progress: Progr
         out["broker_log_problems"] = {"count": sum(p["count"] for p in problems),
                                       "first": [f"node {i + 1}: {line}" for i, p in enumerate(problems)
                                                 for line in p["first"]][:10]}
+        shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def _leader(bootstrap: str, topic: str) -> int:
+    from confluent_kafka.admin import AdminClient
+
+    t = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0}).list_topics(topic, timeout=10).topics[topic]
+    return t.partitions[0].leader
+
+
+def _topic_id(minio: MinioServer, topic: str) -> str | None:
+    """The topic's id in the bucket's cluster metadata document."""
+    doc = json.loads(minio.client().get_object(Bucket=storage.BUCKET, Key=BucketWatcher.KEY)["Body"].read())
+    return next((t["id"] for t in doc.get("topics", []) if t.get("name") == topic), None)
+
+
+def _manifest_info(minio: MinioServer, topic_id: str | None) -> dict:
+    """Size, segment count and next offset of partition 0's manifest in the bucket."""
+    if topic_id is None:
+        return {}
+    import uuid
+
+    key = f"manifests/{uuid.UUID(topic_id).hex}/0.json"
+    try:
+        body = minio.client().get_object(Bucket=storage.BUCKET, Key=key)["Body"].read()
+    except Exception as exc:  # noqa: BLE001 - informative only
+        return {"key": key, "error": type(exc).__name__}
+    m = json.loads(body)
+    return {"key": key, "bytes": len(body), "segments": len(m.get("segments", [])),
+            "next_offset": m.get("next_offset")}
+
+
+def _move_partition_sluice(cl: _SluiceCluster, topic: str, mib: float, record_size: int, props: list[str],
+                           libs: str, progress: Progress, src: int = 1, dst: int = 2) -> dict:
+    """(g) for Sluice: as ``_move_partition``, on ``cl``; waits until broker ``src`` has uploaded
+    everything (its WAL is empty) before the move, and counts the brokers' object-store requests."""
+    records = max(1, int(mib * (1 << 20)) // record_size)
+    _create_topic(cl.bootstrap, topic, 1)
+    out: dict = {"records": records, "record_bytes": records * record_size, "from_broker": src,
+                 "to_broker": dst}
+    placed = _leader(cl.bootstrap, topic)
+    if placed != src:   # new partitions go to the broker with the fewest: put it on src first
+        out["placed_on"] = placed
+        progress.show(f"moving the new topic from broker {placed} to {src} before writing")
+        res = subprocess.run([sys.executable, "-m", "broker", "reassign", "--bootstrap-server", cl.bootstrap,
+                              "--topic", topic, "--partition", "0", "--to", str(src), "--timeout", "60"],
+                             cwd=ROOT, capture_output=True, text=True, timeout=90)
+        if res.returncode != 0:
+            raise RuntimeError(f"sluice reassign {topic} to {src} failed:\n{res.stdout}\n{res.stderr}")
+    progress.show(f"writing {mib:,g} MiB to broker {src}")
+    out["produce"] = prod = _perf_test(cl, topic, records, record_size, -1, props, libs, progress, sample_rss=False)
+    progress.show(f"waiting until broker {src} has uploaded it all (WAL empty, manifest up to date)")
+    t = time.monotonic()
+    limit = 120 + mib / 5               # never slower than 5 MiB/s
+    topic_id = _topic_id(cl.minio, topic)
+    while True:
+        wal = cl.node(src).scrape().get(("sluice_wal_size_bytes", ()), 1)
+        manifest = _manifest_info(cl.minio, topic_id)
+        if wal == 0 and manifest.get("next_offset") == prod["records"]:
+            break
+        if time.monotonic() - t > limit:
+            raise RuntimeError(f"broker {src} did not upload everything within {limit:.0f} s (WAL {wal:,.0f} "
+                               f"bytes, manifest {manifest}):\n{cl.log_tail()}")
+        time.sleep(0.2)
+    out["upload_wait_s"] = round(time.monotonic() - t, 2)
+    out["manifest_before_move"] = manifest
+    out["wal_bytes_before_move"] = {str(i + 1): int(b.scrape().get(("sluice_wal_size_bytes", ()), -1))
+                                    for i, b in enumerate(cl.brokers)}
+    plan = _write_plan(cl.workdir, topic, dst)
+    watcher = ReplicaWatcher(cl.bootstrap, topic).start()
+    bucket = BucketWatcher(cl.minio, topic)
+    marks: dict = {}
+
+    def served() -> None:                # in the probe's thread, at once
+        marks["serving"] = (time.monotonic(), cl.store_counters())
+
+    probe = ServingProbe(cl.node(dst).bootstrap, topic, prod["records"], on_serving=served)
+    try:
+        if watcher.state[:1] != ((src,),):
+            raise RuntimeError(f"{topic} is not on broker {src} alone before the move: {watcher.state}")
+        bucket.start()
+        if bucket.state[:1] != (src,) or bucket.state[2] != -1:
+            raise RuntimeError(f"{topic}: the bucket's metadata says {bucket.state} before the move")
+        probe.start()
+        progress.show(f"idle {MOVE_IDLE_S:g} s before the move (the heartbeats' object-store requests)")
+        c0, t_idle = cl.store_counters(), time.monotonic()
+        time.sleep(MOVE_IDLE_S)
+
+        def start() -> None:
+            marks["start"] = (time.monotonic(), cl.store_counters())
+            for w in (watcher, bucket, probe):
+                w.mark()
+
+        out.update(_execute_and_verify(libs, cl.bootstrap, plan, topic, mib, src, dst, progress, start))
+        t_verified, c_verified = time.monotonic(), cl.store_counters()
+        if not watcher.wait_moved(dst, 30):
+            raise RuntimeError(f"--verify reports {topic} moved but Metadata shows {watcher.state}")
+        if not probe.wait_for(lambda st: st == ("offset", prod["records"]), 30):
+            raise RuntimeError(f"--verify reports {topic} moved but broker {dst} answers {probe.state}")
+    finally:
+        for w in (watcher, bucket, probe):
+            w.stop()
+    t_start, c_start = marks["start"]
+    t_served, c_served = marks["serving"]
+    idle = store_window(c0, c_start, t_start - t_idle)
+    out["object_store"] = {
+        "idle": idle,
+        "move": store_window(c_start, c_served, t_served - t_start, idle),
+        "tool_flow": store_window(c_start, c_verified, t_verified - t_start, idle)}
+    out["transitions"] = watcher.seen()
+    out["bucket_transitions"] = bucket.seen()
+    out["serving_transitions"] = probe.seen()
+    out["polls"], out["poll_interval_s"] = watcher.polls, watcher.interval
+    out.update(sluice_move_timing(out["bucket_transitions"], out["transitions"], out["serving_transitions"],
+                                  src, dst, prod["records"]))
+    out["manifest_after_move"] = _manifest_info(cl.minio, bucket.topic_id)
+    out.update(_check_moved(cl.bootstrap, topic, prod["records"]))
+    if "move_s" not in out or "serving_s" not in out:
+        raise RuntimeError(f"{topic}: the move was not seen: {out.get('bucket_transitions')} "
+                           f"{out.get('transitions')} {out.get('serving_transitions')}")
+    return out
+
+
+def _partition_move_sluice(args, tag: str, props: list[str], libs: str, progress: Progress) -> dict:
+    """(g) for Sluice: a fresh MinIO and 3 brokers on it; move a 1 MiB and a ``--move-mib`` MiB
+    partition from broker 1 to 2."""
+    work = tempfile.mkdtemp(prefix="sluice-cmp-move-", dir=args.data_dir)
+    minio = cl = None
+    out: dict = {"cluster": SLUICE_MOVE_CLUSTER, "overrides": list(SLUICE_MOVE_OVERRIDES), "moves": {}}
+    try:
+        progress.show("starting MinIO")
+        minio = storage.start_minio(work)
+        progress.show("starting 3 Sluice brokers on it")
+        t = time.monotonic()
+        cl = _SluiceCluster(work, minio, 3, SLUICE_MOVE_OVERRIDES)
+        cl.start(timeout=120)
+        out["startup_s"] = round(time.monotonic() - t, 2)
+        for i, mib in enumerate((MOVE_SMALL_MIB, args.move_mib)):
+            key = f"{mib:g}MiB"
+            progress.show(f"{key}:")
+            out["moves"][key] = _move_partition_sluice(cl, f"cmp-g{i}-{tag}", mib, args.record_size, props, libs,
+                                                       progress)
+    finally:
+        progress.show("stopping the 3 Sluice brokers")
+        if cl is not None:
+            out["exit_codes"] = cl.stop()
+            problems = [log_problems(b.log_path) for b in cl.brokers]
+            out["broker_log_problems"] = {"count": sum(p["count"] for p in problems),
+                                          "first": [f"node {i + 1}: {line}" for i, p in enumerate(problems)
+                                                    for line in p["first"]][:10]}
+        if minio is not None:
+            minio.stop()
+            out["minio_log_problems"] = log_problems(os.path.join(work, "minio.log"))
         shutil.rmtree(work, ignore_errors=True)
     return out
 
@@ -1129,10 +1641,14 @@ def run_compare(args) -> int:
                 # its own broker against MinIO, after the round's broker has stopped
                 progress.phase(f"{label} (f) catch-up read via MinIO:")
                 res["workloads"]["f"] = _catchup_sluice(args, tag, catchup_n, props, libs, progress)
-            if "g" in workloads and name == "kafka":
+            if "g" in workloads:
                 # a 3-node cluster of its own, after the round's single broker has stopped
-                progress.phase(f"{label} (g) partition move, 3-node cluster:")
-                res["workloads"]["g"] = _partition_move(args, tag, props, libs, progress)
+                if name == "kafka":
+                    progress.phase(f"{label} (g) partition move, 3-node cluster:")
+                    res["workloads"]["g"] = _partition_move(args, tag, props, libs, progress)
+                else:
+                    progress.phase(f"{label} (g) partition move, 3 brokers on MinIO:")
+                    res["workloads"]["g"] = _partition_move_sluice(args, tag, props, libs, progress)
             rounds.append(res)
     progress.done()
 
@@ -1160,11 +1676,13 @@ def run_compare(args) -> int:
                    "catchup_sluice_block_cache_mib": args.catchup_block_cache_mb,
                    "move_mib": [MOVE_SMALL_MIB, args.move_mib], "move_from_broker": 1, "move_to_broker": 2,
                    "move_cluster": f"3 combined controller+broker KRaft nodes ({args.kafka_cluster_heap} each)",
+                   "move_sluice_cluster": SLUICE_MOVE_CLUSTER, "move_idle_s": MOVE_IDLE_S,
                    "move_poll_interval_s": MOVE_POLL_S, "move_verify_pause_s": VERIFY_PAUSE_S,
                    "kafka_heap": args.kafka_heap, "order": "per round: Sluice then Kafka, each a fresh "
                    "broker on a fresh temp dir; a new topic per workload; Sluice's (f) on a broker of its "
-                   "own after Sluice's round broker stopped; (g) on a fresh 3-node Kafka cluster after "
-                   "Kafka's round broker stopped",
+                   "own after Sluice's round broker stopped, then Sluice's (g) on 3 fresh brokers on a "
+                   "fresh MinIO; Kafka's (g) on a fresh 3-node Kafka cluster after Kafka's round broker "
+                   "stopped",
                    "workloads": sorted(workloads)},
         "calibration": calibration,
         "machine": machine,
@@ -1207,7 +1725,7 @@ METRICS = [
      "written, page cache warm; Sluice: from MinIO, empty block cache)", "f", ("cold", "mb_per_s"), "MB/s", True),
     ("f_warm_mb_per_s", "(f) catch-up read of {catchup_mb} MB from offset 0, 2nd read (Kafka: page cache; "
      "Sluice: block cache)", "f", ("warm", "mb_per_s"), "MB/s", True),
-    "g",   # (g): two rows per partition size (G_METRICS), Kafka only
+    "g",   # (g): rows per partition size (G_METRICS)
 ]
 METRICS += [
     ("h_mb_per_s", "(h) librdkafka producer, acks=all, idempotent, unthrottled: throughput", "h",
@@ -1220,11 +1738,18 @@ METRICS += [
      ("paced", "latency_ms", "p99_9"), "ms", False),
 ]
 B_METRICS = [("p50", "p50"), ("p99", "p99"), ("p99_9", "p99.9")]
-# (key suffix, label, path in a move's result)
+# (key suffix, label, path in a move's result, unit); the object-store rows are Sluice's only
 G_METRICS = [
-    ("s", "time until moved, seen in cluster metadata (polled every {poll:g} s)", ("move_s",)),
+    ("s", "time until moved, seen in cluster metadata (polled every {poll:g} s)", ("move_s",), "s"),
+    ("serving_s", "time until broker 2 answers ListOffsets with the end offset (polled every {poll:g} s)",
+     ("serving_s",), "s"),
     ("tool_s", "time with kafka-reassign-partitions (--execute start to --verify complete, JVM starts "
-               "included)", ("tool_s",)),
+               "included)", ("tool_s",), "s"),
+    ("store_requests", "object-store requests, 3 brokers, --execute start to broker 2 serving (heartbeats "
+                       "included)", ("object_store", "move", "requests_total"), "requests"),
+    ("store_get_kib", "object-store bytes read (GET), same window", ("object_store", "move", "get_kib"), "KiB"),
+    ("store_put_kib", "object-store bytes written (PUT), same window", ("object_store", "move", "put_kib"),
+     "KiB"),
 ]
 
 
@@ -1256,10 +1781,10 @@ def _metrics(c: dict) -> list[tuple]:
         elif m == "g":
             for mib in c.get("move_mib") or []:
                 size = f"{mib:g}MiB"
-                for suffix, label, path in G_METRICS:
+                for suffix, label, path, unit in G_METRICS:
                     out.append((f"g@{size}_{suffix}", f"(g) partition move, {mib:,g} MiB, RF=1, broker 1 to 2: "
                                 + label.format(poll=c.get("move_poll_interval_s", MOVE_POLL_S)),
-                                "g", ("moves", size, *path), "s", False))
+                                "g", ("moves", size, *path), unit, False))
         else:
             out.append(m)
     return out
@@ -1309,8 +1834,13 @@ def summarize(result: dict) -> list[dict]:
                "ratio_sluice_over_kafka": ratio, "kafka_rounds": vals["kafka"],
                "sluice_rounds": vals["sluice"], "status": "measured"}
         if wl == "g":
-            row["status"] = "kafka only"
-            row["sluice_status"] = SLUICE_NO_MOVE
+            if not vals["kafka"] and not vals["sluice"]:
+                continue                      # the object-store rows of a result from before Sluice's (g)
+            if not vals["sluice"]:            # a result from before Sluice had partition reassignment
+                row["status"] = "kafka only"
+                row["sluice_status"] = SLUICE_NO_MOVE
+            elif not vals["kafka"]:           # the object-store rows: Kafka keeps its log on local disks
+                row["status"] = "sluice only"
         if wl and wl.startswith("b"):
             # rounds in which the producer fell below 95 % of the target rate (latency then includes its backlog)
             row["rate_not_held"] = {s: [rd["round"] for rd in result["rounds"] if rd["system"] == s
@@ -1341,10 +1871,11 @@ def markdown_table(result: dict) -> str:
         better = "higher is better" if row["higher_is_better"] else "lower is better"
         r = row["ratio_sluice_over_kafka"]
         ratio = "-" if r is None else f"{r:.2f}" if r >= 0.1 else f"{r:.2g}"
-        rr = (", ".join(_fmt(v) for v in row["kafka_rounds"]) + "; "
+        rr = ((", ".join(_fmt(v) for v in row["kafka_rounds"]) if row["status"] != "sluice only" else "-") + "; "
               + (", ".join(_fmt(v) for v in row["sluice_rounds"]) if row["status"] != "kafka only" else "-"))
         sluice = _fmt(row["sluice"]) if row["status"] != "kafka only" else "not yet (no partition reassignment)"
-        out.append(f"| {row['label']} ({unit}, {better}) | {_fmt(row['kafka'])} | {sluice} | {ratio} | {rr} |")
+        kafka = _fmt(row["kafka"]) if row["status"] != "sluice only" else "n/a (no object store)"
+        out.append(f"| {row['label']} ({unit}, {better}) | {kafka} | {sluice} | {ratio} | {rr} |")
         for system, rds in (row.get("rate_not_held") or {}).items():
             if rds and row["key"].endswith("_p50_ms"):
                 where = row["label"].split(": ")[0].split(" at ", 1)[-1]
@@ -1400,23 +1931,77 @@ def markdown_table(result: dict) -> str:
             "are in the OS page cache too) into an empty block cache; the 2nd read comes from the block "
             f"cache (`cache.block.bytes` = {c['catchup_sluice_block_cache_mib']} MiB).")
     if "g" in ran and c.get("move_mib"):
+        sizes = " MiB, then ".join(f"{m:,g}" for m in c["move_mib"])
+        poll = c["move_poll_interval_s"]
+        sluice_g = [rd["workloads"]["g"] for rd in result["rounds"]
+                    if rd["system"] == "sluice" and "g" in rd["workloads"]]
         out.append("")
-        out.append(
-            f"(g) per round, after that round's single Kafka broker stopped: a fresh Kafka cluster of "
-            f"{c['move_cluster']}. "
-            f"A topic of one partition (replication factor 1) on broker 1 gets "
-            f"{' MiB, then '.join(f'{m:,g}' for m in c['move_mib'])} MiB from `kafka-producer-perf-test` "
-            "(same producer settings); Kafka's `kafka-reassign-partitions` moves it to broker 2 "
-            "(`--execute` without a throttle, then `--verify` every "
-            f"{c.get('move_verify_pause_s', VERIFY_PAUSE_S):g} s plus its run time until it reports the "
-            "reassignment complete); afterwards every offset is still readable on broker 2. The data was just "
-            "written, so "
-            "the source broker reads it from the page cache. Metadata time: confluent-kafka Metadata every "
-            f"{c['move_poll_interval_s']:g} s, from the last poll that still showed the partition only on "
-            "broker 1 (or the `--execute` start, if later) to the first that showed it only on broker 2, "
-            "leader and in sync there: an upper bound, accurate to about one poll. Tool time: from starting "
-            "`--execute` to the end of the first `--verify` that says complete, so it includes two or more "
-            "JVM starts (about 1–3 s each here). Sluice: " + SLUICE_NO_MOVE + ".")
+        if not sluice_g:        # a result from before Sluice's (g)
+            out.append(
+                f"(g) per round, after that round's single Kafka broker stopped: a fresh Kafka cluster of "
+                f"{c['move_cluster']}. A topic of one partition (replication factor 1) on broker 1 gets "
+                f"{sizes} MiB from `kafka-producer-perf-test` (same producer settings); Kafka's "
+                "`kafka-reassign-partitions` moves it to broker 2 (`--execute` without a throttle, then `--verify` "
+                f"every {c.get('move_verify_pause_s', VERIFY_PAUSE_S):g} s plus its run time until it reports the "
+                "reassignment complete); afterwards every offset is still readable on broker 2. Metadata time: "
+                f"confluent-kafka Metadata every {poll:g} s, from the last poll that still showed the partition "
+                "only on broker 1 (or the `--execute` start, if later) to the first that showed it only on "
+                "broker 2, leader and in sync there: an upper bound, accurate to about one poll. Tool time: from "
+                "starting `--execute` to the end of the first `--verify` that says complete, so it includes two "
+                "or more JVM starts (about 1–3 s each here). Sluice: " + SLUICE_NO_MOVE + ".")
+        else:
+            out.append(
+                f"(g) per round, Sluice first: a fresh MinIO and {c.get('move_sluice_cluster')}; then, after the "
+                f"round's single Kafka broker stopped, a fresh Kafka cluster of {c['move_cluster']}. On each, a "
+                f"topic of one partition (replication factor 1) on broker 1 gets {sizes} MiB from "
+                "`kafka-producer-perf-test` (same producer settings); Sluice's broker 1 then uploads it all (the "
+                "bench waits until its WAL is empty, so the hand-off has only a small tail left, as in steady "
+                "state). Kafka's `kafka-reassign-partitions` moves it to broker 2 (`--execute` without a "
+                f"throttle, then `--verify` every {c.get('move_verify_pause_s', VERIFY_PAUSE_S):g} s plus its run "
+                "time until it reports the reassignment complete); afterwards the watermarks are 0..N on the new "
+                "owner and its first and last record read back. Kafka copies the log (just written, so from the "
+                "page cache); Sluice copies nothing: the old owner seals the partition, uploads its tail and "
+                "flips the owner in the bucket's metadata document, the new owner claims the manifest "
+                "(docs/cluster.md, section 7). **Metadata time**: from the move's start to the first "
+                f"confluent-kafka Metadata poll (every {poll:g} s) that shows the partition only on broker 2, "
+                "leader and in sync: an upper bound, accurate to about one poll. The start is the last poll "
+                "before the move was first seen (or the `--execute` start, if later): for Kafka in Metadata "
+                "(broker 2 adding); Sluice's Metadata names only the owner, so for Sluice in the bucket (the "
+                f"bench reads `cluster/metadata.json`, HEAD every {poll:g} s, GET on a change) when the target "
+                "is set. **Serving time**: from the same start to the first ListOffsets (every "
+                f"{poll:g} s, on a connection of its own to broker 2) that answers the end offset; Sluice's "
+                "Metadata can name the new owner before it has loaded the manifest, so this is when the move "
+                "is done for a client. **Tool time**: from starting `--execute` to the end of the first "
+                "`--verify` that says complete, two or more JVM starts included. "
+                "**Object store** (Sluice only): the brokers' `sluice_objectstore_requests_total` and "
+                "`sluice_objectstore_bytes_total`, summed over the 3 brokers, from just before `--execute` to "
+                "the first ListOffsets answer of broker 2 with the end offset, so the 3 brokers' heartbeats in "
+                "that window are included (the JSON has each move's idle rate, measured over "
+                f"{c.get('move_idle_s', MOVE_IDLE_S):g} s before it, and the counts beyond it).")
+            for size in (f"{m:g}MiB" for m in c["move_mib"]):
+                moves = [g["moves"][size] for g in sluice_g if size in g.get("moves", {})]
+                ph = [m["phases_s"] for m in moves if m.get("phases_s")]
+                if not ph:
+                    continue
+                med = {k: statistics.median(p[k] for p in ph) for k in ("request", "old_owner", "new_owner")}
+                beyond = [m["object_store"]["move"].get("beyond_idle_rate", {}).get("requests_total")
+                          for m in moves if m.get("object_store")]
+                beyond = [b for b in beyond if b is not None]
+                mf = [m.get("manifest_before_move", {}) for m in moves]
+                mf = [x for x in mf if "bytes" in x]
+                out.append("")
+                out.append(
+                    f"(g) Sluice, {size.replace('MiB', ' MiB')}, where the time goes (median over {len(ph)} "
+                    "round(s), between first sightings, each to within a poll): "
+                    f"`--execute` start to the target in the bucket (the tool's JVM and "
+                    f"AlterPartitionReassignments) {med['request']:.2f} s; **old owner** {med['old_owner']:.2f} s "
+                    "(target to flip: it learns of the target, by notice or at its next heartbeat, seals, "
+                    f"uploads its tail and flips); **new owner** {med['new_owner']:.2f} s (flip to serving: it "
+                    "learns of the flip, claims and loads the manifest)."
+                    + (f" Requests beyond the idle (heartbeat) rate: median {statistics.median(beyond):g}."
+                       if beyond else "")
+                    + (f" The manifest before the move: {statistics.median(x['bytes'] for x in mf):,.0f} "
+                       f"bytes, {statistics.median(x['segments'] for x in mf):g} segments." if mf else ""))
     if "h" in ran and c.get("librdkafka_seconds"):
         out.append("")
         out.append(
@@ -1439,7 +2024,7 @@ def _section(result: dict, table: str, plot_path: str | None) -> str:
         "Sluice and a single Apache Kafka KRaft broker (combined controller+broker,",
         "`bench/kafka_reference.py`), alternately: per round a fresh Sluice, then a fresh",
         "Kafka, each on a temp data dir, a new topic per workload (the partition move, (g),",
-        "on a 3-node Kafka cluster of its own). The load comes from",
+        "on 3-node clusters of their own: Sluice's on MinIO). The load comes from",
         "Kafka's own `kafka-producer-perf-test` (Java producer) with the same settings for",
         f"both (`{' '.join(c['producer_props'])}`, other settings at their defaults),",
         "read back in (e) by a librdkafka consumer and in (f) by Kafka's `kafka-consumer-perf-test`",
@@ -1533,26 +2118,84 @@ def _plot_rates(ax, result: dict, colors: dict) -> None:
 
 
 def _plot_moves(ax, result: dict, colors: dict) -> None:
-    """(g): Kafka's partition move times per size (Sluice: not yet)."""
+    """(g): partition move times per size, both systems (log scale); Sluice's object-store requests."""
     c = result["config"]
     sizes = [f"{m:g}MiB" for m in c.get("move_mib") or []]
-    kinds = [("move_s", "Metadata", "#4c72b0"), ("tool_s", "kafka-reassign-partitions tool", "#8da0cb")]
-    for j, (field, name, color) in enumerate(kinds):
-        xs = [i + (j - 0.5) * 0.38 for i in range(len(sizes))]
+    serving = any("serving_s" in m for rd in result["rounds"] if rd["system"] == "kafka"
+                  for m in rd["workloads"].get("g", {}).get("moves", {}).values())
+    kinds = [("kafka", "serving_s", "Kafka, broker 2 serving", "#4c72b0") if serving else
+             ("kafka", "move_s", "Kafka, Metadata", "#4c72b0"),
+             ("kafka", "tool_s", "Kafka, kafka-reassign-partitions", "#8da0cb"),
+             ("sluice", "serving_s", "Sluice, broker 2 serving", "#dd8452"),
+             ("sluice", "tool_s", "Sluice, kafka-reassign-partitions", "#f4b183")]
+    w = 0.2
+    drawn = False
+    for j, (system, field, name, color) in enumerate(kinds):
+        xs = [i + (j - 1.5) * w for i in range(len(sizes))]
         meds = []
         for xi, size in zip(xs, sizes):
             vs = [rd["workloads"]["g"]["moves"][size][field] for rd in result["rounds"]
-                  if rd["system"] == "kafka" and "g" in rd["workloads"] and size in rd["workloads"]["g"]["moves"]]
+                  if rd["system"] == system and "g" in rd["workloads"] and size in rd["workloads"]["g"]["moves"]
+                  and field in rd["workloads"]["g"]["moves"][size]]
             meds.append(statistics.median(vs) if vs else 0)
             ax.plot([xi] * len(vs), vs, "k.", ms=4)
-        ax.bar(xs, meds, 0.38, color=color, label=f"Kafka, {name}")
-    if not any(rd["system"] == "kafka" and "g" in rd["workloads"] for rd in result["rounds"]):
+            if vs:
+                drawn = True
+                ax.annotate(f"{statistics.median(vs):.2g}", (xi, statistics.median(vs)), ha="center",
+                            va="bottom", fontsize=7)
+            if system == "sluice" and field == "serving_s":
+                req = [rd["workloads"]["g"]["moves"][size]["object_store"]["move"]["requests_total"]
+                       for rd in result["rounds"] if rd["system"] == "sluice" and "g" in rd["workloads"]
+                       and size in rd["workloads"]["g"]["moves"]]
+                if req:
+                    ax.annotate(f"{statistics.median(req):g} obj.\nrequests", (xi, 0.012), ha="center",
+                                va="bottom", fontsize=6)
+        ax.bar(xs, [m or float("nan") for m in meds], w, color=color, label=name)
+    if not drawn:
         ax.text(0.5, 0.5, "not run", ha="center", va="center", transform=ax.transAxes)
+    else:
+        ax.set_yscale("log")
+        ax.set_ylim(bottom=0.01)
     ax.set_xticks(range(len(sizes)))
     ax.set_xticklabels([s.replace("MiB", " MiB") for s in sizes], fontsize=8)
-    ax.set_ylabel("s")
-    ax.set_title("(g) partition move (RF=1, broker 1 to 2), 3-node Kafka; Sluice: not yet", fontsize=10)
-    ax.legend(fontsize=8)
+    ax.set_ylabel("s (log scale)")
+    ax.set_title("(g) partition move (RF=1, broker 1 to 2), 3-node clusters (median; dots: rounds)", fontsize=10)
+    ax.legend(fontsize=7)
+
+
+def _plot_sluice_move_split(ax, result: dict) -> None:
+    """(g), Sluice: the move's time between the old and the new owner (median over rounds), with the
+    object-store requests and bytes of the move and the manifest's size."""
+    c = result["config"]
+    sizes = [f"{m:g}MiB" for m in c.get("move_mib") or []]
+    moves = {size: [rd["workloads"]["g"]["moves"][size] for rd in result["rounds"]
+                    if rd["system"] == "sluice" and "g" in rd["workloads"] and size in rd["workloads"]["g"]["moves"]]
+             for size in sizes}
+    bottom = [0.0] * len(sizes)
+    for phase, name, color in (("old_owner", "old owner: target to flip", "#dd8452"),
+                               ("new_owner", "new owner: flip to serving", "#f4b183")):
+        vals = []
+        for size in sizes:
+            ph = [m["phases_s"][phase] * 1000 for m in moves[size] if m.get("phases_s")]
+            vals.append(statistics.median(ph) if ph else 0)
+        ax.bar(range(len(sizes)), vals, 0.5, bottom=bottom, color=color, label=name)
+        bottom = [b + v for b, v in zip(bottom, vals)]
+    for i, size in enumerate(sizes):
+        st = [m["object_store"]["move"] for m in moves[size] if m.get("object_store")]
+        mf = [m["manifest_before_move"]["bytes"] for m in moves[size] if m.get("manifest_before_move", {}).get("bytes")]
+        if st:
+            ax.annotate(f"{statistics.median(x['requests_total'] for x in st):g} requests\n"
+                        f"{statistics.median(x['get_kib'] for x in st):g} KiB read\n"
+                        f"{statistics.median(x['put_kib'] for x in st):g} KiB written"
+                        + (f"\nmanifest {statistics.median(mf) / 1024:.1f} KiB" if mf else ""),
+                        (i, bottom[i]), ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(sizes)))
+    ax.set_xticklabels([s.replace("MiB", " MiB") for s in sizes], fontsize=8)
+    ax.set_ylim(top=max(bottom + [1.0]) * 1.8)
+    ax.set_ylabel("ms (median of rounds, between first sightings)")
+    ax.set_title("(g) Sluice: where the move's time goes; object store, 3 brokers, --execute to serving",
+                 fontsize=9)
+    ax.legend(fontsize=7, loc="upper left")
 
 
 def plot(result: dict, path: str) -> None:
@@ -1561,6 +2204,17 @@ def plot(result: dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     colors = {"kafka": "#4c72b0", "sluice": "#dd8452"}
+    if set(result["config"].get("workloads") or []) == {"g"}:      # --only g: the move alone
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5))
+        _plot_moves(ax1, result, colors)
+        _plot_sluice_move_split(ax2, result)
+        fig.suptitle(f"Partition move: Sluice vs Apache Kafka {result['versions']['kafka']}, "
+                     f"{result['config']['rounds']} round(s)" + (f" — {result['note']}" if result.get("note") else ""),
+                     fontsize=10)
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return
     rows = {r["key"]: r for r in result["summary"]}
     fig, axes = plt.subplots(4, 2, figsize=(12, 16))
 

@@ -22,16 +22,21 @@ import math
 import multiprocessing as mp
 import os
 import queue
+import re
 import resource
+import shutil
 import signal
+import statistics
 import sys
+import tempfile
 import time
 import uuid
 from array import array
 from functools import partial
+from pathlib import Path
 
 from .common import MB, STARTUP_TIMEOUT, create_topic, machine, percentiles, proc_cpu, write_results
-from .launch import BrokerProcess
+from .launch import BrokerProcess, wait_for_cluster
 
 BUCKET = 1.0                # seconds per timeline bucket
 
@@ -71,6 +76,12 @@ def add_parser(kinds) -> None:
                         "put it on the disk you want to measure")
     p.add_argument("--broker-arg", action="append", default=[], metavar="ARG",
                    help="extra argument for a self-started broker (e.g. --broker-arg=--override=k=v)")
+    p.add_argument("--brokers", default=None, metavar="N[,N...]",
+                   help="instead of one broker, start N brokers per run (node ids 1..N, one shared file:// "
+                        "object store in the temp dir, balancer off; the topic's partitions spread over them); "
+                        "several counts (e.g. 1,2) alternate within each of --rounds rounds, a fresh cluster "
+                        "each run, and the summary gives per count the median and its ratio to the first")
+    p.add_argument("--rounds", type=int, default=1, help="with --brokers: rounds of runs")
     p.add_argument("--metrics", metavar="HOST:PORT",
                    help="the --bootstrap broker's metrics endpoint, to report WAL fsync figures "
                         "(a self-started broker's is used automatically)")
@@ -270,6 +281,11 @@ def run_produce(args) -> int:
     if args.duration <= args.warmup:
         print("sluice bench produce: --duration must exceed --warmup", file=sys.stderr)
         return 2
+    if args.brokers:
+        if args.bootstrap:
+            print("sluice bench produce: --brokers starts brokers of its own; not with --bootstrap", file=sys.stderr)
+            return 2
+        return run_brokers(args)
     broker = None
     result = None
     try:
@@ -650,4 +666,202 @@ def _plot(r: dict, path: str) -> None:
     ax2.set_title("ack latency (produce() to delivery callback)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ------------------------------------------------------------ --brokers: 1 vs N brokers
+LOG_PROBLEM_RE = re.compile(r"\b(ERROR|FATAL|CRITICAL)\b|Traceback")
+
+
+def _cluster(args, n: int, work: Path) -> list[BrokerProcess]:
+    """``n`` started brokers, node ids 1..n, on one shared file:// store in ``work``."""
+    store = f"file://{work / 'objects'}"
+    brokers = [BrokerProcess(work / f"node{i}", overrides=[f"node.id={i}", "autobalancer.controller.enable=false"],
+                             extra_args=["--object-store", store, *args.broker_arg], log_path=work / f"node{i}.log")
+               for i in range(1, n + 1)]
+    try:
+        for b in brokers:
+            b.start(STARTUP_TIMEOUT)
+        addresses = [("127.0.0.1", b.port) for b in brokers]
+        seen = wait_for_cluster(addresses, STARTUP_TIMEOUT)
+        if not all(set(addresses) <= v for v in seen.values()):
+            raise RuntimeError(f"the {n} brokers did not form a cluster: {seen}")
+    except BaseException:
+        for b in brokers:
+            b.stop()
+        raise
+    return brokers
+
+
+def _leaders(bootstrap: str, topic: str, partitions: int, timeout: float = STARTUP_TIMEOUT) -> dict[int, int]:
+    """Partitions led per node once every partition has a leader (bounded wait)."""
+    from confluent_kafka.admin import AdminClient
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    deadline = time.monotonic() + timeout
+    while True:
+        t = admin.list_topics(topic, timeout=10).topics.get(topic)
+        leaders = [p.leader for p in t.partitions.values()] if t is not None and not t.error else []
+        if (len(leaders) == partitions and min(leaders) >= 0) or time.monotonic() > deadline:
+            return {n: leaders.count(n) for n in sorted(set(leaders))}
+        time.sleep(0.2)
+
+
+def _problems(path: Path) -> int:
+    try:
+        return sum(1 for line in path.read_text(errors="replace").splitlines() if LOG_PROBLEM_RE.search(line))
+    except OSError:
+        return 0
+
+
+def _brokers_run(args, n: int) -> dict:
+    """One run of ``drive`` against a fresh cluster of ``n`` brokers."""
+    work = Path(tempfile.mkdtemp(prefix="sluice-bench-brokers-", dir=args.data_dir))
+    brokers: list[BrokerProcess] = []
+    try:
+        brokers = _cluster(args, n, work)
+        bootstrap = ",".join(b.bootstrap for b in brokers)
+        topic = f"sluice-bench-{uuid.uuid4().hex[:8]}"
+        create_topic(bootstrap, topic, args.partitions)
+        leaders = _leaders(bootstrap, topic, args.partitions)
+        pids = [b.proc.pid for b in brokers if b.proc is not None]
+        cpu0, t0 = [proc_cpu(p) for p in pids], time.monotonic()
+        r = drive(args, bootstrap, topic, None, None)
+        cpu1, elapsed = [proc_cpu(p) for p in pids], time.monotonic() - t0
+    finally:
+        codes = [b.stop() for b in brokers]
+        problems = sum(_problems(b.log_path) for b in brokers if b.log_path is not None)
+        shutil.rmtree(work, ignore_errors=True)
+    if r is None:
+        raise RuntimeError(f"the producers did not start against {n} broker(s)")
+    cpu = [sum(c1[k] - c0[k] for k in ("user_s", "sys_s")) for c0, c1 in zip(cpu0, cpu1) if c0 and c1]
+    s = r["steady"]
+    acked_gb = r["totals"]["acked"] * args.record_size / 1e9
+    return {"brokers": n, "mb_per_s": s["mb_per_s"], "latency_ms": s["latency_ms"],
+            "partitions_led": {str(k): v for k, v in leaders.items()},
+            # over the whole drive() call (producers' start and final flush included), per broker
+            "broker_cpu_s": [round(c, 2) for c in cpu], "drive_s": round(elapsed, 2),
+            "broker_cpu_s_per_gb": round(sum(cpu) / acked_gb, 2) if acked_gb else None,
+            "producer_cpu_s": r["cpu_during_produce"]["producers"],
+            "unacked_at_end": r["totals"]["unacked_at_end"], "delivery_errors": r["totals"]["delivery_errors"],
+            "worker_errors": r["worker_errors"], "exit_codes": codes, "broker_log_problems": problems,
+            "loadavg_1m_before": r["machine"].get("loadavg_1m_before"), "timeline": r["timeline"]}
+
+
+def brokers_summary(runs: list[dict], counts: list[int]) -> list[dict]:
+    """Per broker count: the runs' throughputs, medians, and the ratio of the median to the first count's."""
+    out = []
+    for n in counts:
+        rs = [r for r in runs if r["brokers"] == n]
+        mbs = [r["mb_per_s"] for r in rs]
+        row = {"brokers": n, "runs": len(rs), "mb_per_s_rounds": mbs,
+               "mb_per_s": round(statistics.median(mbs), 2) if mbs else None,
+               "p50_ms": round(statistics.median(r["latency_ms"]["p50"] for r in rs), 2) if rs else None,
+               "p99_ms": round(statistics.median(r["latency_ms"]["p99"] for r in rs), 2) if rs else None,
+               "broker_cpu_s_per_gb": (round(statistics.median(r["broker_cpu_s_per_gb"] for r in rs), 2)
+                                       if rs and all(r["broker_cpu_s_per_gb"] for r in rs) else None)}
+        out.append(row)
+    base = out[0]["mb_per_s"] if out else None
+    for row in out:
+        row["ratio_to_first"] = round(row["mb_per_s"] / base, 3) if base and row["mb_per_s"] is not None else None
+    return out
+
+
+def run_brokers(args) -> int:
+    try:
+        counts = [int(x) for x in str(args.brokers).split(",") if x.strip()]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1 or args.rounds < 1:
+        print("sluice bench produce: --brokers wants broker counts >= 1 (e.g. 1,2) and --rounds >= 1",
+              file=sys.stderr)
+        return 2
+    runs: list[dict] = []
+    t_start = time.monotonic()
+    for r in range(1, args.rounds + 1):
+        for n in counts:
+            if not args.quiet:
+                print(f"round {r}/{args.rounds}: {n} broker(s), {args.producers} producer(s), "
+                      f"{args.partitions} partitions, {args.duration:g} s", flush=True)
+            run = _brokers_run(args, n)
+            run["round"] = r
+            runs.append(run)
+            if not args.quiet:
+                print(f"round {r}/{args.rounds}: {n} broker(s): {run['mb_per_s']:.1f} MB/s, p99 "
+                      f"{run['latency_ms']['p99']} ms, partitions led {run['partitions_led']}, broker CPU "
+                      f"{run['broker_cpu_s_per_gb']} s/GB", flush=True)
+    summary = brokers_summary(runs, counts)
+    result = {
+        "bench": "produce-brokers",
+        "command": "sluice " + " ".join(sys.argv[1:]) if sys.argv else "",
+        "config": {"brokers": counts, "rounds": args.rounds, "producers": args.producers,
+                   "partitions": args.partitions, "record_size": args.record_size, "duration_s": args.duration,
+                   "warmup_s": args.warmup, "rate_mb_per_s": args.rate, "acks": args.acks,
+                   "linger_ms": args.linger_ms, "extra": args.set, "broker_args": args.broker_arg,
+                   "cluster": "node ids 1..N, one shared file:// object store (a temp dir on the data dir's "
+                              "disk), autobalancer.controller.enable=false, a fresh cluster per run; the "
+                              "topic's partitions are placed on the brokers with the fewest",
+                   "order": "per round, the counts in the order given"},
+        "machine": machine(),
+        "runs": runs,
+        "summary": summary,
+        "elapsed_s": round(time.monotonic() - t_start, 1),
+    }
+    print()
+    print(brokers_table(result))
+    write_results(result, args.json, args.plot, _plot_brokers)
+    bad = [r for r in runs if r["worker_errors"] or r["unacked_at_end"] or r["delivery_errors"]
+           or any(c != 0 for c in r["exit_codes"])]
+    if bad:
+        print(f"sluice bench produce: {len(bad)} run(s) had errors; see the JSON", file=sys.stderr)
+    return 1 if bad else 0
+
+
+def brokers_table(result: dict) -> str:
+    c = result["config"]
+    first = c["brokers"][0]
+    lines = [f"| brokers | MB/s (median) | ratio to {first} | per round (MB/s) | ack p50 / p99 ms (median) | "
+             "broker CPU s per GB acked (median, all brokers) |",
+             "|---|---|---|---|---|---|"]
+    for row in result["summary"]:
+        lines.append(f"| {row['brokers']} | {row['mb_per_s']:g} | {row['ratio_to_first']:.2f} | "
+                     f"{', '.join(f'{v:g}' for v in row['mb_per_s_rounds'])} | {row['p50_ms']:g} / "
+                     f"{row['p99_ms']:g} | {row['broker_cpu_s_per_gb']} |")
+    rate = "unthrottled" if c["rate_mb_per_s"] is None else f"at {c['rate_mb_per_s']:g} MB/s"
+    lines += ["", f"{c['rounds']} round(s); {c['producers']} librdkafka producer process(es), {rate}, "
+                  f"{c['partitions']} partitions, {c['record_size']} B values, acks={c['acks']}, "
+                  f"{c['duration_s']:g} s per run ({c['warmup_s']:g} s warm-up excluded); {c['cluster']}."]
+    return "\n".join(lines)
+
+
+def _plot_brokers(r: dict, path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.5))
+    rows = r["summary"]
+    xs = list(range(len(rows)))
+    labels = [f"{row['brokers']} broker(s)" for row in rows]
+    ax1.bar(xs, [row["mb_per_s"] for row in rows], 0.6, color="tab:blue")
+    for x, row in zip(xs, rows):
+        ax1.plot([x] * len(row["mb_per_s_rounds"]), row["mb_per_s_rounds"], "k.", ms=5)
+        ax1.annotate(f"{row['mb_per_s']:.1f}\n(x{row['ratio_to_first']:.2f})", (x, row["mb_per_s"]), ha="center",
+                     va="bottom", fontsize=8)
+    ax1.set_ylim(top=max([row["mb_per_s"] or 0 for row in rows] + [1]) * 1.2)
+    ax1.set_xticks(xs)
+    ax1.set_xticklabels(labels)
+    ax1.set_ylabel("MB/s acked (steady window)")
+    ax1.set_title("produce throughput (median; dots: rounds)", fontsize=10)
+    for key, color, off in (("p50_ms", "tab:green", -0.2), ("p99_ms", "tab:orange", 0.2)):
+        ax2.bar([x + off for x in xs], [row[key] for row in rows], 0.4, color=color, label=key.replace("_ms", ""))
+    ax2.set_xticks(xs)
+    ax2.set_xticklabels(labels)
+    ax2.set_ylabel("ms")
+    ax2.set_title("ack latency (median of rounds)", fontsize=10)
+    ax2.legend(fontsize=8)
+    c = r["config"]
+    fig.suptitle(f"{c['producers']} producer(s), {c['partitions']} partitions, same client load; "
+                 f"{c['rounds']} round(s), counts alternating", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -57,3 +57,22 @@ def test_bench_latency_smoke(tmp_path):
     assert [row["system"] for row in r["summary"]] == ["sluice", "sluice"]
     assert png.stat().st_size > 10_000
     assert not list(tmp_path.glob("sluice-bench-*"))    # the broker's data dir, removed at the end
+
+
+def test_bench_produce_brokers_smoke(tmp_path):
+    """`--brokers 1,2`: the same load against a fresh 1- and 2-broker cluster, the partitions spread."""
+    out, png = tmp_path / "brokers.json", tmp_path / "brokers.png"
+    proc = subprocess.run(
+        [sys.executable, "-m", "broker", "bench", "produce", "--brokers", "1,2", "--duration", "3",
+         "--partitions", "2", "--quiet", "--data-dir", str(tmp_path), "--json", str(out), "--plot", str(png)],
+        cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "| brokers | MB/s (median) | ratio to 1 |" in proc.stdout
+    r = json.loads(out.read_text())
+    assert r["bench"] == "produce-brokers" and [x["brokers"] for x in r["runs"]] == [1, 2]
+    assert r["runs"][0]["partitions_led"] == {"1": 2} and r["runs"][1]["partitions_led"] == {"1": 1, "2": 1}
+    for run in r["runs"]:
+        assert run["mb_per_s"] > 0 and run["unacked_at_end"] == 0 and run["exit_codes"] == [0] * run["brokers"]
+    assert r["summary"][0]["ratio_to_first"] == 1.0 and r["summary"][1]["ratio_to_first"] > 0
+    assert png.stat().st_size > 10_000
+    assert not list(tmp_path.glob("sluice-bench-brokers-*"))     # the clusters' dirs, removed at the end

@@ -1,6 +1,8 @@
 """bench/compare.py without brokers: the summary rows, table and plot of a result
-with several (b) rates and the (g) partition move, an older one-rate result, and the
-bracketing of a partition move seen in Metadata polls."""
+with several (b) rates and the (g) partition move (Kafka only, as results before
+Sluice's move, and both systems), an older one-rate result, the bracketing of a
+partition move seen in Metadata, bucket and ListOffsets polls, and the object-store
+counts of a move."""
 import json
 
 from bench import compare as bc
@@ -154,3 +156,79 @@ def test_a_tiny_ratio_keeps_its_significant_figures(tmp_path):
     assert row["ratio_sluice_over_kafka"] == 0.00378
     line = next(l for l in bc.markdown_table(r).splitlines() if "at 10 MB/s: p50" in l)
     assert "| 0.0038 |" in line
+
+
+def sluice_move(serving_s, tool_s, requests, old_owner=0.05, new_owner=0.04):
+    return {"move_s": serving_s - 0.02, "serving_s": serving_s, "tool_s": tool_s, "records": 1024,
+            "phases_s": {"request": 0.4, "old_owner": old_owner, "new_owner": new_owner},
+            "manifest_before_move": {"bytes": 700, "segments": 2, "next_offset": 1024},
+            "object_store": {"move": {"requests_total": requests, "get_kib": 4.0, "put_kib": 2.0,
+                                      "beyond_idle_rate": {"requests_total": requests - 4.5}}}}
+
+
+def test_partition_move_rows_for_both_systems(tmp_path):
+    r = result()
+    for rd in r["rounds"]:
+        if rd["system"] == "sluice":
+            rd["workloads"]["g"] = {"moves": {"1MiB": sluice_move(0.1, 0.9, 19), "2048MiB": sluice_move(0.2, 1.0, 21)}}
+        else:
+            for m in rd["workloads"]["g"]["moves"].values():
+                m["serving_s"] = m["move_s"] + 0.01
+    r["config"]["move_sluice_cluster"] = "3 `sluice serve` brokers on one MinIO bucket"
+    r["summary"] = bc.summarize(r)
+    rows = {row["key"]: row for row in r["summary"]}
+    g = [row["key"] for row in r["summary"] if row["key"].startswith("g@1MiB")]
+    assert g == ["g@1MiB_s", "g@1MiB_serving_s", "g@1MiB_tool_s", "g@1MiB_store_requests", "g@1MiB_store_get_kib",
+                 "g@1MiB_store_put_kib"]
+    assert rows["g@1MiB_serving_s"]["status"] == "measured" and rows["g@1MiB_serving_s"]["sluice"] == 0.1
+    assert rows["g@2048MiB_tool_s"]["ratio_sluice_over_kafka"] == 0.0417
+    assert rows["g@2048MiB_store_requests"]["status"] == "sluice only"
+    assert rows["g@2048MiB_store_requests"]["sluice"] == 21 and rows["g@2048MiB_store_requests"]["kafka"] is None
+    table = bc.markdown_table(r)
+    assert ("| (g) partition move, 2,048 MiB, RF=1, broker 1 to 2: object-store requests, 3 brokers, --execute "
+            "start to broker 2 serving (heartbeats included) (requests, lower is better) | n/a (no object store) "
+            "| 21 | - | -; 21, 21 |") in table
+    assert "not yet" not in table and "**old owner** 0.05 s" in table and "median 16.5" in table
+    assert "700 bytes, 2 segments" in table
+    bc.plot(r, str(tmp_path / "g.png"))
+
+
+def test_sluice_move_timing_from_the_bucket_metadata_and_listoffsets():
+    def b(seen, prev, owner, target):
+        return {"seen_s": seen, "previous_last_seen_s": prev, "owner": owner, "epoch": 1, "target": target}
+
+    def s(seen, prev, offset):
+        return {"seen_s": seen, "previous_last_seen_s": prev, "offset": offset, "error": None}
+    # target seen at 0.50 (last poll without: 0.48), flip at 0.56, Metadata at 0.58, serving at 0.62
+    t = bc.sluice_move_timing([b(0.5, 0.48, 1, 2), b(0.56, 0.54, 2, -1)], [tr(0.58, 0.56, [2], [2], 2)],
+                              [s(0.3, 0.28, None), s(0.62, 0.6, 1024)], 1, 2, 1024)
+    assert t["move_s"] == 0.1 and t["serving_s"] == 0.14 and t["serving_s_lower_bound"] == 0.12
+    assert t["phases_s"] == {"request": 0.5, "old_owner": 0.06, "new_owner": 0.06}
+    assert t["events_s"]["target_set"] == [0.48, 0.5] and t["events_s"]["target_serves"] == [0.6, 0.62]
+    # target and flip within one bucket poll: the move began after the poll before the flip
+    t = bc.sluice_move_timing([b(0.56, 0.52, 2, -1)], [tr(0.58, 0.56, [2], [2], 2)], [s(0.6, 0.58, 1024)],
+                              1, 2, 1024)
+    assert t["move_s"] == 0.06 and t["serving_s"] == 0.08
+    assert t["phases_s"] == {"request": 0.52, "old_owner": 0.04, "new_owner": 0.04}
+    # never served the end offset: no serving figure
+    assert "serving_s" not in bc.sluice_move_timing([b(0.56, 0.52, 2, -1)], [], [s(0.6, 0.58, 10)], 1, 2, 1024)
+
+
+def test_store_window_sums_brokers_and_subtracts_the_idle_rate():
+    before = {1: {"requests.get": 10, "requests.put": 5, "get_bytes": 1000, "put_bytes": 500},
+              2: {"requests.head": 3, "get_bytes": 0}}
+    idle_after = {1: {"requests.get": 14, "requests.put": 7, "get_bytes": 1400, "put_bytes": 700},
+                  2: {"requests.head": 5, "get_bytes": 0}}
+    idle = bc.store_window(before, idle_after, 4.0)
+    assert idle["requests_total"] == 8 and idle["requests"] == {"get": 4, "head": 2, "put": 2}
+    after = {1: {"requests.get": 20, "requests.put": 9, "requests.put_error": 1, "get_bytes": 5496,
+                 "put_bytes": 2748},
+             2: {"requests.head": 6, "get_bytes": 0}}
+    move = bc.store_window(idle_after, after, 2.0, idle)
+    assert move["requests"] == {"get": 6, "head": 1, "put": 2, "put_error": 1} and move["requests_total"] == 10
+    assert move["get_kib"] == 4.0 and move["by_node"]["1"] == {"requests": 9, "get_bytes": 4096, "put_bytes": 2048}
+    assert move["beyond_idle_rate"] == {"requests_total": 6.0, "get_bytes": 3896.0, "put_bytes": 1948.0}
+    counters = bc._store_counters({("sluice_objectstore_requests_total", (("op", "get"), ("outcome", "ok"))): 3.0,
+                                   ("sluice_objectstore_bytes_total", (("direction", "put"),)): 10.0,
+                                   ("sluice_wal_size_bytes", ()): 0.0})
+    assert counters == {"requests.get": 3.0, "put_bytes": 10.0}
