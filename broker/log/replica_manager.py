@@ -131,8 +131,9 @@ class ReplicaManager:
         gained at epoch 1 is new (its topic or partition was just created):
         it serves at once while its manifest is claimed in the background. One
         gained at a higher epoch has a history in the bucket: before start it
-        is loaded by ``start``; later (a move, not built yet) it serves only
-        once claimed and loaded.
+        is loaded by ``start``; later (a move: docs/cluster.md section 7) it
+        serves only once claimed and loaded. A lost partition stops serving
+        here; its hand-off (seal, upload, flip) is ``broker/handoff.py``'s.
         """
         for loss in delta.lost:
             if self._wanted.get((loss.topic.name, loss.index), (b"",))[0] == loss.topic.topic_id.bytes:

@@ -3,8 +3,8 @@ one cluster (membership, spread partitions, NOT_LEADER_OR_FOLLOWER re-routing),
 and a broker that shuts down cleanly hands its partitions to the other, which
 serves every acknowledged record from the bucket.
 
-Reassignment with a hand-off, draining and failover are later issues; this is
-what the cluster package gives today (docs/cluster.md)."""
+Reassignment, draining and scaling under load are in test_reassign.py and
+test_scaling.py; failover of a dead broker is a later issue (docs/cluster.md)."""
 from __future__ import annotations
 
 import json
