@@ -88,6 +88,9 @@ class HandOffs:
             except ObjectStoreError as exc:
                 self._errors.failed("hand-off", exc)
                 progressed = False
+            except Exception:       # a bug must not leave partitions sealed for good
+                log.exception("hand-off failed; retrying")
+                progressed = False
             if not self.pending:
                 return
             delay = 0.05 if progressed else min(delay * 2, 2.0)
