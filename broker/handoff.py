@@ -131,24 +131,23 @@ class HandOffs:
         return bool(moved)
 
     def _seal(self, h: HandOff) -> None:
-        b = self.broker
-        if h.coordinator:
-            if b.coordinator_shards.state.get(h.index) == ACTIVE:
-                b.coordinator_shards.state[h.index] = SEALED
-            return
-        p = b.replicas.get(h.topic.name, h.index)
-        if p is not None and p.topic_id == h.topic.topic_id.bytes:
-            p.sealed = True
+        self._set_sealed(h, True)
 
     def _unseal(self, h: HandOff) -> None:
+        self._set_sealed(h, False)
+
+    def _set_sealed(self, h: HandOff, sealed: bool) -> None:
+        """Seal (no appends; a coordinator partition's groups answer
+        NOT_COORDINATOR) or unseal the partition, if it is still this one."""
         b = self.broker
         if h.coordinator:
-            if b.coordinator_shards.state.get(h.index) == SEALED:
-                b.coordinator_shards.state[h.index] = ACTIVE
+            before, after = (ACTIVE, SEALED) if sealed else (SEALED, ACTIVE)
+            if b.coordinator_shards.state.get(h.index) == before:
+                b.coordinator_shards.state[h.index] = after
             return
         p = b.replicas.get(h.topic.name, h.index)
         if p is not None and p.topic_id == h.topic.topic_id.bytes:
-            p.sealed = False
+            p.sealed = sealed
 
     def _recorded(self, h: HandOff) -> bool:
         b = self.broker

@@ -251,13 +251,8 @@ class GroupCoordinator:
         gone = [gid for gid in self.groups if belongs(gid)]
         for gid in gone:
             g = self.groups.pop(gid)
-            if g.join_timer:
-                g.join_timer.cancel()
-            for h in g.pending_members.values():
-                h.cancel()
+            self._cancel_timers(g)
             for m in g.members.values():
-                if m.timer:
-                    m.timer.cancel()
                 _resolve(m.join_future, JoinResult(ErrorCode.NOT_COORDINATOR, member_id=m.member_id))
                 _resolve(m.sync_future, (ErrorCode.NOT_COORDINATOR, b""))
             self._commits_in_flight.pop(gid, None)
@@ -405,13 +400,18 @@ class GroupCoordinator:
         if self._expiry_timer:
             self._expiry_timer.cancel()
         for g in self.groups.values():
-            if g.join_timer:
-                g.join_timer.cancel()
-            for h in g.pending_members.values():
-                h.cancel()
-            for m in g.members.values():
-                if m.timer:
-                    m.timer.cancel()
+            self._cancel_timers(g)
+
+    @staticmethod
+    def _cancel_timers(g: Group) -> None:
+        """The group's rebalance, pending-member and session timers."""
+        if g.join_timer:
+            g.join_timer.cancel()
+        for h in g.pending_members.values():
+            h.cancel()
+        for m in g.members.values():
+            if m.timer:
+                m.timer.cancel()
 
     # ----------------------------------------------------------------- states
     def _transition(self, g: Group, new_state: str, *, revert: bool = False) -> None:
