@@ -55,6 +55,7 @@ class Broker:
         self.replicas.on_recovered = self._recovered
         if isinstance(self.replicas.wal, ObjectWriteAheadLog):
             self.replicas.wal.on_fenced = self._wal_fenced
+            self.cluster.on_silence = self.replicas.wal.check_fenced
         group_log = WalGroupLog(self._append_group_entry)
         self.groups = GroupCoordinator(config, group_log, self.clock)
         # a shard's snapshot is written at the epoch its coordinator partition is owned at

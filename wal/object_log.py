@@ -73,18 +73,32 @@ def object_key(prefix: str, seq: int) -> str:
     return f"{prefix}{seq:020d}"
 
 
-def encode_fence(generation: int) -> bytes:
-    return FENCE_MAGIC + json.dumps({"generation": generation}).encode()
+def encode_fence(generation: int, *, takeover: bool = True) -> bytes:
+    """A fence: a survivor's (``takeover``: the objects below it are the
+    survivors' to replay) or the broker's own at start (it ends the previous
+    life's WAL, so a PUT of that life still in flight cannot land among ours)."""
+    return FENCE_MAGIC + json.dumps({"generation": generation, "takeover": takeover}).encode()
 
 
-def fence_generation(body: bytes) -> int | None:
-    """The takeover generation of a fence object, None if ``body`` is a WAL object."""
+def _fence(body: bytes | bytearray) -> dict | None:
     if not bytes(body[:len(FENCE_MAGIC)]) == FENCE_MAGIC:
         return None
     try:
-        return int(json.loads(bytes(body[len(FENCE_MAGIC):]))["generation"])
-    except (ValueError, KeyError, TypeError):
-        return 0
+        d = json.loads(bytes(body[len(FENCE_MAGIC):]))
+        return d if isinstance(d, dict) else {}
+    except ValueError:
+        return {}
+
+
+def fence_generation(body: bytes | bytearray) -> int | None:
+    """The generation of a fence object, None if ``body`` is a WAL object."""
+    d = _fence(body)
+    return None if d is None else int(d.get("generation", 0))
+
+
+def is_takeover_fence(body: bytes | bytearray) -> bool:
+    d = _fence(body)
+    return d is not None and bool(d.get("takeover", True))
 
 
 def read_object(body: bytes | bytearray | memoryview, seq: int) -> list[Entry]:
@@ -141,6 +155,7 @@ class ObjectWriteAheadLog:
         self._newest = -1                          # newest object we wrote (or found as ours)
         self._open: _Open | None = None
         self._queue: list[_Open] = []              # sealed, waiting for the PUT
+        self._inflight: _Open | None = None        # the commit being PUT
         self._last_future: asyncio.Future | None = None
         self._bytes = 0
         self._wakeup = asyncio.Event()
@@ -153,20 +168,28 @@ class ObjectWriteAheadLog:
 
     # ------------------------------------------------------------------ load
     async def load(self) -> None:
-        """List our prefix: objects above the newest fence are ours (our
-        unfinished tail, for ``recover``); those below belong to a takeover."""
-        seqs = sequences(await self.objects.list(self.prefix), self.prefix)
+        """Fence our previous life at the next free sequence number (a PUT it
+        still had in flight lands below the fence or not at all), then read
+        our unfinished tail: the objects above the newest takeover fence
+        (those below it belong to the takeover). 1 LIST + 1 PUT + a GET each."""
+        while True:
+            seqs = sequences(await self.objects.list(self.prefix), self.prefix)
+            start = seqs[-1] + 1 if seqs else 0
+            if await self.objects.create(object_key(self.prefix, start), encode_fence(0, takeover=False)):
+                break
         mine: list[tuple[int, bytes]] = []
         for seq in reversed(seqs):
             body = await self.objects.get(object_key(self.prefix, seq))
             if body is None:
                 continue
-            if fence_generation(body) is not None:
-                break
+            if _fence(body) is not None:
+                if is_takeover_fence(body):
+                    break
+                continue        # a restart's own fence: the tail goes on below it
             mine.append((seq, bytes(body)))
         mine.reverse()
         self._loaded = mine
-        self._newest = seqs[-1] if seqs else -1
+        self._newest = start
 
     def recover(self) -> Iterator[Entry]:
         """Yield the entries of our own objects in order; appends may follow."""
@@ -192,7 +215,7 @@ class ObjectWriteAheadLog:
         self._last_future = None
         self.fenced_at = None
         await self.load()
-        self._loaded = []
+        self._loaded = []       # below the takeover's fence: the survivors'
         self._start_appending(self._newest + 1)
 
     # ---------------------------------------------------------------- append
@@ -248,9 +271,12 @@ class ObjectWriteAheadLog:
                         pass
                     continue
                 self._seal_open()
-            commit = self._queue.pop(0)
-            if not await self._put(commit):
-                return
+            commit = self._inflight = self._queue.pop(0)
+            try:
+                if not await self._put(commit):
+                    return
+            finally:
+                self._inflight = None
 
     async def _put(self, o: _Open) -> bool:
         """PUT one commit until it lands; False once fenced."""
@@ -281,12 +307,29 @@ class ObjectWriteAheadLog:
         o.future.set_result(None)
         return True
 
+    async def check_fenced(self) -> bool:
+        """Whether a survivor fenced this log (a takeover fence above the
+        newest object we wrote); if so, fence it now, as a refused commit
+        would. 1 LIST (+ a GET per object above ours)."""
+        if self.fenced_at is not None or self._open is None:
+            return self.fenced_at is not None
+        for seq in sequences(await self.objects.list(self.prefix), self.prefix):
+            if seq <= self._newest:
+                continue
+            body = await self.objects.get(object_key(self.prefix, seq))
+            if body is not None and is_takeover_fence(body) and self.fenced_at is None and self._open is not None:
+                self._fenced_at_seq(seq)
+                return True
+        return False
+
     def _fenced(self, commit: _Open) -> None:
-        seq = commit.seq
+        self._fenced_at_seq(commit.seq)
+
+    def _fenced_at_seq(self, seq: int) -> None:
         log.error("WAL: object %d exists and is not ours: this broker was declared dead and its "
                   "WAL fenced; nothing more is acknowledged from this life (docs/failover.md §4)", seq)
         self.fenced_at = seq
-        pending = [commit] + self._queue
+        pending = ([self._inflight] if self._inflight is not None else []) + self._queue
         self._queue = []
         if self._open is not None:
             pending.append(self._open)
@@ -296,7 +339,9 @@ class ObjectWriteAheadLog:
             if not o.future.done():
                 o.future.set_exception(exc)
                 o.future.exception()
-        self._task = None
+        task, self._task = self._task, None
+        if task is not None and task is not asyncio.current_task() and not task.done():
+            task.cancel()       # a commit in flight is failed above; nothing more is written
         if self.on_fenced is not None:
             self.on_fenced(seq)
 

@@ -32,7 +32,7 @@ import asyncio
 import functools
 import logging
 import uuid
-from typing import Callable
+from typing import Awaitable, Callable
 
 from objectstore import ManifestStore, ObjectStore, ObjectStoreError
 
@@ -91,6 +91,8 @@ class Cluster:
         self.load_source: Callable[[], dict[str, float]] = dict   # bytes/s per partition, for the balancer
         self.notifier = Notifier(self.metadata.refresh)     # bound by the CLI next to the listener
         self.drained = asyncio.Event()    # set once this broker is draining and owns nothing
+        self._last_beat_ms = clock.now_ms()
+        self.on_silence: Callable[[], Awaitable[object]] | None = None   # after a beat gap > the session
 
     # ------------------------------------------------------------------ start
     def set_endpoint(self, host: str, port: int) -> None:
@@ -211,7 +213,14 @@ class Cluster:
                 self._errors.failed(what, exc)
 
     async def _beat(self) -> None:
+        now = self.clock.now_ms()
+        silent = now - self._last_beat_ms > self.config["broker.session.timeout.ms"]
         await self.membership.beat(self.load_source())
+        self._last_beat_ms = now
+        if silent and self.on_silence is not None:
+            # Others may have declared us dead meanwhile (a pause, the store away):
+            # look for a takeover before writing anything more (docs/failover.md §4).
+            await self.on_silence()
 
     def _placeable(self, image: ClusterImage) -> set[int]:
         """Brokers that may be given partitions: live and not draining (if

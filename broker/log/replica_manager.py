@@ -259,9 +259,18 @@ class ReplicaManager:
         p.producers = decode_producer_state(m.producer_state)
 
     def _recover_wal(self, on_group_entry) -> None:
-        """Replay WAL entries above each manifest's uploaded end."""
+        """Replay WAL entries above each manifest's uploaded end.
+
+        Per partition, in WAL order; a batch at an offset below what was
+        already replayed for it replaces what follows from there: it was
+        written by a later life of this broker that recovered less (the
+        earlier ones were never acknowledged; docs/failover.md invariant 4).
+        """
         by_key = {p.key: p for p in self.partitions.values()}
-        batches = skipped = 0
+        kept: dict[bytes, list] = {}      # partition key -> [(header, entry)] of its batches
+        log_starts: dict[bytes, list[tuple[int, int]]] = {}   # partition key -> [(offset, WAL segment)]
+        ends: dict[bytes, int] = {}       # partition key -> end of the batches kept
+        skipped = 0
         for entry in self.wal.recover():
             if entry.kind == KIND_GROUP:
                 on_group_entry(bytes(entry.key), bytes(entry.data))
@@ -272,24 +281,35 @@ class ReplicaManager:
             p = by_key.get(entry.key)
             if p is None or p.storage.offline:
                 continue  # topic deleted since
+            items = kept.setdefault(p.key, [])
             if entry.kind == KIND_BATCH:
                 h = read_header(entry.data)
                 if h.last_offset < p.storage.uploaded_end:
                     skipped += 1
                     continue  # uploaded already
+                if h.base_offset < ends.get(p.key, p.log_end_offset):     # rewritten by a later life
+                    while items and items[-1][0].base_offset >= h.base_offset:
+                        items.pop()
+                items.append((h, entry))
+                ends[p.key] = h.last_offset + 1
+            elif entry.kind == KIND_LOG_START:
+                log_starts.setdefault(p.key, []).append((_I64.unpack(entry.data)[0], entry.location[0]))
+        batches = 0
+        for key in kept.keys() | log_starts.keys():
+            p = by_key[key]
+            for h, entry in kept.get(key, []):
                 if h.base_offset != p.log_end_offset:
                     log.error("partition %s-%d: the WAL continues at offset %d but the log ends at %d; "
                               "acknowledged data is missing, the partition is offline (KAFKA_STORAGE_ERROR)",
                               p.topic, p.index, h.base_offset, p.log_end_offset)
                     p.storage.storage_failed(entry.location[0])
-                    continue
+                    break
                 p.replay_batch(h, entry.location)
                 self.tail_cache.put(p.key, h.base_offset, bytes(entry.data))
                 batches += 1
-            elif entry.kind == KIND_LOG_START:
-                offset = _I64.unpack(entry.data)[0]
+            for offset, segment in log_starts.get(key, []):
                 p.set_log_start_offset(offset)
-                p.storage.log_start_written(offset, entry.location[0])
+                p.storage.log_start_written(offset, segment)
         log.info("recovered %d batches across %d partitions from the WAL (%d already uploaded)",
                  batches, len(by_key), skipped)
         self._check_wal_room()

@@ -16,7 +16,7 @@ from typing import AsyncIterator
 
 from objectstore import NotFound, ObjectStore, PreconditionFailed
 from wal import Entry
-from wal.object_log import encode_fence, fence_generation, object_key, read_object, sequences
+from wal.object_log import encode_fence, fence_generation, is_takeover_fence, object_key, read_object, sequences
 
 from .records import read_header
 
@@ -87,7 +87,7 @@ class DeadWals:
             newest = seqs[-1] if seqs else -1
             if seqs:
                 body = await self.objects.get(object_key(prefix, newest))
-                g = fence_generation(body) if body is not None else None
+                g = fence_generation(body) if body is not None and is_takeover_fence(body) else None
                 if g is not None and g >= generation:
                     self.fences[(node, generation)] = newest
                     return newest           # another survivor of this takeover fenced it

@@ -107,6 +107,9 @@ class UploadTask:
             except ObjectStoreError as exc:
                 self.rm.storage_error("upload", exc)
                 self._failures += 1
+            except WalError as exc:     # fenced: the broker is rejoining; nothing of that life to upload
+                log.warning("upload skipped: %s", exc)
+                self._failures += 1
             except Exception:  # a bug must not stop uploads for good
                 log.exception("upload failed")
                 self._failures += 1

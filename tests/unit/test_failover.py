@@ -154,6 +154,25 @@ async def test_a_paused_broker_finds_its_wal_fenced_and_rejoins(tmp_path):
         assert await produce(rig, new, "stock", 0, [b"next"]) == (0, 1)
 
 
+async def test_a_paused_broker_that_writes_nothing_still_finds_out_and_rejoins(tmp_path):
+    """Resumed with nothing to write, the broker notices the gap in its own
+    heartbeat, finds the takeover's fence in its WAL and rejoins at once."""
+    async with ClusterRig(tmp_path, seed=48, overrides=S3_WAL) as rig:
+        await create_topic(rig, 1, "idle", 3)
+        await rig.advance(rig.heartbeat)
+        incarnation = rig.brokers[1].cluster.incarnation
+        for op in ("put", "head", "get", "list"):
+            rig.store.fail(op, "cluster/", times=10_000, when=rig.on_node(1))
+        await rig.advance(SESSION + 3 * rig.heartbeat)
+        assert 1 not in rig.owners("idle", node=2)
+        rig.store.clear_faults()
+        await rig.advance(2 * rig.heartbeat)
+        b1 = rig.brokers[1]
+        assert b1.cluster.incarnation != incarnation
+        assert b1.replicas.wal.fenced_at is None           # a new life, past the fence
+        assert not b1.replicas.partitions
+
+
 async def test_a_broker_restarted_on_an_empty_disk_recovers_its_tail_from_the_bucket(tmp_path):
     """With wal.type=s3 nothing of a broker is local: killed and restarted on
     an empty data dir before anyone took over, it serves what it acknowledged."""
