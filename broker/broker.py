@@ -6,6 +6,7 @@ import functools
 import logging
 
 from objectstore import ObjectStore, ObjectStoreError, open_object_store
+from wal.object_log import ObjectWriteAheadLog
 
 from .clock import Clock, SystemClock
 from .cluster import Cluster, OwnershipDelta, TopicExists, topic_name_error
@@ -18,7 +19,7 @@ from .errors import ErrorCode
 from .failpoints import hold_point
 from .fetch_session import FetchSessionCache
 from .handoff import HandOffs
-from .log.replica_manager import ReplicaManager
+from .log.replica_manager import KIND_GROUP_EPOCH, ReplicaManager
 from .metrics import BrokerMetrics
 from .tiering.metered_store import MeteredStore
 from .tiering.tasks import Tiering
@@ -51,7 +52,10 @@ class Broker:
         self.cluster = Cluster(config, store, host=advertised_host, port=advertised_port, clock=self.clock)
         self.replicas = ReplicaManager(config, data_dir, store, metrics=self.metrics,
                                        metadata=self.cluster.metadata)
-        group_log = WalGroupLog(self.replicas.append_group_entry)
+        self.replicas.on_recovered = self._recovered
+        if isinstance(self.replicas.wal, ObjectWriteAheadLog):
+            self.replicas.wal.on_fenced = self._wal_fenced
+        group_log = WalGroupLog(self._append_group_entry)
         self.groups = GroupCoordinator(config, group_log, self.clock)
         # a shard's snapshot is written at the epoch its coordinator partition is owned at
         self.group_snapshots = GroupSnapshots(store, self.groups,
@@ -70,6 +74,16 @@ class Broker:
         self.metrics.wal_bytes.set_function(lambda: self.replicas.wal.size_bytes)
         self.fetch_sessions = FetchSessionCache(config["max.incremental.fetch.session.cache.slots"])
         self._load_hold: asyncio.Task | None = None
+        self._shard_recovering: dict[int, tuple[int, int, int]] = {}   # shards taken over at start
+        self._recovered_queue: list[tuple] = []      # takeovers replayed, markers to clear
+        self._recovered_task: asyncio.Task | None = None
+        self._rejoin_task: asyncio.Task | None = None
+
+    def _append_group_entry(self, group_id: str, data: bytes) -> asyncio.Future:
+        """A group entry goes to the WAL stamped with its coordinator partition's
+        epoch, so a takeover can tell what a snapshot covers (docs/failover.md)."""
+        shard = self.coordinator_shards.shard_of(group_id)
+        return self.replicas.append_group_entry(group_id, data, self._coordinator_epoch(shard))
 
     def _coordinator_epoch(self, shard: int) -> int:
         """The epoch this broker owns coordinator partition ``shard`` at; 0 if
@@ -89,6 +103,9 @@ class Broker:
         for shard in range(shards.partitions):
             if shard not in shards.state:
                 self.group_snapshots.forget(shard)
+        for shard, rec in list(self._shard_recovering.items()):   # taken over: the dead one's tail
+            await self._take_over_groups(shard, self._coordinator_epoch(shard), rec)
+        self._shard_recovering.clear()
         self._started = True
         for delta in self._early:
             self.handoffs.note(delta.handoffs)
@@ -121,27 +138,33 @@ class Broker:
             self.group_snapshots.forget(shard)
             log.info("coordinator partition %d: no longer ours (%d groups)", shard, n)
         for shard, epoch in delta.coordinators_gained:
+            rec = delta.recovering.get((offsets.topic_id.bytes, shard)) if offsets is not None else None
             if not self._started:
                 shards.state[shard] = ACTIVE        # start loads every snapshot, then the WAL
+                if rec is not None:
+                    self._shard_recovering[shard] = rec
             elif shards.state.get(shard) != ACTIVE:
                 shards.state[shard] = LOADING
                 self._shard_loads[shard] = asyncio.get_running_loop().create_task(
-                    self._load_shard(shard, epoch))
+                    self._load_shard(shard, epoch, rec))
         if delta.handoffs:
             if self._started:
                 self.handoffs.note(delta.handoffs)
             else:
                 self._early.append(delta)
 
-    async def _load_shard(self, shard: int, epoch: int) -> None:
+    async def _load_shard(self, shard: int, epoch: int, rec: tuple[int, int, int] | None = None) -> None:
         """A coordinator partition gained after start: read its groups from
-        the snapshot its previous owner wrote before handing it off."""
+        the snapshot its previous owner wrote before handing it off (taken
+        over from a dead broker: then its WAL's entries on top)."""
         shards = self.coordinator_shards
         delay = 0.1
         while shards.state.get(shard) == LOADING:
             try:
                 self.groups.unload(functools.partial(_in_shard, shards, shard))   # anything stale
                 n = await self.group_snapshots.load_shard(shard)
+                if rec is not None:
+                    await self._take_over_groups(shard, epoch, rec)
             except ObjectStoreError as exc:
                 log.warning("coordinator partition %d: loading its groups failed (%s); retrying", shard, exc)
                 await asyncio.sleep(delay)
@@ -150,6 +173,96 @@ class Broker:
             shards.state[shard] = ACTIVE
             log.info("coordinator partition %d: ours at epoch %d (%d groups)", shard, epoch, n)
         self._shard_loads.pop(shard, None)
+
+    async def _take_over_groups(self, shard: int, epoch: int, rec: tuple[int, int, int]) -> None:
+        """Replay a dead coordinator's WAL entries for coordinator partition
+        ``shard`` that its snapshot does not cover (stamped with an epoch at
+        or above the snapshot's), into the groups and our own WAL, durably
+        (docs/failover.md §3 step 6)."""
+        dead, dead_epoch, generation = rec
+        since = self.group_snapshots.snapshot_epochs.get(shard, 0)
+        n = 0
+        async with self.replicas.dead_wals.reading(dead, generation) as entries:
+            fut = None
+            for e in entries:
+                if e.kind != KIND_GROUP_EPOCH:
+                    continue
+                group_id = bytes(e.key).decode()
+                if self.coordinator_shards.shard_of(group_id) != shard:
+                    continue
+                stamped = int.from_bytes(e.data[:4], "big")
+                if not since <= stamped <= dead_epoch:
+                    continue
+                payload = bytes(e.data[4:])
+                self.group_snapshots.replay(bytes(e.key), payload)
+                fut = self.replicas.append_group_entry(group_id, payload, epoch)
+                n += 1
+            if fut is not None:
+                await fut
+        log.info("coordinator partition %d: taken over from node %d, %d group entries replayed",
+                 shard, dead, n)
+        offsets = self.cluster.metadata.image.offsets
+        if offsets is not None:
+            self._recovered(offsets.topic_id, shard, epoch, dead, generation)
+
+    def _recovered(self, topic_id, index: int, epoch: int, dead: int, generation: int) -> None:
+        """A takeover replayed: clear its marker (batched), then, once nothing
+        waits on the dead broker's WAL, delete it below the fence."""
+        self._recovered_queue.append((topic_id, index, epoch, dead, generation))
+        if self._recovered_task is None or self._recovered_task.done():
+            self._recovered_task = asyncio.get_running_loop().create_task(self._clear_recovered())
+
+    async def _clear_recovered(self) -> None:
+        delay = 0.1
+        while self._recovered_queue:
+            todo = list(self._recovered_queue)
+            try:
+                await self.cluster.recovered([(t, i, e) for t, i, e, _, _ in todo])
+                del self._recovered_queue[:len(todo)]
+                for dead, generation in {(d, g) for _, _, _, d, g in todo}:
+                    if not self.cluster.recovering_from(dead):
+                        n = await self.replicas.dead_wals.delete_below_fence(dead, generation)
+                        if n:
+                            log.info("deleted %d WAL objects of node %d: every takeover from it is done",
+                                     n, dead)
+            except ObjectStoreError as exc:
+                log.warning("takeover: could not record recovered partitions yet: %s", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _wal_fenced(self, seq: int) -> None:
+        if self._rejoin_task is None or self._rejoin_task.done():
+            self._rejoin_task = asyncio.get_running_loop().create_task(self._rejoin(), name="rejoin")
+
+    async def _rejoin(self) -> None:
+        """Our WAL was fenced: we were declared dead and everything we served
+        was taken over. Drop it all and join again as a new incarnation
+        (docs/failover.md §4)."""
+        log.error("this broker was declared dead and taken over; dropping its partitions and "
+                  "rejoining the cluster as a new incarnation")
+        self.replicas.drop_all()
+        self.handoffs.pending.clear()
+        shards = self.coordinator_shards
+        for shard in list(shards.state):
+            shards.state.pop(shard, None)
+            task = self._shard_loads.pop(shard, None)
+            if task is not None:
+                task.cancel()
+            self.groups.unload(functools.partial(_in_shard, shards, shard))
+            self.group_snapshots.forget(shard)
+        wal = self.replicas.wal
+        assert isinstance(wal, ObjectWriteAheadLog)
+        delay = 0.1
+        while True:
+            try:
+                await wal.rejoin()
+                await self.cluster.rejoin()
+                break
+            except ObjectStoreError as exc:
+                log.warning("rejoin: %s; retrying", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        log.info("rejoined the cluster as incarnation %s", self.cluster.incarnation)
 
     def _partition_rates(self) -> dict[str, float]:
         """Bytes/s produced per partition since the last call (the registration's
@@ -204,6 +317,11 @@ class Broker:
             task.cancel()
         await self.cluster.halt()
         await self.tiering.halt()
+        if isinstance(self.replicas.wal, ObjectWriteAheadLog):
+            await self.replicas.wal.halt()     # nothing more reaches the bucket
+        for pending in (self._recovered_task, self._rejoin_task):
+            if pending is not None and not pending.done():
+                pending.cancel()
         self.groups.shutdown()
         await self.replicas.close()
 

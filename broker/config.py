@@ -37,6 +37,12 @@ def _bool(v: str | bool) -> bool:
     raise ValueError(f"not a boolean: {v!r}")
 
 
+def _wal_type(v: str) -> str:
+    if v not in ("file", "s3"):
+        raise ValueError(f"wal.type must be file or s3, not {v!r}")
+    return v
+
+
 # name -> (parser, default)
 BROKER_DEFAULTS: dict[str, tuple[Callable[[Any], Any], Any]] = {
     "node.id": (int, 1),
@@ -81,6 +87,11 @@ BROKER_DEFAULTS: dict[str, tuple[Callable[[Any], Any], Any]] = {
     # offsets.retention.minutes in milliseconds when >= 0 (tests; Kafka has only minutes)
     "offsets.retention.ms": (int, -1),
     "wal.segment.bytes": (int, 64 << 20),
+    # where the WAL lives: "file" (data dir; a dead broker's partitions wait for it) or
+    # "s3" (the bucket: one PUT per group commit; survivors take over; docs/failover.md)
+    "wal.type": (_wal_type, "file"),
+    "wal.s3.interval.ms": (int, 0),         # group-commit window (0: as soon as the last PUT returned)
+    "wal.s3.batch.bytes": (int, 8 << 20),   # a commit starts early once this much is pending
     "wal.max.bytes": (int, 1 << 30),
     "cache.tail.bytes": (int, 256 << 20),
     "cache.block.bytes": (int, 256 << 20),

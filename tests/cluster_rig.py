@@ -328,6 +328,7 @@ class ClusterRig:
             tasks += b._shard_loads.values()
             if b.handoffs._task is not None:
                 tasks.append(b.handoffs._task)
+            tasks += [t for t in (b._recovered_task, b._rejoin_task) if t is not None]
         return [t for t in tasks if not t.done() and t not in self._on_clock]
 
     async def settle(self) -> None:

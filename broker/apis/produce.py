@@ -9,6 +9,7 @@ import time
 from kafka.protocol.producer import ProduceRequest, ProduceResponse
 
 from wal import WalError
+from wal.object_log import WalFenced
 
 from ..errors import ErrorCode
 from ..log.partition import AppendError
@@ -83,8 +84,10 @@ async def _handle(ctx: RequestContext, request: ProduceRequest):
                 row[1], row[5] = exc.code, str(exc)
                 b.metrics.produce_error(exc.code)
                 continue
-            except WalError as exc:
-                row[1], row[5] = ErrorCode.KAFKA_STORAGE_ERROR, str(exc)
+            except WalError as exc:     # fenced: declared dead, the partition is elsewhere now
+                row[1] = ErrorCode.NOT_LEADER_OR_FOLLOWER if isinstance(exc, WalFenced) \
+                    else ErrorCode.KAFKA_STORAGE_ERROR
+                row[5] = str(exc)
                 continue
             row[2], row[3] = res.base_offset, res.log_append_time
             bytes_in += len(records)
@@ -115,7 +118,10 @@ async def _handle(ctx: RequestContext, request: ProduceRequest):
         prs = []
         for index, error, base, lat, lso, message, fut in parts:
             if fut is not None and fut.exception() is not None:
-                error, message, base = ErrorCode.KAFKA_STORAGE_ERROR, str(fut.exception()), -1
+                exc = fut.exception()
+                error = ErrorCode.NOT_LEADER_OR_FOLLOWER if isinstance(exc, WalFenced) \
+                    else ErrorCode.KAFKA_STORAGE_ERROR
+                message, base = str(exc), -1
             pr = PartitionResult(index, error, base, lat, lso, None)
             if error:
                 pr.error_message = message

@@ -77,7 +77,7 @@ class Cluster:
         self.incarnation = uuid.uuid4().hex
         self.metadata = MetadataStore(store)
         self.membership = Membership(store, BrokerRegistration(
-            self.node_id, host, port, self.incarnation, clock.now_ms()),
+            self.node_id, host, port, self.incarnation, clock.now_ms(), wal=config["wal.type"]),
             clock=clock, session_timeout_ms=config["broker.session.timeout.ms"])
         self.controller = ControllerLease(store, self.node_id, self.incarnation,
                                           lease_ms=config["broker.session.timeout.ms"])
@@ -100,7 +100,7 @@ class Cluster:
         bound (``--listen HOST:0``); before ``start``, which registers it."""
         me = self.membership.me
         self.membership.me = BrokerRegistration(me.node_id, host, port, me.incarnation,
-                                                me.registered_ms, me.rack)
+                                                me.registered_ms, me.rack, me.wal)
         self.membership.brokers[me.node_id] = self.membership.me
 
     async def start(self, on_delta: DeltaListener, *, legacy_dir: str | None = None) -> OwnershipDelta:
@@ -256,9 +256,18 @@ class Cluster:
         changed = 0
         load = self._load(image, placeable)
         draining = set(image.draining)
+        # dead brokers whose WAL the others can read: their partitions are taken over
+        dead = {n for n in registered - live
+                if n in self.membership.brokers and self.membership.brokers[n].wal == "s3"}
         for t in image.owned_topics():
             for i in range(t.partitions):
                 owner, target = t.owners[i], t.targets[i]
+                if owner in dead:                           # docs/failover.md §3 step 2
+                    node = min(load, key=lambda n: (load[n], n))
+                    t.take_over(i, node, image.generation + 1)
+                    load[node] += 1
+                    changed += 1
+                    continue
                 if owner not in registered:                 # nobody to hand it off: place it
                     node = min(load, key=lambda n: (load[n], n))
                     t.move_to(i, node)
@@ -423,6 +432,43 @@ class Cluster:
                     results[(name, i)] = None
         await self._update(change)
         return dict(results)
+
+    async def recovered(self, parts: list[tuple[uuid.UUID, int, int]]) -> None:
+        """Clear ``recover`` of partitions (topic id, index, epoch) this broker
+        took over and recovered, in one update (docs/failover.md §3 step 7)."""
+        me = self.node_id
+
+        def change(image: ClusterImage) -> None:
+            by_id = {t.topic_id: t for t in image.owned_topics()}
+            for topic_id, i, epoch in parts:
+                t = by_id.get(topic_id)
+                if t is not None and i < t.partitions and t.owners[i] == me and t.epochs[i] == epoch:
+                    t.recover[i] = None
+        await self._update(change)
+
+    def recovering_from(self, node: int) -> bool:
+        """Whether some partition still waits to be recovered from ``node``'s WAL."""
+        return any(r is not None and r[0] == node
+                   for t in self.metadata.image.owned_topics() for r in t.recover)
+
+    async def rejoin(self) -> None:
+        """This broker's WAL was fenced (it was declared dead): register again
+        as a new incarnation (docs/failover.md §4)."""
+        self.incarnation = uuid.uuid4().hex
+        me = self.membership.me
+        self.membership.me = BrokerRegistration(me.node_id, me.host, me.port, self.incarnation,
+                                                self.clock.now_ms(), me.rack, me.wal)
+        self.membership.brokers[me.node_id] = self.membership.me
+        await self.membership.register()
+        await self.metadata.refresh()
+
+        def reclaim(image: ClusterImage) -> None:       # what is still ours: again, from the bucket
+            for t in image.owned_topics():
+                for i in range(t.partitions):
+                    if t.owners[i] == self.node_id:
+                        t.epochs[i] += 1
+                        t.targets[i] = NO_OWNER
+        await self._update(reclaim)
 
     async def set_draining(self, node: int, draining: bool) -> None:
         """Add ``node`` to (or remove it from) the brokers being emptied (§9)."""

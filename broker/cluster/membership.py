@@ -38,6 +38,7 @@ class BrokerRegistration:
     incarnation: str
     registered_ms: int
     rack: str | None = None
+    wal: str = "file"       # wal.type: "s3" means the others can read this broker's WAL
 
     def encode(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()
@@ -46,7 +47,7 @@ class BrokerRegistration:
     def decode(cls, data: bytes | bytearray) -> "BrokerRegistration":
         d = json.loads(data)
         return cls(int(d["node_id"]), str(d["host"]), int(d["port"]), str(d["incarnation"]),
-                   int(d["registered_ms"]), d.get("rack"))
+                   int(d["registered_ms"]), d.get("rack"), str(d.get("wal", "file")))
 
 
 def registration_key(node_id: int) -> str:
@@ -73,6 +74,7 @@ class Membership:
         self._beat_etags: dict[int, str] = {}         # node -> etag of the beat last read (fetch_loads)
         self._listed_beats: dict[int, str] = {}       # node -> etag of its beat in the last listing
         self._beat = 0
+        self._listed_at = clock.now_ms()
         # bytes/s per partition ("<topic id hex>:<index>") each broker produced over its last beat
         self.loads: dict[int, dict[str, float]] = {}
 
@@ -108,6 +110,11 @@ class Membership:
         before, members = set(self.live()), set(self.brokers)
         infos = await self.store.list_info(BROKERS_PREFIX)
         now = self.clock.now_ms()
+        if now - self._listed_at > self.session_timeout_ms // 2:
+            # We could not list for a while (the store was away): we saw no beats, which
+            # says nothing of the others. Their silence is timed from now.
+            self._seen = {n: (etag, now) for n, (etag, _) in self._seen.items()}
+        self._listed_at = now
         found: dict[int, BrokerRegistration] = {self.me.node_id: self.me}
         beats: dict[int, str] = {}
         for info in infos:

@@ -82,6 +82,8 @@ class Topic:
     owners: list[int] = field(default_factory=list)         # node id per partition
     epochs: list[int] = field(default_factory=list)         # leader epoch per partition
     targets: list[int] = field(default_factory=list)        # move pending to (node id), or NO_OWNER
+    # a takeover pending (docs/failover.md): [dead node, its epoch, metadata generation], or None
+    recover: list[list[int] | None] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         missing = self.partitions - len(self.owners)
@@ -91,22 +93,36 @@ class Topic:
         missing = self.partitions - len(self.targets)
         if missing > 0:
             self.targets += [NO_OWNER] * missing
+        missing = self.partitions - len(self.recover)
+        if missing > 0:
+            self.recover += [None] * missing
 
     def to_json(self) -> dict[str, Any]:
         d = {"name": self.name, "id": str(self.topic_id), "partitions": self.partitions,
              "configs": self.configs, "owners": self.owners, "epochs": self.epochs}
         if any(t != NO_OWNER for t in self.targets):   # only while a move is pending
             d["targets"] = self.targets
+        if any(r is not None for r in self.recover):   # only while a takeover is pending
+            d["recover"] = self.recover
         return d
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "Topic":
         return cls(d["name"], uuid.UUID(d["id"]), d["partitions"], dict(d.get("configs", {})),
-                   list(d.get("owners", [])), list(d.get("epochs", [])), list(d.get("targets", [])))
+                   list(d.get("owners", [])), list(d.get("epochs", [])), list(d.get("targets", [])),
+                   [list(r) if r is not None else None for r in d.get("recover", [])])
 
     def move_to(self, index: int, node: int) -> None:
         """Ownership changes hands: ``node`` owns it at the next epoch, no move pending."""
         self.owners[index], self.epochs[index], self.targets[index] = node, self.epochs[index] + 1, NO_OWNER
+        self.recover[index] = None
+
+    def take_over(self, index: int, node: int, generation: int) -> None:
+        """A dead owner's partition goes to ``node`` at the next epoch; ``node``
+        first replays the dead owner's WAL for it (docs/failover.md §3)."""
+        dead, epoch = self.owners[index], self.epochs[index]
+        self.move_to(index, node)
+        self.recover[index] = [dead, epoch, generation]
 
 
 @dataclass

@@ -54,6 +54,9 @@ class OwnershipDelta:
     coordinators_lost: list[int] = field(default_factory=list)
     # moves of partitions we own whose target was set, changed or cleared
     handoffs: list[HandOff] = field(default_factory=list)
+    # of the gains (topics' and coordinator partitions'), those taken over from a
+    # dead broker: (topic id bytes, index) -> (dead node, its epoch, generation)
+    recovering: dict[tuple[bytes, int], tuple[int, int, int]] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(self.gained or self.lost or self.deleted_topics or self.changed_topics
@@ -86,6 +89,9 @@ def ownership_delta(old: ClusterImage | None, new: ClusterImage, node_id: int) -
         prev = before.get(key)
         if prev is None or prev[1] != epoch:
             delta.gained.append(PartitionGain(topic, key[1], epoch))
+            rec = topic.recover[key[1]]
+            if rec is not None:
+                delta.recovering[key] = (rec[0], rec[1], rec[2])
     new_ids = {t.topic_id for t in new.owned_topics()}
     for key, (topic, _) in before.items():
         if key not in after:

@@ -177,6 +177,7 @@ class GroupSnapshots:
         self._lock = asyncio.Lock()
         self._errors = StoreErrors(log)
         self.writes = 0                         # shard objects stored (tests, metrics)
+        self.snapshot_epochs: dict[int, int] = {}   # shard -> epoch of the snapshot last loaded
 
     def shard_of(self, group_id: str) -> int:
         return partition_for(group_id, self.partitions)
@@ -222,6 +223,7 @@ class GroupSnapshots:
                     raise CorruptObject(key, f"group {gid!r} belongs to partition "
                                              f"{self.shard_of(gid)}, not {shard}")
             self._etags[shard] = etag
+            self.snapshot_epochs[shard] = snap.epoch
             if snap.epoch > self.epoch_of(shard):
                 self._fence(shard, Fenced(key, snap.epoch, self.epoch_of(shard)))
             shards[shard] = snap
@@ -260,12 +262,14 @@ class GroupSnapshots:
         except NotFound:
             self._etags.pop(shard, None)
             self.fenced.discard(shard)
+            self.snapshot_epochs[shard] = 0
             return 0
         snap = decode_group_snapshot(data, key)
         if snap.partition != shard:
             raise CorruptObject(key, f"holds coordinator partition {snap.partition}, not {shard}")
         self._etags[shard] = etag
         self.fenced.discard(shard)
+        self.snapshot_epochs[shard] = snap.epoch
         for gk, entry in snap.entries:
             self.source.replay(gk, entry)
         return len({gk for gk, _ in snap.entries})

@@ -14,9 +14,15 @@ says which:
 WAL entry kinds (key = topic id (16 bytes) + partition (int32)):
   1 BATCH      data = one record batch, offsets already assigned
   2 LOG_START  data = int64 new log start offset (DeleteRecords, retention)
-Kind 3 GROUP (key = group id, UTF-8) belongs to the group coordinator: offset
-commits, offset deletes, group tombstones and group metadata; the encoding is
-in ``broker/coordinator/group.py``, its snapshots in ``broker/coordinator/snapshot.py``.
+Kind 4 GROUP (key = group id, UTF-8; data = u32 epoch of its coordinator
+partition, then the entry) belongs to the group coordinator: offset commits,
+offset deletes, group tombstones and group metadata; the encoding is in
+``broker/coordinator/group.py``, its snapshots in ``broker/coordinator/snapshot.py``.
+Kind 3 is the same without the epoch (written by older brokers; still replayed).
+
+The WAL is a file log in the data dir (``wal.type=file``) or objects in the
+bucket (``wal.type=s3``, ``wal/object_log.py``), which survivors read to take
+over a dead broker's partitions (``takeover.py``, docs/failover.md).
 
 What it hosts comes only from the cluster package, as ``OwnershipDelta``s
 applied in one place (``apply_delta``): a gained partition is claimed at the
@@ -38,6 +44,7 @@ import os
 import struct
 import time
 import uuid
+from typing import Callable
 
 import crc32c
 
@@ -45,6 +52,7 @@ from cache import BlockCache, TailCache
 from objectstore import CorruptObject, Fenced, ManifestStore, ObjectStore, ObjectStoreError, data_object
 from wal import WriteAheadLog
 from wal.log import is_location
+from wal.object_log import ObjectWriteAheadLog
 
 from ..cluster import MetadataStore, OwnershipDelta, PartitionGain, Topic
 from ..config import TOPIC_CONFIGS, BrokerConfig
@@ -53,13 +61,16 @@ from ..store_errors import StoreErrors
 from .partition import Partition, ProducerEntry, RemoteSegment
 from .read_pacer import RemoteReadPacer
 from .records import read_header
+from .takeover import DeadWals, StoreWalObjects, select_batches, wal_prefix
 
 log = logging.getLogger(__name__)
 
 KIND_BATCH = 1
 KIND_LOG_START = 2
-KIND_GROUP = 3
+KIND_GROUP = 3          # without epoch (older brokers)
+KIND_GROUP_EPOCH = 4
 _I64 = struct.Struct(">q")
+_U32 = struct.Struct(">I")
 
 
 # An uploaded batch: (data object key, position, length), bytes
@@ -87,9 +98,22 @@ class ReplicaManager:
         self.node_id: int = config["node.id"]
         os.makedirs(data_dir, exist_ok=True)
         self.metadata = metadata if metadata is not None else MetadataStore(store)  # read only here
-        self.wal = WriteAheadLog(os.path.join(data_dir, "wal"),
-                                 segment_bytes=config["wal.segment.bytes"],
-                                 on_fsync=metrics.observe_fsync if metrics else None)
+        self.wal: WriteAheadLog | ObjectWriteAheadLog
+        if config["wal.type"] == "s3":
+            self.wal = ObjectWriteAheadLog(StoreWalObjects(store), wal_prefix(self.node_id),
+                                           interval_ms=config["wal.s3.interval.ms"],
+                                           batch_bytes=config["wal.s3.batch.bytes"],
+                                           on_fsync=metrics.observe_fsync if metrics else None)
+        else:
+            self.wal = WriteAheadLog(os.path.join(data_dir, "wal"),
+                                     segment_bytes=config["wal.segment.bytes"],
+                                     on_fsync=metrics.observe_fsync if metrics else None)
+        self.dead_wals = DeadWals(StoreWalObjects(store))
+        # partitions lost or fenced with batches only in our WAL: (topic id, index) ->
+        # (oldest WAL segment, epoch); kept while a takeover may still read them
+        self._lost_pins: dict[tuple[bytes, int], tuple[int, int]] = {}
+        # (topic id, index, epoch, dead node, generation): a takeover replayed (set by the Broker)
+        self.on_recovered: Callable[[uuid.UUID, int, int, int, int], None] | None = None
         self.store = store
         self.manifests = ManifestStore(store)
         self.tail_cache = TailCache(config["cache.tail.bytes"])
@@ -111,6 +135,7 @@ class ReplicaManager:
         self._to_load: list[tuple[Partition, int]] = []   # gained before start: loaded by start()
         self._claims: set[asyncio.Task] = set()          # gained after start: claimed in the background
         self._wanted: dict[tuple[str, int], tuple[bytes, int]] = {}   # (topic id, epoch) last gained
+        self._recovering: dict[tuple[bytes, int], tuple[int, int, int]] = {}   # gains to take over
         self._started = False
         self._store_errors = StoreErrors(log)
         self._tier_counters: dict = {}
@@ -126,8 +151,17 @@ class ReplicaManager:
                 await self._claim_and_load(p, epoch)
         todo, self._to_load = self._to_load, []
         await asyncio.gather(*(load(p, e) for p, e in todo))
+        await self.wal_load()
         self._started = True
         self._recover_wal(groups.replay)
+        for p, epoch in todo:       # taken over from a dead broker: its WAL tail on top
+            rec = self._recovering.pop((p.topic_id, p.index), None)
+            if rec is not None:
+                await self._take_over(p, epoch, rec)
+
+    async def wal_load(self) -> None:
+        if isinstance(self.wal, ObjectWriteAheadLog):
+            await self.wal.load()
 
     # --------------------------------------------------------- ownership
     def apply_delta(self, delta: OwnershipDelta) -> None:
@@ -146,6 +180,7 @@ class ReplicaManager:
                 del self._wanted[(loss.topic.name, loss.index)]   # a claim in flight gives up
             p = self.partitions.pop((loss.topic.name, loss.index), None)
             if p is not None and p.topic_id == loss.topic.topic_id.bytes:
+                self.keep_lost(p)
                 self.tail_cache.discard_partition(p.key)
                 p.wake_waiters()
                 log.info("partition %s-%d: no longer ours", p.topic, p.index)
@@ -153,6 +188,9 @@ class ReplicaManager:
                 self.partitions[(p.topic, p.index)] = p   # a newer topic of the same name
         self.deleted_topics.extend(delta.deleted_topics)
         for gain in delta.gained:
+            rec = delta.recovering.get((gain.topic.topic_id.bytes, gain.index))
+            if rec is not None:
+                self._recovering[(gain.topic.topic_id.bytes, gain.index)] = rec
             self._gain(gain)
 
     def _gain(self, gain: PartitionGain) -> None:
@@ -186,6 +224,10 @@ class ReplicaManager:
                 try:
                     if load:
                         await self._claim_and_load(p, epoch)
+                        rec = self._recovering.get((p.topic_id, p.index))
+                        if rec is not None:
+                            await self._take_over(p, epoch, rec)
+                            self._recovering.pop((p.topic_id, p.index), None)
                         self.partitions[(p.topic, p.index)] = p
                     else:
                         p.storage.claimed(await self.manifests.claim(p.topic_id, p.index, self.node_id,
@@ -229,6 +271,9 @@ class ReplicaManager:
         for entry in self.wal.recover():
             if entry.kind == KIND_GROUP:
                 on_group_entry(bytes(entry.key), bytes(entry.data))
+                continue
+            if entry.kind == KIND_GROUP_EPOCH:
+                on_group_entry(bytes(entry.key), bytes(entry.data[_U32.size:]))
                 continue
             p = by_key.get(entry.key)
             if p is None or p.storage.offline:
@@ -387,10 +432,75 @@ class ReplicaManager:
         partition.storage.log_start_written(offset, loc[0])   # the WAL keeps it until the manifest does
         return fut
 
-    def append_group_entry(self, group_id: str, data: bytes) -> asyncio.Future:
-        """Queue a group-coordinator entry (kind 3); the future resolves after its fsync."""
-        _, fut = self.wal.append(KIND_GROUP, group_id.encode(), data)
+    def append_group_entry(self, group_id: str, data: bytes, epoch: int = 0) -> asyncio.Future:
+        """Queue a group-coordinator entry (kind 4, stamped with its coordinator
+        partition's ``epoch``); the future resolves once it is durable."""
+        _, fut = self.wal.append(KIND_GROUP_EPOCH, group_id.encode(), _U32.pack(epoch) + data)
         return fut
+
+    # ------------------------------------------------------------ takeover
+    async def _take_over(self, p: Partition, epoch: int, rec: tuple[int, int, int]) -> None:
+        """Replay a dead owner's WAL tail for ``p`` (claimed and loaded at
+        ``epoch``) into our own WAL, durably, before ``p`` serves
+        (docs/failover.md §3 steps 4-6)."""
+        dead, dead_epoch, generation = rec
+        async with self.dead_wals.reading(dead, generation) as entries:
+            batches, log_start = select_batches(entries, p.key, p.log_end_offset, dead_epoch,
+                                                KIND_BATCH, KIND_LOG_START)
+            fut = None
+            for data in batches:
+                h = read_header(data)
+                loc, fut = self.wal.append(KIND_BATCH, p.key, data)
+                p.replay_batch(h, loc)
+                self.tail_cache.put(p.key, h.base_offset, data)
+                self.pending_upload_bytes += len(data)
+            if log_start is not None and log_start > p.log_start_offset:
+                fut = self.delete_records(p, min(log_start, p.log_end_offset))
+            if fut is not None:
+                await fut
+        log.info("partition %s-%d: taken over from node %d at epoch %d, %d batches replayed from its WAL",
+                 p.topic, p.index, dead, epoch, len(batches))
+        if self.on_recovered is not None:
+            self.on_recovered(uuid.UUID(bytes=p.topic_id), p.index, epoch, dead, generation)
+
+    def keep_lost(self, p: Partition) -> None:
+        """``p`` is lost or fenced: its batches only in our WAL stay there while
+        a takeover may still read them (docs/failover.md invariant 5). A file
+        WAL nobody else reads keeps nothing."""
+        if not isinstance(self.wal, ObjectWriteAheadLog):
+            return
+        pin = p.storage.wal_pin(p)
+        if pin is not None:
+            self._lost_pins[(p.topic_id, p.index)] = (pin, p.leader_epoch)
+
+    def lost_pins(self) -> list[int]:
+        """WAL segments still pinned by lost partitions; releases the others."""
+        me = self.node_id
+        for key, (_seg, epoch) in list(self._lost_pins.items()):
+            t = self.metadata.by_id(uuid.UUID(bytes=key[0]))
+            i = key[1]
+            if t is None or i >= t.partitions:
+                del self._lost_pins[key]
+            elif t.owners[i] == me and t.epochs[i] > epoch:
+                del self._lost_pins[key]        # ours again, reloaded from the bucket
+            elif t.owners[i] != me and (t.recover[i] is None or t.recover[i][0] != me):
+                del self._lost_pins[key]        # recovered by its new owner, or never to be
+        return [seg for seg, _ in self._lost_pins.values()]
+
+    def drop_all(self) -> None:
+        """Our WAL was fenced: stop serving everything (docs/failover.md §4)."""
+        for task in list(self._claims):
+            task.cancel()
+        for p in self.partitions.values():
+            self.tail_cache.discard_partition(p.key)
+            p.storage.fence()
+            p.wake_waiters()
+        self.partitions.clear()
+        self._wanted.clear()
+        self._to_load.clear()
+        self._recovering.clear()
+        self._lost_pins.clear()
+        self.pending_upload_bytes = 0
 
     # ------------------------------------------------------------ backpressure
     def _check_wal_room(self) -> None:
@@ -421,6 +531,7 @@ class ReplicaManager:
             task.cancel()
         await asyncio.gather(*self._claims, return_exceptions=True)
         await self.wal.close()
+        await self.dead_wals.close()
         await self.store.close()
 
 

@@ -47,6 +47,7 @@ from typing import Protocol
 
 from objectstore import Fenced, ObjectStoreError, SegmentRef, data_object
 from objectstore.manifest import Manifest
+from wal import WalError
 
 from ..failpoints import crash_point
 from ..log.partition import Partition
@@ -137,6 +138,9 @@ class UploadTask:
             except ObjectStoreError as exc:
                 self.rm.storage_error("upload", exc)
                 await asyncio.sleep(0.5)
+            except WalError as exc:     # fenced (declared dead): nothing of ours is left to upload
+                log.warning("shutdown: %s", exc)
+                return False
         log.warning("shutdown: the object store did not take everything within %.0f s; "
                     "the WAL keeps the rest for the next start", timeout)
         return False
@@ -251,6 +255,8 @@ class UploadTask:
         pin = self._group_pin()
         if pin is not None and pin < before:
             before = pin
+        for pin in self.rm.lost_pins():     # lost with batches a takeover may still read
+            before = min(before, pin)
         return before
 
     def _anything_local(self) -> bool:
@@ -287,6 +293,7 @@ class UploadTask:
         except Fenced as exc:
             log.error("partition %s-%d: fenced by a newer owner (%s); no longer serving it",
                       p.topic, p.index, exc)
+            self.rm.keep_lost(p)
             st.fence()
             return False
         except ObjectStoreError as exc:

@@ -1,0 +1,169 @@
+"""Reading a dead broker's WAL from the bucket, for a takeover (docs/failover.md §3).
+
+``DeadWals.reading(node, generation)`` fences the dead broker's WAL (once per
+takeover: a fence object at its next sequence number, If-None-Match) and
+reads every object below the fence once, however many of its partitions this
+broker takes over; the entries are dropped when the last reader is done.
+``select_batches`` picks one partition's acknowledged tail from them.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import struct
+from typing import AsyncIterator
+
+from objectstore import NotFound, ObjectStore, PreconditionFailed
+from wal import Entry
+from wal.object_log import encode_fence, fence_generation, object_key, read_object, sequences
+
+from .records import read_header
+
+log = logging.getLogger(__name__)
+_I32 = struct.Struct(">i")
+_I64 = struct.Struct(">q")
+
+
+def wal_prefix(node_id: int) -> str:
+    return f"wal/{node_id}/"
+
+
+class StoreWalObjects:
+    """The object WAL's view of an ObjectStore (wal.object_log.WalObjects)."""
+
+    def __init__(self, store: ObjectStore) -> None:
+        self.store = store
+
+    async def create(self, key: str, body: bytes) -> bool:
+        try:
+            await self.store.put_if_absent(key, body)
+        except PreconditionFailed:
+            return False
+        return True
+
+    async def get(self, key: str) -> bytes | None:
+        try:
+            return bytes(await self.store.get(key))
+        except NotFound:
+            return None
+
+    async def list(self, prefix: str) -> list[str]:
+        return await self.store.list(prefix)
+
+    async def delete(self, key: str) -> None:
+        await self.store.delete(key)
+
+
+class DeadWals:
+    def __init__(self, objects: StoreWalObjects) -> None:
+        self.objects = objects
+        self._reads: dict[tuple[int, int], asyncio.Task] = {}
+        self._readers: dict[tuple[int, int], int] = {}
+        self.fences: dict[tuple[int, int], int] = {}     # (node, generation) -> fence seq, as fenced here
+
+    @contextlib.asynccontextmanager
+    async def reading(self, node: int, generation: int) -> AsyncIterator[list[Entry]]:
+        key = (node, generation)
+        task = self._reads.get(key)
+        if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
+            task = self._reads[key] = asyncio.get_running_loop().create_task(
+                self._fence_and_read(node, generation), name=f"read WAL of node {node}")
+        self._readers[key] = self._readers.get(key, 0) + 1
+        try:
+            yield await asyncio.shield(task)
+        finally:
+            self._readers[key] -= 1
+            if not self._readers[key]:
+                del self._readers[key]
+                self._reads.pop(key, None)
+
+    async def fence(self, node: int, generation: int) -> int:
+        """Fence ``node``'s WAL for the takeover of ``generation``; returns the
+        fence's sequence number (steps 4 of docs/failover.md §3)."""
+        prefix = wal_prefix(node)
+        while True:
+            seqs = sequences(await self.objects.list(prefix), prefix)
+            newest = seqs[-1] if seqs else -1
+            if seqs:
+                body = await self.objects.get(object_key(prefix, newest))
+                g = fence_generation(body) if body is not None else None
+                if g is not None and g >= generation:
+                    self.fences[(node, generation)] = newest
+                    return newest           # another survivor of this takeover fenced it
+            if await self.objects.create(object_key(prefix, newest + 1), encode_fence(generation)):
+                log.info("fenced the WAL of node %d at object %d (takeover at generation %d)",
+                         node, newest + 1, generation)
+                self.fences[(node, generation)] = newest + 1
+                return newest + 1
+            # the dead broker (it was only slow) wrote newest + 1 first: fence above it
+
+    async def _fence_and_read(self, node: int, generation: int) -> list[Entry]:
+        fence = await self.fence(node, generation)
+        prefix = wal_prefix(node)
+        entries: list[Entry] = []
+        for seq in sequences(await self.objects.list(prefix), prefix):
+            if seq >= fence:
+                break
+            body = await self.objects.get(object_key(prefix, seq))
+            if body is None or fence_generation(body) is not None:
+                continue        # deleted since the listing (its data is in a manifest), or an older fence
+            entries.extend(read_object(body, seq))
+        return entries
+
+    async def delete_below_fence(self, node: int, generation: int) -> int:
+        """Every takeover from ``node`` is done: delete its WAL objects below
+        the fence (the fence stays). Step 8. Only a broker that fenced it (or
+        found its fence) knows where that is; others leave it."""
+        prefix = wal_prefix(node)
+        fence = self.fences.pop((node, generation), None)
+        if fence is None:
+            return 0
+        n = 0
+        for seq in sequences(await self.objects.list(prefix), prefix):
+            if seq >= fence:
+                break
+            await self.objects.delete(object_key(prefix, seq))
+            n += 1
+        return n
+
+    async def close(self) -> None:
+        for task in self._reads.values():
+            task.cancel()
+        await asyncio.gather(*self._reads.values(), return_exceptions=True)
+        self._reads.clear()
+
+
+def select_batches(entries: list[Entry], key: bytes, start: int, max_epoch: int, kind_batch: int,
+                   kind_log_start: int) -> tuple[list[bytes], int | None]:
+    """One partition's acknowledged tail in a dead broker's WAL entries: its
+    batches from offset ``start`` on stamped with a leader epoch of at most
+    ``max_epoch``, in WAL order, a later batch at an offset replacing the
+    earlier ones from there (docs/failover.md invariant 4); and the highest
+    log start offset it wrote (None: none)."""
+    chosen: list[tuple[int, int, bytes]] = []
+    log_start: int | None = None
+    for e in entries:
+        if e.key != key:
+            continue
+        if e.kind == kind_log_start:
+            offset = _I64.unpack(e.data)[0]
+            log_start = offset if log_start is None else max(log_start, offset)
+            continue
+        if e.kind != kind_batch:
+            continue
+        data = e.data
+        if _I32.unpack_from(data, 12)[0] > max_epoch:
+            continue
+        h = read_header(data)
+        if h.last_offset < start:
+            continue
+        while chosen and chosen[-1][0] >= h.base_offset:
+            chosen.pop()
+        expected = chosen[-1][1] + 1 if chosen else start
+        if h.base_offset != expected:   # a stale write past the end; a later one may fill in
+            log.warning("takeover: skipping a batch at offset %d of the dead broker's WAL where %d "
+                        "was expected", h.base_offset, expected)
+            continue
+        chosen.append((h.base_offset, h.last_offset, bytes(data)))
+    return [d for _, _, d in chosen], log_start

@@ -1,0 +1,212 @@
+"""Failover with real processes (docs/failover.md): three `sluice serve` brokers
+on MinIO with ``wal.type=s3`` under Apache Kafka's own VerifiableProducer
+(acks=all, idempotent) and VerifiableConsumer (a group, synchronous commits).
+
+- kill -9 of a random broker ten times, restarting it at once on an empty disk
+  or only after the survivors took its partitions over, alternately;
+- SIGSTOP of a broker until it is taken over, then SIGCONT: it finds its WAL
+  fenced and rejoins;
+- MinIO away for 30 s: producers wait, nothing is falsely acknowledged, the
+  cluster carries on by itself.
+
+Each checks, from the tools' own reports: every acknowledged record consumed
+(0 lost), no offset holding a record that was not acknowledged (0 duplicated
+by a retry), and per partition the producer's order kept."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import threading
+import time
+from collections import Counter
+
+import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from tests.e2e.test_crash import wait_until
+
+pytestmark = pytest.mark.minio
+
+TOPIC = "verified"
+PARTITIONS = 6
+FAST = ("broker.heartbeat.interval.ms=300", "broker.session.timeout.ms=3000", "s3.upload.interval.ms=200",
+        "wal.type=s3", "num.partitions=1", "group.initial.rebalance.delay.ms=0")
+PRODUCER_CONFIG = {"enable.idempotence": "true", "acks": "all", "delivery.timeout.ms": "180000",
+                   "request.timeout.ms": "10000", "retry.backoff.ms": "100", "metadata.max.age.ms": "2000"}
+CONSUMER_CONFIG = {"metadata.max.age.ms": "2000", "session.timeout.ms": "10000",
+                   "heartbeat.interval.ms": "1000", "default.api.timeout.ms": "120000"}
+
+
+class ToolReport(threading.Thread):
+    """A Verifiable* tool's JSON lines, read as they come."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        super().__init__(daemon=True)
+        self.proc = proc
+        self.events: list[dict] = []
+        self.other: list[str] = []
+        self.start()
+
+    def run(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            try:
+                self.events.append(json.loads(line))
+            except ValueError:
+                self.other.append(line)
+
+    def of(self, name: str) -> list[dict]:
+        return [e for e in list(self.events) if e.get("name") == name]
+
+    def stop(self, timeout: float = 60) -> str:
+        """SIGTERM (the tools close their client cleanly), then collect stderr."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            _, err = self.proc.communicate()
+        self.join(10)
+        return err or ""
+
+
+def properties(tmp_path, name: str, values: dict[str, str]) -> str:
+    path = tmp_path / f"{name}.properties"
+    path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+    return str(path)
+
+
+class Run:
+    """Three brokers, the topic, and the two tools running against them."""
+
+    def __init__(self, broker_factory, minio, bucket: str, kafka_tools, tmp_path, *, rate: int = 200) -> None:
+        self.brokers = {n: broker_factory(*FAST, f"node.id={n}", name=f"node{n}", env=minio.env(),
+                                          extra_args=["--object-store", f"s3://{bucket}"])
+                        for n in (1, 2, 3)}
+        self.bootstrap = ",".join(b.bootstrap for b in self.brokers.values())
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        wait_until(lambda: len(admin.list_topics(timeout=5).brokers) == 3, 30, "3 live brokers")
+        admin.create_topics([NewTopic(TOPIC, PARTITIONS, 1)])[TOPIC].result(timeout=30)
+        self.admin = admin
+        self.producer = ToolReport(kafka_tools.start(
+            "kafka-verifiable-producer", "--bootstrap-server", self.bootstrap, "--topic", TOPIC,
+            "--max-messages", "-1", "--throughput", str(rate),
+            "--producer.config", properties(tmp_path, "producer", PRODUCER_CONFIG)))
+        self.consumer = ToolReport(kafka_tools.start(
+            "kafka-verifiable-consumer", "--bootstrap-server", self.bootstrap, "--topic", TOPIC,
+            "--group-id", "verifiers", "--reset-policy", "earliest", "--max-messages", "-1",
+            "--consumer.config", properties(tmp_path, "consumer", CONSUMER_CONFIG)))
+
+    def acked(self) -> int:
+        return len(self.producer.of("producer_send_success"))
+
+    def wait_for_progress(self, more: int, timeout: float, what: str) -> None:
+        """Wait until ``more`` records beyond now are acknowledged (the cluster serves again)."""
+        target = self.acked() + more
+        wait_until(lambda: self.acked() >= target or self.producer.proc.poll() is not None, timeout, what)
+        assert self.producer.proc.poll() is None, self.producer.stop()
+
+    def finish(self) -> dict:
+        """Stop producing, let the consumer read everything acknowledged, check."""
+        perr = self.producer.stop(timeout=200)
+        acked = self.producer.of("producer_send_success")
+        errors = self.producer.of("producer_send_error")
+        want: dict[int, set[int]] = {}
+        for e in acked:
+            want.setdefault(e["partition"], set()).add(e["offset"])
+
+        def consumed() -> Counter:
+            c: Counter = Counter()
+            for e in self.consumer.of("records_consumed"):
+                for p in e["partitions"]:
+                    for o in range(p["minOffset"], p["maxOffset"] + 1):
+                        c[(p["partition"], o)] += 1
+            return c
+        wait_until(lambda: all((p, o) in consumed() for p, os_ in want.items() for o in os_), 180,
+                   "the consumer to read every acknowledged record")
+        cerr = self.consumer.stop()
+        got = consumed()
+        lost = sum(1 for p, os_ in want.items() for o in os_ if (p, o) not in got)
+        extra = sorted(k for k in got if k[1] not in want.get(k[0], set()))
+        order_broken = []
+        for p in want:
+            values = [int(e["value"]) for e in sorted((e for e in acked if e["partition"] == p),
+                                                      key=lambda e: e["offset"])]
+            if values != sorted(values):
+                order_broken.append(p)
+        redelivered = sum(n - 1 for n in got.values() if n > 1)
+        commits = self.consumer.of("offsets_committed")
+        summary = {"acked": len(acked), "send_errors": len(errors), "lost": lost, "unacked_in_log": len(extra),
+                   "order_broken": order_broken, "redelivered": redelivered,
+                   "failed_commits": sum(1 for c in commits if not c.get("success", True))}
+        print("\nfailover run:", json.dumps(summary))
+        assert acked, perr[-3000:]
+        assert lost == 0, (summary, cerr[-2000:])
+        assert errors == [], errors[:5]
+        assert extra == [], (summary, extra[:10])
+        assert order_broken == [], summary
+        return summary
+
+
+def test_kill_9_a_random_broker_ten_times_loses_and_duplicates_nothing(
+        broker_factory, minio, minio_bucket, kafka_tools, tmp_path):
+    rng = random.Random(14)
+    run = Run(broker_factory, minio, minio_bucket, kafka_tools, tmp_path)
+    run.wait_for_progress(400, 60, "the producer to start")
+    down: int | None = None
+    for kill in range(10):
+        if down is not None:                  # the one left dead last time comes back (empty disk)
+            run.brokers[down].start()
+            down = None
+        victim = rng.choice(sorted(run.brokers))
+        run.brokers[victim].kill()
+        run.brokers[victim].wipe()
+        if kill % 2 == 0:
+            run.brokers[victim].start()       # back at once: before a takeover, or just after
+        else:
+            down = victim                     # stays dead: the survivors take over
+        run.wait_for_progress(300, 90, f"produce to go on after kill {kill + 1} (node {victim})")
+    if down is not None:
+        run.brokers[down].start()
+    run.wait_for_progress(200, 60, "produce after the last restart")
+    summary = run.finish()
+    assert summary["acked"] > 3000
+
+
+def test_a_paused_broker_is_taken_over_and_rejoins_fenced(
+        broker_factory, minio, minio_bucket, kafka_tools, tmp_path):
+    run = Run(broker_factory, minio, minio_bucket, kafka_tools, tmp_path)
+    run.wait_for_progress(300, 60, "the producer to start")
+    for victim in (2, 3):
+        b = run.brokers[victim]
+        b.proc.send_signal(signal.SIGSTOP)
+        try:
+            run.wait_for_progress(300, 60, f"the survivors to take over node {victim}")
+        finally:
+            b.proc.send_signal(signal.SIGCONT)
+        wait_until(lambda: "rejoined the cluster as incarnation" in b.log_text()
+                   or b.proc.poll() is not None, 30, f"node {victim} to rejoin")
+        assert b.proc.poll() is None, b.log_tail()
+        run.wait_for_progress(300, 60, f"produce after node {victim} resumed")
+    run.finish()
+
+
+def test_minio_away_for_30_s_delays_acks_and_never_fakes_one(
+        broker_factory, minio_factory, kafka_tools, tmp_path):
+    own = minio_factory("outage")
+    bucket = own.create_bucket()
+    run = Run(broker_factory, own, bucket, kafka_tools, tmp_path, rate=100)
+    run.wait_for_progress(300, 60, "the producer to start")
+    own.stop()
+    time.sleep(30)
+    during = run.acked()
+    own.restart()
+    run.wait_for_progress(300, 120, "produce to go on after MinIO came back")
+    for b in run.brokers.values():
+        assert b.running, b.log_tail()
+    summary = run.finish()
+    assert summary["acked"] > during
