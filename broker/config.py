@@ -5,10 +5,22 @@ as Kafka's ``server.properties``. ``--override key=value`` wins over the file.
 Unknown keys are rejected so that a typo does not silently do nothing.
 Renamed keys keep working for a while as deprecated aliases
 (``DEPRECATED_BROKER_CONFIGS``).
+
+Dynamic broker configs (``DYNAMIC_BROKER_CONFIGS``): the few of Kafka's
+dynamic broker configs that Sluice honours at run time, set with
+IncrementalAlterConfigs on a BROKER resource (``kafka-configs --entity-type
+brokers``), for one broker or as the cluster-wide default (resource name
+""). They live in the bucket's cluster metadata document; each broker lays
+them over its static configs in Kafka's order (per broker, then cluster
+default, then the file and ``--override``, then the default).
+
+Group configs (``GROUP_CONFIGS``): Kafka 4.4's per-group configs, checked as
+Kafka checks them and kept in the same document.
 """
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -166,9 +178,21 @@ def parse_properties(text: str) -> dict[str, str]:
     return out
 
 
+Watcher = Callable[[Any], None]
+
+
 @dataclass
 class BrokerConfig:
+    """The broker's configs: ``values`` are the static ones (defaults, the file,
+    ``--override``); ``set_dynamic`` lays the dynamic ones from the cluster
+    metadata over them, and ``config[key]`` answers the effective value."""
+
     values: dict[str, Any] = field(default_factory=lambda: {k: d for k, (_, d) in BROKER_DEFAULTS.items()})
+    # dynamic configs as parsed from the metadata document: cluster-wide default and this broker's own
+    dynamic_default: dict[str, Any] = field(default_factory=dict)
+    dynamic_broker: dict[str, Any] = field(default_factory=dict)
+    _dynamic: dict[str, Any] = field(default_factory=dict, repr=False)    # the two merged, broker's first
+    _watchers: dict[str, list[Watcher]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def load(cls, *, file_text: str | None = None, overrides: list[str] | None = None) -> "BrokerConfig":
@@ -200,11 +224,56 @@ class BrokerConfig:
         self.values[key] = parser(value)
 
     def __getitem__(self, key: str) -> Any:
+        if self._dynamic and key in self._dynamic:
+            return self._dynamic[key]
         return self.values[key]
 
     def topic_default(self, name: str) -> Any:
         _, broker_key, default = TOPIC_CONFIGS[name]
-        return self.values[broker_key] if broker_key else default
+        return self[broker_key] if broker_key else default
+
+    def watch(self, key: str, fn: Watcher) -> None:
+        """Call ``fn(new effective value)`` whenever a dynamic change alters ``key``
+        (for what reads a config once, at construction)."""
+        self._watchers.setdefault(key, []).append(fn)
+
+    def set_dynamic(self, default: dict[str, str], broker: dict[str, str]) -> list[str]:
+        """Install the dynamic configs stored in the cluster metadata (cluster-wide
+        default, this broker's); returns the keys whose effective value changed.
+        A stored value this version cannot use (unknown name, bad value) is
+        ignored with a warning, never fatal."""
+        before = {k: self[k] for k in set(self._dynamic) | set(default) | set(broker) if k in self.values}
+        self.dynamic_default = _parse_dynamic(default, "cluster-wide default")
+        self.dynamic_broker = _parse_dynamic(broker, f"broker {self.values['node.id']}")
+        self._dynamic = {**self.dynamic_default, **self.dynamic_broker}
+        changed = sorted(k for k, v in before.items() if self[k] != v)
+        for k in changed:
+            log.info("dynamic broker config: %s=%s", k, self[k])
+            for fn in self._watchers.get(k, ()):
+                fn(self[k])
+        return changed
+
+    def source(self, key: str) -> str:
+        """Where the effective value of ``key`` comes from (Kafka's ConfigSource names)."""
+        if key in self.dynamic_broker:
+            return "DYNAMIC_BROKER_CONFIG"
+        if key in self.dynamic_default:
+            return "DYNAMIC_DEFAULT_BROKER_CONFIG"
+        return "STATIC_BROKER_CONFIG" if self.values[key] != BROKER_DEFAULTS[key][1] else "DEFAULT_CONFIG"
+
+
+def _parse_dynamic(raw: dict[str, str], where: str) -> dict[str, Any]:
+    out = {}
+    for k, v in raw.items():
+        spec = DYNAMIC_BROKER_CONFIGS.get(k)
+        try:
+            if spec is None:
+                raise ValueError("not a dynamic config of this version")
+            spec.parse(k, v)
+            out[k] = BROKER_DEFAULTS[k][0](v.strip())
+        except ValueError as exc:
+            log.warning("dynamic broker config %s=%r (%s) ignored: %s", k, v, where, exc)
+    return out
 
 
 def _warn_deprecated(old: str, new: str, what: str) -> None:
@@ -229,3 +298,162 @@ def validate_topic_config(name: str, value: str | None) -> Any:
         if "compact" in policies:
             raise ValueError(COMPACT_REFUSED)
     return parsed
+
+
+# ------------------------------------------------------------------ Kafka's config types
+# DescribeConfigs' config_type codes (Kafka's ConfigEntry.ConfigType)
+TYPE_BOOLEAN, TYPE_STRING, TYPE_INT, TYPE_LONG, TYPE_DOUBLE, TYPE_LIST = 1, 2, 3, 5, 6, 7
+_INT_RANGE = {TYPE_INT: (-(1 << 31), (1 << 31) - 1), TYPE_LONG: (-(1 << 63), (1 << 63) - 1)}
+_TYPE_NAMES = {TYPE_INT: "INT", TYPE_LONG: "LONG"}
+
+# Sluice's broker configs that Kafka types INT (the others that are numbers are LONGs)
+BROKER_INT_CONFIGS = frozenset({
+    "broker.heartbeat.interval.ms", "broker.session.timeout.ms", "default.replication.factor",
+    "group.initial.rebalance.delay.ms", "group.max.session.timeout.ms", "group.max.size",
+    "group.min.session.timeout.ms", "max.incremental.fetch.session.cache.slots", "message.max.bytes",
+    "node.id", "num.partitions", "offset.metadata.max.bytes", "offsets.retention.minutes",
+    "offsets.topic.num.partitions", "producer.id.expiration.ms", "replica.fetch.max.bytes",
+    "socket.request.max.bytes", "transactional.id.expiration.ms"})
+
+
+def broker_config_type(name: str) -> int:
+    parser = BROKER_DEFAULTS[name][0]
+    if parser is int:
+        return TYPE_INT if name in BROKER_INT_CONFIGS else TYPE_LONG
+    return {float: TYPE_DOUBLE, _bool: TYPE_BOOLEAN}.get(parser, TYPE_STRING)
+
+
+@dataclass(frozen=True)
+class ConfigSpec:
+    """One config as Kafka's ConfigDef defines it: its type and validator, and
+    (group configs) the range the broker allows. ``parse`` raises ValueError
+    with Kafka's message."""
+
+    type: int
+    at_least: int | None = None
+    one_of: tuple[str, ...] | None = None
+    range: tuple[int, int] | None = None       # group configs: the broker's bounds
+    at_most: int | None = None                 # group configs: the broker's bound, alone
+    check: Callable[[str, str], None] | None = None
+
+    def parse(self, name: str, value: str) -> Any:
+        def invalid(why: str) -> ValueError:
+            return ValueError(f"Invalid value {value} for configuration {name}: {why}")
+        text = value.strip()
+        parsed: Any = text
+        if self.type in _INT_RANGE:
+            lo, hi = _INT_RANGE[self.type]
+            try:
+                parsed = int(text)
+            except ValueError:
+                parsed = None
+            if parsed is None or not lo <= parsed <= hi or not re.fullmatch(r"[+-]?\d+", text):
+                raise invalid(f"Not a number of type {_TYPE_NAMES[self.type]}")
+            if self.at_least is not None and parsed < self.at_least:
+                raise invalid(f"Value must be at least {self.at_least}")
+        elif self.type == TYPE_BOOLEAN:
+            if text.lower() not in ("true", "false"):
+                raise invalid("Expected value to be either true or false")
+            parsed = text.lower() == "true"
+        elif self.one_of is not None and text not in self.one_of:
+            raise invalid(f"String must be one of: {', '.join(self.one_of)}")
+        if self.range is not None and not self.range[0] <= parsed <= self.range[1]:
+            raise ValueError(f"{name} must be in the range {self.range[0]} to {self.range[1]} inclusive.")
+        if self.at_most is not None and parsed > self.at_most:
+            raise ValueError(f"{name} must be less than or equal to {self.at_most}")
+        if self.check is not None:
+            self.check(name, text)
+        return parsed
+
+
+# Kafka's dynamic broker configs that Sluice honours at run time, as Kafka does:
+# each is read where it acts (the topic defaults at produce and retention, the
+# read pacer's cap), so a change applies without a restart. Kafka has many more
+# dynamic configs (threads, listeners, quotas, compression, ...): Sluice either
+# has no such thing or does not act on it, so they are refused as read-only
+# configs are, rather than stored and ignored.
+DYNAMIC_BROKER_CONFIGS: dict[str, ConfigSpec] = {
+    "log.retention.ms": ConfigSpec(TYPE_LONG),
+    "log.retention.bytes": ConfigSpec(TYPE_LONG),
+    "message.max.bytes": ConfigSpec(TYPE_INT, at_least=0),
+    "log.message.timestamp.type": ConfigSpec(TYPE_STRING, one_of=("CreateTime", "LogAppendTime")),
+    "remote.log.manager.fetch.max.bytes.per.second": ConfigSpec(TYPE_LONG, at_least=1),
+}
+assert set(DYNAMIC_BROKER_CONFIGS) <= set(BROKER_DEFAULTS)
+
+
+# ------------------------------------------------------------------ group configs
+_DURATION = re.compile(r"P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d{1,9})?)S)?)?")
+
+
+def _share_auto_offset_reset(name: str, value: str) -> None:
+    ok = value in ("earliest", "latest")
+    if value.startswith("by_duration:"):
+        m = _DURATION.fullmatch(value[len("by_duration:"):])
+        ok = m is not None and any(g is not None for g in m.groups()) and not m.group(0).endswith("T")
+    if not ok:
+        raise ValueError(f"Invalid value {value} for configuration {name}: Invalid value `{value}` for "
+                         f"configuration {name}. The value must be either 'earliest', 'latest' or of the "
+                         "format 'by_duration:<PnDTnHnMn.nS>'.")
+
+
+def _streams_assignor(name: str, value: str) -> None:
+    if value != "sticky":
+        raise ValueError(f"{name} '{value}' is not a registered task assignor. "
+                         "Registered assignors are: [sticky].")
+
+
+def _dlq_topic(name: str, value: str) -> None:
+    if value.startswith("__"):
+        raise ValueError(f"{name}: DLQ topic name must not start with '__'")
+
+
+def _ms(lo: int, hi: int, at_least: int = 1) -> ConfigSpec:
+    return ConfigSpec(TYPE_INT, at_least=at_least, range=(lo, hi))
+
+
+# Kafka 4.4's group configs: name -> (spec, default, the broker config it defaults
+# to, named as Kafka's DescribeConfigs names it). The ranges are Kafka's default
+# broker bounds (group.consumer.min.session.timeout.ms and the like).
+#
+# Every one of them governs a kind of group Sluice does not serve: consumer.* the
+# KIP-848 consumer protocol, share.* and errors.* share groups (KIP-932), streams.*
+# Streams groups (KIP-1071). Kafka ignores them for a classic group, and classic
+# groups are all Sluice has, so here too they change nothing; they are checked,
+# kept and described as Kafka keeps them (docs/cluster.md, section 4).
+GROUP_CONFIGS: dict[str, tuple[ConfigSpec, str, str]] = {
+    "consumer.session.timeout.ms": (_ms(45000, 60000), "45000", "group.consumer.session.timeout.ms"),
+    "consumer.heartbeat.interval.ms": (_ms(5000, 15000), "5000", "group.consumer.heartbeat.interval.ms"),
+    "consumer.assignment.interval.ms": (_ms(0, 15000, 0), "1000", "group.consumer.assignment.interval.ms"),
+    "share.session.timeout.ms": (_ms(45000, 60000), "45000", "group.share.session.timeout.ms"),
+    "share.heartbeat.interval.ms": (_ms(5000, 15000), "5000", "group.share.heartbeat.interval.ms"),
+    "share.record.lock.duration.ms": (_ms(15000, 60000, 1000), "30000", "group.share.record.lock.duration.ms"),
+    "share.delivery.count.limit": (_ms(2, 10, 2), "5", "group.share.delivery.count.limit"),
+    "share.partition.max.record.locks": (_ms(100, 4000, 100), "2000", "group.share.partition.max.record.locks"),
+    "share.assignment.interval.ms": (_ms(0, 15000, 0), "1000", "group.share.assignment.interval.ms"),
+    "share.auto.offset.reset": (ConfigSpec(TYPE_STRING, check=_share_auto_offset_reset), "latest",
+                                "share.auto.offset.reset"),
+    "share.isolation.level": (ConfigSpec(TYPE_STRING, one_of=("read_committed", "read_uncommitted")),
+                              "read_uncommitted", "share.isolation.level"),
+    "share.renew.acknowledge.enable": (ConfigSpec(TYPE_BOOLEAN), "true", "share.renew.acknowledge.enable"),
+    "streams.session.timeout.ms": (_ms(45000, 60000), "45000", "group.streams.session.timeout.ms"),
+    "streams.heartbeat.interval.ms": (_ms(5000, 15000), "5000", "group.streams.heartbeat.interval.ms"),
+    "streams.assignment.interval.ms": (_ms(0, 15000, 0), "1000", "group.streams.assignment.interval.ms"),
+    "streams.initial.rebalance.delay.ms": (ConfigSpec(TYPE_INT, at_least=0), "3000",
+                                           "group.streams.initial.rebalance.delay.ms"),
+    "streams.num.standby.replicas": (ConfigSpec(TYPE_INT, at_least=0, at_most=2), "0",
+                                     "group.streams.num.standby.replicas"),
+    "streams.assignor.name": (ConfigSpec(TYPE_STRING, check=_streams_assignor), "sticky", "group.streams.assignors"),
+    "streams.rack.aware.assignment.tags": (ConfigSpec(TYPE_LIST), "", "group.streams.rack.aware.assignment.tags"),
+    "errors.deadletterqueue.topic.name": (ConfigSpec(TYPE_STRING, check=_dlq_topic), "",
+                                          "errors.deadletterqueue.topic.name"),
+    "errors.deadletterqueue.copy.record.enable": (ConfigSpec(TYPE_BOOLEAN), "false",
+                                                  "errors.deadletterqueue.copy.record.enable"),
+}
+
+
+def validate_group_config(name: str, value: str) -> Any:
+    """Parse a group config value as Kafka does; ValueError (Kafka's message) if unknown or invalid."""
+    if name not in GROUP_CONFIGS:
+        raise ValueError(f"Unknown group config name: {name}")
+    return GROUP_CONFIGS[name][0].parse(name, value)

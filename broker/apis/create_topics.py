@@ -1,4 +1,14 @@
-"""CreateTopics (19)."""
+"""CreateTopics (19).
+
+Checked in Kafka's order (its controller's ``createTopic``): the name, a topic
+named twice, one that exists, the configs; then either the explicit replica
+assignment (``assignments``: replication factor and partition count must be
+-1, every list checked as Kafka checks it, its first live broker owns the
+partition, see assignments.py) or the replication factor (given or
+``default.replication.factor``: above 0, and at most the registered brokers)
+and the partition count. A topic has one replica per partition, so the answer
+gives replication factor 1, what Metadata lists.
+"""
 from kafka.protocol.admin import CreateTopicsRequest, CreateTopicsResponse
 
 from objectstore import ObjectStoreError
@@ -7,6 +17,7 @@ from ..cluster import TopicExists
 from ..cluster.metadata import topic_name_error
 from ..config import validate_topic_config
 from ..errors import ErrorCode
+from .assignments import AssignmentError, replication_factor_refusal, topic_owners
 from .registry import RequestContext, api
 
 Result = CreateTopicsResponse.CreatableTopicResult
@@ -29,21 +40,28 @@ async def handle(ctx: RequestContext, request: CreateTopicsRequest) -> CreateTop
                 default_partitions if t.num_partitions == -1 else max(t.num_partitions, 0)
                 for t in request.topics)
     for t in request.topics:
+        owners: list[int] | None = None
         if total > MAX_PARTITIONS_PER_REQUEST:
             error, message = ErrorCode.POLICY_VIOLATION, TOO_MANY_PARTITIONS
         else:
             error, message = _validate(b, t, seen)
+            if not error and t.assignments:
+                try:
+                    owners = topic_owners(t.assignments, b.cluster.registered(), b.cluster.usable())
+                except AssignmentError as exc:
+                    error, message = exc.code, exc.message
         seen.add(t.name)
         topic = None
         if not error and not request.validate_only:
             partitions = t.num_partitions if t.num_partitions != -1 else b.config["num.partitions"]
             try:
-                topic = await b.cluster.create_topic(t.name, partitions, {c.name: c.value for c in t.configs})
+                topic = await b.cluster.create_topic(t.name, partitions, {c.name: c.value for c in t.configs},
+                                                     owners=owners)
             except TopicExists:
                 error, message = ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{t.name}' already exists."
             except ObjectStoreError as exc:
                 error, message = ErrorCode.REQUEST_TIMED_OUT, f"cluster metadata not stored: {exc}"
-        partitions = topic.partitions if topic else (
+        partitions = topic.partitions if topic else len(owners) if owners is not None else (
             t.num_partitions if t.num_partitions > 0 else b.config["num.partitions"])
         configs = []
         if not error and topic is not None:
@@ -62,6 +80,7 @@ async def handle(ctx: RequestContext, request: CreateTopicsRequest) -> CreateTop
 
 
 def _validate(b, t, seen) -> tuple[ErrorCode, str | None]:
+    """Everything but the explicit assignment's lists (assignments.py)."""
     reason = topic_name_error(t.name)
     if reason:
         return ErrorCode.INVALID_TOPIC_EXCEPTION, reason
@@ -69,15 +88,24 @@ def _validate(b, t, seen) -> tuple[ErrorCode, str | None]:
         return ErrorCode.INVALID_REQUEST, "topic named twice in one request"
     if t.name in b.replicas.metadata.topics:
         return ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{t.name}' already exists."
-    if t.assignments:
-        return ErrorCode.INVALID_REPLICA_ASSIGNMENT, "manual replica assignment is not supported"
-    if t.num_partitions == 0 or t.num_partitions < -1:
-        return ErrorCode.INVALID_PARTITIONS, "Number of partitions must be larger than 0."
-    if t.replication_factor not in (-1, 1) and t.replication_factor <= 0:
-        return ErrorCode.INVALID_REPLICATION_FACTOR, "Replication factor must be larger than 0."
     for c in t.configs:
         try:
             validate_topic_config(c.name, c.value)
         except ValueError as exc:
             return ErrorCode.INVALID_CONFIG, str(exc)
-    return ErrorCode.NONE, None
+    if t.assignments:
+        if t.replication_factor != -1:
+            return ErrorCode.INVALID_REQUEST, ("A manual partition assignment was specified, but replication "
+                                               "factor was not set to -1.")
+        if t.num_partitions != -1:
+            return ErrorCode.INVALID_REQUEST, ("A manual partition assignment was specified, but numPartitions "
+                                               "was not set to -1.")
+        return ErrorCode.NONE, None
+    if t.replication_factor < -1 or t.replication_factor == 0:
+        return ErrorCode.INVALID_REPLICATION_FACTOR, ("Replication factor must be larger than 0, or -1 to use "
+                                                      "the default value.")
+    if t.num_partitions == 0 or t.num_partitions < -1:
+        return ErrorCode.INVALID_PARTITIONS, "Number of partitions was set to an invalid non-positive value."
+    rf = t.replication_factor if t.replication_factor != -1 else b.config["default.replication.factor"]
+    brokers = len(b.cluster.registered() - set(b.cluster.metadata.image.draining))
+    return replication_factor_refusal(rf, brokers) or (ErrorCode.NONE, None)

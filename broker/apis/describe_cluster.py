@@ -1,7 +1,9 @@
-"""DescribeCluster (60): the registered brokers and the controller lease's holder."""
+"""DescribeCluster (60): the registered brokers and the controller lease's holder;
+the cluster's authorized operations when asked (KIP-430, authorized.py)."""
 from kafka.protocol.admin import DescribeClusterRequest, DescribeClusterResponse
 
 from ..errors import ErrorCode
+from .authorized import CLUSTER_OPERATIONS, operations
 from .registry import RequestContext, api
 
 BROKERS, CONTROLLERS = 1, 2
@@ -20,4 +22,5 @@ async def handle(ctx: RequestContext, request) -> DescribeClusterResponse:
     return DescribeClusterResponse(
         version=ctx.version, throttle_time_ms=0, error_code=error, error_message=message,
         endpoint_type=endpoint_type, cluster_id=b.replicas.metadata.cluster_id,
-        controller_id=b.cluster.controller_id, brokers=brokers, authorized_operations=None)
+        controller_id=b.cluster.controller_id, brokers=brokers,
+        authorized_operations=operations(CLUSTER_OPERATIONS, request.include_cluster_authorized_operations))

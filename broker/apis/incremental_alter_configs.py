@@ -1,92 +1,152 @@
-"""IncrementalAlterConfigs (44): SET / DELETE / APPEND / SUBTRACT on topic configs.
+"""IncrementalAlterConfigs (44): SET / DELETE / APPEND / SUBTRACT on topic, broker and group configs.
 
-Broker configs cannot be altered (INVALID_REQUEST), with one exception: the
-replication throttles that Kafka's kafka-reassign-partitions sets
+Every change is one conditional update of the cluster metadata document
+(docs/cluster.md section 4), checked first as Kafka checks it, with Kafka's
+error codes (INVALID_REQUEST where Kafka's broker refuses, INVALID_CONFIG
+where its controller does):
+
+- any resource: an unknown operation, a config named twice, a SET without a
+  value; a resource named twice in one request (each answers INVALID_REQUEST);
+- TOPIC: the topic configs Sluice knows (``TOPIC_CONFIGS``); APPEND and
+  SUBTRACT only on ``cleanup.policy``, the one list;
+- BROKER, by this broker's id (the admin client sends each broker its own)
+  or "" (the cluster-wide default): the dynamic broker configs Sluice
+  honours at run time (``DYNAMIC_BROKER_CONFIGS``), with Kafka's types and
+  bounds. Any other config is refused as Kafka refuses a read-only one
+  ("Cannot update these configs dynamically"): Kafka's other dynamic configs
+  (threads, listeners, quotas, ...) and names Kafka would store as custom
+  configs, because a config Sluice accepts must act as Kafka's does. Every
+  broker applies the stored values when it reads the document (at once for
+  the one that wrote it, within a heartbeat for the others);
+- GROUP, by group id (not ""): Kafka 4.4's group configs (``GROUP_CONFIGS``),
+  with Kafka's bounds; APPEND and SUBTRACT refused as Kafka refuses them.
+
+The replication throttles that Kafka's kafka-reassign-partitions sets
 (``--throttle``, ``--replica-alter-log-dirs-throttle``) and clears
-(``--verify``, ``--cancel``) on brokers and topics. A move copies no data
-(docs/cluster.md section 11), so there is nothing to throttle: SET and
-DELETE of those configs are checked as Kafka checks them and then change
-nothing (and are not listed by DescribeConfigs).
+(``--verify``, ``--cancel``) on brokers and topics are checked as Kafka
+checks them and then dropped: a move copies no data (docs/cluster.md section
+11), so there is nothing to throttle; they are not stored and DescribeConfigs
+does not list them.
 """
+from __future__ import annotations
+
 import re
+from collections import Counter
+from typing import Callable
 
 from kafka.protocol.admin import IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse
 
 from objectstore import ObjectStoreError
 
 from ..cluster import UnknownTopic
-from ..config import TOPIC_CONFIGS, validate_topic_config
+from ..config import (
+    BROKER_DEFAULTS,
+    DYNAMIC_BROKER_CONFIGS,
+    TOPIC_CONFIGS,
+    TYPE_LONG,
+    ConfigSpec,
+    validate_group_config,
+    validate_topic_config,
+)
 from ..errors import ErrorCode
 from .registry import RequestContext, api
 
-TOPIC, BROKER = 2, 4
+TOPIC, BROKER, GROUP = 2, 4, 32
 SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
+OP_NAMES = {APPEND: ("append", "APPEND"), SUBTRACT: ("subtract", "SUBTRACT")}
 LIST_CONFIGS = {"cleanup.policy"}
-# kafka-reassign-partitions' throttles: accepted, and nothing to throttle (see the module docstring)
+# kafka-reassign-partitions' throttles: checked, and nothing to throttle (see the module docstring)
 BROKER_THROTTLES = {"leader.replication.throttled.rate", "follower.replication.throttled.rate",
                     "replica.alter.log.dirs.io.max.bytes.per.second"}
+THROTTLE_RATE = ConfigSpec(TYPE_LONG, at_least=0)
 TOPIC_THROTTLES = {"leader.replication.throttled.replicas", "follower.replication.throttled.replicas"}
 THROTTLED_REPLICA = re.compile(r"^\d+:\d+$")
 Result = IncrementalAlterConfigsResponse.AlterConfigsResourceResponse
+Change = Callable[[dict[str, str]], None]
+
+
+class Refused(Exception):
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
 
 
 @api(IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse)
 async def handle(ctx: RequestContext, request):
-    rm = ctx.broker.replicas
-    if any(r.resource_type == TOPIC and r.resource_name not in rm.metadata.topics for r in request.resources):
+    cluster = ctx.broker.cluster
+    if any(r.resource_type == TOPIC and r.resource_name not in cluster.metadata.topics for r in request.resources):
         try:        # created on another broker since this one's last heartbeat?
-            await ctx.broker.cluster.metadata.refresh()
+            await cluster.metadata.refresh()
         except ObjectStoreError:
             pass
+    counts = Counter((r.resource_type, r.resource_name) for r in request.resources)
     results = []
     for res in request.resources:
         error, message = ErrorCode.NONE, None
-        topic = rm.metadata.topics.get(res.resource_name) if res.resource_type == TOPIC else None
-        if res.resource_type == BROKER and _only_broker_throttles(res.configs):
-            error, message = _check_broker_throttles(res.resource_name, res.configs)
-        elif res.resource_type != TOPIC:
-            error, message = ErrorCode.INVALID_REQUEST, "only topic configs can be altered"
-        elif topic is None:
-            error, message = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"Topic {res.resource_name} does not exist"
-        else:
-            try:
-                updated = _apply(dict(topic.configs), res.configs)
-            except ValueError as exc:
-                error, message = ErrorCode.INVALID_CONFIG, str(exc)
+        try:
+            if counts[(res.resource_type, res.resource_name)] > 1:
+                raise Refused(ErrorCode.INVALID_REQUEST, "Each resource must appear at most once.")
+            if res.resource_type == TOPIC:
+                await _alter_topic(ctx, res, request.validate_only)
+            elif res.resource_type == BROKER:
+                await _alter_broker(ctx, res, request.validate_only)
+            elif res.resource_type == GROUP:
+                await _alter_group(ctx, res, request.validate_only)
             else:
-                throttles_only = all(op.name in TOPIC_THROTTLES for op in res.configs)
-                if not request.validate_only and not throttles_only:
-                    try:
-                        await ctx.broker.cluster.alter_topic_configs(topic.name, updated)
-                    except UnknownTopic:
-                        error, message = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, \
-                            f"Topic {res.resource_name} does not exist"
-                    except ObjectStoreError as exc:
-                        error, message = ErrorCode.REQUEST_TIMED_OUT, f"cluster metadata not stored: {exc}"
+                raise Refused(ErrorCode.INVALID_REQUEST, f"resource type {res.resource_type} is not supported")
+        except Refused as exc:
+            error, message = exc.code, exc.message
+        except ObjectStoreError as exc:
+            error, message = ErrorCode.REQUEST_TIMED_OUT, f"cluster metadata not stored: {exc}"
         results.append(Result(error_code=error, error_message=message,
                               resource_type=res.resource_type, resource_name=res.resource_name))
     return IncrementalAlterConfigsResponse(version=ctx.version, throttle_time_ms=0, responses=results)
 
 
-def _only_broker_throttles(ops) -> bool:
-    return bool(ops) and all(op.name in BROKER_THROTTLES and op.config_operation in (SET, DELETE) for op in ops)
-
-
-def _check_broker_throttles(resource_name: str, ops) -> tuple[ErrorCode, str | None]:
-    """A broker's replication throttle rates: validated (a broker id or "" for
-    the cluster default; a rate in bytes/s >= 0), then nothing to do."""
-    if resource_name and not resource_name.isdigit():
-        return ErrorCode.INVALID_REQUEST, f"broker id must be an integer, got {resource_name!r}"
+def _check_ops(ops) -> None:
+    """What Kafka's broker refuses in any resource before looking at names."""
     for op in ops:
-        if op.config_operation == SET:
-            try:
-                ok = int(op.value or "") >= 0
-            except ValueError:
-                ok = False
-            if not ok:
-                return ErrorCode.INVALID_CONFIG, f"Invalid value {op.value} for configuration {op.name}: " \
-                    "a rate in bytes/s, at least 0"
-    return ErrorCode.NONE, None
+        if op.config_operation not in (SET, DELETE, APPEND, SUBTRACT):
+            raise Refused(ErrorCode.INVALID_REQUEST, f"Unknown operations type {op.config_operation}")
+    names = [op.name for op in ops]
+    if len(set(names)) != len(names):
+        raise Refused(ErrorCode.INVALID_REQUEST, "Error due to duplicate config keys")
+    for op in ops:
+        if op.config_operation != DELETE and op.value is None:
+            raise Refused(ErrorCode.INVALID_REQUEST, f"Null value not supported for : {op.name}")
+
+
+def _applier(ops, dropped: frozenset[str] | set[str] = frozenset()) -> Change:
+    """SET and DELETE as a pure change of stored configs (names in ``dropped`` are left out)."""
+    def change(configs: dict[str, str]) -> None:
+        for op in ops:
+            if op.name in dropped:
+                continue
+            if op.config_operation == SET:
+                configs[op.name] = op.value
+            elif op.config_operation == DELETE:
+                configs.pop(op.name, None)
+    return change
+
+
+# ------------------------------------------------------------------ topics
+async def _alter_topic(ctx: RequestContext, res, validate_only: bool) -> None:
+    cluster = ctx.broker.cluster
+    _check_ops(res.configs)
+    topic = cluster.metadata.topics.get(res.resource_name)
+    if topic is None:
+        raise Refused(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"Topic {res.resource_name} does not exist")
+    try:
+        updated = _apply_topic(dict(topic.configs), res.configs)
+    except ValueError as exc:
+        raise Refused(ErrorCode.INVALID_CONFIG, str(exc)) from None
+    if validate_only or all(op.name in TOPIC_THROTTLES for op in res.configs):
+        return
+    try:
+        await cluster.alter_topic_configs(topic.name, updated)
+    except UnknownTopic:
+        raise Refused(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"Topic {res.resource_name} does not exist") from None
 
 
 def _check_throttled_replicas(name: str, value: str | None) -> None:
@@ -99,14 +159,12 @@ def _check_throttled_replicas(name: str, value: str | None) -> None:
                      "of replicas in the format [partitionId]:[brokerId],[partitionId]:[brokerId],...")
 
 
-def _apply(configs: dict[str, str], ops) -> dict[str, str]:
+def _apply_topic(configs: dict[str, str], ops) -> dict[str, str]:
     for op in ops:
         name, value = op.name, op.value
         if name in TOPIC_THROTTLES:          # checked, then nothing to throttle (module docstring)
-            if op.config_operation in (SET, APPEND, SUBTRACT):
+            if op.config_operation != DELETE:
                 _check_throttled_replicas(name, value)
-            elif op.config_operation != DELETE:
-                raise ValueError(f"unknown config operation {op.config_operation}")
         elif op.config_operation == SET:
             validate_topic_config(name, value)
             configs[name] = value
@@ -114,9 +172,10 @@ def _apply(configs: dict[str, str], ops) -> dict[str, str]:
             if name not in TOPIC_CONFIGS:
                 raise ValueError(f"unknown topic config {name!r}")
             configs.pop(name, None)
-        elif op.config_operation in (APPEND, SUBTRACT):
+        else:
             if name not in LIST_CONFIGS:
-                raise ValueError(f"{name} is not a list config; APPEND/SUBTRACT do not apply")
+                raise ValueError(f"Can't {OP_NAMES[op.config_operation][1]} to key {name} because its type "
+                                 "is not LIST.")
             current = [x for x in configs.get(name, "").split(",") if x]
             items = [x for x in (value or "").split(",") if x]
             if op.config_operation == APPEND:
@@ -126,6 +185,67 @@ def _apply(configs: dict[str, str], ops) -> dict[str, str]:
             joined = ",".join(current)
             validate_topic_config(name, joined or "delete")
             configs[name] = joined
-        else:
-            raise ValueError(f"unknown config operation {op.config_operation}")
     return configs
+
+
+# ------------------------------------------------------------------ brokers
+async def _alter_broker(ctx: RequestContext, res, validate_only: bool) -> None:
+    b = ctx.broker
+    name = res.resource_name
+    if name and not name.lstrip("-").isdigit():
+        raise Refused(ErrorCode.INVALID_REQUEST, f"Node id must be an integer, but it is: {name}")
+    if name and int(name) != b.node_id:
+        raise Refused(ErrorCode.INVALID_REQUEST, f"Unexpected broker id, expected {b.node_id}, but received {name}")
+    ops = res.configs
+    _check_ops(ops)
+    for op in ops:
+        if op.config_operation in (APPEND, SUBTRACT):
+            verb = OP_NAMES[op.config_operation][0]
+            if op.name in BROKER_DEFAULTS or op.name in BROKER_THROTTLES:
+                raise Refused(ErrorCode.INVALID_CONFIG,
+                              f"Config value {verb} is not allowed for config key: {op.name}")
+            raise Refused(ErrorCode.INVALID_CONFIG, f"Unknown config name: {op.name}")
+    fixed = [op.name for op in ops if op.config_operation == SET
+             and op.name not in DYNAMIC_BROKER_CONFIGS and op.name not in BROKER_THROTTLES]
+    if fixed:
+        raise Refused(ErrorCode.INVALID_REQUEST, f"Cannot update these configs dynamically: [{', '.join(fixed)}]")
+    for op in ops:
+        if op.config_operation == SET:
+            spec = THROTTLE_RATE if op.name in BROKER_THROTTLES else DYNAMIC_BROKER_CONFIGS[op.name]
+            try:
+                spec.parse(op.name, op.value)
+            except ValueError as exc:
+                raise Refused(ErrorCode.INVALID_REQUEST, str(exc)) from None
+    change = _applier(ops, dropped=BROKER_THROTTLES)
+    stored = b.cluster.metadata.image.broker_configs.get(name, {})
+    updated = dict(stored)
+    change(updated)
+    if not validate_only and updated != stored:
+        await b.cluster.alter_broker_configs(name, change)
+
+
+# ------------------------------------------------------------------ groups
+async def _alter_group(ctx: RequestContext, res, validate_only: bool) -> None:
+    cluster = ctx.broker.cluster
+    group = res.resource_name
+    if not group:
+        raise Refused(ErrorCode.INVALID_REQUEST, "Default group resources are not allowed.")
+    ops = res.configs
+    _check_ops(ops)
+    for op in ops:
+        if op.config_operation in (APPEND, SUBTRACT):
+            raise Refused(ErrorCode.INVALID_CONFIG, f"Can't {OP_NAMES[op.config_operation][1]} to key {op.name} "
+                                                    "because its type is not LIST.")
+    for op in ops:
+        if op.config_operation == SET:
+            try:
+                validate_group_config(op.name, op.value)
+            except ValueError as exc:
+                raise Refused(ErrorCode.INVALID_CONFIG, str(exc)) from None
+    change = _applier(ops)
+    stored = cluster.metadata.image.group_configs.get(group, {})
+    updated = dict(stored)
+    change(updated)
+    if not validate_only and updated != stored:
+        await cluster.alter_group_configs(group, change)
+

@@ -1,9 +1,12 @@
 """Metadata (3): the cluster's brokers, topics and partition leaders (owners and
-epochs from the cluster metadata); auto-creates topics when allowed."""
+epochs from the cluster metadata); auto-creates topics when allowed. Authorized
+operations (KIP-430) when asked: every topic named (not an unknown topic id),
+and the cluster's at v8-10, as Kafka without an authorizer answers them."""
 from kafka.protocol.metadata import MetadataRequest, MetadataResponse
 
 from ..cluster.metadata import topic_name_error
 from ..errors import ErrorCode
+from .authorized import CLUSTER_OPERATIONS, TOPIC_OPERATIONS, operations
 from .registry import RequestContext, api
 
 R = MetadataResponse
@@ -25,13 +28,19 @@ async def handle(ctx: RequestContext, request: MetadataRequest) -> MetadataRespo
                 name = topic.name if topic else None
             names.append(name)
     allow_auto = request.allow_auto_topic_creation if v >= 4 else True
+    topic_ops = v >= 8 and request.include_topic_authorized_operations
+    cluster_ops = 8 <= v <= 10 and request.include_cluster_authorized_operations
     topics = []
     for name in names:
-        topics.append(await _describe(ctx, name, allow_auto))
+        topic = await _describe(ctx, name, allow_auto)
+        if topic.name is not None:
+            topic.authorized_operations = operations(TOPIC_OPERATIONS, topic_ops)
+        topics.append(topic)
     brokers = [R.MetadataResponseBroker(node_id=r.node_id, host=r.host, port=r.port, rack=r.rack)
                for r in b.cluster.brokers()]
     return R(version=v, throttle_time_ms=0, brokers=brokers, cluster_id=rm.metadata.cluster_id,
-             controller_id=b.cluster.controller_id, topics=topics, authorized_operations=None,
+             controller_id=b.cluster.controller_id, topics=topics,
+             authorized_operations=operations(CLUSTER_OPERATIONS, cluster_ops),
              error_code=0)
 
 

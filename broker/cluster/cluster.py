@@ -93,6 +93,8 @@ class Cluster:
         self.drained = asyncio.Event()    # set once this broker is draining and owns nothing
         self._last_beat_ms = clock.now_ms()
         self.on_silence: Callable[[], Awaitable[object]] | None = None   # after a beat gap > the session
+        # the dynamic broker configs of every version read or written, from the first load on
+        self.metadata.listen(self._apply_dynamic_configs)
 
     # ------------------------------------------------------------------ start
     def set_endpoint(self, host: str, port: int) -> None:
@@ -159,6 +161,9 @@ class Cluster:
             self._on_delta(delta)
         if self.node_id in new.draining and not self.owns_anything():
             self.drained.set()
+
+    def _apply_dynamic_configs(self, _old: ClusterImage | None, new: ClusterImage) -> None:
+        self.config.set_dynamic(new.broker_configs.get("", {}), new.broker_configs.get(str(self.node_id), {}))
 
     def owns_anything(self) -> bool:
         me = self.node_id
@@ -484,28 +489,37 @@ class Cluster:
         await self._update(change)
 
     # ----------------------------------------------------------------- topics
-    async def create_topic(self, name: str, partitions: int, configs: dict[str, str] | None = None) -> Topic:
+    async def create_topic(self, name: str, partitions: int, configs: dict[str, str] | None = None,
+                           owners: list[int] | None = None) -> Topic:
         """Add a topic, its partitions placed on the registered brokers with the
-        fewest (ties: lowest id); raises TopicExists."""
+        fewest (ties: lowest id), or on ``owners`` (one node per partition: an
+        explicit replica assignment); raises TopicExists."""
         configs = dict(configs or {})
         for k, v in configs.items():
             validate_topic_config(k, v)
         topic_id = uuid.uuid4()
         nodes = self._placeable(self.metadata.image)
+        if owners is not None:
+            partitions = len(owners)
 
         def add(image: ClusterImage) -> None:
             if name in image.topics:
                 raise TopicExists(name)
-            load = self._load(image, nodes)
-            owners = []
-            for _ in range(partitions):
-                node = min(load, key=lambda n: (load[n], n))
-                owners.append(node)
-                load[node] += 1
-            image.topics[name] = Topic(name, topic_id, partitions, configs, owners, [1] * partitions)
+            placed = list(owners) if owners is not None else self._place(image, nodes, partitions)
+            image.topics[name] = Topic(name, topic_id, partitions, configs, placed, [1] * partitions)
         image = await self._update(add)
         log.info("created topic %s with %d partitions", name, partitions)
         return image.topics[name]
+
+    def _place(self, image: ClusterImage, nodes: set[int], count: int) -> list[int]:
+        """Owners for ``count`` new partitions: each on the broker with the fewest."""
+        load = self._load(image, nodes)
+        owners = []
+        for _ in range(count):
+            node = min(load, key=lambda n: (load[n], n))
+            owners.append(node)
+            load[node] += 1
+        return owners
 
     async def delete_topic(self, name: str) -> Topic:
         gone: list[Topic] = []
@@ -518,21 +532,23 @@ class Cluster:
         log.info("deleted topic %s", name)
         return gone[0]
 
-    async def add_partitions(self, name: str, count: int) -> None:
+    async def add_partitions(self, name: str, count: int, owners: list[int] | None = None) -> None:
+        """Grow the topic to ``count`` partitions, the new ones placed as
+        ``create_topic`` places them (or on ``owners``, one per new partition)."""
         nodes = self._placeable(self.metadata.image)
 
         def grow(image: ClusterImage) -> None:
             t = image.topics.get(name)
             if t is None:
                 raise UnknownTopic(name)
-            load = self._load(image, nodes)
-            while t.partitions < count:
-                node = min(load, key=lambda n: (load[n], n))
+            if t.partitions >= count:
+                return
+            new = list(owners) if owners is not None else self._place(image, nodes, count - t.partitions)
+            for node in new[:count - t.partitions]:
                 t.owners.append(node)
                 t.epochs.append(1)
                 t.targets.append(NO_OWNER)
                 t.partitions += 1
-                load[node] += 1
         await self._update(grow)
 
     async def alter_topic_configs(self, name: str, configs: dict[str, str]) -> None:
@@ -543,6 +559,37 @@ class Cluster:
                 raise UnknownTopic(name)
             t.configs = dict(configs)
         await self._update(alter)
+
+    async def alter_broker_configs(self, resource: str, change: Callable[[dict[str, str]], None]) -> None:
+        """Change the dynamic broker configs of ``resource`` ("" for the cluster-wide
+        default, else a node id) with ``change`` (a pure function of the stored
+        configs, applied in place: it may run more than once). Every broker
+        applies the result on its next read of the document."""
+        def alter(image: ClusterImage) -> None:
+            configs = dict(image.broker_configs.get(resource, {}))
+            change(configs)
+            image.broker_configs[resource] = configs
+            if not configs:
+                del image.broker_configs[resource]
+        await self._update(alter)
+
+    async def alter_group_configs(self, group: str, change: Callable[[dict[str, str]], None]) -> None:
+        """Change the configs of group ``group`` as ``alter_broker_configs`` does."""
+        def alter(image: ClusterImage) -> None:
+            configs = dict(image.group_configs.get(group, {}))
+            change(configs)
+            image.group_configs[group] = configs
+            if not configs:
+                del image.group_configs[group]
+        await self._update(alter)
+
+    def registered(self) -> set[int]:
+        """The registered brokers (live or not), as last listed."""
+        return set(self.membership.brokers)
+
+    def usable(self) -> set[int]:
+        """Brokers a new partition may be owned by: live and not draining."""
+        return set(self.membership.live()) - set(self.metadata.image.draining)
 
     def topic_config(self, topic: Topic, name: str):
         if name in topic.configs:

@@ -26,6 +26,14 @@ claimed at, so a writer holding an older one is fenced.
 ``__consumer_offsets``, never listed as a topic): owned and epoch-fenced like
 a topic's, so a coordinator can move with them.
 
+``broker_configs`` holds the dynamic broker configs (IncrementalAlterConfigs
+on a BROKER resource) by resource name: "" for the cluster-wide default, a
+node id for one broker; ``group_configs`` the group configs by group id. Both
+are written only when not empty:
+
+    "broker_configs": {"": {"log.retention.ms": "3600000"}, "2": {"message.max.bytes": "2097152"}},
+    "group_configs": {"payments": {"consumer.session.timeout.ms": "50000"}}
+
 Documents written before ownership existed lack "owners"/"epochs": their
 partitions read as unowned at epoch 0 and are claimed at start.
 """
@@ -131,14 +139,22 @@ class ClusterImage:
     # state lives in partition abs(hash(group id)) % count, owned like a topic's.
     offsets: Topic | None = None
     draining: list[int] = field(default_factory=list)    # brokers being emptied (docs/cluster.md §9)
+    # dynamic broker configs by resource name ("": cluster-wide default, else a node id)
+    broker_configs: dict[str, dict[str, str]] = field(default_factory=dict)
+    group_configs: dict[str, dict[str, str]] = field(default_factory=dict)   # by group id
 
     def to_doc(self) -> dict[str, Any]:
-        return {"format": "sluice.cluster", "cluster_id": self.cluster_id,
-                "generation": self.generation,
-                "producer_id_block_end": self.producer_id_block_end,
-                "topics": [t.to_json() for t in self.topics.values()],
-                "offsets": self.offsets.to_json() if self.offsets is not None else None,
-                "draining": self.draining}
+        doc = {"format": "sluice.cluster", "cluster_id": self.cluster_id,
+               "generation": self.generation,
+               "producer_id_block_end": self.producer_id_block_end,
+               "topics": [t.to_json() for t in self.topics.values()],
+               "offsets": self.offsets.to_json() if self.offsets is not None else None,
+               "draining": self.draining}
+        for key in ("broker_configs", "group_configs"):
+            configs = {k: v for k, v in getattr(self, key).items() if v}
+            if configs:
+                doc[key] = configs
+        return doc
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> "ClusterImage":
@@ -147,7 +163,9 @@ class ClusterImage:
                    doc.get("producer_id_block_end", 0),
                    {t["name"]: Topic.from_json(t) for t in doc.get("topics", [])},
                    Topic.from_json(offsets) if offsets else None,
-                   [int(n) for n in doc.get("draining", [])])
+                   [int(n) for n in doc.get("draining", [])],
+                   {str(k): dict(v) for k, v in doc.get("broker_configs", {}).items()},
+                   {str(k): dict(v) for k, v in doc.get("group_configs", {}).items()})
 
     def pending_moves(self) -> int:
         return sum(1 for t in self.owned_topics() for x in t.targets if x != NO_OWNER)

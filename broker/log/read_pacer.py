@@ -75,6 +75,15 @@ class RemoteReadPacer:
         self._last = self._window_start = now
         self.tokens = self._burst()
 
+    def set_max_rate(self, max_rate: float) -> None:
+        """A new cap (the dynamic broker config): an allowance at the old cap, or
+        above the new one, moves to the new cap; one the adaptation set below
+        both stays and grows from there."""
+        old, self.max_rate = self.max_rate, max_rate
+        if self.rate == old or self.rate > max_rate:
+            self.rate = max_rate
+            self.tokens = min(self.tokens, self._burst())
+
     @property
     def enabled(self) -> bool:
         return self.max_rate != math.inf or self.target > 0

@@ -84,6 +84,11 @@ def is_object_range(loc: object) -> bool:
     return type(loc) is tuple and type(loc[0]) is str
 
 
+def _fetch_cap(cap: int) -> float:
+    """``remote.log.manager.fetch.max.bytes.per.second`` as the pacer's cap (Long.MAX_VALUE: none)."""
+    return math.inf if cap >= 1 << 62 else float(max(cap, 1))
+
+
 class ReplicaManager:
     def __init__(self, config: BrokerConfig, data_dir: str, store: ObjectStore, *, metrics=None,
                  metadata: MetadataStore | None = None) -> None:
@@ -116,9 +121,10 @@ class ReplicaManager:
                                       fetch=store.get_range,
                                       fetch_parts=getattr(store, "get_range_parts", None),
                                       readahead_blocks=config["cache.readahead.blocks"])
-        cap = config["remote.log.manager.fetch.max.bytes.per.second"]
-        self.read_pacer = RemoteReadPacer(max_rate=math.inf if cap >= 1 << 62 else float(max(cap, 1)),
+        self.read_pacer = RemoteReadPacer(max_rate=_fetch_cap(config["remote.log.manager.fetch.max.bytes.per.second"]),
                                           target=max(config["remote.fetch.produce.latency.target.ms"], 0) / 1000)
+        config.watch("remote.log.manager.fetch.max.bytes.per.second",     # a dynamic broker config
+                     lambda cap: self.read_pacer.set_max_rate(_fetch_cap(cap)))
         self.partitions: dict[tuple[str, int], Partition] = {}
         self.deleted_topics: list[Topic] = []   # manifests to delete from the bucket
         self.pending_upload_bytes = 0           # appended since the last upload's cut

@@ -67,3 +67,49 @@ def test_cleanup_policy_compact_is_refused_with_a_clear_message():
     assert "cleanup.policy=compact is not supported yet" in COMPACT_REFUSED and "use delete" in COMPACT_REFUSED
     with pytest.raises(ValueError, match="must be delete"):
         validate_topic_config("cleanup.policy", "shred")
+
+
+def test_dynamic_configs_lie_over_the_static_ones_in_kafkas_order():
+    """Per broker, then the cluster-wide default, then the file or --override,
+    then the default; watchers hear each change of the effective value; a
+    stored value this version cannot use is ignored, never fatal."""
+    cfg = BrokerConfig.load(overrides=["log.retention.ms=1000", "node.id=2"])
+    seen = []
+    cfg.watch("message.max.bytes", seen.append)
+    assert cfg.source("log.retention.ms") == "STATIC_BROKER_CONFIG"
+    assert cfg.source("message.max.bytes") == "DEFAULT_CONFIG"
+    changed = cfg.set_dynamic({"log.retention.ms": "2000", "message.max.bytes": "500"},
+                              {"message.max.bytes": "700", "num.partitions": "9", "log.retention.bytes": "x"})
+    assert changed == ["log.retention.ms", "message.max.bytes"]
+    assert (cfg["log.retention.ms"], cfg["message.max.bytes"], cfg["num.partitions"]) == (2000, 700, 1)
+    assert cfg["log.retention.bytes"] == -1
+    assert cfg.source("log.retention.ms") == "DYNAMIC_DEFAULT_BROKER_CONFIG"
+    assert cfg.source("message.max.bytes") == "DYNAMIC_BROKER_CONFIG"
+    assert cfg.topic_default("retention.ms") == 2000 and cfg.topic_default("max.message.bytes") == 700
+    assert cfg.values["log.retention.ms"] == 1000            # the static layer is untouched
+    assert cfg.set_dynamic({"message.max.bytes": "700"}, {"message.max.bytes": "700"}) == ["log.retention.ms"]
+    assert cfg.set_dynamic({}, {}) == ["message.max.bytes"]
+    assert (cfg["log.retention.ms"], cfg["message.max.bytes"]) == (1000, 1048588)
+    assert seen == [700, 1048588]
+
+
+def test_config_specs_parse_as_kafkas_configdef():
+    from broker.config import DYNAMIC_BROKER_CONFIGS, GROUP_CONFIGS, validate_group_config
+
+    spec = DYNAMIC_BROKER_CONFIGS["message.max.bytes"]
+    assert spec.parse("message.max.bytes", " 42 ") == 42
+    for value, why in (("1_000", "Not a number of type INT"), ("2147483648", "Not a number of type INT"),
+                       ("-1", "Value must be at least 0"), ("", "Not a number of type INT")):
+        with pytest.raises(ValueError) as ei:
+            spec.parse("message.max.bytes", value)
+        assert str(ei.value) == f"Invalid value {value} for configuration message.max.bytes: {why}"
+    assert DYNAMIC_BROKER_CONFIGS["log.retention.ms"].parse("log.retention.ms", "9223372036854775807") == 2**63 - 1
+    assert len(GROUP_CONFIGS) == 21            # Kafka 4.4's, as its DescribeConfigs lists them
+    for name, (spec, default, _) in GROUP_CONFIGS.items():
+        validate_group_config(name, default)    # every default passes its own checks
+    assert validate_group_config("share.renew.acknowledge.enable", "TRUE") is True
+    for ok in ("earliest", "latest", "by_duration:PT0S", "by_duration:P1D", "by_duration:P1DT2H3M4.5S"):
+        validate_group_config("share.auto.offset.reset", ok)
+    for bad in ("EARLIEST", "by_duration:", "by_duration:P", "by_duration:PT", "by_duration:-PT1H", "by_duration:1H"):
+        with pytest.raises(ValueError, match="The value must be either 'earliest', 'latest'"):
+            validate_group_config("share.auto.offset.reset", bad)

@@ -168,3 +168,28 @@ def test_a_reader_starting_next_to_produce_traffic_starts_slow_and_grows():
     assert q.fetch_limit() is None
     q.charge(50 * MB)
     assert q.rate == math.inf and q.delay() == 0.0
+
+
+def test_a_new_cap_applies_at_once_and_an_adapted_allowance_below_it_stays():
+    """remote.log.manager.fetch.max.bytes.per.second is a dynamic broker config:
+    a cap set on an unpaced reader paces it from now on; lifted, it is unpaced
+    again; an allowance the adaptation set below both caps keeps adapting."""
+    clock = Clock()
+    p = RemoteReadPacer(clock=clock)
+    p.set_max_rate(10 * MB)
+    assert p.rate == p.max_rate == 10 * MB
+    p.charge(2 * MB)               # the new bucket's burst: a fifth of a second's worth
+    assert p.delay() == 0.0
+    p.charge(5 * MB)
+    assert abs(p.delay() - 0.5) < 1e-9
+    p.set_max_rate(math.inf)
+    assert p.rate == math.inf and p.delay() == 0.0
+
+    p = RemoteReadPacer(max_rate=64 * MB, target=0.01, clock=clock)
+    _window(p, clock, read=8 * MB, produce_s=0.05)     # slow produce: the allowance drops below the cap
+    adapted = p.rate
+    assert adapted < 32 * MB
+    p.set_max_rate(32 * MB)
+    assert p.rate == adapted and p.max_rate == 32 * MB
+    p.set_max_rate(adapted / 2)    # a cap below the allowance wins
+    assert p.rate == adapted / 2

@@ -279,41 +279,51 @@ THROTTLED_REPLICAS = ["leader.replication.throttled.replicas", "follower.replica
 
 async def test_reassignment_throttles_are_accepted_and_change_nothing(tmp_path):
     """What kafka-reassign-partitions sends: --verify DELETEs the throttles on
-    every broker and on the plan's topics; --throttle SETs them. Accepted (a
-    move copies no data: nothing to throttle), checked, not stored, and no
-    bucket write. Any other broker config is refused as before."""
+    every broker (each broker's resource to that broker, as the admin client
+    routes it) and on the plan's topics; --throttle SETs them. Accepted (a
+    move copies no data: nothing to throttle), checked as Kafka checks them
+    (INVALID_REQUEST for a bad rate, as Kafka's broker), not stored, and no
+    bucket write. Next to a dynamic broker config, that one is stored."""
     async with rig_of(tmp_path, 26) as rig:
         await create_topic(rig, 1, "th", 2)
         configs_before = dict(rig.brokers[1].cluster.metadata.topics["th"].configs)
         rig.store.fail("put", "cluster/metadata.json", times=None)   # no write is needed
-        clear = [(BROKER, str(n), [(c, DELETE, None) for c in THROTTLE_RATES]) for n in (1, 2, 3)]
-        clear.append((TOPIC, "th", [(c, DELETE, None) for c in THROTTLED_REPLICAS]))
-        assert await alter_configs(rig, 2, clear) == [(NONE, None)] * 4
-        assert await alter_configs(rig, 2, [
+        for n in (1, 2, 3):
+            assert await alter_configs(rig, n, [(BROKER, str(n), [(c, DELETE, None) for c in THROTTLE_RATES])]) \
+                == [(NONE, None)]
+        assert await alter_configs(rig, 2, [(TOPIC, "th", [(c, DELETE, None) for c in THROTTLED_REPLICAS])]) \
+            == [(NONE, None)]
+        assert await alter_configs(rig, 1, [
             (BROKER, "1", [(THROTTLE_RATES[0], SET, "1000"), (THROTTLE_RATES[1], SET, "1000")]),
             (BROKER, "", [(THROTTLE_RATES[2], SET, "0")]),
             (TOPIC, "th", [(THROTTLED_REPLICAS[0], SET, "0:1,1:2"), (THROTTLED_REPLICAS[1], SET, "*")]),
-            (TOPIC, "th", [(THROTTLED_REPLICAS[1], SET, "")]),
-        ]) == [(NONE, None)] * 4
+        ]) == [(NONE, None)] * 3
+        assert await alter_configs(rig, 1, [(TOPIC, "th", [(THROTTLED_REPLICAS[1], SET, "")])]) == [(NONE, None)]
         rig.store.clear_faults()
         assert rig.brokers[1].cluster.metadata.topics["th"].configs == configs_before
+        assert rig.brokers[1].cluster.metadata.image.broker_configs == {}
 
-        got = await alter_configs(rig, 2, [
+        got = await alter_configs(rig, 1, [
             (BROKER, "1", [(THROTTLE_RATES[0], SET, "fast")]),
-            (BROKER, "1", [(THROTTLE_RATES[0], SET, "-1")]),
+            (BROKER, "", [(THROTTLE_RATES[0], SET, "-1")]),
             (TOPIC, "th", [(THROTTLED_REPLICAS[0], SET, "0-1")]),
-            (BROKER, "x", [(THROTTLE_RATES[0], DELETE, None)]),
-            (BROKER, "1", [("log.retention.ms", SET, "1000")]),
-            (BROKER, "1", [(THROTTLE_RATES[0], DELETE, None), ("log.retention.ms", DELETE, None)]),
-            (BROKER, "1", []),
         ])
-        assert [e for e, _ in got] == [ErrorCode.INVALID_CONFIG, ErrorCode.INVALID_CONFIG,
-                                       ErrorCode.INVALID_CONFIG, ErrorCode.INVALID_REQUEST,
-                                       ErrorCode.INVALID_REQUEST, ErrorCode.INVALID_REQUEST,
-                                       ErrorCode.INVALID_REQUEST]
-        assert got[4][1] == "only topic configs can be altered"
+        assert got == [
+            (ErrorCode.INVALID_REQUEST, f"Invalid value fast for configuration {THROTTLE_RATES[0]}: "
+                                        "Not a number of type LONG"),
+            (ErrorCode.INVALID_REQUEST, f"Invalid value -1 for configuration {THROTTLE_RATES[0]}: "
+                                        "Value must be at least 0"),
+            (ErrorCode.INVALID_CONFIG, got[2][1])]
+        got = await alter_configs(rig, 1, [(BROKER, "x", [(THROTTLE_RATES[0], DELETE, None)])])
+        assert got == [(ErrorCode.INVALID_REQUEST, "Node id must be an integer, but it is: x")]
+        got = await alter_configs(rig, 1, [(BROKER, "2", [(THROTTLE_RATES[0], DELETE, None)])])
+        assert got == [(ErrorCode.INVALID_REQUEST, "Unexpected broker id, expected 1, but received 2")]
+        assert await alter_configs(rig, 1, [(BROKER, "1", [])]) == [(NONE, None)]
 
-        # a throttle next to a real topic config: the real one is stored
+        # a throttle next to a dynamic broker config, or a real topic config: the real one is stored
+        assert await alter_configs(rig, 1, [(BROKER, "1", [(THROTTLE_RATES[0], SET, "5"),
+                                                            ("log.retention.ms", SET, "1000")])]) == [(NONE, None)]
+        assert rig.brokers[1].cluster.metadata.image.broker_configs == {"1": {"log.retention.ms": "1000"}}
         assert await alter_configs(rig, 2, [(TOPIC, "th", [(THROTTLED_REPLICAS[0], DELETE, None),
                                                             ("retention.ms", SET, "60000")])]) == [(NONE, None)]
         assert rig.brokers[2].cluster.metadata.topics["th"].configs == {"retention.ms": "60000"}
