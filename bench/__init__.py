@@ -9,5 +9,6 @@ The broker never imports this package (tests/unit/test_layout.py checks it);
 - ``ports`` — free loopback ports below the ephemeral range;
 - ``cli`` — the ``sluice bench`` argument parser;
 - ``common`` — helpers the benches share (topics, machine facts, results);
-- ``produce``, ``fsync``, ``groups``, ``storage``, ``compare``, ``latency`` — one bench each.
+- ``produce``, ``fsync``, ``groups``, ``storage``, ``compare``, ``latency``, ``failover`` — one bench each;
+  ``produce_wal`` is ``produce --wal`` (the WAL on disk and in the bucket).
 """

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import compare, fsync, groups, latency, produce, storage
+from . import compare, failover, fsync, groups, latency, produce, storage
 
 
 def build_parser(prog: str = "sluice bench") -> argparse.ArgumentParser:
@@ -20,6 +20,7 @@ def build_parser(prog: str = "sluice bench") -> argparse.ArgumentParser:
     compare.add_parser(kinds)   # Sluice vs Apache Kafka (issue 5)
     storage.add_parser(kinds)   # object storage (issue 3)
     latency.add_parser(kinds)   # ack latency against rate, next to Apache Kafka (issue 2)
+    failover.add_parser(kinds)  # kill -9 a broker with wal.type=s3: until its partitions serve again
     return bench
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
 import sys
 from array import array
+from pathlib import Path
 from typing import Callable
 
 MB = 1_000_000
@@ -73,6 +75,25 @@ def machine() -> dict:
         pass
     return {"cpus": os.cpu_count(), "memory_gib": mem, "python": platform.python_version(),
             "platform": platform.platform()}
+
+
+def sluice_version() -> dict:
+    """Sluice's package version, the checkout's commit and whether it has uncommitted changes, and Python's."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                                text=True, timeout=10).stdout.strip() or None
+        dirty: bool | None = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                                                 cwd=root, capture_output=True, text=True, timeout=10).stdout.strip())
+    except Exception:
+        commit, dirty = None, None
+    try:
+        from importlib.metadata import version
+        sluice_v = version("sluice")
+    except Exception:
+        sluice_v = None
+    return {"sluice": sluice_v, "sluice_commit": commit, "sluice_worktree_dirty": dirty,
+            "python": platform.python_version()}
 
 
 def write_results(result: dict, json_path: str | None, plot_path: str | None = None,

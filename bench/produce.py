@@ -81,7 +81,19 @@ def add_parser(kinds) -> None:
                         "object store in the temp dir, balancer off; the topic's partitions spread over them); "
                         "several counts (e.g. 1,2) alternate within each of --rounds rounds, a fresh cluster "
                         "each run, and the summary gives per count the median and its ratio to the first")
-    p.add_argument("--rounds", type=int, default=1, help="with --brokers: rounds of runs")
+    p.add_argument("--rounds", type=int, default=1, help="with --brokers or --wal: rounds of runs")
+    p.add_argument("--wal", default=None, metavar="TYPE[,TYPE...]",
+                   help="instead of one broker, the same load against fresh brokers with each WAL in turn, on a "
+                        "MinIO of its own (a bucket per broker): file (wal.type=file), s3 (wal.type=s3), s3:MS "
+                        "(wal.type=s3, wal.s3.interval.ms=MS); e.g. file,s3,s3:5. Reports MB/s, ack latency, "
+                        "WAL PUTs and other PUTs per GB; medians over --rounds, the order reversed every other "
+                        "round")
+    p.add_argument("--wal-loads", default="max,10", metavar="LOAD[,LOAD...]",
+                   help="with --wal: one run per load on each broker, max (unthrottled) or MB/s")
+    p.add_argument("--kafka", action="store_true",
+                   help="with --wal: Apache Kafka 4.4 (one KRaft node, acks from the page cache) as one more "
+                        "variant, the same driver")
+    p.add_argument("--kafka-heap", default="-Xmx1g -Xms1g", help="with --kafka: KAFKA_HEAP_OPTS")
     p.add_argument("--metrics", metavar="HOST:PORT",
                    help="the --bootstrap broker's metrics endpoint, to report WAL fsync figures "
                         "(a self-started broker's is used automatically)")
@@ -281,6 +293,9 @@ def run_produce(args) -> int:
     if args.duration <= args.warmup:
         print("sluice bench produce: --duration must exceed --warmup", file=sys.stderr)
         return 2
+    if args.wal:
+        from . import produce_wal
+        return produce_wal.run(args)
     if args.brokers:
         if args.bootstrap:
             print("sluice bench produce: --brokers starts brokers of its own; not with --bootstrap", file=sys.stderr)
