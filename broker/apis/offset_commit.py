@@ -3,8 +3,8 @@ the covering WAL fsync. v10 (KIP-848) names topics by id instead of name.
 
 Error order as Kafka's: an unknown topic (id or name/partition) answers that
 partition whatever the group's state (Kafka filters those before it asks the
-coordinator); then the group's error (loading, member, generation) for every
-other partition; then metadata size."""
+coordinator); then the group's error (loading, then ``check_commit``'s order:
+member, generation, rebalance) for every other partition; then metadata size."""
 from __future__ import annotations
 
 import time
@@ -31,11 +31,12 @@ def topic_name(ctx: RequestContext, topic) -> str | None:
 
 
 def _group_error(ctx: RequestContext, request: OffsetCommitRequest) -> int:
-    if not request.group_id:
-        return ErrorCode.INVALID_GROUP_ID
-    return ctx.broker.groups.check_commit(request.group_id, request.generation_id_or_member_epoch,
+    # No INVALID_GROUP_ID: Kafka takes "" like any group id here (a simple commit
+    # into group "" succeeds), unlike the membership APIs.
+    return ctx.broker.groups.check_commit(request.group_id or "", request.generation_id_or_member_epoch,
                                           request.member_id or "",
-                                          request.group_instance_id if ctx.version >= 7 else None)
+                                          request.group_instance_id if ctx.version >= 7 else None,
+                                          ctx.version)
 
 
 def _partition_error(ctx: RequestContext, name: str | None, p, group_err: int) -> int:

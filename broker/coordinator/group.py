@@ -29,6 +29,17 @@ The one step back: a DeleteGroups whose tombstone cannot be written puts the
 group back from Dead to Empty (``_transition(..., revert=True)``, only to the
 state it came from), as Kafka 4 reverts the in-memory state of a failed write.
 
+Error precedence is Kafka's (ClassicGroup.validateMember / validateOffsetCommit
+and GroupMetadataManager), the same for every API that names a member: group
+unknown or Dead; the member (an unknown instance id: UNKNOWN_MEMBER_ID; one
+mapped to another member: FENCED_INSTANCE_ID; an unknown member id); the
+generation (ILLEGAL_GENERATION); only then the group's state
+(REBALANCE_IN_PROGRESS). The order matters to clients: ILLEGAL_GENERATION and
+UNKNOWN_MEMBER_ID tell a member that its generation, and with it its
+partitions, are gone; REBALANCE_IN_PROGRESS tells a cooperative consumer to
+rejoin keeping them. ``tests/e2e/test_group_conformance.py`` holds the table
+checked against Kafka.
+
 Members, generations and assignments live in memory only. Offsets and the
 group's existence are durable: every change is a log entry (in the broker, a
 WAL entry of kind 3, ``KIND_GROUP``, key = group id) and is answered only after
@@ -217,6 +228,11 @@ def _parse_subscription(meta: bytes) -> set[str] | None:
         return out
     except Exception:
         return None
+
+
+def _inconsistent(requested: str | None, current: str | None) -> bool:
+    """SyncGroup's protocol check (Kafka's isProtocolInconsistent): only when both are set."""
+    return requested is not None and current is not None and requested != current
 
 
 def _resolve(fut: asyncio.Future | None, value) -> None:
@@ -622,11 +638,10 @@ class GroupCoordinator:
         if member_id in g.pending_members:
             g.pending_members.pop(member_id).cancel()
             return await self._add_and_rebalance(g, new_member(member_id))
-        m = g.members.get(member_id)
-        if group_instance_id and g.static_members.get(group_instance_id, member_id) != member_id:
-            return JoinResult(ErrorCode.FENCED_INSTANCE_ID, member_id=member_id)
-        if m is None:
-            return JoinResult(ErrorCode.UNKNOWN_MEMBER_ID, member_id=member_id)
+        err, m = self._validate_member(g, member_id, group_instance_id)
+        if err:
+            return JoinResult(err, member_id=member_id)
+        assert m is not None  # _validate_member answered NONE
         m.client_id, m.client_host = client_id, client_host
         if g.state == PREPARING:
             return await self._update_and_wait(g, m, protocols, session_timeout_ms, rebalance_timeout_ms)
@@ -705,20 +720,31 @@ class GroupCoordinator:
             self._maybe_complete_join(g)
         return await fut
 
-    # --------------------------------------------------------------- SyncGroup
-    def _check_member(self, g: Group | None, member_id: str, instance_id: str | None) -> tuple[int, Member | None]:
-        if g is None or g.state == DEAD:
-            return ErrorCode.UNKNOWN_MEMBER_ID, None
-        if instance_id and g.static_members.get(instance_id, member_id) != member_id:
-            return ErrorCode.FENCED_INSTANCE_ID, None
+    # ------------------------------------------------- member checks (all APIs)
+    @staticmethod
+    def _validate_member(g: Group, member_id: str, instance_id: str | None) -> tuple[int, Member | None]:
+        """Kafka's ClassicGroup.validateMember, shared by every API that names a
+        member: an instance id must be a known static member's (else
+        UNKNOWN_MEMBER_ID) and map to this member id (else FENCED_INSTANCE_ID);
+        the member id must be known. Generation and state are checked after it,
+        by the caller, in the order Kafka does."""
+        if instance_id:  # an empty instance id counts as none, as JoinGroup treats it
+            current = g.static_members.get(instance_id)
+            if current is None:
+                return ErrorCode.UNKNOWN_MEMBER_ID, None
+            if current != member_id:
+                return ErrorCode.FENCED_INSTANCE_ID, None
         m = g.members.get(member_id)
         if m is None:
             return ErrorCode.UNKNOWN_MEMBER_ID, None
         return ErrorCode.NONE, m
 
+    # --------------------------------------------------------------- SyncGroup
     async def sync_group(self, *, group_id: str, generation: int, member_id: str,
                          group_instance_id: str | None, protocol_type: str | None,
                          protocol_name: str | None, assignments: dict[str, bytes]) -> tuple[int, bytes, Group | None]:
+        """Kafka's order: unknown or Empty group, Dead, member, generation,
+        protocol, then the state (PreparingRebalance: REBALANCE_IN_PROGRESS)."""
         if not group_id:
             return ErrorCode.INVALID_GROUP_ID, b"", None
         if self.loading:  # the rebalance is lost: the member must start over at JoinGroup
@@ -728,17 +754,18 @@ class GroupCoordinator:
             return (ErrorCode.REBALANCE_IN_PROGRESS if err == ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
                     else err), b"", None
         g = self.groups.get(group_id)
-        err, m = self._check_member(g, member_id, group_instance_id)
+        if g is None or g.state == EMPTY:
+            return ErrorCode.UNKNOWN_MEMBER_ID, b"", g
+        if g.state == DEAD:
+            return ErrorCode.COORDINATOR_NOT_AVAILABLE, b"", g
+        err, m = self._validate_member(g, member_id, group_instance_id)
         if err:
             return err, b"", g
-        assert g is not None and m is not None  # _check_member answered NONE
+        assert m is not None  # _validate_member answered NONE
         if generation != g.generation:
             return ErrorCode.ILLEGAL_GENERATION, b"", g
-        if ((protocol_type is not None and protocol_type != g.protocol_type)
-                or (protocol_name is not None and protocol_name != g.protocol_name)):
+        if _inconsistent(protocol_type, g.protocol_type) or _inconsistent(protocol_name, g.protocol_name):
             return ErrorCode.INCONSISTENT_GROUP_PROTOCOL, b"", g
-        if g.state == EMPTY:
-            return ErrorCode.UNKNOWN_MEMBER_ID, b"", g
         if g.state == PREPARING:
             return ErrorCode.REBALANCE_IN_PROGRESS, b"", g
         if g.state == STABLE:
@@ -761,6 +788,10 @@ class GroupCoordinator:
 
     # --------------------------------------------------------------- Heartbeat
     def heartbeat(self, group_id: str, generation: int, member_id: str, instance_id: str | None) -> int:
+        """Kafka's order: unknown group, Dead, member, generation, then the state:
+        a heartbeat of an older generation is ILLEGAL_GENERATION even while the
+        group prepares a rebalance (the member has missed one: it rejoins
+        without its partitions rather than keep them)."""
         if not group_id:
             return ErrorCode.INVALID_GROUP_ID
         err = self.group_error(group_id)
@@ -769,77 +800,88 @@ class GroupCoordinator:
         if err:
             return err
         g = self.groups.get(group_id)
-        err, m = self._check_member(g, member_id, instance_id)
+        if g is None:
+            return ErrorCode.UNKNOWN_MEMBER_ID
+        if g.state == DEAD:
+            return ErrorCode.COORDINATOR_NOT_AVAILABLE
+        err, m = self._validate_member(g, member_id, instance_id)
         if err:
             return err
-        assert g is not None and m is not None  # _check_member answered NONE
-        if g.state == EMPTY:
-            return ErrorCode.UNKNOWN_MEMBER_ID
-        if g.state == PREPARING:
-            self._schedule_session(g, m)
-            return ErrorCode.REBALANCE_IN_PROGRESS
+        assert m is not None  # _validate_member answered NONE
         if generation != g.generation:
             return ErrorCode.ILLEGAL_GENERATION
+        if g.state == EMPTY:
+            return ErrorCode.UNKNOWN_MEMBER_ID
         self._schedule_session(g, m)
-        return ErrorCode.NONE
+        return ErrorCode.REBALANCE_IN_PROGRESS if g.state == PREPARING else ErrorCode.NONE
 
     # -------------------------------------------------------------- LeaveGroup
     def leave_group(self, group_id: str, members: list[tuple[str, str | None]]) -> tuple[int, list[int]]:
+        """Per member, as Kafka: an empty member id leaves by instance id only;
+        a pending (KIP-394) id leaves without a check; any other is validated
+        like every member (unknown, fenced)."""
         if not group_id:
             return ErrorCode.INVALID_GROUP_ID, []
         err = self.group_error(group_id)
         if err:
             return err, []
         g = self.groups.get(group_id)
-        if g is None or g.state == DEAD:
+        if g is None:
             return ErrorCode.NONE, [ErrorCode.UNKNOWN_MEMBER_ID] * len(members)
+        if g.state == DEAD:
+            return ErrorCode.COORDINATOR_NOT_AVAILABLE, []
         errors: list[int] = []
         for member_id, instance_id in members:
-            if instance_id:
-                current = g.static_members.get(instance_id)
-                if current is None:
-                    errors.append(ErrorCode.UNKNOWN_MEMBER_ID)
-                    continue
-                if member_id and member_id != current:
-                    errors.append(ErrorCode.FENCED_INSTANCE_ID)
-                    continue
-                member_id = current
-            if member_id in g.pending_members:
+            m: Member | None = None
+            if not member_id:  # an admin removing a static member by its instance id
+                current = g.static_members.get(instance_id) if instance_id else None
+                m = g.members.get(current) if current is not None else None
+                err = ErrorCode.NONE if m is not None else ErrorCode.UNKNOWN_MEMBER_ID
+            elif member_id in g.pending_members:
                 g.pending_members.pop(member_id).cancel()
                 self._maybe_complete_join(g)
-                errors.append(ErrorCode.NONE)
-                continue
-            m = g.members.get(member_id)
-            if m is None:
-                errors.append(ErrorCode.UNKNOWN_MEMBER_ID)
-                continue
-            log.info("group %s: member %s left", g.group_id, member_id)
-            self._remove_member(g, m, f"member {member_id} left")
-            errors.append(ErrorCode.NONE)
+                err = ErrorCode.NONE
+            else:
+                err, m = self._validate_member(g, member_id, instance_id)
+            if m is not None:
+                log.info("group %s: member %s left", g.group_id, m.member_id)
+                self._remove_member(g, m, f"member {m.member_id} left")
+            errors.append(err)
         return ErrorCode.NONE, errors
 
     # ----------------------------------------------------------------- offsets
     def check_commit(self, group_id: str, generation: int, member_id: str,
-                     instance_id: str | None) -> int:
+                     instance_id: str | None, version: int) -> int:
+        """Kafka's ClassicGroup.validateOffsetCommit order: group Dead; a negative
+        generation on an Empty group (a "simple" commit); the member (unknown,
+        fenced); the generation (ILLEGAL_GENERATION); only then
+        CompletingRebalance (REBALANCE_IN_PROGRESS). A commit of an older
+        generation sent while the group completes a rebalance is therefore
+        ILLEGAL_GENERATION: the client learns that generation is gone. A group
+        that does not exist takes only simple commits; others get
+        GROUP_ID_NOT_FOUND from v9, ILLEGAL_GENERATION before (as Kafka)."""
         err = self.group_error(group_id)
         if err:
             return err
         g = self.groups.get(group_id)
         if g is None:
-            return ErrorCode.NONE if generation < 0 else ErrorCode.ILLEGAL_GENERATION
+            if generation < 0:
+                return ErrorCode.NONE
+            return ErrorCode.GROUP_ID_NOT_FOUND if version >= 9 else ErrorCode.ILLEGAL_GENERATION
         if g.state == DEAD:
             return ErrorCode.COORDINATOR_NOT_AVAILABLE
         if generation < 0 and g.state == EMPTY:
             return ErrorCode.NONE  # a "simple" commit: no group membership involved
-        if instance_id and g.static_members.get(instance_id, member_id) != member_id:
-            return ErrorCode.FENCED_INSTANCE_ID
-        if g.state == COMPLETING:
-            return ErrorCode.REBALANCE_IN_PROGRESS
-        m = g.members.get(member_id)
-        if m is None:
-            return ErrorCode.UNKNOWN_MEMBER_ID
+        if generation < 0 and not member_id and not instance_id:
+            return ErrorCode.UNKNOWN_MEMBER_ID  # a simple commit into a group with members
+        err, m = self._validate_member(g, member_id, instance_id)
+        if err:
+            return err
+        assert m is not None  # _validate_member answered NONE
         if generation != g.generation:
             return ErrorCode.ILLEGAL_GENERATION
+        if g.state == COMPLETING:
+            return ErrorCode.REBALANCE_IN_PROGRESS
         self._schedule_session(g, m)
         return ErrorCode.NONE
 
