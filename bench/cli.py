@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import compare, failover, fsync, groups, latency, produce, storage
+from . import compare, failover, fsync, groups, latency, produce, produce_wal, storage
 
 
 def build_parser(prog: str = "sluice bench") -> argparse.ArgumentParser:
@@ -26,4 +26,6 @@ def build_parser(prog: str = "sluice bench") -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "wal", None) and args.func is produce.run_produce:
+        return produce_wal.run(args)     # `produce --wal`: here, as produce_wal imports produce
     return args.func(args)

@@ -293,9 +293,6 @@ def run_produce(args) -> int:
     if args.duration <= args.warmup:
         print("sluice bench produce: --duration must exceed --warmup", file=sys.stderr)
         return 2
-    if args.wal:
-        from . import produce_wal
-        return produce_wal.run(args)
     if args.brokers:
         if args.bootstrap:
             print("sluice bench produce: --brokers starts brokers of its own; not with --bootstrap", file=sys.stderr)

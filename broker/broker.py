@@ -253,6 +253,8 @@ class Broker:
             self.group_snapshots.forget(shard)
         wal = self.replicas.wal
         assert isinstance(wal, ObjectWriteAheadLog)
+        if wal.fenced_at is not None:
+            self.replicas.dead_wals.own_fence = (self.node_id, wal.fenced_at)
         delay = 0.1
         while True:
             try:

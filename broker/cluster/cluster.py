@@ -471,12 +471,13 @@ class Cluster:
         await self.membership.register()
         await self.metadata.refresh()
 
-        def reclaim(image: ClusterImage) -> None:       # what is still ours: again, from the bucket
+        def reclaim(image: ClusterImage) -> None:
+            # What is still ours (the balancer gave it back, or no takeover reached it):
+            # taken over by ourselves, so what our fenced life acknowledged is replayed.
             for t in image.owned_topics():
                 for i in range(t.partitions):
                     if t.owners[i] == self.node_id:
-                        t.epochs[i] += 1
-                        t.targets[i] = NO_OWNER
+                        t.take_over(i, self.node_id, image.generation + 1)
         await self._update(reclaim)
 
     async def set_draining(self, node: int, draining: bool) -> None:

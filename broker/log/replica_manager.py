@@ -154,10 +154,10 @@ class ReplicaManager:
         await self.wal_load()
         self._started = True
         self._recover_wal(groups.replay)
-        for p, epoch in todo:       # taken over from a dead broker: its WAL tail on top
-            rec = self._recovering.pop((p.topic_id, p.index), None)
-            if rec is not None:
-                await self._take_over(p, epoch, rec)
+        takeovers = [(p, epoch, self._recovering.pop((p.topic_id, p.index)))
+                     for p, epoch in todo if (p.topic_id, p.index) in self._recovering]
+        # taken over from a dead broker: its WAL tail on top (one read of it for all)
+        await asyncio.gather(*(self._take_over(p, epoch, rec) for p, epoch, rec in takeovers))
 
     async def wal_load(self) -> None:
         if isinstance(self.wal, ObjectWriteAheadLog):

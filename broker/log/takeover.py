@@ -22,6 +22,8 @@ from .records import read_header
 
 log = logging.getLogger(__name__)
 _I32 = struct.Struct(">i")
+FENCE_MAX = 64      # bytes: a fence object is smaller (~45), a WAL commit nearly always bigger
+READERS = 16        # a dead broker's WAL objects read at once
 _I64 = struct.Struct(">q")
 
 
@@ -51,6 +53,15 @@ class StoreWalObjects:
     async def list(self, prefix: str) -> list[str]:
         return await self.store.list(prefix)
 
+    async def list_sizes(self, prefix: str) -> list[tuple[int, int]]:
+        """(sequence number, size) of the WAL objects under ``prefix``, in order."""
+        out = []
+        for info in await self.store.list_info(prefix):
+            stem = info.key[len(prefix):]
+            if stem.isdigit():
+                out.append((int(stem), info.size))
+        return sorted(out)
+
     async def delete(self, key: str) -> None:
         await self.store.delete(key)
 
@@ -61,6 +72,8 @@ class DeadWals:
         self._reads: dict[tuple[int, int], asyncio.Task] = {}
         self._readers: dict[tuple[int, int], int] = {}
         self.fences: dict[tuple[int, int], int] = {}     # (node, generation) -> fence seq, as fenced here
+        # (our node id, the fence that ended our last life): rejoining, we take over from ourselves
+        self.own_fence: tuple[int, int] | None = None
 
     @contextlib.asynccontextmanager
     async def reading(self, node: int, generation: int) -> AsyncIterator[list[Entry]]:
@@ -79,18 +92,35 @@ class DeadWals:
                 self._reads.pop(key, None)
 
     async def fence(self, node: int, generation: int) -> int:
-        """Fence ``node``'s WAL for the takeover of ``generation``; returns the
-        fence's sequence number (steps 4 of docs/failover.md §3)."""
+        """Fence ``node``'s WAL for the takeover of ``generation`` (step 4 of
+        docs/failover.md §3) and return the fence's sequence number.
+
+        At most one fence per takeover: a fence of this takeover (or a later
+        one) already in the WAL is used, even with objects of the broker's
+        next life above it (fencing again would end that life for nothing).
+        Fences are tiny, so only small objects are read looking for one,
+        newest first, down to an older takeover's fence. 1 LIST (+ GETs of
+        small objects) + 1 PUT; nothing after the first time here."""
+        known = self.fences.get((node, generation))
+        if known is not None:
+            return known
+        if self.own_fence is not None and node == self.own_fence[0]:
+            return self.own_fence[1]       # our own fenced life, taken over by ourselves
         prefix = wal_prefix(node)
         while True:
-            seqs = sequences(await self.objects.list(prefix), prefix)
-            newest = seqs[-1] if seqs else -1
-            if seqs:
-                body = await self.objects.get(object_key(prefix, newest))
-                g = fence_generation(body) if body is not None and is_takeover_fence(body) else None
+            listed = [(seq, size) for seq, size in await self.objects.list_sizes(prefix)]
+            for seq, size in reversed(listed):
+                if size > FENCE_MAX:
+                    continue
+                body = await self.objects.get(object_key(prefix, seq))
+                if body is None or not is_takeover_fence(body):
+                    continue
+                g = fence_generation(body)
                 if g is not None and g >= generation:
-                    self.fences[(node, generation)] = newest
-                    return newest           # another survivor of this takeover fenced it
+                    self.fences[(node, generation)] = seq
+                    return seq              # another survivor of this takeover fenced it
+                break                       # an older takeover's fence: ours is not there yet
+            newest = listed[-1][0] if listed else -1
             if await self.objects.create(object_key(prefix, newest + 1), encode_fence(generation)):
                 log.info("fenced the WAL of node %d at object %d (takeover at generation %d)",
                          node, newest + 1, generation)
@@ -101,14 +131,18 @@ class DeadWals:
     async def _fence_and_read(self, node: int, generation: int) -> list[Entry]:
         fence = await self.fence(node, generation)
         prefix = wal_prefix(node)
-        entries: list[Entry] = []
-        for seq in sequences(await self.objects.list(prefix), prefix):
-            if seq >= fence:
-                break
-            body = await self.objects.get(object_key(prefix, seq))
+        seqs = [seq for seq in sequences(await self.objects.list(prefix), prefix) if seq < fence]
+        sem = asyncio.Semaphore(READERS)
+
+        async def read(seq: int) -> list[Entry]:
+            async with sem:
+                body = await self.objects.get(object_key(prefix, seq))
             if body is None or fence_generation(body) is not None:
-                continue        # deleted since the listing (its data is in a manifest), or an older fence
-            entries.extend(read_object(body, seq))
+                return []       # deleted since the listing (its data is in a manifest), or a fence
+            return read_object(body, seq)
+        entries: list[Entry] = []
+        for part in await asyncio.gather(*(read(seq) for seq in seqs)):    # in WAL order
+            entries.extend(part)
         return entries
 
     async def delete_below_fence(self, node: int, generation: int) -> int:
@@ -116,7 +150,9 @@ class DeadWals:
         the fence (the fence stays). Step 8. Only a broker that fenced it (or
         found its fence) knows where that is; others leave it."""
         prefix = wal_prefix(node)
-        fence = self.fences.pop((node, generation), None)
+        fence = self.fences.get((node, generation))
+        if fence is None and self.own_fence is not None and node == self.own_fence[0]:
+            fence = self.own_fence[1]
         if fence is None:
             return 0
         n = 0

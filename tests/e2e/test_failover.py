@@ -43,37 +43,57 @@ CONSUMER_CONFIG = {"metadata.max.age.ms": "2000", "session.timeout.ms": "10000",
 
 
 class ToolReport(threading.Thread):
-    """A Verifiable* tool's JSON lines, read as they come."""
+    """A Verifiable* tool's JSON lines, read as they come (stderr kept apart,
+    its last 20 kB, by a thread of its own so that neither pipe fills up)."""
 
     def __init__(self, proc: subprocess.Popen) -> None:
         super().__init__(daemon=True)
         self.proc = proc
         self.events: list[dict] = []
         self.other: list[str] = []
+        self.stderr = ""
+        self._err = threading.Thread(target=self._read_stderr, daemon=True)
+        self._err.start()
         self.start()
+
+    def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.stderr = (self.stderr + line)[-20_000:]
 
     def run(self) -> None:
         assert self.proc.stdout is not None
+        decoder = json.JSONDecoder()
         for line in self.proc.stdout:
-            try:
-                self.events.append(json.loads(line))
-            except ValueError:
-                self.other.append(line)
+            # Lines printed from two threads at once may run together: take every object.
+            pos, line = 0, line.strip()
+            while pos < len(line):
+                try:
+                    event, end = decoder.raw_decode(line, pos)
+                except ValueError:
+                    self.other.append(line[pos:])
+                    break
+                self.events.append(event)
+                pos = end
+                while pos < len(line) and line[pos] in " \t":
+                    pos += 1
 
     def of(self, name: str) -> list[dict]:
         return [e for e in list(self.events) if e.get("name") == name]
 
     def stop(self, timeout: float = 60) -> str:
-        """SIGTERM (the tools close their client cleanly), then collect stderr."""
+        """SIGTERM (the tools close their client cleanly and report the last
+        acknowledgements), wait for the exit and for every line; returns stderr."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
-            _, err = self.proc.communicate(timeout=timeout)
+            self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
-            _, err = self.proc.communicate()
+            self.proc.wait(10)
         self.join(10)
-        return err or ""
+        self._err.join(10)
+        return self.stderr
 
 
 def properties(tmp_path, name: str, values: dict[str, str]) -> str:
@@ -97,7 +117,7 @@ class Run:
         self.admin = admin
         self.producer = ToolReport(kafka_tools.start(
             "kafka-verifiable-producer", "--bootstrap-server", self.bootstrap, "--topic", TOPIC,
-            "--max-messages", "-1", "--throughput", str(rate),
+            "--max-messages", "-1", "--throughput", str(rate), "--repeating-keys", "60",
             "--producer.config", properties(tmp_path, "producer", PRODUCER_CONFIG)))
         self.consumer = ToolReport(kafka_tools.start(
             "kafka-verifiable-consumer", "--bootstrap-server", self.bootstrap, "--topic", TOPIC,
@@ -141,6 +161,7 @@ class Run:
         cerr_early = ""
         (self.tmp_path / "producer-events.json").write_text(json.dumps(self.producer.events))
         (self.tmp_path / "producer-stderr.txt").write_text(perr)
+        (self.tmp_path / "producer-other.txt").write_text("\n".join(self.producer.other))
         acked = self.producer.of("producer_send_success")
         errors = self.producer.of("producer_send_error")
         want: dict[int, set[int]] = {}

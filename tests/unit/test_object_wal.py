@@ -117,3 +117,19 @@ async def test_the_store_being_down_delays_the_ack_and_never_fakes_it():
     await asyncio.wait_for(fut, 10)
     assert len(await store.list(PREFIX)) == 2      # its own fence and the commit
     await wal.close()
+
+
+async def test_a_takeover_fences_once_even_after_the_dead_brokers_next_life_wrote():
+    """Two survivors of one takeover: the second finds the first one's fence
+    below the objects the rejoined broker wrote since, and fences nothing."""
+    store = MemoryObjectStore()
+    wal = await opened(store)
+    await wal.append(1, b"k", b"acked")[1]
+    first = await DeadWals(StoreWalObjects(store)).fence(1, generation=7)
+    with pytest.raises(WalFenced):
+        await wal.append(1, b"k", b"late")[1]
+    await wal.rejoin()
+    await wal.append(1, b"k", b"next life")[1]
+    assert await DeadWals(StoreWalObjects(store)).fence(1, generation=7) == first
+    assert await DeadWals(StoreWalObjects(store)).fence(1, generation=8) > first   # a later takeover does
+    await wal.close()
