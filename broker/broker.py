@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 
@@ -10,6 +11,7 @@ from wal.object_log import ObjectWriteAheadLog
 
 from .clock import Clock, SystemClock
 from .cluster import Cluster, OwnershipDelta, TopicExists, topic_name_error
+from .cluster.ownership import Sources
 from .config import BrokerConfig
 from .coordinator.group import GroupCoordinator
 from .coordinator.log import WalGroupLog
@@ -75,7 +77,7 @@ class Broker:
         self.metrics.wal_bytes.set_function(lambda: self.replicas.wal.size_bytes)
         self.fetch_sessions = FetchSessionCache(config["max.incremental.fetch.session.cache.slots"])
         self._load_hold: asyncio.Task | None = None
-        self._shard_recovering: dict[int, tuple[int, int, int]] = {}   # shards taken over at start
+        self._shard_recovering: dict[int, Sources] = {}   # shards taken over at start
         self._recovered_queue: list[tuple] = []      # takeovers replayed, markers to clear
         self._recovered_task: asyncio.Task | None = None
         self._rejoin_task: asyncio.Task | None = None
@@ -154,7 +156,7 @@ class Broker:
             else:
                 self._early.append(delta)
 
-    async def _load_shard(self, shard: int, epoch: int, rec: tuple[int, int, int] | None = None) -> None:
+    async def _load_shard(self, shard: int, epoch: int, rec: Sources | None = None) -> None:
         """A coordinator partition gained after start: read its groups from
         the snapshot its previous owner wrote before handing it off (taken
         over from a dead broker: then its WAL's entries on top)."""
@@ -175,41 +177,43 @@ class Broker:
             log.info("coordinator partition %d: ours at epoch %d (%d groups)", shard, epoch, n)
         self._shard_loads.pop(shard, None)
 
-    async def _take_over_groups(self, shard: int, epoch: int, rec: tuple[int, int, int]) -> None:
-        """Replay a dead coordinator's WAL entries for coordinator partition
+    async def _take_over_groups(self, shard: int, epoch: int, sources: Sources) -> None:
+        """Replay dead coordinators' WAL entries for coordinator partition
         ``shard`` that its snapshot does not cover (stamped with an epoch at
-        or above the snapshot's), into the groups and our own WAL, durably
+        or above the snapshot's, and at most the one each owned it at),
+        oldest owner first, into the groups and our own WAL, durably
         (docs/failover.md §3 step 6)."""
-        dead, dead_epoch, generation = rec
         since = self.group_snapshots.snapshot_epochs.get(shard, 0)
         n = 0
-        async with self.replicas.dead_wals.reading(dead, generation) as entries:
+        async with contextlib.AsyncExitStack() as stack:
             fut = None
-            for e in entries:
-                if e.kind != KIND_GROUP_EPOCH:
-                    continue
-                group_id = bytes(e.key).decode()
-                if self.coordinator_shards.shard_of(group_id) != shard:
-                    continue
-                stamped = int.from_bytes(e.data[:4], "big")
-                if not since <= stamped <= dead_epoch:
-                    continue
-                payload = bytes(e.data[4:])
-                self.group_snapshots.replay(bytes(e.key), payload)
-                fut = self.replicas.append_group_entry(group_id, payload, epoch)
-                n += 1
+            for dead, dead_epoch, generation in sources:
+                entries = await stack.enter_async_context(self.replicas.dead_wals.reading(dead, generation))
+                for e in entries:
+                    if e.kind != KIND_GROUP_EPOCH:
+                        continue
+                    group_id = bytes(e.key).decode()
+                    if self.coordinator_shards.shard_of(group_id) != shard:
+                        continue
+                    stamped = int.from_bytes(e.data[:4], "big")
+                    if not since <= stamped <= dead_epoch:
+                        continue
+                    payload = bytes(e.data[4:])
+                    self.group_snapshots.replay(bytes(e.key), payload)
+                    fut = self.replicas.append_group_entry(group_id, payload, epoch)
+                    n += 1
             if fut is not None:
                 await fut
-        log.info("coordinator partition %d: taken over from node %d, %d group entries replayed",
-                 shard, dead, n)
+        log.info("coordinator partition %d: taken over from node %s, %d group entries replayed",
+                 shard, "/".join(str(src[0]) for src in sources), n)
         offsets = self.cluster.metadata.image.offsets
         if offsets is not None:
-            self._recovered(offsets.topic_id, shard, epoch, dead, generation)
+            self._recovered(offsets.topic_id, shard, epoch, sources)
 
-    def _recovered(self, topic_id, index: int, epoch: int, dead: int, generation: int) -> None:
+    def _recovered(self, topic_id, index: int, epoch: int, sources: Sources) -> None:
         """A takeover replayed: clear its marker (batched), then, once nothing
-        waits on the dead broker's WAL, delete it below the fence."""
-        self._recovered_queue.append((topic_id, index, epoch, dead, generation))
+        waits on a dead broker's WAL, delete it below the fence."""
+        self._recovered_queue.append((topic_id, index, epoch, sources))
         if self._recovered_task is None or self._recovered_task.done():
             self._recovered_task = asyncio.get_running_loop().create_task(self._clear_recovered())
 
@@ -218,9 +222,9 @@ class Broker:
         while self._recovered_queue:
             todo = list(self._recovered_queue)
             try:
-                await self.cluster.recovered([(t, i, e) for t, i, e, _, _ in todo])
+                await self.cluster.recovered([(t, i, e) for t, i, e, _ in todo])
                 del self._recovered_queue[:len(todo)]
-                for dead, generation in {(d, g) for _, _, _, d, g in todo}:
+                for dead, generation in {(d, g) for _, _, _, sources in todo for d, _, g in sources}:
                     if not self.cluster.recovering_from(dead):
                         n = await self.replicas.dead_wals.delete_below_fence(dead, generation)
                         if n:

@@ -210,10 +210,15 @@ class Cluster:
                            ("membership", self.membership.refresh),
                            ("controller", self._controller_tick)):
             try:
-                await step()
+                # A store call that hangs (the store just came back, a client retrying)
+                # must not hold the next beat back past the session: others would
+                # declare this broker dead.
+                await asyncio.wait_for(step(), self.config["broker.session.timeout.ms"] / 3000)
                 self._errors.ok(what)
             except asyncio.CancelledError:
                 raise
+            except asyncio.TimeoutError:
+                self._errors.failed(what, ObjectStoreError(f"{what}: no answer within a third of the session"))
             except ObjectStoreError as exc:
                 self._errors.failed(what, exc)
 
@@ -457,8 +462,8 @@ class Cluster:
 
     def recovering_from(self, node: int) -> bool:
         """Whether some partition still waits to be recovered from ``node``'s WAL."""
-        return any(r is not None and r[0] == node
-                   for t in self.metadata.image.owned_topics() for r in t.recover)
+        return any(src[0] == node for t in self.metadata.image.owned_topics() for r in t.recover
+                   for src in r or ())
 
     async def rejoin(self) -> None:
         """This broker's WAL was fenced (it was declared dead): register again

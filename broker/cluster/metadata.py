@@ -82,8 +82,9 @@ class Topic:
     owners: list[int] = field(default_factory=list)         # node id per partition
     epochs: list[int] = field(default_factory=list)         # leader epoch per partition
     targets: list[int] = field(default_factory=list)        # move pending to (node id), or NO_OWNER
-    # a takeover pending (docs/failover.md): [dead node, its epoch, metadata generation], or None
-    recover: list[list[int] | None] = field(default_factory=list)
+    # a takeover pending (docs/failover.md): the dead owners whose WAL the owner replays
+    # first, oldest first, each [node, its epoch, metadata generation]; or None
+    recover: list[list[list[int]] | None] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         missing = self.partitions - len(self.owners)
@@ -110,7 +111,7 @@ class Topic:
     def from_json(cls, d: dict[str, Any]) -> "Topic":
         return cls(d["name"], uuid.UUID(d["id"]), d["partitions"], dict(d.get("configs", {})),
                    list(d.get("owners", [])), list(d.get("epochs", [])), list(d.get("targets", [])),
-                   [list(r) if r is not None else None for r in d.get("recover", [])])
+                   [[list(src) for src in r] if r else None for r in d.get("recover", [])])
 
     def move_to(self, index: int, node: int) -> None:
         """Ownership changes hands: ``node`` owns it at the next epoch, no move pending."""
@@ -120,9 +121,10 @@ class Topic:
     def take_over(self, index: int, node: int, generation: int) -> None:
         """A dead owner's partition goes to ``node`` at the next epoch; ``node``
         first replays the dead owner's WAL for it (docs/failover.md §3)."""
-        dead, epoch = self.owners[index], self.epochs[index]
+        dead, epoch, pending = self.owners[index], self.epochs[index], self.recover[index]
         self.move_to(index, node)
-        self.recover[index] = [dead, epoch, generation]
+        # an owner that died before it had recovered from an earlier one: that one first
+        self.recover[index] = (pending or []) + [[dead, epoch, generation]]
 
 
 @dataclass

@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 
 from .metadata import NO_OWNER, ClusterImage, Topic
 
+# the dead owners a taken-over partition is recovered from, oldest first: (node, epoch, generation)
+Sources = tuple[tuple[int, int, int], ...]
+
 
 @dataclass(frozen=True, slots=True)
 class PartitionGain:
@@ -56,7 +59,7 @@ class OwnershipDelta:
     handoffs: list[HandOff] = field(default_factory=list)
     # of the gains (topics' and coordinator partitions'), those taken over from a
     # dead broker: (topic id bytes, index) -> (dead node, its epoch, generation)
-    recovering: dict[tuple[bytes, int], tuple[int, int, int]] = field(default_factory=dict)
+    recovering: dict[tuple[bytes, int], Sources] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(self.gained or self.lost or self.deleted_topics or self.changed_topics
@@ -90,8 +93,8 @@ def ownership_delta(old: ClusterImage | None, new: ClusterImage, node_id: int) -
         if prev is None or prev[1] != epoch:
             delta.gained.append(PartitionGain(topic, key[1], epoch))
             rec = topic.recover[key[1]]
-            if rec is not None:
-                delta.recovering[key] = (rec[0], rec[1], rec[2])
+            if rec:
+                delta.recovering[key] = tuple((src[0], src[1], src[2]) for src in rec)
     new_ids = {t.topic_id for t in new.owned_topics()}
     for key, (topic, _) in before.items():
         if key not in after:

@@ -38,6 +38,7 @@ loads the group snapshots before).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
@@ -55,6 +56,7 @@ from wal.log import is_location
 from wal.object_log import ObjectWriteAheadLog
 
 from ..cluster import MetadataStore, OwnershipDelta, PartitionGain, Topic
+from ..cluster.ownership import Sources
 from ..config import TOPIC_CONFIGS, BrokerConfig
 from ..errors import ErrorCode
 from ..store_errors import StoreErrors
@@ -113,7 +115,7 @@ class ReplicaManager:
         # (oldest WAL segment, epoch); kept while a takeover may still read them
         self._lost_pins: dict[tuple[bytes, int], tuple[int, int]] = {}
         # (topic id, index, epoch, dead node, generation): a takeover replayed (set by the Broker)
-        self.on_recovered: Callable[[uuid.UUID, int, int, int, int], None] | None = None
+        self.on_recovered: Callable[[uuid.UUID, int, int, Sources], None] | None = None
         self.store = store
         self.manifests = ManifestStore(store)
         self.tail_cache = TailCache(config["cache.tail.bytes"])
@@ -135,7 +137,7 @@ class ReplicaManager:
         self._to_load: list[tuple[Partition, int]] = []   # gained before start: loaded by start()
         self._claims: set[asyncio.Task] = set()          # gained after start: claimed in the background
         self._wanted: dict[tuple[str, int], tuple[bytes, int]] = {}   # (topic id, epoch) last gained
-        self._recovering: dict[tuple[bytes, int], tuple[int, int, int]] = {}   # gains to take over
+        self._recovering: dict[tuple[bytes, int], Sources] = {}   # gains to take over: their dead owners
         self._started = False
         self._store_errors = StoreErrors(log)
         self._tier_counters: dict = {}
@@ -459,14 +461,15 @@ class ReplicaManager:
         return fut
 
     # ------------------------------------------------------------ takeover
-    async def _take_over(self, p: Partition, epoch: int, rec: tuple[int, int, int]) -> None:
-        """Replay a dead owner's WAL tail for ``p`` (claimed and loaded at
+    async def _take_over(self, p: Partition, epoch: int, sources: Sources) -> None:
+        """Replay dead owners' WAL tails for ``p`` (claimed and loaded at
         ``epoch``) into our own WAL, durably, before ``p`` serves
-        (docs/failover.md §3 steps 4-6)."""
-        dead, dead_epoch, generation = rec
-        async with self.dead_wals.reading(dead, generation) as entries:
-            batches, log_start = select_batches(entries, p.key, p.log_end_offset, dead_epoch,
-                                                KIND_BATCH, KIND_LOG_START)
+        (docs/failover.md §3 steps 4-6). Several owners when one died
+        before it had recovered from the one before: oldest first."""
+        async with contextlib.AsyncExitStack() as stack:
+            tails = [(await stack.enter_async_context(self.dead_wals.reading(dead, generation)), dead_epoch)
+                     for dead, dead_epoch, generation in sources]
+            batches, log_start = select_batches(tails, p.key, p.log_end_offset, KIND_BATCH, KIND_LOG_START)
             fut = None
             for data in batches:
                 h = read_header(data)
@@ -478,10 +481,10 @@ class ReplicaManager:
                 fut = self.delete_records(p, min(log_start, p.log_end_offset))
             if fut is not None:
                 await fut
-        log.info("partition %s-%d: taken over from node %d at epoch %d, %d batches replayed from its WAL",
-                 p.topic, p.index, dead, epoch, len(batches))
+        log.info("partition %s-%d: taken over from node %s at epoch %d, %d batches replayed from its WAL",
+                 p.topic, p.index, "/".join(str(src[0]) for src in sources), epoch, len(batches))
         if self.on_recovered is not None:
-            self.on_recovered(uuid.UUID(bytes=p.topic_id), p.index, epoch, dead, generation)
+            self.on_recovered(uuid.UUID(bytes=p.topic_id), p.index, epoch, sources)
 
     def keep_lost(self, p: Partition) -> None:
         """``p`` is lost or fenced: its batches only in our WAL stay there while
@@ -503,7 +506,7 @@ class ReplicaManager:
                 del self._lost_pins[key]
             elif t.owners[i] == me and t.epochs[i] > epoch:
                 del self._lost_pins[key]        # ours again, reloaded from the bucket
-            elif t.owners[i] != me and (t.recover[i] is None or t.recover[i][0] != me):
+            elif t.owners[i] != me and not any(src[0] == me for src in t.recover[i] or ()):
                 del self._lost_pins[key]        # recovered by its new owner, or never to be
         return [seg for seg, _ in self._lost_pins.values()]
 

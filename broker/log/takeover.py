@@ -170,36 +170,38 @@ class DeadWals:
         self._reads.clear()
 
 
-def select_batches(entries: list[Entry], key: bytes, start: int, max_epoch: int, kind_batch: int,
+def select_batches(tails: list[tuple[list[Entry], int]], key: bytes, start: int, kind_batch: int,
                    kind_log_start: int) -> tuple[list[bytes], int | None]:
-    """One partition's acknowledged tail in a dead broker's WAL entries: its
-    batches from offset ``start`` on stamped with a leader epoch of at most
-    ``max_epoch``, in WAL order, a later batch at an offset replacing the
-    earlier ones from there (docs/failover.md invariant 4); and the highest
-    log start offset it wrote (None: none)."""
+    """One partition's acknowledged tail in dead brokers' WAL entries, each
+    WAL with the epoch its broker owned the partition at, oldest owner
+    first: the batches from offset ``start`` on stamped with at most that
+    epoch, in order, a later batch at an offset replacing the earlier ones
+    from there (docs/failover.md invariant 4); and the highest log start
+    offset written (None: none)."""
     chosen: list[tuple[int, int, bytes]] = []
     log_start: int | None = None
-    for e in entries:
-        if e.key != key:
-            continue
-        if e.kind == kind_log_start:
-            offset = _I64.unpack(e.data)[0]
-            log_start = offset if log_start is None else max(log_start, offset)
-            continue
-        if e.kind != kind_batch:
-            continue
-        data = e.data
-        if _I32.unpack_from(data, 12)[0] > max_epoch:
-            continue
-        h = read_header(data)
-        if h.last_offset < start:
-            continue
-        while chosen and chosen[-1][0] >= h.base_offset:
-            chosen.pop()
-        expected = chosen[-1][1] + 1 if chosen else start
-        if h.base_offset != expected:   # a stale write past the end; a later one may fill in
-            log.warning("takeover: skipping a batch at offset %d of the dead broker's WAL where %d "
-                        "was expected", h.base_offset, expected)
-            continue
-        chosen.append((h.base_offset, h.last_offset, bytes(data)))
+    for entries, max_epoch in tails:
+        for e in entries:
+            if e.key != key:
+                continue
+            if e.kind == kind_log_start:
+                offset = _I64.unpack(e.data)[0]
+                log_start = offset if log_start is None else max(log_start, offset)
+                continue
+            if e.kind != kind_batch:
+                continue
+            data = e.data
+            if _I32.unpack_from(data, 12)[0] > max_epoch:
+                continue
+            h = read_header(data)
+            if h.last_offset < start:
+                continue
+            while chosen and chosen[-1][0] >= h.base_offset:
+                chosen.pop()
+            expected = chosen[-1][1] + 1 if chosen else start
+            if h.base_offset != expected:   # a stale write past the end; a later one may fill in
+                log.warning("takeover: skipping a batch at offset %d of a dead broker's WAL where %d "
+                            "was expected", h.base_offset, expected)
+                continue
+            chosen.append((h.base_offset, h.last_offset, bytes(data)))
     return [d for _, _, d in chosen], log_start

@@ -75,6 +75,29 @@ async def test_a_dead_brokers_partitions_serve_everything_it_acknowledged(tmp_pa
         assert await wal_objects(rig, 1) == (0, 1)
 
 
+async def test_an_owner_that_dies_before_it_recovered_passes_the_takeover_on(tmp_path):
+    """Node 1 dies with acknowledged records only in its WAL; the partition
+    goes to node 2, which does not get to read node 1's WAL and dies
+    too. Node 3 recovers from both, node 1's first: nothing is lost."""
+    async with ClusterRig(tmp_path, seed=49, overrides=S3_WAL) as rig:
+        await create_topic(rig, 1, "chain", 3)
+        await rig.advance(rig.heartbeat)
+        for n in range(3):
+            assert await produce(rig, 1, "chain", 0, [b"c%d" % n]) == (0, n)
+        rig.delay_store("list", "wal/1/", 3600.0, node=2)      # node 2 never gets to read it
+        await rig.remove_broker(1, clean=False)
+        await rig.advance(SESSION + 3 * rig.heartbeat)
+        image = rig.brokers[3].cluster.metadata.image
+        t = image.topics["chain"]
+        assert t.owners[0] == 2     # (the seed's choice; node 3 would have nothing to pass on) and t.recover[0] is not None and t.recover[0][0][0] == 1
+        await rig.remove_broker(2, clean=False)
+        await rig.advance(SESSION + 3 * rig.heartbeat)
+        t = rig.brokers[3].cluster.metadata.image.topics["chain"]
+        assert t.owners[0] == 3 and t.recover[0] is None
+        assert values((await fetch(rig, 3, "chain", 0))[1]) == [b"c0", b"c1", b"c2"]
+        assert await produce(rig, 3, "chain", 0, [b"c3"]) == (0, 3)
+
+
 async def test_an_idempotent_producer_carries_on_after_a_takeover(tmp_path):
     """Producer state travels in the dead broker's WAL: a retried batch is a
     duplicate on the survivor, the next sequence continues."""
