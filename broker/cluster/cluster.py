@@ -195,9 +195,17 @@ class Cluster:
 
     # -------------------------------------------------------------- heartbeat
     def _schedule_tick(self) -> None:
-        if not self._stopped:
-            self._timer = self.clock.call_later(self.config["broker.heartbeat.interval.ms"] / 1000,
-                                                self._spawn_tick)
+        if self._stopped:
+            return
+        delay = self.config["broker.heartbeat.interval.ms"] / 1000
+        now = self.clock.now_ms()
+        if self.controller.is_mine(now):
+            # The controller looks again when a live broker's session would run out,
+            # not at the next heartbeat: detection is not later than it must be.
+            expiry = self.membership.next_expiry_ms()
+            if expiry is not None:
+                delay = min(delay, max((expiry - now) / 1000 + 0.01, 0.05))
+        self._timer = self.clock.call_later(delay, self._spawn_tick)
 
     def _spawn_tick(self) -> None:
         self._tick_task = asyncio.get_running_loop().create_task(self.tick())

@@ -101,6 +101,13 @@ class Membership:
         return node in self.brokers and seen is not None \
             and self.clock.now_ms() - seen[1] < self.session_timeout_ms
 
+    def next_expiry_ms(self) -> int | None:
+        """When the first of the other live brokers stops being live unless
+        its beat changes meanwhile (our clock), or None."""
+        times = [seen[1] + self.session_timeout_ms for n, seen in self._seen.items()
+                 if n != self.me.node_id and n in self.brokers and self.is_live(n)]
+        return min(times) if times else None
+
     def live(self) -> dict[int, BrokerRegistration]:
         return {n: b for n, b in self.brokers.items() if self.is_live(n)}
 
