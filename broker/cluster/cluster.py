@@ -562,6 +562,7 @@ class Cluster:
                 t.owners.append(node)
                 t.epochs.append(1)
                 t.targets.append(NO_OWNER)
+                t.recover.append(None)
                 t.partitions += 1
         await self._update(grow)
 
