@@ -199,6 +199,9 @@ def test_sigkill_mid_stream_loses_no_acknowledged_record(broker_factory, kill_de
     try:
         wait_until(lambda: prod.n_acked() >= 100, 20, "first acknowledgements", prod)
         time.sleep(kill_delay)  # choose the kill point; not an assertion
+        # kill while records are in flight (on a loaded machine the producer may
+        # momentarily have none: then wait for the next ones to be handed over)
+        wait_until(lambda: prod.snapshot()[1] > prod.n_acked(), 10, "records in flight", prod)
         b.kill()
         acked_at_kill, sent_at_kill = prod.snapshot()
         # The kill really happened mid-stream: records were handed over but not yet acknowledged.
