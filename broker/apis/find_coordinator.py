@@ -1,5 +1,9 @@
 """FindCoordinator (10): the owner of the group's coordinator partition; transactions are unsupported.
 
+A transaction coordinator lookup answers TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+with a message saying why: clients treat it as fatal and fail at once, where
+COORDINATOR_NOT_AVAILABLE kept them retrying until their timeout.
+
 A group maps to coordinator partition ``abs(hash(group id)) %
 offsets.topic.num.partitions`` as Kafka maps it to a ``__consumer_offsets``
 partition, and that partition's owner in the cluster metadata coordinates it.
@@ -43,7 +47,10 @@ def _answer(ctx: RequestContext, key_type: int, key: str) -> Answer:
             return Answer(ErrorCode.NONE, None, b.node_id, b.advertised_host, b.advertised_port)
         return Answer(ErrorCode.NONE, None, owner.node_id, owner.host, owner.port)
     if key_type == KEY_TYPE_TRANSACTION:
-        return Answer(ErrorCode.COORDINATOR_NOT_AVAILABLE, "transactions are not supported")
+        # COORDINATOR_NOT_AVAILABLE made transactional clients retry for a minute;
+        # this code is fatal in the Java client and librdkafka: they fail at once.
+        return Answer(ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                      "Sluice does not support transactions (yet): transactional.id cannot be used")
     return Answer(ErrorCode.INVALID_REQUEST, f"unknown key type {key_type}")
 
 

@@ -69,6 +69,9 @@ def unique(p):
     return f"{p}-{uuid.uuid4().hex[:8]}"
 
 
+TRANSACTIONAL_ID_AUTHORIZATION_FAILED = 53
+
+
 def test_find_coordinator(broker):
     with WireClient(broker.port) as c:
         for v in range(4):
@@ -77,10 +80,12 @@ def test_find_coordinator(broker):
             assert (r.error_code, r.node_id, r.port) == (0, 1, broker.port)
         r = c.request(FindCoordinatorRequest(key_type=0, coordinator_keys=["a", "b"]), version=4)
         assert [(x.key, x.error_code, x.port) for x in r.coordinators] == [("a", 0, broker.port), ("b", 0, broker.port)]
+        # no transactions: a fatal answer, so transactional clients fail at once
         r = c.request(FindCoordinatorRequest(key_type=1, coordinator_keys=["txn"]), version=6)
-        assert r.coordinators[0].error_code == COORDINATOR_NOT_AVAILABLE
+        assert r.coordinators[0].error_code == TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+        assert "does not support transactions" in r.coordinators[0].error_message
         r = c.request(FindCoordinatorRequest(key="txn", key_type=1), version=3)
-        assert r.error_code == COORDINATOR_NOT_AVAILABLE
+        assert r.error_code == TRANSACTIONAL_ID_AUTHORIZATION_FAILED
 
 
 def test_join_sync_heartbeat_generation_checks(broker_factory):
