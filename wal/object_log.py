@@ -121,12 +121,13 @@ def sequences(keys: list[str], prefix: str) -> list[int]:
 
 
 class _Open:
-    """The object being filled: its sequence number, parts and size."""
+    """The object being filled: its sequence number, checksum seed, parts and size."""
 
-    __slots__ = ("seq", "parts", "size", "future", "first_at")
+    __slots__ = ("seq", "seed", "parts", "size", "future", "first_at")
 
     def __init__(self, seq: int, loop: asyncio.AbstractEventLoop) -> None:
         self.seq = seq
+        self.seed = segment_seed(seq)      # once per object, not per append
         self.parts: list = [HEADER.pack(MAGIC, seq)]
         self.size = HEADER.size
         self.future: asyncio.Future = _GroupCommit(loop=loop)
@@ -229,8 +230,7 @@ class ObjectWriteAheadLog:
             o.first_at = time.monotonic()
         head = BODY_HEAD.pack(kind, len(key)) + key
         length = len(head) + len(data)
-        seed = segment_seed(o.seq)
-        crc = crc32c.crc32c(data, crc32c.crc32c(head, seed))
+        crc = crc32c.crc32c(data, crc32c.crc32c(head, o.seed))
         frame = FRAME.pack(length, crc) + head
         loc = (o.seq, o.size + len(frame), len(data))
         o.parts.append(frame)
@@ -245,7 +245,7 @@ class ObjectWriteAheadLog:
     def _seal_open(self) -> None:
         o = self._open
         assert o is not None
-        o.parts.append(FRAME.pack(0, seal_crc(segment_seed(o.seq))))
+        o.parts.append(FRAME.pack(0, seal_crc(o.seed)))
         o.size += FRAME.size
         self._queue.append(o)
         self._open = _Open(o.seq + 1, asyncio.get_running_loop())
