@@ -187,6 +187,9 @@ def test_the_controller_killed_its_lease_is_taken_over(cluster, kafka_tools):
     wait_until(lambda: len(admin.list_topics(timeout=10).brokers) == 3, 10, "three brokers")
     admin.create_topics([NewTopic("ctl", 3, 1)])["ctl"].result(15)
     wait_until(lambda: sorted(leaders(admin, "ctl").values()) == [1, 2, 3], 10, "one partition each")
+    # each broker learns of the others from its own listing of the bucket, a heartbeat apart
+    wait_until(lambda: all(metadata_of(b.port, "ctl")[0] == {1, 2, 3} for b in brokers.values()),
+               10, "every broker to list the three")
     # every client sees the three brokers and the spread: kafka-python, and Kafka's own tools
     from kafka import KafkaAdminClient
     kp = KafkaAdminClient(bootstrap_servers=brokers[2].bootstrap)
