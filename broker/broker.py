@@ -7,6 +7,7 @@ import functools
 import logging
 
 from objectstore import ObjectStore, ObjectStoreError, open_object_store
+from wal.dir_objects import DirWalObjects
 from wal.object_log import ObjectWriteAheadLog
 
 from .clock import Clock, SystemClock
@@ -22,6 +23,7 @@ from .failpoints import hold_point
 from .fetch_session import FetchSessionCache
 from .handoff import HandOffs
 from .log.replica_manager import KIND_GROUP_EPOCH, ReplicaManager
+from .log.takeover import ListedWalObjects, StoreWalObjects
 from .metrics import BrokerMetrics
 from .tiering.metered_store import MeteredStore
 from .tiering.tasks import Tiering
@@ -55,6 +57,8 @@ class Broker:
         self.replicas = ReplicaManager(config, data_dir, store, metrics=self.metrics,
                                        metadata=self.cluster.metadata)
         self.replicas.on_recovered = self._recovered
+        self.replicas.dead_wals.locate = self._wal_of
+        self._shared_wals: dict[str, DirWalObjects] = {}
         if isinstance(self.replicas.wal, ObjectWriteAheadLog):
             self.replicas.wal.on_fenced = self._wal_fenced
             self.cluster.on_silence = self.replicas.wal.check_fenced
@@ -209,6 +213,20 @@ class Broker:
         offsets = self.cluster.metadata.image.offsets
         if offsets is not None:
             self._recovered(offsets.topic_id, shard, epoch, sources)
+
+    def _wal_of(self, node: int) -> ListedWalObjects | None:
+        """Where broker ``node``'s WAL is, as it registered it: the bucket or a
+        shared directory (None: where ours is)."""
+        reg = self.cluster.membership.brokers.get(node)
+        if reg is None or reg.wal == "file":
+            return None
+        if reg.wal == "s3":
+            return StoreWalObjects(self.replicas.store)
+        if not reg.wal_dir or reg.wal_dir == self.config["wal.shared.dir"]:
+            return None
+        if reg.wal_dir not in self._shared_wals:
+            self._shared_wals[reg.wal_dir] = DirWalObjects(reg.wal_dir)
+        return self._shared_wals[reg.wal_dir]
 
     def _recovered(self, topic_id, index: int, epoch: int, sources: Sources) -> None:
         """A takeover replayed: clear its marker (batched), then, once nothing

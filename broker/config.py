@@ -90,6 +90,9 @@ BROKER_DEFAULTS: dict[str, tuple[Callable[[Any], Any], Any]] = {
     # where the WAL lives: "file" (data dir; a dead broker's partitions wait for it) or
     # "s3" (the bucket: one PUT per group commit; survivors take over; docs/failover.md)
     "wal.type": (_wal_type, "file"),
+    # wal.type=file on a volume every broker mounts at this path: survivors take over
+    # (a file per group commit, created with link(2); docs/failover.md). Empty: the data dir
+    "wal.shared.dir": (str, ""),
     "wal.s3.interval.ms": (int, 0),         # group-commit window (0: as soon as the last PUT returned)
     "wal.s3.batch.bytes": (int, 8 << 20),   # a commit starts early once this much is pending
     "wal.max.bytes": (int, 1 << 30),
@@ -211,6 +214,9 @@ class BrokerConfig:
                 _warn_deprecated(k, new, f"ignored: {new} is given too")
                 continue
             cfg.set(k, v)
+        if cfg["wal.shared.dir"] and cfg["wal.type"] != "file":
+            raise ValueError("wal.shared.dir is where a wal.type=file WAL lives; with wal.type=s3 the WAL "
+                             "is in the bucket")
         return cfg
 
     def set(self, key: str, value: Any) -> None:

@@ -29,6 +29,7 @@ or an id no longer used) to the registered brokers with the fewest.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import uuid
@@ -77,7 +78,9 @@ class Cluster:
         self.incarnation = uuid.uuid4().hex
         self.metadata = MetadataStore(store)
         self.membership = Membership(store, BrokerRegistration(
-            self.node_id, host, port, self.incarnation, clock.now_ms(), wal=config["wal.type"]),
+            self.node_id, host, port, self.incarnation, clock.now_ms(),
+            wal="shared" if config["wal.shared.dir"] else config["wal.type"],
+            wal_dir=config["wal.shared.dir"] or None),
             clock=clock, session_timeout_ms=config["broker.session.timeout.ms"])
         self.controller = ControllerLease(store, self.node_id, self.incarnation,
                                           lease_ms=config["broker.session.timeout.ms"])
@@ -101,8 +104,7 @@ class Cluster:
         """The advertised endpoint, when it is known only once the listener is
         bound (``--listen HOST:0``); before ``start``, which registers it."""
         me = self.membership.me
-        self.membership.me = BrokerRegistration(me.node_id, host, port, me.incarnation,
-                                                me.registered_ms, me.rack, me.wal)
+        self.membership.me = dataclasses.replace(me, host=host, port=port)
         self.membership.brokers[me.node_id] = self.membership.me
 
     async def start(self, on_delta: DeltaListener, *, legacy_dir: str | None = None) -> OwnershipDelta:
@@ -280,7 +282,7 @@ class Cluster:
         draining = set(image.draining)
         # dead brokers whose WAL the others can read: their partitions are taken over
         dead = {n for n in registered - live
-                if n in self.membership.brokers and self.membership.brokers[n].wal == "s3"}
+                if n in self.membership.brokers and self.membership.brokers[n].wal in ("s3", "shared")}
         for t in image.owned_topics():
             for i in range(t.partitions):
                 owner, target = t.owners[i], t.targets[i]
@@ -478,8 +480,8 @@ class Cluster:
         as a new incarnation (docs/failover.md §4)."""
         self.incarnation = uuid.uuid4().hex
         me = self.membership.me
-        self.membership.me = BrokerRegistration(me.node_id, me.host, me.port, self.incarnation,
-                                                self.clock.now_ms(), me.rack, me.wal)
+        self.membership.me = dataclasses.replace(me, incarnation=self.incarnation,
+                                                 registered_ms=self.clock.now_ms())
         self.membership.brokers[me.node_id] = self.membership.me
         await self.membership.register()
         await self.metadata.refresh()

@@ -38,7 +38,10 @@ class BrokerRegistration:
     incarnation: str
     registered_ms: int
     rack: str | None = None
-    wal: str = "file"       # wal.type: "s3" means the others can read this broker's WAL
+    # where the WAL lives: "file" (only this broker reads it), "s3" (the bucket) or
+    # "shared" (wal_dir, a volume every broker mounts there): the others can take over
+    wal: str = "file"
+    wal_dir: str | None = None
 
     def encode(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()
@@ -47,7 +50,7 @@ class BrokerRegistration:
     def decode(cls, data: bytes | bytearray) -> "BrokerRegistration":
         d = json.loads(data)
         return cls(int(d["node_id"]), str(d["host"]), int(d["port"]), str(d["incarnation"]),
-                   int(d["registered_ms"]), d.get("rack"), str(d.get("wal", "file")))
+                   int(d["registered_ms"]), d.get("rack"), str(d.get("wal", "file")), d.get("wal_dir"))
 
 
 def registration_key(node_id: int) -> str:

@@ -52,6 +52,7 @@ import crc32c
 from cache import BlockCache, TailCache
 from objectstore import CorruptObject, Fenced, ManifestStore, ObjectStore, ObjectStoreError, data_object
 from wal import WriteAheadLog
+from wal.dir_objects import DirWalObjects
 from wal.log import is_location
 from wal.object_log import ObjectWriteAheadLog
 
@@ -101,16 +102,23 @@ class ReplicaManager:
         os.makedirs(data_dir, exist_ok=True)
         self.metadata = metadata if metadata is not None else MetadataStore(store)  # read only here
         self.wal: WriteAheadLog | ObjectWriteAheadLog
-        if config["wal.type"] == "s3":
-            self.wal = ObjectWriteAheadLog(StoreWalObjects(store), wal_prefix(self.node_id),
-                                           interval_ms=config["wal.s3.interval.ms"],
+        objects: StoreWalObjects | DirWalObjects = StoreWalObjects(store)
+        if config["wal.shared.dir"]:
+            objects = DirWalObjects(config["wal.shared.dir"])
+        if config["wal.type"] == "s3" or config["wal.shared.dir"]:
+            # the bucket, or a volume the others mount: either way one object per group
+            # commit, which survivors fence and read (docs/failover.md)
+            in_bucket = config["wal.type"] == "s3"
+            self.wal = ObjectWriteAheadLog(objects, wal_prefix(self.node_id),
+                                           interval_ms=config["wal.s3.interval.ms"] if in_bucket else 0,
                                            batch_bytes=config["wal.s3.batch.bytes"],
                                            on_fsync=metrics.observe_fsync if metrics else None)
         else:
             self.wal = WriteAheadLog(os.path.join(data_dir, "wal"),
                                      segment_bytes=config["wal.segment.bytes"],
                                      on_fsync=metrics.observe_fsync if metrics else None)
-        self.dead_wals = DeadWals(StoreWalObjects(store))
+        self._wal_objects = objects
+        self.dead_wals = DeadWals(objects)
         # partitions lost or fenced with batches only in our WAL: (topic id, index) ->
         # (oldest WAL segment, epoch); kept while a takeover may still read them
         self._lost_pins: dict[tuple[bytes, int], tuple[int, int]] = {}
@@ -163,6 +171,8 @@ class ReplicaManager:
 
     async def wal_load(self) -> None:
         if isinstance(self.wal, ObjectWriteAheadLog):
+            if isinstance(self._wal_objects, DirWalObjects):
+                await self._wal_objects.remove_temps(wal_prefix(self.node_id))   # a crash's leftovers
             await self.wal.load()
 
     # --------------------------------------------------------- ownership
@@ -555,6 +565,8 @@ class ReplicaManager:
         await asyncio.gather(*self._claims, return_exceptions=True)
         await self.wal.close()
         await self.dead_wals.close()
+        if isinstance(self._wal_objects, DirWalObjects):
+            self._wal_objects.close()
         await self.store.close()
 
 

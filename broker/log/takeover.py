@@ -12,11 +12,19 @@ import asyncio
 import contextlib
 import logging
 import struct
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable, Protocol
 
 from objectstore import NotFound, ObjectStore, PreconditionFailed
 from wal import Entry
-from wal.object_log import encode_fence, fence_generation, is_takeover_fence, object_key, read_object, sequences
+from wal.object_log import (
+    WalObjects,
+    encode_fence,
+    fence_generation,
+    is_takeover_fence,
+    object_key,
+    read_object,
+    sequences,
+)
 
 from .records import read_header
 
@@ -66,14 +74,30 @@ class StoreWalObjects:
         await self.store.delete(key)
 
 
+class ListedWalObjects(WalObjects, Protocol):
+    """WalObjects that also list sizes: how a fence is found without reading every object."""
+
+    async def list_sizes(self, prefix: str) -> list[tuple[int, int]]: ...
+
+
 class DeadWals:
-    def __init__(self, objects: StoreWalObjects) -> None:
-        self.objects = objects
+    """Dead brokers' WALs, each reached through ``locate(node)``: the bucket
+    (``wal.type=s3``) or the shared directory the dead broker registered."""
+
+    def __init__(self, objects: ListedWalObjects,
+                 locate: Callable[[int], ListedWalObjects | None] | None = None) -> None:
+        self.objects = objects              # where our own WAL lives
+        self.locate = locate
         self._reads: dict[tuple[int, int], asyncio.Task] = {}
         self._readers: dict[tuple[int, int], int] = {}
         self.fences: dict[tuple[int, int], int] = {}     # (node, generation) -> fence seq, as fenced here
         # (our node id, the fence that ended our last life): rejoining, we take over from ourselves
         self.own_fence: tuple[int, int] | None = None
+
+    def of(self, node: int) -> ListedWalObjects:
+        """Where ``node``'s WAL lives (ours: where our own does)."""
+        found = self.locate(node) if self.locate is not None else None
+        return found if found is not None else self.objects
 
     @contextlib.asynccontextmanager
     async def reading(self, node: int, generation: int) -> AsyncIterator[list[Entry]]:
@@ -107,12 +131,13 @@ class DeadWals:
         if self.own_fence is not None and node == self.own_fence[0]:
             return self.own_fence[1]       # our own fenced life, taken over by ourselves
         prefix = wal_prefix(node)
+        objects = self.of(node)
         while True:
-            listed = [(seq, size) for seq, size in await self.objects.list_sizes(prefix)]
+            listed = [(seq, size) for seq, size in await objects.list_sizes(prefix)]
             for seq, size in reversed(listed):
                 if size > FENCE_MAX:
                     continue
-                body = await self.objects.get(object_key(prefix, seq))
+                body = await objects.get(object_key(prefix, seq))
                 if body is None or not is_takeover_fence(body):
                     continue
                 g = fence_generation(body)
@@ -121,7 +146,7 @@ class DeadWals:
                     return seq              # another survivor of this takeover fenced it
                 break                       # an older takeover's fence: ours is not there yet
             newest = listed[-1][0] if listed else -1
-            if await self.objects.create(object_key(prefix, newest + 1), encode_fence(generation)):
+            if await objects.create(object_key(prefix, newest + 1), encode_fence(generation)):
                 log.info("fenced the WAL of node %d at object %d (takeover at generation %d)",
                          node, newest + 1, generation)
                 self.fences[(node, generation)] = newest + 1
@@ -131,12 +156,13 @@ class DeadWals:
     async def _fence_and_read(self, node: int, generation: int) -> list[Entry]:
         fence = await self.fence(node, generation)
         prefix = wal_prefix(node)
-        seqs = [seq for seq in sequences(await self.objects.list(prefix), prefix) if seq < fence]
+        objects = self.of(node)
+        seqs = [seq for seq in sequences(await objects.list(prefix), prefix) if seq < fence]
         sem = asyncio.Semaphore(READERS)
 
         async def read(seq: int) -> list[Entry]:
             async with sem:
-                body = await self.objects.get(object_key(prefix, seq))
+                body = await objects.get(object_key(prefix, seq))
             if body is None or fence_generation(body) is not None:
                 return []       # deleted since the listing (its data is in a manifest), or a fence
             return read_object(body, seq)
@@ -155,11 +181,12 @@ class DeadWals:
             fence = self.own_fence[1]
         if fence is None:
             return 0
+        objects = self.of(node)
         n = 0
-        for seq in sequences(await self.objects.list(prefix), prefix):
+        for seq in sequences(await objects.list(prefix), prefix):
             if seq >= fence:
                 break
-            await self.objects.delete(object_key(prefix, seq))
+            await objects.delete(object_key(prefix, seq))
             n += 1
         return n
 

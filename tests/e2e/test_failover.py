@@ -1,6 +1,8 @@
 """Failover with real processes (docs/failover.md): three `sluice serve` brokers
-on MinIO with ``wal.type=s3`` under Apache Kafka's own VerifiableProducer
-(acks=all, idempotent) and VerifiableConsumer (a group, synchronous commits).
+on MinIO under Apache Kafka's own VerifiableProducer (acks=all, idempotent)
+and VerifiableConsumer (a group, synchronous commits), with the WAL in the
+bucket (``wal.type=s3``) or, for the first two, in one directory the three
+brokers share (``wal.shared.dir``, as a shared volume would be):
 
 - kill -9 of a random broker ten times, restarting it at once on an empty disk
   or only after the survivors took its partitions over, alternately;
@@ -35,7 +37,9 @@ pytestmark = pytest.mark.minio
 TOPIC = "verified"
 PARTITIONS = 6
 FAST = ("broker.heartbeat.interval.ms=300", "broker.session.timeout.ms=3000", "s3.upload.interval.ms=200",
-        "wal.type=s3", "num.partitions=1", "group.initial.rebalance.delay.ms=0")
+        "num.partitions=1", "group.initial.rebalance.delay.ms=0")
+# the two WALs survivors can read: the bucket, or one directory the three brokers share
+WALS = ["s3", "shared"]
 PRODUCER_CONFIG = {"enable.idempotence": "true", "acks": "all", "retries": "2147483647",
                    "max.in.flight.requests.per.connection": "5", "delivery.timeout.ms": "180000",
                    "request.timeout.ms": "10000", "retry.backoff.ms": "100", "metadata.max.age.ms": "2000"}
@@ -106,9 +110,11 @@ def properties(tmp_path, name: str, values: dict[str, str]) -> str:
 class Run:
     """Three brokers, the topic, and the two tools running against them."""
 
-    def __init__(self, broker_factory, minio, bucket: str, kafka_tools, tmp_path, *, rate: int = 200) -> None:
+    def __init__(self, broker_factory, minio, bucket: str, kafka_tools, tmp_path, *, rate: int = 200,
+                 wal: str = "s3") -> None:
         self.tmp_path = tmp_path
-        self.brokers = {n: broker_factory(*FAST, f"node.id={n}", name=f"node{n}", env=minio.env(),
+        where = "wal.type=s3" if wal == "s3" else f"wal.shared.dir={tmp_path / 'shared-volume'}"
+        self.brokers = {n: broker_factory(*FAST, where, f"node.id={n}", name=f"node{n}", env=minio.env(),
                                           extra_args=["--object-store", f"s3://{bucket}"])
                         for n in (1, 2, 3)}
         self.bootstrap = ",".join(b.bootstrap for b in self.brokers.values())
@@ -223,10 +229,11 @@ class Run:
         return summary
 
 
+@pytest.mark.parametrize("wal", WALS)
 def test_kill_9_a_random_broker_ten_times_loses_and_duplicates_nothing(
-        broker_factory, minio, minio_bucket, kafka_tools, tmp_path):
+        broker_factory, minio, minio_bucket, kafka_tools, tmp_path, wal):
     rng = random.Random(14)
-    run = Run(broker_factory, minio, minio_bucket, kafka_tools, tmp_path)
+    run = Run(broker_factory, minio, minio_bucket, kafka_tools, tmp_path, wal=wal)
     run.wait_for_progress(400, 60, "the producer to start")
     down: int | None = None
     for kill in range(10):
@@ -248,9 +255,10 @@ def test_kill_9_a_random_broker_ten_times_loses_and_duplicates_nothing(
     assert summary["acked"] > 3000
 
 
+@pytest.mark.parametrize("wal", WALS)
 def test_a_paused_broker_is_taken_over_and_rejoins_fenced(
-        broker_factory, minio, minio_bucket, kafka_tools, tmp_path):
-    run = Run(broker_factory, minio, minio_bucket, kafka_tools, tmp_path)
+        broker_factory, minio, minio_bucket, kafka_tools, tmp_path, wal):
+    run = Run(broker_factory, minio, minio_bucket, kafka_tools, tmp_path, wal=wal)
     run.wait_for_progress(300, 60, "the producer to start")
     for victim in (2, 3):
         b = run.brokers[victim]
