@@ -1,7 +1,8 @@
-"""``sluice bench failover``: how long a dead broker's partitions are away (``wal.type=s3``).
+"""``sluice bench failover``: how long a dead broker's partitions are away.
 
 A MinIO and ``--brokers`` (3) ``sluice serve`` brokers on one bucket, every one
-with ``--override wal.type=s3`` (the WAL in the bucket, docs/failover.md) and
+with ``--override wal.type=s3`` (the WAL in the bucket, docs/failover.md; with
+``--wal shared``: ``wal.shared.dir``, one directory all of them use) and
 ``broker.session.timeout.ms`` from ``--session-timeout-ms`` (Kafka's 9000 by
 default; the heartbeat at the broker's default unless ``--heartbeat-ms``). One
 topic of ``--partitions`` partitions; a librdkafka producer process
@@ -30,7 +31,7 @@ partitions:
 
 Log times have millisecond resolution; client times are the processes'
 monotonic clocks, shared on one machine. The killed broker then restarts on an
-empty data dir (nothing of it is local with ``wal.type=s3``) and the balancer
+empty data dir (nothing of it is in its data dir with either WAL) and the balancer
 gives it its share back before the next round. At the end the producer
 stops, the consumer reads to the last acknowledged offset and the records are
 checked: offsets without gaps, no sequence number twice. Every wait is bounded.
@@ -72,7 +73,7 @@ KILL_POLICIES = ("non-controller", "controller", "any")
 
 
 def add_parser(kinds) -> None:
-    p = kinds.add_parser("failover", help="kill -9 a broker (wal.type=s3): detection, replay, first ack and "
+    p = kinds.add_parser("failover", help="kill -9 a broker (wal.type=s3 or shared): detection, replay, first ack and "
                                           "fetch on its partitions",
                          description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=3, help="kills (default 3); the summary gives medians")
@@ -96,6 +97,9 @@ def add_parser(kinds) -> None:
     p.add_argument("--settle-timeout", type=float, default=120.0, metavar="SECONDS",
                    help="how long to wait for a settled cluster before each kill (default 120)")
     p.add_argument("--poll-ms", type=float, default=50.0, help="bucket metadata poll interval (default 50)")
+    p.add_argument("--wal", choices=("s3", "shared"), default="s3",
+                   help="the WAL survivors read: s3 (wal.type=s3, the bucket) or shared (wal.shared.dir, one "
+                        "directory of the run's temp dir that every broker uses, as a shared volume)")
     p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                    help="another --override for every broker (e.g. wal.s3.interval.ms=5)")
     p.add_argument("--producer-set", action="append", default=[], metavar="KEY=VALUE",
@@ -333,7 +337,7 @@ def markdown_table(result: dict) -> str:
     victims = ", ".join(f"node {r['victim']} ({len(r['split']['partitions'])} partitions"
                         + (", the controller" if r.get("victim_was_controller") else "") + ")"
                         for r in result["rounds"])
-    lines += ["", f"{c['rounds']} round(s); {c['brokers']} brokers on MinIO, wal.type=s3, "
+    lines += ["", f"{c['rounds']} round(s); {c['brokers']} brokers on MinIO, {wal_label(c.get('wal', 's3'))}, "
                   f"broker.session.timeout.ms={c['session_timeout_ms']}, heartbeat {hb}; one topic of "
                   f"{c['partitions']} partitions; a librdkafka producer (idempotent, acks=all) at "
                   f"{c['rate_mb_per_s']:g} MB/s of {c['record_size']} B records and a consumer on every "
@@ -378,7 +382,7 @@ def plot(result: dict, path: str) -> None:
     ax.set_yticklabels([f"round {r['round']}\nnode {r['victim']}" for r in rounds], fontsize=8)
     ax.set_xlabel("seconds after kill -9")
     ax.set_xlim(left=0)
-    ax.set_title(f"failover, wal.type=s3: {c['brokers']} brokers, {c['partitions']} partitions, "
+    ax.set_title(f"failover, {wal_label(c.get('wal', 's3'))}: {c['brokers']} brokers, {c['partitions']} partitions, "
                  f"{c['rate_mb_per_s']:g} MB/s, session timeout {c['session_timeout_ms'] / 1000:g} s", fontsize=9)
     ax.set_ylim(0.4, len(rounds) + 0.6)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
@@ -613,6 +617,10 @@ def taken_seen(transitions: list[dict], victim: int, partitions: list[int]) -> d
                 None)
 
 
+def wal_label(wal: str) -> str:
+    return "wal.type=s3" if wal == "s3" else "wal.shared.dir"
+
+
 class _Run:
     def __init__(self, args, progress: Progress) -> None:
         self.args = args
@@ -620,7 +628,8 @@ class _Run:
         self.session_s = args.session_timeout_ms / 1000
         self.work = tempfile.mkdtemp(prefix="sluice-bench-failover-", dir=args.data_dir)
         self.topic = f"failover-{uuid.uuid4().hex[:8]}"
-        self.overrides = ["wal.type=s3", f"broker.session.timeout.ms={args.session_timeout_ms}",
+        where = "wal.type=s3" if args.wal == "s3" else f"wal.shared.dir={os.path.join(self.work, 'shared-volume')}"
+        self.overrides = [where, f"broker.session.timeout.ms={args.session_timeout_ms}",
                           *([f"broker.heartbeat.interval.ms={args.heartbeat_ms}"] if args.heartbeat_ms else []),
                           *args.override]
         self.balance = "autobalancer.controller.enable=false" not in [o.replace(" ", "") for o in args.override]
@@ -635,7 +644,7 @@ class _Run:
         self.progress.phase("setup:")
         self.progress.show("starting MinIO")
         self.minio = storage.start_minio(self.work)
-        self.progress.show(f"starting {a.brokers} brokers (wal.type=s3)")
+        self.progress.show(f"starting {a.brokers} brokers ({wal_label(a.wal)})")
         self.cluster = _SluiceCluster(self.work, self.minio, a.brokers, tuple(self.overrides))
         for b in self.cluster.brokers:
             b.extra_args += ["--log-level", "INFO"]      # the takeover's lines are INFO
@@ -848,7 +857,7 @@ def run_failover(args) -> int:
     result = {
         "bench": "failover",
         "command": command,
-        "config": {"rounds": args.rounds, "brokers": args.brokers, "partitions": args.partitions,
+        "config": {"rounds": args.rounds, "brokers": args.brokers, "partitions": args.partitions, "wal": args.wal,
                    "rate_mb_per_s": args.rate, "record_size": args.record_size,
                    "session_timeout_ms": args.session_timeout_ms, "heartbeat_ms": args.heartbeat_ms,
                    "steady_seconds": args.steady_seconds, "kill": args.kill, "poll_ms": args.poll_ms,

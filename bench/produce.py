@@ -84,8 +84,9 @@ def add_parser(kinds) -> None:
     p.add_argument("--rounds", type=int, default=1, help="with --brokers or --wal: rounds of runs")
     p.add_argument("--wal", default=None, metavar="TYPE[,TYPE...]",
                    help="instead of one broker, the same load against fresh brokers with each WAL in turn, on a "
-                        "MinIO of its own (a bucket per broker): file (wal.type=file), s3 (wal.type=s3), s3:MS "
-                        "(wal.type=s3, wal.s3.interval.ms=MS); e.g. file,s3,s3:5. Reports MB/s, ack latency, "
+                        "MinIO of its own (a bucket per broker): file (wal.type=file), shared (wal.type=file in "
+                        "wal.shared.dir), s3 (wal.type=s3), s3:MS (wal.type=s3, wal.s3.interval.ms=MS); e.g. "
+                        "file,shared,s3,s3:5. Reports MB/s, ack latency, "
                         "WAL PUTs and other PUTs per GB; medians over --rounds, the order reversed every other "
                         "round")
     p.add_argument("--wal-loads", default="max,10", metavar="LOAD[,LOAD...]",

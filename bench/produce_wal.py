@@ -1,4 +1,4 @@
-"""``sluice bench produce --wal file,s3[,s3:MS]``: the WAL in the bucket next to the WAL on disk.
+"""``sluice bench produce --wal file,shared,s3[,s3:MS]``: the WAL in the bucket next to the WAL on disk.
 
 One MinIO on this machine; per round, for each WAL variant in turn (the order
 reversed every other round), a fresh ``sluice serve`` on a temp data dir and a
@@ -6,6 +6,8 @@ bucket of its own on that MinIO, so the data objects and manifests take the
 same path and only the WAL differs:
 
 * ``file``: ``wal.type=file``, the WAL on the local disk, fdatasync per group commit;
+* ``shared``: ``wal.type=file`` with ``wal.shared.dir`` (a directory of the run's
+  temp dir standing in for a shared volume): a file per group commit, two fsyncs;
 * ``s3``: ``wal.type=s3``, one PUT per group commit (``wal.s3.interval.ms=0``: the
   next commit starts when the previous PUT returned);
 * ``s3:MS``: the same with ``wal.s3.interval.ms=MS`` (a wider commit window).
@@ -38,21 +40,21 @@ from .common import create_topic, machine, sluice_version, write_results
 from .compare import Progress, _confluent_versions, _store_counters, _System
 from .launch import BrokerProcess
 
-VARIANT_RE = re.compile(r"^(file|s3)(?::(\d+))?$")
+VARIANT_RE = re.compile(r"^(file|shared|s3)(?::(\d+))?$")
 
 
 def parse_variants(text: str, kafka: bool = False) -> list[dict]:
-    """``file,s3,s3:5`` as variants: ``{"name", "wal_type", "interval_ms", "overrides"}``; with
+    """``file,shared,s3,s3:5`` as variants: ``{"name", "wal_type", "interval_ms", "overrides"}``; with
     ``kafka`` Apache Kafka last (``wal_type`` None). Raises ValueError on anything else or a repeat."""
     out: list[dict] = []
     for item in (x.strip() for x in text.split(",")):
         v: dict[str, Any]
         m = VARIANT_RE.match(item)
-        if m is None or (m.group(1) == "file" and m.group(2) is not None):
-            raise ValueError(f"--wal: {item!r} is not file, s3 or s3:MS")
+        if m is None or (m.group(1) != "s3" and m.group(2) is not None):
+            raise ValueError(f"--wal: {item!r} is not file, shared, s3 or s3:MS")
         kind, ms = m.group(1), m.group(2)
-        if kind == "file":
-            v = {"name": "file", "wal_type": "file", "interval_ms": None, "overrides": ["wal.type=file"]}
+        if kind in ("file", "shared"):      # shared: wal.shared.dir is added per run (a dir of its own)
+            v = {"name": kind, "wal_type": kind, "interval_ms": None, "overrides": ["wal.type=file"]}
         else:
             interval = int(ms) if ms is not None else 0
             v = {"name": "s3" if ms is None else f"s3:{interval}", "wal_type": "s3", "interval_ms": interval,
@@ -204,7 +206,7 @@ def plot(result: dict, path: str) -> None:
         ax.set_ylabel(unit)
         ax.legend(fontsize=7)
     axes[1].set_yscale("log")
-    fig.suptitle(f"produce with wal.type=file and s3 (MinIO on this machine): {c['partitions']} partitions, "
+    fig.suptitle(f"produce by WAL (MinIO on this machine): {c['partitions']} partitions, "
                  f"{c['record_size']} B, acks=all; {c['rounds']} round(s)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -270,8 +272,11 @@ def run(args) -> int:
                         bootstrap, pid, metrics = sysm.bootstrap, sysm.pid, None
                     else:
                         bucket = minio.create_bucket(f"wal-{rnd}-{v['name'].replace(':', '-')}")
+                        overrides = list(v["overrides"])
+                        if v["wal_type"] == "shared":
+                            overrides.append(f"wal.shared.dir={work / f'shared-volume-{rnd}'}")
                         broker = BrokerProcess(work / f"r{rnd}-{v['name'].replace(':', '-')}",
-                                               overrides=v["overrides"],
+                                               overrides=overrides,
                                                extra_args=["--object-store", f"s3://{bucket}", *args.broker_arg],
                                                env=minio.env(), metrics=True, stop_timeout=120.0)
                         broker.start(60)

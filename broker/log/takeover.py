@@ -1,4 +1,5 @@
-"""Reading a dead broker's WAL from the bucket, for a takeover (docs/failover.md §3).
+"""Reading a dead broker's WAL, for a takeover (docs/failover.md §3): from the
+bucket, or from the shared directory it registered (§8).
 
 ``DeadWals.reading(node, generation)`` fences the dead broker's WAL (once per
 takeover: a fence object at its next sequence number, If-None-Match) and

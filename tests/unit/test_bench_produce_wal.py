@@ -1,4 +1,4 @@
-"""``sluice bench produce --wal file,s3,s3:5``: variants, loads, PUTs per GB, medians, table, plot."""
+"""``sluice bench produce --wal file,shared,s3,s3:5``: variants, loads, PUTs per GB, medians, table, plot."""
 import json
 
 import pytest
@@ -7,13 +7,14 @@ from bench import produce_wal
 
 
 def test_variants_and_loads():
-    vs = produce_wal.parse_variants("file, s3,s3:5", kafka=True)
+    vs = produce_wal.parse_variants("file, shared,s3,s3:5", kafka=True)
     assert [(v["name"], v["wal_type"], v["interval_ms"]) for v in vs] == \
-        [("file", "file", None), ("s3", "s3", 0), ("s3:5", "s3", 5), ("kafka", None, None)]
-    assert vs[0]["overrides"] == ["wal.type=file"]
-    assert vs[2]["overrides"] == ["wal.type=s3", "wal.s3.interval.ms=5"]
+        [("file", "file", None), ("shared", "shared", None), ("s3", "s3", 0), ("s3:5", "s3", 5),
+         ("kafka", None, None)]
+    assert vs[0]["overrides"] == vs[1]["overrides"] == ["wal.type=file"]
+    assert vs[3]["overrides"] == ["wal.type=s3", "wal.s3.interval.ms=5"]
     assert produce_wal.parse_variants("s3:0")[0]["name"] == "s3:0"
-    for bad in ("file:5", "s4", "s3:x", "", "s3,s3"):
+    for bad in ("file:5", "shared:5", "s4", "s3:x", "", "s3,s3"):
         with pytest.raises(ValueError):
             produce_wal.parse_variants(bad)
     assert produce_wal.parse_loads("max, 10,2.5") == [None, 10.0, 2.5]
@@ -98,4 +99,4 @@ def test_wal_mode_refuses_what_it_cannot_honour(capsys):
     for extra in (["--rate", "5"], ["--bootstrap", "127.0.0.1:1"], ["--brokers", "1,2"]):
         assert main(["produce", "--wal", "file,s3", *extra]) == 2
     assert main(["produce", "--wal", "zfs"]) == 2
-    assert "not file, s3 or s3:MS" in capsys.readouterr().err
+    assert "not file, shared, s3 or s3:MS" in capsys.readouterr().err
