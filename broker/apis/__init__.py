@@ -30,6 +30,7 @@ def load_all() -> dict[int, Api]:
         describe_configs,
         describe_groups,
         describe_log_dirs,
+        describe_topic_partitions,
         elect_leaders,
         fetch,
         find_coordinator,
