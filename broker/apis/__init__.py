@@ -19,6 +19,7 @@ __all__ = ["API_TABLE", "Api", "CloseConnection", "Handler", "RequestContext", "
 def load_all() -> dict[int, Api]:
     """Import every API module so each registers itself."""
     from . import (  # noqa: F401  # noqa: F401
+        alter_configs,
         alter_partition_reassignments,
         api_versions,
         create_partitions,

@@ -7,17 +7,28 @@ like the Sluice broker) where the shape of the answer matters:
   and invalid names, bad cursors) to both; ``kafka-topics --describe`` (the
   broker's per-API request metric shows it used API 75, not Metadata);
   kafka-python's ``describe_topic_partitions``.
+- AlterConfigs (33, non-incremental: the given configs replace the
+  resource's dynamic ones): raw requests to both (replacement, validate
+  only, Kafka's refusals); kafkajs's ``admin.alterConfigs`` and
+  ``describeConfigs`` (tests/e2e/js/alter_configs.js, kafkajs from
+  deploy/install-kafkajs.sh) run against both; kafka-python's
+  ``alter_configs(incremental=False)``.
 
 Differences that must exist are named where they are checked.
 """
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from kafka import KafkaAdminClient
-from kafka.protocol.admin import DescribeTopicPartitionsRequest
+from kafka.admin import ConfigResource, ConfigResourceType
+from kafka.protocol.admin import AlterConfigsRequest, DescribeConfigsRequest, DescribeTopicPartitionsRequest
 from wire import WireClient
 
 from bench.launch import BrokerProcess
@@ -174,3 +185,165 @@ def test_kafka_python_pages_through_describe_topic_partitions(pair):
 
 def _requests(broker: BrokerProcess, api: str) -> float:
     return broker.scrape().get(("sluice_request_seconds_count", (("api", api),)), 0.0)
+
+
+# ------------------------------------------------------------------ AlterConfigs (33)
+ACR = AlterConfigsRequest.AlterConfigsResource
+TOPIC, BROKER, GROUP = 2, 4, 32
+DYNAMIC_TOPIC, DYNAMIC_BROKER = 1, 2
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _alter(resources: list[tuple[int, str, dict[str, str | None]]], validate_only: bool = False):
+    return AlterConfigsRequest(resources=[ACR(resource_type=t, resource_name=n, configs=[
+        ACR.AlterableConfig(name=k, value=v) for k, v in c.items()]) for t, n, c in resources],
+        validate_only=validate_only)
+
+
+def _dynamic(pair: ParityPair, side: str, rtype: int, name: str, keys: list[str]) -> dict[str, str]:
+    """The resource's configs among ``keys`` whose source is a dynamic one."""
+    port = pair.kafka_port if side == "kafka" else pair.sluice_port
+    DR = DescribeConfigsRequest.DescribeConfigsResource
+    with WireClient(port, timeout=20) as c:
+        resp = c.request(DescribeConfigsRequest(resources=[DR(resource_type=rtype, resource_name=name,
+                                                              configuration_keys=keys)],
+                                                include_synonyms=False, include_documentation=False), 4)
+    return {c.name: c.value for c in resp.results[0].configs if c.config_source in (DYNAMIC_TOPIC, DYNAMIC_BROKER)}
+
+
+def test_alter_configs_replaces_the_set_as_kafka(pair):
+    run = uuid.uuid4().hex[:8]
+    topic = f"legacy-{run}"
+    _create(pair, {topic: 1})
+    keys = ["retention.ms", "max.message.bytes", "retention.bytes"]
+    steps = [
+        ("set two", _alter([(TOPIC, topic, {"retention.ms": "3600000", "max.message.bytes": "2000"})]),
+         {"retention.ms": "3600000", "max.message.bytes": "2000"}),
+        ("set one: the other goes", _alter([(TOPIC, topic, {"retention.bytes": "100000"})]),
+         {"retention.bytes": "100000"}),
+        ("validate only changes nothing", _alter([(TOPIC, topic, {"retention.ms": "1"})], validate_only=True),
+         {"retention.bytes": "100000"}),
+        ("none: all go", _alter([(TOPIC, topic, {})]), {}),
+    ]
+    for case, request, expected in steps:
+        for version in (0, 2):
+            kafka, sluice = pair.both(request, version)
+            assert [(r.error_code, r.resource_type, r.resource_name) for r in kafka.responses] \
+                == [(r.error_code, r.resource_type, r.resource_name) for r in sluice.responses] \
+                == [(0, TOPIC, topic)], case
+        assert _dynamic(pair, "sluice", TOPIC, topic, keys) == expected, case
+        until(f"kafka: {case}", lambda expected=expected: _dynamic(pair, "kafka", TOPIC, topic, keys) == expected)
+
+    # refusals: codes alike, and Kafka's words where Sluice words it as Kafka does
+    refused = {
+        "unknown topic": ([(TOPIC, f"nope-{run}", {"retention.ms": "1"})], True),
+        "bad value": ([(TOPIC, topic, {"retention.ms": "soon"})], False),
+        "unknown config": ([(TOPIC, topic, {"no.such.config": "1"})], False),
+        "config twice": ([(TOPIC, topic, {"retention.ms": "1"})] * 1, True),
+        "null value": ([(TOPIC, topic, {"retention.ms": None, "retention.bytes": None})], True),
+        "another broker": ([(BROKER, "7", {"log.retention.ms": "1000"})], True),
+        "broker id not a number": ([(BROKER, "one", {"log.retention.ms": "1000"})], True),
+        "unknown resource type": ([(99, "x", {"a": "1"})], True),
+    }
+    for case, (resources, same_words) in refused.items():
+        request = _alter(resources)
+        if case == "config twice":      # a dict cannot hold a name twice
+            request.resources[0].configs *= 2
+        kafka, sluice = pair.both(request, 2)
+        k = [(r.error_code, r.resource_name) for r in kafka.responses]
+        s = [(r.error_code, r.resource_name) for r in sluice.responses]
+        assert k == s and all(code != 0 for code, _ in s), (case, kafka, sluice)
+        if same_words:
+            assert [r.error_message for r in kafka.responses] == [r.error_message for r in sluice.responses], case
+    # A resource named twice: Kafka 4.4 means to answer INVALID_REQUEST for both
+    # (ConfigAdminManager.preprocess), but then fails building the answer
+    # ("IllegalStateException: Duplicate key ConfigResource...") and never
+    # answers, so the client times out. Sluice answers what Kafka means to.
+    with WireClient(pair.sluice_port, timeout=20) as c:
+        resp = c.request(_alter([(TOPIC, topic, {"retention.ms": "1"}), (TOPIC, topic, {})]), 2)
+    assert [(r.error_code, r.error_message) for r in resp.responses] == \
+        [(42, "Each resource must appear at most once.")] * 2
+    assert _dynamic(pair, "sluice", TOPIC, topic, keys) == {}
+
+
+def test_alter_configs_on_a_broker_as_kafka(pair):
+    """A broker's dynamic configs replaced whole, per broker; the cluster-wide
+    default ("") on Sluice only: the reference's ``kafka-storage format`` stored
+    a cluster-wide ``min.insync.replicas``, which Kafka refuses to remove while
+    ELR is enabled ("Cluster-level min.insync.replicas cannot be removed ..."),
+    and Sluice has no such config."""
+    key = ["log.retention.ms"]
+    for case, configs, expected in (("set", {"log.retention.ms": "86400000"}, {"log.retention.ms": "86400000"}),
+                                    ("emptied", {}, {})):
+        kafka, sluice = pair.both(_alter([(BROKER, "1", configs)]), 2)
+        assert [r.error_code for r in kafka.responses] == [r.error_code for r in sluice.responses] == [0], case
+        assert _dynamic(pair, "sluice", BROKER, "1", key) == expected, case
+        until(f"kafka: {case}", lambda expected=expected: _dynamic(pair, "kafka", BROKER, "1", key) == expected)
+    with WireClient(pair.sluice_port, timeout=20) as c:
+        for configs, expected in (({"log.retention.ms": "86400000"}, "86400000"), ({}, "604800000")):
+            assert c.request(_alter([(BROKER, "", configs)]), 2).responses[0].error_code == 0
+            DR = DescribeConfigsRequest.DescribeConfigsResource
+            resp = c.request(DescribeConfigsRequest(resources=[DR(resource_type=BROKER, resource_name="1",
+                                                                  configuration_keys=key)],
+                                                    include_synonyms=False, include_documentation=False), 4)
+            assert resp.results[0].configs[0].value == expected
+    # read-only: refused alike
+    kafka, sluice = pair.both(_alter([(BROKER, "1", {"node.id": "5"})]), 2)
+    assert kafka.responses[0].error_code == sluice.responses[0].error_code == 42
+
+
+def test_kafka_python_alter_configs_non_incremental(pair):
+    run = uuid.uuid4().hex[:8]
+    topic = f"kp-legacy-{run}"
+    _create(pair, {topic: 1})
+    admin = KafkaAdminClient(bootstrap_servers=pair.sluice_bootstrap, request_timeout_ms=15000)
+    try:
+        res = admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, {"retention.ms": "4000000"})],
+                                  incremental=False)
+        assert res == {"topic": {topic: "OK"}}
+        assert _dynamic(pair, "sluice", TOPIC, topic, ["retention.ms"]) == {"retention.ms": "4000000"}
+        res = admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, {"retention.ms": "soon"})],
+                                  incremental=False)
+        assert "InvalidConfigurationError" in res["topic"][topic], res
+    finally:
+        admin.close()
+
+
+@pytest.fixture(scope="module")
+def kafkajs() -> Path:
+    """kafkajs's node_modules (deploy/install-kafkajs.sh, cached); fails, never skips, without it."""
+    out = subprocess.run([str(ROOT / "deploy" / "install-kafkajs.sh")], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, f"kafkajs could not be installed:\n{out.stderr}"
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+def _kafkajs_alter_configs(modules: Path, bootstrap: str, topic: str) -> list[dict]:
+    res = subprocess.run(["node", str(ROOT / "tests" / "e2e" / "js" / "alter_configs.js"), bootstrap, topic, "1"],
+                         env=dict(os.environ, NODE_PATH=str(modules)), capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    return [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+
+
+def test_kafkajs_alter_configs_and_describe_configs(pair, kafkajs):
+    """kafkajs's admin.alterConfigs (AlterConfigs v0) replaces a topic's and a
+    broker's dynamic configs on Sluice as on Kafka; every alter step ends alike."""
+    run = uuid.uuid4().hex[:8]
+    topic = f"kafkajs-{run}"
+    _create(pair, {topic: 1})
+    sluice = _kafkajs_alter_configs(kafkajs, pair.sluice_bootstrap, topic)
+    kafka = _kafkajs_alter_configs(kafkajs, pair.kafka_bootstrap, topic)
+    assert [s["step"] for s in sluice] == [k["step"] for k in kafka] and len(sluice) == 12
+    for k, s in zip(kafka, sluice):
+        if "described" not in s["step"] and s["step"] != "unchanged":      # Kafka applies configs asynchronously
+            assert (k["ok"], k.get("type")) == (s["ok"], s.get("type")), (k, s)
+    got = {s["step"]: s for s in sluice}
+    assert got["described"]["out"]["configs"] == {"retention.ms": {"value": "3600000", "isDefault": False},
+                                                  "max.message.bytes": {"value": "2000", "isDefault": False}}
+    assert got["described again"]["out"]["configs"]["max.message.bytes"]["isDefault"] is True
+    assert got["described again"]["out"]["configs"]["retention.ms"]["value"] == "7200000"
+    assert got["unchanged"]["out"] == got["described again"]["out"]
+    assert (got["bad value"]["ok"], got["bad value"]["type"]) == (False, "INVALID_CONFIG")
+    assert (got["unknown topic"]["ok"], got["unknown topic"]["type"]) == (False, "UNKNOWN_TOPIC_OR_PARTITION")
+    assert got["broker described"]["out"]["configs"]["log.retention.ms"] == {"value": "86400000",
+                                                                             "isDefault": False}
+    assert got["broker described again"]["out"]["configs"]["log.retention.ms"]["isDefault"] is True, sluice[-1]
