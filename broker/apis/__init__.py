@@ -21,6 +21,7 @@ def load_all() -> dict[int, Api]:
     from . import (  # noqa: F401  # noqa: F401
         alter_configs,
         alter_partition_reassignments,
+        alter_replica_log_dirs,
         api_versions,
         create_partitions,
         create_topics,

@@ -13,6 +13,12 @@ like the Sluice broker) where the shape of the answer matters:
   ``describeConfigs`` (tests/e2e/js/alter_configs.js, kafkajs from
   deploy/install-kafkajs.sh) run against both; kafka-python's
   ``alter_configs(incremental=False)``.
+- DescribeLogDirs (35) with bytes: the same batches produced to both give
+  the same partition sizes in raw answers and in ``kafka-log-dirs
+  --describe``; AlterReplicaLogDirs (34) answered alike for a replica kept
+  in place, an unknown directory and an unknown topic; and on two brokers
+  sharing a bucket, kafka-reassign-partitions executes the rollback plan it
+  printed (which names each replica's log directory) and verifies it.
 
 Differences that must exist are named where they are checked.
 """
@@ -28,10 +34,17 @@ from pathlib import Path
 import pytest
 from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType
-from kafka.protocol.admin import AlterConfigsRequest, DescribeConfigsRequest, DescribeTopicPartitionsRequest
-from wire import WireClient
+from kafka.protocol.admin import (
+    AlterConfigsRequest,
+    AlterReplicaLogDirsRequest,
+    DescribeConfigsRequest,
+    DescribeLogDirsRequest,
+    DescribeTopicPartitionsRequest,
+)
+from kafka.protocol.producer import ProduceRequest
+from wire import WireClient, make_batch
 
-from bench.launch import BrokerProcess
+from bench.launch import BrokerProcess, wait_for_cluster
 from tests.e2e.test_admin_conformance import Pair, until
 
 pytestmark = pytest.mark.timeout(300)
@@ -347,3 +360,145 @@ def test_kafkajs_alter_configs_and_describe_configs(pair, kafkajs):
     assert got["broker described"]["out"]["configs"]["log.retention.ms"] == {"value": "86400000",
                                                                              "isDefault": False}
     assert got["broker described again"]["out"]["configs"]["log.retention.ms"]["isDefault"] is True, sluice[-1]
+
+
+# ------------------------------------------------------------------ DescribeLogDirs (35), AlterReplicaLogDirs (34)
+PR = ProduceRequest
+DT = DescribeLogDirsRequest.DescribableLogDirTopic
+AD = AlterReplicaLogDirsRequest.AlterReplicaLogDir
+
+
+def _produce_same(pair: ParityPair, topic: str, batches: dict[int, list[bytes]]) -> None:
+    """The same record batches (same bytes) appended to both, acks=all."""
+    for port in (pair.kafka_port, pair.sluice_port):
+        with WireClient(port, timeout=20) as c:
+            for partition, batch in batches.items():
+                resp = c.request(PR(transactional_id=None, acks=-1, timeout_ms=10000, topic_data=[
+                    PR.TopicProduceData(name=topic, partition_data=[PR.TopicProduceData.PartitionProduceData(
+                        index=partition, records=batch)])]), 9)
+                assert resp.responses[0].partition_responses[0].error_code == 0
+
+
+def _log_dirs(port: int, topics: list[tuple[str, list[int]]] | None, version: int = 4):
+    with WireClient(port, timeout=20) as c:
+        return c.request(DescribeLogDirsRequest(topics=None if topics is None else [
+            DT(topic=t, partitions=ps) for t, ps in topics]), version)
+
+
+def _mine(resp, names: set[str]) -> tuple:
+    """An answer's shape, restricted to ``names`` (Kafka's directory also holds
+    its internal topics and every other test's)."""
+    [d] = resp.results
+    topics = sorted((t.name, [(p.partition_index, p.partition_size, p.offset_lag, p.is_future_key)
+                              for p in sorted(t.partitions, key=lambda p: p.partition_index)])
+                    for t in d.topics if t.name in names)
+    return d.error_code, topics
+
+
+def test_describe_log_dirs_reports_the_bytes_as_kafka(pair, kafka_tools):
+    run = uuid.uuid4().hex[:8]
+    a, b = f"dirs-{run}-a", f"dirs-{run}-b"
+    _create(pair, {a: 2, b: 1})
+    ts = 1_700_000_000_000
+    _produce_same(pair, a, {0: make_batch([b"x" * 300] * 5, timestamp_ms=ts), 1: make_batch([b"y"], timestamp_ms=ts)})
+    _produce_same(pair, a, {0: make_batch([b"z" * 40], timestamp_ms=ts)})
+    names = {a, b}
+    cases = {"all": None, "one partition": [(a, [1])], "one topic": [(b, [0])], "unknown": [(f"nope-{run}", [0])]}
+    for version in (1, 3, 4):
+        for case, topics in cases.items():
+            kafka = _log_dirs(pair.kafka_port, topics, version)
+            sluice = _log_dirs(pair.sluice_port, topics, version)
+            assert _mine(kafka, names) == _mine(sluice, names), (version, case)
+            if version >= 3:
+                assert kafka.error_code == sluice.error_code == 0
+    _, topics = _mine(_log_dirs(pair.sluice_port, None), names)
+    sizes = dict(topics)
+    assert sizes[b] == [(0, 0, 0, False)] and [p[0] for p in sizes[a]] == [0, 1]
+    assert sizes[a][0][1] == len(make_batch([b"x" * 300] * 5, timestamp_ms=ts)) + len(
+        make_batch([b"z" * 40], timestamp_ms=ts))
+    # the one directory: named after the object store and the WAL; the store's volume is known (file://)
+    [d] = _log_dirs(pair.sluice_port, None).results
+    objects = pair.sluice_process.data_dir / "objects"
+    assert d.log_dir == f"file://{objects}#wal={pair.sluice_process.data_dir / 'wal'}"
+    assert d.total_bytes >= d.usable_bytes > 0
+    # the sizes stay once uploaded and recorded (bytes in the bucket per the manifest)
+    with WireClient(pair.sluice_port, timeout=20) as c:
+        topic_id = c.request(_dtp([a]), 0).topics[0].topic_id
+    manifest = objects / "manifests" / topic_id.hex / "0.json"
+    until("partition 0's batches in its manifest",
+          lambda: manifest.exists() and json.loads(manifest.read_text()).get("next_offset") == 6)
+    assert _mine(_log_dirs(pair.sluice_port, None), names) == _mine(_log_dirs(pair.kafka_port, None), names)
+
+    # kafka-log-dirs --describe prints the same partitions and sizes
+    out = {}
+    for side, bootstrap in (("kafka", pair.kafka_bootstrap), ("sluice", pair.sluice_bootstrap)):
+        res = kafka_tools.run("kafka-log-dirs", "--bootstrap-server", bootstrap, "--describe",
+                              "--broker-list", "1", "--topic-list", f"{a},{b}")
+        doc = json.loads(next(line for line in res.lines if line.startswith("{")))
+        [broker] = doc["brokers"]
+        [logdir] = broker["logDirs"]
+        assert broker["broker"] == 1 and logdir["error"] is None, res.describe()
+        out[side] = sorted((p["partition"], p["size"], p["offsetLag"], p["isFuture"]) for p in logdir["partitions"])
+    assert out["kafka"] == out["sluice"] and len(out["sluice"]) == 3
+
+    # AlterReplicaLogDirs: each broker asked about its own directory, and another
+    replies = {}
+    for side, port in (("kafka", pair.kafka_port), ("sluice", pair.sluice_port)):
+        own = _log_dirs(port, None).results[0].log_dir
+        with WireClient(port, timeout=20) as c:
+            resp = c.request(AlterReplicaLogDirsRequest(dirs=[
+                AD(path=own, topics=[AD.AlterReplicaLogDirTopic(name=a, partitions=[0, 1]),
+                                     AD.AlterReplicaLogDirTopic(name=f"nope-{run}", partitions=[0])]),
+                AD(path="/no/such/dir", topics=[AD.AlterReplicaLogDirTopic(name=b, partitions=[0])])]), 2)
+        replies[side] = sorted((t.topic_name, p.partition_index, p.error_code) for t in resp.results
+                               for p in t.partitions)
+    assert replies["kafka"] == replies["sluice"] == sorted(
+        [(a, 0, 0), (a, 1, 0), (f"nope-{run}", 0, 3), (b, 0, 57)])
+
+
+def test_kafka_reassign_partitions_rolls_back_with_log_dirs(broker_factory, tmp_path, kafka_tools):
+    """Two brokers on one (file) bucket: a move with a plan saying "any", then the
+    rollback plan kafka-reassign-partitions printed, which names the partition's
+    log directory: the tool asks AlterReplicaLogDirs until the move back lands,
+    and --verify reports the replica in that directory."""
+    objects = f"file://{tmp_path / 'bucket'}"
+    overrides = ("broker.heartbeat.interval.ms=200", "broker.session.timeout.ms=2000",
+                 "autobalancer.controller.enable=false")
+    brokers = {n: broker_factory(*overrides, f"node.id={n}", name=f"node{n}",
+                                 extra_args=["--object-store", objects]) for n in (1, 2)}
+    seen = wait_for_cluster([("127.0.0.1", b.port) for b in brokers.values()], timeout=20)
+    assert all(len(v) == 2 for v in seen.values()), seen
+    bs = ",".join(b.bootstrap for b in brokers.values())
+    topic = "rolled"
+    kafka_tools.run("kafka-topics", "--bootstrap-server", bs, "--create", "--topic", topic,
+                    "--replica-assignment", "1,2")
+
+    def placed() -> dict[int, int]:
+        with WireClient(brokers[1].port, timeout=20) as c:
+            resp = c.request(_dtp([topic]), 0)
+        return {p.partition_index: p.leader_id for t in resp.topics for p in t.partitions}
+    until("both brokers to know the topic", lambda: placed() == {0: 1, 1: 2} and all(
+        _log_dirs(b.port, None).results[0].topics for b in brokers.values()))
+
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"version": 1, "partitions": [
+        {"topic": topic, "partition": 0, "replicas": [2], "log_dirs": ["any"]}]}))
+    res = kafka_tools.run("kafka-reassign-partitions", "--bootstrap-server", bs, "--reassignment-json-file",
+                          str(plan), "--execute")
+    lines = res.lines
+    rollback = json.loads(lines[lines.index("Current partition replica assignment") + 1])
+    dir1 = _log_dirs(brokers[1].port, None).results[0].log_dir
+    assert rollback["partitions"] == [{"topic": topic, "partition": 0, "replicas": [1], "log_dirs": [dir1]}], \
+        res.describe()
+    until("the move", lambda: placed() == {0: 2, 1: 2}, timeout=60)
+
+    back = tmp_path / "rollback.json"
+    back.write_text(json.dumps(rollback))
+    args = ("--bootstrap-server", bs, "--reassignment-json-file", str(back))
+    res = kafka_tools.run("kafka-reassign-partitions", *args, "--execute", "--timeout", "60000", timeout=120)
+    assert f"Successfully started moving log directory to {dir1} for replica {topic}-0 with broker 1" \
+        in res.stdout, res.describe()
+    until("the move back", lambda: placed() == {0: 1, 1: 2}, timeout=60)
+    res = kafka_tools.run("kafka-reassign-partitions", *args, "--verify")
+    assert f"Reassignment of partition {topic}-0 is completed." in res.stdout, res.describe()
+    assert f"Reassignment of replica {topic}-0-1 completed successfully." in res.stdout, res.describe()
