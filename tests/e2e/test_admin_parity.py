@@ -44,7 +44,7 @@ from kafka.protocol.admin import (
 from kafka.protocol.producer import ProduceRequest
 from wire import WireClient, make_batch
 
-from bench.launch import BrokerProcess, wait_for_cluster
+from bench.launch import ROOT, BrokerProcess, wait_for_cluster
 from tests.e2e.test_admin_conformance import Pair, until
 
 pytestmark = pytest.mark.timeout(300)
@@ -204,7 +204,6 @@ def _requests(broker: BrokerProcess, api: str) -> float:
 ACR = AlterConfigsRequest.AlterConfigsResource
 TOPIC, BROKER, GROUP = 2, 4, 32
 DYNAMIC_TOPIC, DYNAMIC_BROKER = 1, 2
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _alter(resources: list[tuple[int, str, dict[str, str | None]]], validate_only: bool = False):
