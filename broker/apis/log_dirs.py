@@ -6,7 +6,8 @@ broker's write-ahead log. Kafka's log directory is where one broker keeps a
 replica; Sluice reports one per broker, named after both places:
 ``<object store URL>#wal=<WAL directory>`` (``#wal=wal/<node.id>/`` for
 ``wal.type=s3``, whose WAL is objects in the same store), e.g.
-``s3://bucket/prefix#wal=/var/lib/sluice/wal``. Every partition the broker
+``s3://bucket/prefix#wal=/var/lib/sluice/wal`` (a store URL has no fragment
+of its own, so the name reads back unambiguously). Every partition the broker
 owns is in it; none is ever "future" (there is no other directory to move
 to), and its size is its bytes in the bucket per its manifest plus its
 batches the WAL holds above the manifest's end.

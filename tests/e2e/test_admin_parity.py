@@ -170,6 +170,12 @@ def test_kafka_topics_describe_uses_describe_topic_partitions(pair, kafka_tools)
         == [f"Topic: {name}", "PartitionCount: 3", "ReplicationFactor: 1"]
     assert k_parts == s_parts == [[f"Topic: {name}", f"Partition: {i}", "Leader: 1", "Replicas: 1", "Isr: 1",
                                    "Elr: ", "LastKnownElr:"] for i in range(3)]
+    # every topic (listed by Metadata, then described with DescribeTopicPartitions)
+    before = _requests(sluice, "DescribeTopicPartitions")
+    res = kafka_tools.run("kafka-topics", "--bootstrap-server", pair.sluice_bootstrap, "--describe")
+    assert [line.strip().split("\t") for line in res.lines if line.strip().startswith(f"Topic: {name}\t")
+            and "Partition:" in line] == s_parts, res.describe()
+    assert _requests(sluice, "DescribeTopicPartitions") > before
     # an unknown topic: the same failure
     for bootstrap in (pair.kafka_bootstrap, pair.sluice_bootstrap):
         res = kafka_tools.run("kafka-topics", "--bootstrap-server", bootstrap, "--describe", "--topic",
