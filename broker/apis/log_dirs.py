@@ -5,7 +5,8 @@ object store (shared by all brokers) and its not-yet-uploaded batches in this
 broker's write-ahead log. Kafka's log directory is where one broker keeps a
 replica; Sluice reports one per broker, named after both places:
 ``<object store URL>#wal=<WAL directory>`` (``#wal=wal/<node.id>/`` for
-``wal.type=s3``, whose WAL is objects in the same store), e.g.
+``wal.type=s3``, whose WAL is objects in the same store; the directory's
+path for a WAL of objects in a shared directory), e.g.
 ``s3://bucket/prefix#wal=/var/lib/sluice/wal`` (a store URL has no fragment
 of its own, so the name reads back unambiguously). Every partition the broker
 owns is in it; none is ever "future" (there is no other directory to move
@@ -29,7 +30,11 @@ UNKNOWN_VOLUME_BYTES = -1       # Kafka's DescribeLogDirsResponse.UNKNOWN_VOLUME
 
 def log_dir(broker: "Broker") -> str:
     wal = broker.replicas.wal
-    where = os.path.abspath(wal.directory) if isinstance(wal, WriteAheadLog) else wal.prefix
+    if isinstance(wal, WriteAheadLog):
+        where = os.path.abspath(wal.directory)
+    else:       # objects in the bucket, or in a shared directory (whose WalObjects has a root)
+        root = getattr(wal.objects, "root", None)
+        where = os.path.join(root, wal.prefix) if isinstance(root, str) else wal.prefix
     return f"{broker.object_store_url}#wal={where}"
 
 
