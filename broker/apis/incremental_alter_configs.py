@@ -21,6 +21,9 @@ where its controller does):
 - GROUP, by group id (not ""): Kafka 4.4's group configs (``GROUP_CONFIGS``),
   with Kafka's bounds; APPEND and SUBTRACT refused as Kafka refuses them.
 
+AlterConfigs (alter_configs.py) goes through the same ``alter_resources``,
+its resources turned into SET and DELETE operations first.
+
 The replication throttles that Kafka's kafka-reassign-partitions sets
 (``--throttle``, ``--replica-alter-log-dirs-throttle``) and clears
 (``--verify``, ``--cancel``) on brokers and topics are checked as Kafka
