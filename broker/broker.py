@@ -52,6 +52,8 @@ class Broker:
             if object_store is None:
                 raise TypeError("Broker needs object_store (a URL) or store")
             store = open_object_store(object_store)
+        # where the partitions live, as DescribeLogDirs names it (apis/log_dirs.py)
+        self.object_store_url: str = object_store or f"{type(store).__name__}:"
         store = MeteredStore(store, self.metrics)
         self.cluster = Cluster(config, store, host=advertised_host, port=advertised_port, clock=self.clock)
         self.replicas = ReplicaManager(config, data_dir, store, metrics=self.metrics,

@@ -3,8 +3,9 @@
 # Usage: deploy/setup.sh [--test]
 #   without --test: only what `sluice serve` needs (no extras; deploy/serve.sh)
 #   --test: also the test and bench extras (test clients, MinIO's boto3, the
-#           benches' librdkafka, plots and profilers), kcat and docker-compose
-#           (deploy/test.sh; the tests validate deploy/compose.yaml with it)
+#           benches' librdkafka, plots and profilers), kcat, kafkajs (npm, cached
+#           in ~/.cache/sluice) and docker-compose (deploy/test.sh; the tests
+#           validate deploy/compose.yaml with it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -25,5 +26,6 @@ if [ ! -f "$stamp" ]; then
 fi
 if [ "${1:-}" = "--test" ]; then
   deploy/install-kcat.sh
+  deploy/install-kafkajs.sh >/dev/null
   deploy/install-docker-compose.sh
 fi

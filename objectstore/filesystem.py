@@ -311,12 +311,12 @@ class FilesystemObjectStore(ObjectStore):
                         raise PreconditionFailed(
                             key, f"key {key!r} has etag {current}, not {if_match}")
                 for _ in range(100):
-                    self._ensure_parent(path)
                     try:
+                        self._ensure_parent(path)
                         os.rename(tmp, path)
                         break
                     except FileNotFoundError:
-                        continue    # a delete removed the (empty) parent meanwhile
+                        continue    # a delete removed an (empty) parent meanwhile
                     except (IsADirectoryError, NotADirectoryError) as e:
                         raise InvalidKey(f"key {key!r} conflicts with another key's prefix") from e
                     except OSError as e:
@@ -390,10 +390,17 @@ class FilesystemObjectStore(ObjectStore):
                 os.rename(path, trash)
             except (FileNotFoundError, NotADirectoryError):
                 return
-            _fsync_dir(path.parent)
+            try:
+                _fsync_dir(path.parent)
+            except FileNotFoundError:
+                # A delete of another key in this folder (another lock stripe)
+                # emptied and removed it between our rename and this sync: it
+                # could only do so after our file had left it. Nothing to sync.
+                pass
+            finally:
+                self._reclaimer.reclaim(str(trash))     # whatever the sync did: never stranded
         finally:
             os.close(lock)
-        self._reclaimer.reclaim(str(trash))
         # Drop directories left empty, so their names can become keys again.
         d = path.parent
         while d != self.root:

@@ -19,7 +19,9 @@ __all__ = ["API_TABLE", "Api", "CloseConnection", "Handler", "RequestContext", "
 def load_all() -> dict[int, Api]:
     """Import every API module so each registers itself."""
     from . import (  # noqa: F401  # noqa: F401
+        alter_configs,
         alter_partition_reassignments,
+        alter_replica_log_dirs,
         api_versions,
         create_partitions,
         create_topics,
@@ -30,6 +32,7 @@ def load_all() -> dict[int, Api]:
         describe_configs,
         describe_groups,
         describe_log_dirs,
+        describe_topic_partitions,
         elect_leaders,
         fetch,
         find_coordinator,

@@ -21,3 +21,9 @@ CLUSTER_OPERATIONS = frozenset({CREATE, ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIB
 def operations(allowed: frozenset[int], requested: bool) -> set[int] | None:
     """The field's value: every allowed operation if requested, else "not requested"."""
     return set(allowed) if requested else None
+
+
+def bitfield(allowed: frozenset[int]) -> int:
+    """Kafka's ``Utils.to32BitField``, for messages whose spec types the field
+    as a plain int32 (DescribeTopicPartitions), not kafka-python's bitfield."""
+    return sum(1 << op for op in allowed)

@@ -21,6 +21,9 @@ where its controller does):
 - GROUP, by group id (not ""): Kafka 4.4's group configs (``GROUP_CONFIGS``),
   with Kafka's bounds; APPEND and SUBTRACT refused as Kafka refuses them.
 
+AlterConfigs (alter_configs.py) goes through the same ``alter_resources``,
+its resources turned into SET and DELETE operations first.
+
 The replication throttles that Kafka's kafka-reassign-partitions sets
 (``--throttle``, ``--replica-alter-log-dirs-throttle``) and clears
 (``--verify``, ``--cancel``) on brokers and topics are checked as Kafka
@@ -32,7 +35,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Callable
+from typing import Any, Callable, NamedTuple
 
 from kafka.protocol.admin import IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse
 
@@ -72,36 +75,87 @@ class Refused(Exception):
         self.message = message
 
 
+class Op(NamedTuple):
+    """One config change, shaped as the request's AlterableConfig."""
+    name: str
+    value: str | None
+    config_operation: int
+
+
+class Resource(NamedTuple):
+    """One resource's changes, shaped as the request's AlterConfigsResource."""
+    resource_type: int
+    resource_name: str
+    configs: list
+
+
 @api(IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse)
 async def handle(ctx: RequestContext, request):
+    outcomes = await alter_resources(ctx, request.resources, request.validate_only)
+    results = [Result(error_code=error, error_message=message, resource_type=res.resource_type,
+                      resource_name=res.resource_name) for res, (error, message) in zip(request.resources, outcomes)]
+    return IncrementalAlterConfigsResponse(version=ctx.version, throttle_time_ms=0, responses=results)
+
+
+async def alter_resources(ctx: RequestContext, resources, validate_only: bool,
+                          as_ops: Callable[[RequestContext, Any], Resource] | None = None,
+                          ) -> list[tuple[ErrorCode, str | None]]:
+    """(error, message) per resource, each checked and applied on its own.
+    ``as_ops`` turns a resource of another request (AlterConfigs) into SET and
+    DELETE operations; it may raise Refused, as the checks do."""
     cluster = ctx.broker.cluster
-    if any(r.resource_type == TOPIC and r.resource_name not in cluster.metadata.topics for r in request.resources):
+    if any(r.resource_type == TOPIC and r.resource_name not in cluster.metadata.topics for r in resources):
         try:        # created on another broker since this one's last heartbeat?
             await cluster.metadata.refresh()
         except ObjectStoreError:
             pass
-    counts = Counter((r.resource_type, r.resource_name) for r in request.resources)
-    results = []
-    for res in request.resources:
+    counts = Counter((r.resource_type, r.resource_name) for r in resources)
+    outcomes: list[tuple[ErrorCode, str | None]] = []
+    for res in resources:
         error, message = ErrorCode.NONE, None
         try:
             if counts[(res.resource_type, res.resource_name)] > 1:
                 raise Refused(ErrorCode.INVALID_REQUEST, "Each resource must appear at most once.")
+            if as_ops is not None:
+                res = as_ops(ctx, res)
             if res.resource_type == TOPIC:
-                await _alter_topic(ctx, res, request.validate_only)
+                await _alter_topic(ctx, res, validate_only)
             elif res.resource_type == BROKER:
-                await _alter_broker(ctx, res, request.validate_only)
+                await _alter_broker(ctx, res, validate_only)
             elif res.resource_type == GROUP:
-                await _alter_group(ctx, res, request.validate_only)
+                await _alter_group(ctx, res, validate_only)
             else:
-                raise Refused(ErrorCode.INVALID_REQUEST, f"resource type {res.resource_type} is not supported")
+                raise Refused(ErrorCode.INVALID_REQUEST, f"Unknown resource type {res.resource_type}")
         except Refused as exc:
             error, message = exc.code, exc.message
         except ObjectStoreError as exc:
             error, message = ErrorCode.REQUEST_TIMED_OUT, f"cluster metadata not stored: {exc}"
-        results.append(Result(error_code=error, error_message=message,
-                              resource_type=res.resource_type, resource_name=res.resource_name))
-    return IncrementalAlterConfigsResponse(version=ctx.version, throttle_time_ms=0, responses=results)
+        outcomes.append((error, message))
+    return outcomes
+
+
+def stored_configs(ctx: RequestContext, resource_type: int, name: str) -> dict[str, str]:
+    """The dynamic configs stored for a resource (none for an unknown one)."""
+    cluster = ctx.broker.cluster
+    if resource_type == TOPIC:
+        topic = cluster.metadata.topics.get(name)
+        return dict(topic.configs) if topic is not None else {}
+    if resource_type == BROKER:
+        return dict(cluster.metadata.image.broker_configs.get(name, {}))
+    if resource_type == GROUP:
+        return dict(cluster.metadata.image.group_configs.get(name, {}))
+    return {}
+
+
+def check_names_and_values(ops) -> None:
+    """Kafka's first checks of a resource's configs, in its order: a name
+    twice, then null values (all of them named)."""
+    names = [op.name for op in ops]
+    if len(set(names)) != len(names):
+        raise Refused(ErrorCode.INVALID_REQUEST, "Error due to duplicate config keys")
+    nulls = [op.name for op in ops if op.config_operation != DELETE and op.value is None]
+    if nulls:
+        raise Refused(ErrorCode.INVALID_REQUEST, f"Null value not supported for : {', '.join(nulls)}")
 
 
 def _check_ops(ops) -> None:
@@ -109,12 +163,7 @@ def _check_ops(ops) -> None:
     for op in ops:
         if op.config_operation not in (SET, DELETE, APPEND, SUBTRACT):
             raise Refused(ErrorCode.INVALID_REQUEST, f"Unknown operations type {op.config_operation}")
-    names = [op.name for op in ops]
-    if len(set(names)) != len(names):
-        raise Refused(ErrorCode.INVALID_REQUEST, "Error due to duplicate config keys")
-    for op in ops:
-        if op.config_operation != DELETE and op.value is None:
-            raise Refused(ErrorCode.INVALID_REQUEST, f"Null value not supported for : {op.name}")
+    check_names_and_values(ops)
 
 
 def _applier(ops, dropped: frozenset[str] | set[str] = frozenset()) -> Change:
@@ -136,7 +185,7 @@ async def _alter_topic(ctx: RequestContext, res, validate_only: bool) -> None:
     _check_ops(res.configs)
     topic = cluster.metadata.topics.get(res.resource_name)
     if topic is None:
-        raise Refused(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"Topic {res.resource_name} does not exist")
+        raise Refused(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{res.resource_name}' does not exist.")
     try:
         updated = _apply_topic(dict(topic.configs), res.configs)
     except ValueError as exc:
@@ -146,7 +195,8 @@ async def _alter_topic(ctx: RequestContext, res, validate_only: bool) -> None:
     try:
         await cluster.alter_topic_configs(topic.name, updated)
     except UnknownTopic:
-        raise Refused(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"Topic {res.resource_name} does not exist") from None
+        raise Refused(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                      f"The topic '{res.resource_name}' does not exist.") from None
 
 
 def _check_throttled_replicas(name: str, value: str | None) -> None:

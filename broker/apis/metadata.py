@@ -2,12 +2,20 @@
 epochs from the cluster metadata); auto-creates topics when allowed. Authorized
 operations (KIP-430) when asked: every topic named (not an unknown topic id),
 and the cluster's at v8-10, as Kafka without an authorizer answers them."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, NamedTuple
+
 from kafka.protocol.metadata import MetadataRequest, MetadataResponse
 
 from ..cluster.metadata import topic_name_error
 from ..errors import ErrorCode
 from .authorized import CLUSTER_OPERATIONS, TOPIC_OPERATIONS, operations
 from .registry import RequestContext, api
+
+if TYPE_CHECKING:
+    from ..cluster import Cluster
+    from ..cluster.metadata import Topic
 
 R = MetadataResponse
 
@@ -66,11 +74,27 @@ async def _describe(ctx: RequestContext, name: str | None, allow_auto: bool):
     P = R.MetadataResponseTopic.MetadataResponsePartition
     parts = []
     for i in range(topic.partitions):
-        leader, epoch = b.cluster.leader(topic, i)
-        owner = topic.owners[i]
-        parts.append(P(error_code=0 if leader >= 0 else ErrorCode.LEADER_NOT_AVAILABLE,
-                       partition_index=i, leader_id=leader, leader_epoch=epoch,
-                       replica_nodes=[owner], isr_nodes=[owner] if leader >= 0 else [],
-                       offline_replicas=[] if leader >= 0 else [owner]))
+        r = partition_replicas(b.cluster, topic, i)
+        parts.append(P(error_code=0 if r.leader >= 0 else ErrorCode.LEADER_NOT_AVAILABLE,
+                       partition_index=i, leader_id=r.leader, leader_epoch=r.epoch,
+                       replica_nodes=r.replicas, isr_nodes=r.isr, offline_replicas=r.offline))
     return T(error_code=0, name=name, topic_id=topic.topic_id, is_internal=False,
              partitions=parts, authorized_operations=None)
+
+
+class PartitionReplicas(NamedTuple):
+    leader: int             # -1 while the owner is not live
+    epoch: int
+    replicas: list[int]
+    isr: list[int]
+    offline: list[int]
+
+
+def partition_replicas(cluster: "Cluster", topic: "Topic", index: int) -> PartitionReplicas:
+    """A partition as Kafka's APIs describe it (Metadata, DescribeTopicPartitions):
+    its one replica is its owner, in sync and leading while the owner is live,
+    offline otherwise (docs/cluster.md section 11)."""
+    leader, epoch = cluster.leader(topic, index)
+    owner = topic.owners[index]
+    live = leader >= 0
+    return PartitionReplicas(leader, epoch, [owner], [owner] if live else [], [] if live else [owner])

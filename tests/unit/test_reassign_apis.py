@@ -5,12 +5,14 @@ a move that completes by the hand-off with every record kept, and an unclean
 election of a crashed broker's partition."""
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
 from cluster_rig import ClusterRig
 from kafka.protocol.admin import (
     AlterPartitionReassignmentsRequest,
+    AlterReplicaLogDirsRequest,
     DescribeLogDirsRequest,
     ElectLeadersRequest,
     IncrementalAlterConfigsRequest,
@@ -20,6 +22,7 @@ from kafka.protocol.consumer import OffsetCommitRequest, OffsetFetchRequest
 from kafka.protocol.metadata import ApiVersionsRequest, FindCoordinatorRequest
 from test_cluster_rig import create_topic, fetch, leaders, metadata, produce
 
+from broker.apis.log_dirs import log_dir
 from broker.cluster import MetadataStore
 from broker.errors import ErrorCode
 
@@ -443,11 +446,48 @@ async def test_the_last_broker_to_stop_does_not_wait_for_a_drain_nobody_can_take
         assert await fetch(again, 1, "last", 1) == (0, [(0, None, b"kept")])
 
 
-async def test_describe_log_dirs_lists_none(tmp_path):
-    """No partition lives in a broker's log directory: kafka-reassign-partitions
-    then writes "log_dirs": ["any"] and never asks to move one."""
-    async with ClusterRig(tmp_path, seed=32, brokers=1) as rig:
+async def test_describe_log_dirs_reports_each_owned_partition_with_its_bytes(tmp_path):
+    """One log dir per broker, named after the object store and the WAL,
+    holding the partitions it owns; a partition's size is its bytes in the
+    bucket per the manifest plus what the WAL holds above it."""
+    async with ClusterRig(tmp_path, seed=32, brokers=2) as rig:
         await create_topic(rig, 1, "ld", 2)
+        await rig.advance(rig.heartbeat)
+        assert rig.owners("ld") == [1, 2]
+        assert await produce(rig, 1, "ld", 0, [b"x" * 100]) == (0, 0)
+        assert await rig.upload(1)
+        assert await produce(rig, 1, "ld", 0, [b"y" * 50]) == (0, 1)
+        p = rig.brokers[1].replicas.get("ld", 0)
+        batches = [size for _, _, _, size, _ in p.entries_from(0)]
+        assert len(batches) == 2
+        manifest_bytes = sum(s.length for s in p.storage.manifest.segments)
+        assert manifest_bytes == batches[0]
         for version in (1, 4, 5):
             resp = await rig.request(1, DescribeLogDirsRequest(topics=None), version=version)
-            assert resp.results == [] and (version < 3 or resp.error_code == 0)
+            assert version < 3 or resp.error_code == 0
+            [d] = resp.results
+            assert d.error_code == 0 and d.log_dir.startswith("MemoryObjectStore:#wal=")
+            assert d.log_dir.endswith(os.path.join("broker-1", "wal")), d.log_dir
+            assert [(t.name, [(q.partition_index, q.partition_size, q.offset_lag, q.is_future_key)
+                              for q in t.partitions]) for t in d.topics] == [("ld", [(0, sum(batches), 0, False)])]
+            if version >= 4:        # no volume under a bucket: Kafka's "unknown"
+                assert (d.total_bytes, d.usable_bytes) == (-1, -1)
+        # named partitions: only those this broker holds, as Kafka
+        DT = DescribeLogDirsRequest.DescribableLogDirTopic
+        resp = await rig.request(1, DescribeLogDirsRequest(topics=[DT(topic="ld", partitions=[1])]), version=4)
+        assert resp.results[0].topics == []
+        resp = await rig.request(2, DescribeLogDirsRequest(topics=[DT(topic="ld", partitions=[1])]), version=4)
+        assert [(t.name, [q.partition_index for q in t.partitions]) for t in resp.results[0].topics] == \
+            [("ld", [1])]
+
+        # AlterReplicaLogDirs: keep a replica where it is, as Kafka answers
+        one, two = (rig.brokers[n] for n in (1, 2))
+        AD = AlterReplicaLogDirsRequest.AlterReplicaLogDir
+        request = AlterReplicaLogDirsRequest(dirs=[
+            AD(path=log_dir(one), topics=[AD.AlterReplicaLogDirTopic(name="ld", partitions=[0, 1]),
+                                          AD.AlterReplicaLogDirTopic(name="gone", partitions=[0])]),
+            AD(path=log_dir(two), topics=[AD.AlterReplicaLogDirTopic(name="ld2", partitions=[0])])])
+        resp = await rig.request(1, request, version=2)
+        got = {(t.topic_name, q.partition_index): q.error_code for t in resp.results for q in t.partitions}
+        assert got == {("ld", 0): ErrorCode.NONE, ("ld", 1): ErrorCode.REPLICA_NOT_AVAILABLE,
+                       ("gone", 0): ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, ("ld2", 0): ErrorCode.LOG_DIR_NOT_FOUND}

@@ -1,10 +1,13 @@
 """wal/reclaim.py: deleted files are freed a step at a time, then unlinked."""
 from __future__ import annotations
 
+import asyncio
 import os
+import zlib
 
+import objectstore.filesystem as fs
 import wal.reclaim as reclaim
-from objectstore.filesystem import FilesystemObjectStore
+from objectstore.filesystem import LOCK_STRIPES, FilesystemObjectStore
 from wal.log import SUFFIX, WriteAheadLog
 
 
@@ -69,3 +72,81 @@ async def test_filesystem_store_delete_is_immediate_and_frees_the_file(tmp_path)
     store = FilesystemObjectStore(tmp_path / "bucket")
     await store.close()
     assert not leftover.exists()
+
+
+def _keys_on_distinct_stripes(folder: str, n: int) -> list[str]:
+    """``n`` keys in ``folder`` whose per-key locks are different stripes (the
+    same stripe would serialise two deletes, which hides the race)."""
+    keys: list[str] = []
+    stripes: set[int] = set()
+    for i in range(10 * LOCK_STRIPES):
+        key = f"{folder}/obj-{i}"
+        stripe = zlib.crc32(key.encode()) % LOCK_STRIPES
+        if stripe not in stripes:
+            stripes.add(stripe)
+            keys.append(key)
+            if len(keys) == n:
+                return keys
+    raise AssertionError("not enough stripes")
+
+
+async def test_filesystem_delete_survives_a_sibling_delete_removing_the_folder(tmp_path, monkeypatch):
+    """Two deletes in one folder: the second empties it and removes it while
+    the first is about to sync it. The first delete still succeeds and its
+    file is freed (it used to raise FileNotFoundError, its file stranded in
+    the trash until the next start). Made deterministic by running the
+    sibling delete at the first one's directory sync."""
+    store = FilesystemObjectStore(tmp_path / "bucket")
+    first, second = _keys_on_distinct_stripes("data/7", 2)
+    for key in (first, second):
+        await store.put(key, b"z" * 1000)
+    real_fsync_dir = fs._fsync_dir
+    folder = store._path(first).parent
+    interleaved = []
+
+    def sibling_delete_first(path):
+        if path == folder and not interleaved:
+            interleaved.append(path)
+            store._delete_sync(second)      # empties the folder and removes it
+            assert not folder.exists()
+        real_fsync_dir(path)
+
+    monkeypatch.setattr(fs, "_fsync_dir", sibling_delete_first)
+    await store.delete(first)
+    assert interleaved
+    assert await store.list("") == []
+    await store.close()
+    assert os.listdir(tmp_path / "bucket" / ".sluice" / "trash") == []
+
+
+async def test_filesystem_many_concurrent_deletes_in_one_folder(tmp_path):
+    """Deletes racing in one folder all succeed and leave nothing in the trash."""
+    store = FilesystemObjectStore(tmp_path / "bucket")
+    for rnd in range(5):
+        keys = _keys_on_distinct_stripes(f"data/{rnd}", 16)
+        await asyncio.gather(*(store.put(k, b"y" * 100) for k in keys))
+        await asyncio.gather(*(store.delete(k) for k in keys))
+        assert await store.list("") == []
+    await store.close()
+    assert os.listdir(tmp_path / "bucket" / ".sluice" / "trash") == []
+    assert not (tmp_path / "bucket" / "data").exists()
+
+
+async def test_filesystem_put_survives_a_delete_removing_its_new_folder(tmp_path, monkeypatch):
+    """A put creates ``p/`` then ``p/q/``; a delete's walk up removes the
+    still empty ``p/`` in between. The put creates it again and lands."""
+    store = FilesystemObjectStore(tmp_path / "bucket")
+    real_fsync_dir = fs._fsync_dir
+    removed = []
+
+    def delete_walk_in_between(path):
+        real_fsync_dir(path)
+        if path == store.root and (store.root / "p").is_dir() and not removed:
+            removed.append(path)
+            (store.root / "p").rmdir()      # as _delete_sync's walk does when it is empty
+
+    monkeypatch.setattr(fs, "_fsync_dir", delete_walk_in_between)
+    await store.put("p/q/k", b"v")
+    assert removed
+    assert await store.get("p/q/k") == b"v"
+    await store.close()
