@@ -157,6 +157,7 @@ class SharePartition:
         self.start_offset = start_offset
         self.next_offset = start_offset
         self.state_epoch = state_epoch
+        self.snapshot_epoch = 0
         self.leader_epoch = leader_epoch
         self.ranges: list[InFlight] = []
 
@@ -382,12 +383,19 @@ class SharePartition:
         self.state_epoch += 1
         self.ranges = []
         self.start_offset = self.next_offset = start_offset
-        return self.snapshot()
+        return self.take_snapshot()
 
     # -------------------------------------------------------------- durable
+    def take_snapshot(self) -> ShareSnapshot:
+        """A snapshot to persist: the snapshot epoch grows, so that updates
+        written before it are told apart on replay (``state.py``)."""
+        self.snapshot_epoch += 1
+        return self.snapshot()
+
     def snapshot(self) -> ShareSnapshot:
-        """The durable state: every acquired range as its lock expiry would leave
-        it (a crash is a lock expiry), never-delivered tail ranges left out."""
+        """The durable state now (at the current snapshot epoch): every acquired
+        range as its lock expiry would leave it (a crash is a lock expiry),
+        never-delivered tail ranges left out."""
         batches = []
         for r in self.ranges:
             state, count = r.state, r.delivery_count
@@ -402,7 +410,7 @@ class SharePartition:
         batches = batches[done:]
         while batches and batches[-1].delivery_state == RecordState.AVAILABLE and batches[-1].delivery_count == 0:
             batches.pop()
-        return ShareSnapshot(self.state_epoch, self.leader_epoch, start, tuple(batches))
+        return ShareSnapshot(self.state_epoch, self.snapshot_epoch, self.leader_epoch, start, tuple(batches))
 
     @classmethod
     def from_durable(cls, config: ShareConfig, durable: DurableShareState, *,
@@ -413,6 +421,7 @@ class SharePartition:
             raise ValueError("no state to load: initialize the share-partition first")
         sp = cls(config, durable.start_offset, state_epoch=durable.state_epoch,
                  leader_epoch=durable.leader_epoch if leader_epoch is None else leader_epoch)
+        sp.snapshot_epoch = durable.snapshot_epoch
         at = durable.start_offset
         for b in durable.batches:
             if b.last_offset < at:
@@ -482,7 +491,8 @@ class SharePartition:
         self.start_offset = merged[0].first if merged else self.next_offset
 
     def _update(self, changed: list[StateBatch]) -> ShareUpdate:
-        return ShareUpdate(self.state_epoch, self.leader_epoch, self.start_offset, tuple(merge(changed)))
+        return ShareUpdate(self.state_epoch, self.snapshot_epoch, self.leader_epoch, self.start_offset,
+                           tuple(merge(changed)))
 
     def check_invariants(self) -> None:
         """Raise AssertionError if the window is inconsistent (tests, and a debug aid)."""

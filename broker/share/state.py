@@ -19,17 +19,26 @@ delivered (AVAILABLE, count 0).
 Payload (big-endian)::
 
     u8 version = 1 | u8 type (0 snapshot, 1 update)
-    i32 state_epoch | i32 leader_epoch | i64 start_offset
+    i32 state_epoch | i32 snapshot_epoch | i32 leader_epoch | i64 start_offset
     u32 n, then n x (i64 first_offset, i64 last_offset, u8 delivery_state, u16 delivery_count)
 
 Key: topic id (16 bytes) + i32 partition + group id (UTF-8), so a partition's
 entries share the partition's WAL key as a prefix.
 
-Replay (``DurableShareState``): a snapshot replaces everything; an update
-with a lower state epoch than the state's is ignored (it was written before an
-admin reset, Kafka's FENCED_STATE_EPOCH), otherwise its batches overwrite
-those offsets and the start offset moves to its own if higher; batches below
-the start offset are dropped. Applying an entry twice changes nothing.
+Epochs: the state epoch changes only with an admin reset (Kafka's
+InitializeShareGroupState); the snapshot epoch grows with every snapshot
+taken, and each update carries the snapshot epoch current when it was
+written (Kafka's SnapshotEpoch), so an update written before a snapshot can
+be told from one written after it.
+
+Replay (``DurableShareState``): an entry of an older state epoch is ignored
+(written before an admin reset, Kafka's FENCED_STATE_EPOCH), and so is an
+update of an older snapshot epoch than the last snapshot applied (that
+snapshot already holds it): a restart may replay the snapshot in the bucket
+and then WAL entries from before it. A snapshot replaces everything; an
+update's batches overwrite those offsets and the start offset moves to the
+update's if higher; batches below the start offset are dropped. Applying an
+entry twice changes nothing.
 """
 from __future__ import annotations
 
@@ -79,6 +88,7 @@ class ShareSnapshot:
     """The whole state of one share-partition (Kafka's ShareSnapshotValue)."""
 
     state_epoch: int
+    snapshot_epoch: int
     leader_epoch: int
     start_offset: int
     batches: tuple[StateBatch, ...]
@@ -89,6 +99,7 @@ class ShareUpdate:
     """The batches one write changed, and the start offset after it (ShareUpdateValue)."""
 
     state_epoch: int
+    snapshot_epoch: int
     leader_epoch: int
     start_offset: int
     batches: tuple[StateBatch, ...]
@@ -96,15 +107,15 @@ class ShareUpdate:
 
 _VERSION = 1
 _SNAPSHOT, _UPDATE = 0, 1
-_HEAD = struct.Struct(">BBiiqI")
+_HEAD = struct.Struct(">BBiiiqI")
 _BATCH = struct.Struct(">qqBH")
 _KEY_HEAD = struct.Struct(">16si")
 
 
 def encode(entry: ShareSnapshot | ShareUpdate) -> bytes:
     kind = _SNAPSHOT if isinstance(entry, ShareSnapshot) else _UPDATE
-    out = [_HEAD.pack(_VERSION, kind, entry.state_epoch, entry.leader_epoch, entry.start_offset,
-                      len(entry.batches))]
+    out = [_HEAD.pack(_VERSION, kind, entry.state_epoch, entry.snapshot_epoch, entry.leader_epoch,
+                      entry.start_offset, len(entry.batches))]
     out.extend(_BATCH.pack(b.first_offset, b.last_offset, b.delivery_state, b.delivery_count)
                for b in entry.batches)
     return b"".join(out)
@@ -113,7 +124,7 @@ def encode(entry: ShareSnapshot | ShareUpdate) -> bytes:
 def decode(data: bytes | bytearray | memoryview) -> ShareSnapshot | ShareUpdate:
     data = bytes(data)
     try:
-        version, kind, state_epoch, leader_epoch, start, n = _HEAD.unpack_from(data, 0)
+        version, kind, state_epoch, snapshot_epoch, leader_epoch, start, n = _HEAD.unpack_from(data, 0)
     except struct.error as e:
         raise CorruptShareState(f"share state entry too short: {e}") from e
     if version != _VERSION:
@@ -130,7 +141,7 @@ def decode(data: bytes | bytearray | memoryview) -> ShareSnapshot | ShareUpdate:
         except ValueError as e:
             raise CorruptShareState(f"share state batch {i}: {e}") from e
     cls = ShareSnapshot if kind == _SNAPSHOT else ShareUpdate
-    return cls(state_epoch, leader_epoch, start, tuple(batches))
+    return cls(state_epoch, snapshot_epoch, leader_epoch, start, tuple(batches))
 
 
 def encode_key(topic_id: bytes, partition: int, group_id: str) -> bytes:
@@ -196,6 +207,7 @@ class DurableShareState:
 
     def __init__(self) -> None:
         self.state_epoch = -1          # nothing applied yet
+        self.snapshot_epoch = -1
         self.leader_epoch = -1
         self.start_offset = -1
         self.batches: list[StateBatch] = []
@@ -205,24 +217,29 @@ class DurableShareState:
         return self.state_epoch >= 0
 
     def apply(self, entry: ShareSnapshot | ShareUpdate) -> bool:
-        """Lay ``entry`` over the state; False if it was ignored (older state epoch)."""
+        """Lay ``entry`` over the state; False if it was ignored (see the module docstring)."""
         if entry.state_epoch < self.state_epoch:
+            return False
+        newer = entry.state_epoch > self.state_epoch
+        if not newer and entry.snapshot_epoch < self.snapshot_epoch:
             return False
         if isinstance(entry, ShareSnapshot):
             self.start_offset = entry.start_offset
             self.batches = merge(sorted(entry.batches, key=lambda b: b.first_offset))
         else:
-            if entry.state_epoch > self.state_epoch:
-                # An update of a newer epoch without its snapshot: it starts from nothing.
+            if newer:
+                # An update of a newer state epoch without its snapshot: it starts from nothing.
                 self.batches = []
                 self.start_offset = entry.start_offset
             else:
                 self.start_offset = max(self.start_offset, entry.start_offset)
             self.batches = overlay(self.batches, entry.batches)
         self.state_epoch = entry.state_epoch
+        self.snapshot_epoch = entry.snapshot_epoch if newer else max(self.snapshot_epoch, entry.snapshot_epoch)
         self.leader_epoch = max(self.leader_epoch, entry.leader_epoch)
         self.batches = clip(self.batches, self.start_offset)
         return True
 
     def snapshot(self) -> ShareSnapshot:
-        return ShareSnapshot(self.state_epoch, self.leader_epoch, self.start_offset, tuple(self.batches))
+        return ShareSnapshot(self.state_epoch, self.snapshot_epoch, self.leader_epoch, self.start_offset,
+                             tuple(self.batches))
