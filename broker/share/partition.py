@@ -37,6 +37,7 @@ nothing is in flight). Offsets below SPSO are skipped, as Kafka skips them.
 """
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass, replace
 from enum import IntEnum
@@ -192,9 +193,9 @@ class SharePartition:
 
     def record(self, offset: int) -> InFlight | None:
         """The range holding ``offset`` (None: outside the window)."""
-        for r in self.ranges:
-            if r.first <= offset <= r.last:
-                return r
+        i = self._at(offset)
+        if i < len(self.ranges) and self.ranges[i].first <= offset <= self.ranges[i].last:
+            return self.ranges[i]
         return None
 
     # -------------------------------------------------------------- acquire
@@ -228,7 +229,7 @@ class SharePartition:
         acquired = 0
         stop = False
         lo = max(fetch_first, self.start_offset)
-        i = 0
+        i = self._at(lo)
         limit_count = self.config.delivery_count_limit
         throttle = self.config.throttle_limit
         while i < len(self.ranges) and not stop:
@@ -324,9 +325,9 @@ class SharePartition:
                 return Outcome(ErrorCode.INVALID_REQUEST,
                                "Batch record not found. The last offset in request is past acquired records.")
             first = max(b.first_offset, self.start_offset)
-            for r in self.ranges:
-                if r.last < first or r.first > b.last_offset:
-                    continue
+            for r in self.ranges[self._at(first):]:
+                if r.first > b.last_offset:
+                    break
                 if r.state != RecordState.ACQUIRED:
                     return Outcome(ShareErrorCode.INVALID_RECORD_STATE,
                                    "The record cannot be acknowledged. It is not in the acquired state.")
@@ -454,9 +455,12 @@ class SharePartition:
 
     def _for_each(self, first: int, last: int, fn: Callable[[InFlight], object]) -> None:
         """Call ``fn`` with each range's part inside ``first..last`` (as a copy)."""
-        parts = [InFlight(max(r.first, first), min(r.last, last), r.state, r.delivery_count, r.member_id,
-                          r.deadline_ms)
-                 for r in self.ranges if r.last >= first and r.first <= last]
+        parts = []
+        for r in self.ranges[self._at(first):]:
+            if r.first > last:
+                break
+            parts.append(InFlight(max(r.first, first), min(r.last, last), r.state, r.delivery_count,
+                                  r.member_id, r.deadline_ms))
         for p in parts:
             fn(p)
 
@@ -467,15 +471,22 @@ class SharePartition:
         self.ranges[i:j] = [InFlight(first, last, state, count, member, deadline)]
         return i + 1
 
+    def _at(self, offset: int) -> int:
+        """The index of the range holding ``offset``, or of the first range after it."""
+        i = bisect.bisect_right(self.ranges, offset, key=_first) - 1
+        if i < 0:
+            return 0
+        return i if offset <= self.ranges[i].last else i + 1
+
     def _split(self, offset: int) -> int:
         """Make ``offset`` start a range (or be the window's end); its index."""
-        for i, r in enumerate(self.ranges):
-            if r.first == offset:
-                return i
+        i = self._at(offset)
+        if i < len(self.ranges):
+            r = self.ranges[i]
             if r.first < offset <= r.last:
                 self.ranges[i:i + 1] = [replace(r, last=offset - 1), replace(r, first=offset)]
                 return i + 1
-        return len(self.ranges)
+        return i
 
     def _normalize(self) -> None:
         """Merge equal neighbours; advance SPSO past the terminal prefix."""
@@ -507,6 +518,10 @@ class SharePartition:
                 assert r.member_id == NO_MEMBER and r.deadline_ms == 0, r
         assert at == self.next_offset, (at, self.next_offset)
         assert not self.ranges or self.ranges[0].state not in TERMINAL, self.ranges[0]
+
+
+def _first(r: InFlight) -> int:
+    return r.first
 
 
 def _batch_end(batches: Sequence[tuple[int, int]], offset: int) -> int:
