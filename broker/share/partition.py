@@ -26,7 +26,10 @@ archived prefix, so what is kept is at most the in-flight stretch.
 New records are acquired only while the window holds fewer than
 ``group.share.partition.max.record.locks`` offsets (whole log batches in the
 batch-optimized mode, so it can exceed the limit by less than one batch);
-records already in the window can be acquired again at any time.
+records already in the window can be acquired again at any time. A range
+delivered ``ceil(limit / 2)`` times or more goes out alone and in halves, a
+record on its last attempt alone (Kafka's throttling), so that one bad
+record archives only itself.
 
 Acknowledgement errors are Kafka's, per partition and all-or-nothing for one
 request: INVALID_REQUEST for malformed batches (empty, unordered or
