@@ -781,10 +781,12 @@ class GroupCoordinator:
         g.static_members[m.group_instance_id] = m.member_id
         if g.leader_id == old.member_id:
             g.leader_id = m.member_id
-        if g.state == STABLE and old.protocols == m.protocols:
-            # No rebalance: the member keeps its assignment (it will SyncGroup for it). As
-            # Kafka, the group is stored with the new member id before the answer; if that
-            # fails, the old member is put back and the new one told the error.
+        if g.state == STABLE and self._select_protocol(g) == g.protocol_name:
+            # No rebalance while the group's protocol stays (Kafka's selectProtocol check; a
+            # member restored by a load supports only that one): the member keeps its
+            # assignment (it will SyncGroup for it). As Kafka, the group is stored with the
+            # new member id before the answer; if that fails, the old member is put back
+            # and the new one told the error.
             self._schedule_session(g, m)
             stored = self._persist_meta(g, {x.member_id: x.assignment for x in g.members.values()})
             try:

@@ -644,3 +644,34 @@ def test_a_big_group_record_round_trips():
         assert (r.group_instance_id, r.client_id, r.client_host, r.protocols, r.assignment) == \
             (m.group_instance_id, m.client_id, m.client_host, m.protocols, assignment[mid])
     assert h.static_members == {m.group_instance_id: mid for mid, m in g.members.items() if m.group_instance_id}
+
+
+async def test_a_static_member_restarting_after_a_load_keeps_the_generation():
+    """A restored member supports only the chosen protocol; its instance restarts
+    with its full list: the selected protocol stays, so no rebalance (Kafka's
+    selectProtocol check), and the other member is untouched."""
+    gc, clock = make()
+    t1 = join_as(gc, instance="i1")
+    await settle()
+    r1 = t1.result()
+    t2 = join_as(gc, instance="i2")
+    await settle()
+    assert gc.groups["g"].state == PREPARING
+    t1 = join_as(gc, r1.member_id, instance="i1")
+    await settle()
+    r1, r2 = t1.result(), t2.result()
+    assert r1.generation == r2.generation == 2
+    assert await sync(gc, r1.leader, 2, {r1.member_id: b"one", r2.member_id: b"two"}) == \
+        (ErrorCode.NONE, b"one" if r1.leader == r1.member_id else b"two")
+    again, clock = reloaded(gc)
+    t = asyncio.create_task(again.join_group(
+        version=5, group_id="g", member_id="", group_instance_id="i2", client_id="c", client_host="h",
+        session_timeout_ms=10_000, rebalance_timeout_ms=30_000, protocol_type="consumer",
+        protocols=[("range", b"meta"), ("roundrobin", b"meta")]))
+    await settle()
+    r = t.result()
+    assert (r.error, r.generation, r.protocol_name) == (ErrorCode.NONE, 2, "range")
+    g = again.groups["g"]
+    assert g.state == STABLE and set(g.members) == {r1.member_id, r.member_id}
+    assert await sync(again, r.member_id, 2) == (ErrorCode.NONE, b"two")
+    assert again.heartbeat("g", 2, r1.member_id, None) == ErrorCode.NONE
