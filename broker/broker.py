@@ -179,6 +179,7 @@ class Broker:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
+            self.groups.on_loaded(functools.partial(_in_shard, shards, shard))  # members' sessions start
             shards.state[shard] = ACTIVE
             log.info("coordinator partition %d: ours at epoch %d (%d groups)", shard, epoch, n)
         self._shard_loads.pop(shard, None)

@@ -40,10 +40,10 @@ partitions, are gone; REBALANCE_IN_PROGRESS tells a cooperative consumer to
 rejoin keeping them. ``tests/e2e/test_group_conformance.py`` holds the table
 checked against Kafka.
 
-Members, generations and assignments live in memory only. Offsets and the
-group's existence are durable: every change is a log entry (in the broker, a
-WAL entry of kind 3, ``KIND_GROUP``, key = group id) and is answered only after
-its fsync. Data of one entry (big-endian)::
+Offsets, the group's existence and its membership are durable: every change
+is a log entry (in the broker, a WAL entry of kind 4, ``KIND_GROUP_EPOCH``,
+key = group id; kind 3 from older brokers replays the same). Data of one
+entry (big-endian)::
 
     u8 op
     op 0 COMMIT / 1 DELETE_OFFSETS:
@@ -52,8 +52,32 @@ its fsync. Data of one entry (big-endian)::
             (COMMIT only) i64 offset, i32 leader_epoch, i64 commit_timestamp_ms,
                           i32 metadata_len (-1 = null), metadata
     op 2 DELETE_GROUP (tombstone: the group and its offsets are gone)
-    op 3 GROUP_META: i32 generation, u16 len + protocol_type (written after each rebalance),
-                     then (optional, newer entries) i64 state timestamp ms
+    op 3 GROUP_META: i32 generation, u16 len + protocol_type,
+        then (optional, since issue 4) i64 state timestamp ms (-1: unknown),
+        then (optional, since issue 15) Kafka's GroupMetadataValue members:
+            u8 1 (version), str protocol name, str leader, u32 count, per member:
+            str member id, str group instance id, str client id, str client host,
+            i32 session timeout ms, i32 rebalance timeout ms,
+            bytes subscription (the chosen protocol's metadata), bytes assignment
+        (str / bytes: i32 length, -1 = null, then the bytes)
+
+GROUP_META is written where Kafka's GroupMetadataManager writes the group's
+record: the leader's SyncGroup (members and their assignments; the group
+becomes Stable and every SyncGroup is answered only after the fsync; if the
+write fails they get NOT_COORDINATOR and the group prepares a rebalance), a
+rebalance that ends without members (Empty; not waited for), and a static
+member replacing its old member id in a Stable group (the JoinGroup answer
+waits; a failed write reverts the replacement). Replay restores a group as
+Kafka's ``replay(GroupMetadataValue)`` does: Stable with those members if it
+had any, else Empty; an entry without the members section (older brokers)
+gives an Empty group. When loading ends (``on_loaded``, Kafka's ``onLoaded``)
+each restored member gets a fresh session timer, so consumers that come back
+within their session keep their member id, generation and partitions, and
+their commits succeed; the others expire and the group rebalances. The last
+GROUP_META of each group (``Group.meta_entry``) is what its snapshot stores:
+the durable record, not the group's in-memory state mid-rebalance. One entry
+holds every member's subscription and assignment, about their sizes summed
+per rebalance (a 1000-member group with 1 KiB of each: 2 MiB), never per commit.
 
 Snapshots (``snapshot_entries``, ``shard_entries``) are the same payloads:
 GROUP_META and one COMMIT of all offsets per group; ``broker.coordinator.snapshot``
@@ -200,6 +224,8 @@ class Group:
     # committed to, or loaded from an entry written before it was persisted)
     state_timestamp: int | None = None
     previous: tuple[str, int | None] | None = None  # (state, timestamp) before the last transition
+    # the last GROUP_META written or replayed (what the snapshot stores); None: none yet
+    meta_entry: bytes | None = None
 
     def subscribed_topics(self) -> set[str] | None:
         """Topics of the members' consumer subscriptions; None when unknown."""
@@ -275,8 +301,10 @@ class GroupCoordinator:
         return len(gone)
 
     def finish_loading(self) -> None:
-        """Replay is done: answer group requests and start offset expiry (needs a running loop)."""
+        """Replay is done: restored members' sessions start (``on_loaded``), group
+        requests are answered, offset expiry starts (needs a running loop)."""
         self.loading = False
+        self.on_loaded()
         self.start_expiry()
         log.info("group coordinator loaded: %d groups", len(self.groups))
 
@@ -291,11 +319,7 @@ class GroupCoordinator:
         if g is None:
             g = self.groups[group_id] = Group(group_id)
         if op == OP_GROUP_META:
-            (g.generation,) = _I32.unpack_from(data, 1)
-            (ln,) = _U16.unpack_from(data, 5)
-            g.protocol_type = data[7:7 + ln].decode() or None
-            if len(data) >= 7 + ln + 8:
-                (g.state_timestamp,) = struct.unpack_from(">q", data, 7 + ln)
+            self._restore(g, bytes(data))
             return
         for topic, partition, om in _decode_offsets(data):
             if op == OP_COMMIT:
@@ -316,6 +340,43 @@ class GroupCoordinator:
         ``shard_of(group_id) == shard``."""
         return self._entries(g for g in self.groups.values() if shard_of(g.group_id) == shard)
 
+    def _restore(self, g: Group, data: bytes) -> None:
+        """A GROUP_META replayed: the group as the entry describes it, as Kafka's
+        ``replay(GroupMetadataKey, GroupMetadataValue)`` builds it: Stable with
+        its members if it has any, else Empty (set directly: a load is not a
+        transition). Timers start in ``on_loaded``."""
+        meta = _decode_group_meta(data)
+        self._cancel_timers(g)
+        g.pending_members.clear()
+        g.join_timer = None
+        g.generation, g.protocol_type = meta.generation, meta.protocol_type
+        g.state_timestamp = meta.state_timestamp
+        g.protocol_name, g.leader_id = meta.protocol_name, meta.leader_id
+        g.members = {m.member_id: m for m in meta.members(g.protocol_type or "")}
+        g.static_members = {m.group_instance_id: m.member_id for m in g.members.values()
+                            if m.group_instance_id}
+        g.state = STABLE if g.members else EMPTY
+        g.previous = None
+        g.meta_entry = data
+
+    def on_loaded(self, belongs: Callable[[str], bool] | None = None) -> None:
+        """Kafka's ``GroupMetadataManager.onLoaded`` for the groups ``belongs``
+        selects (all by default): every restored member's session starts now,
+        and a group above ``group.max.size`` (the config may have changed)
+        rebalances."""
+        for g in self.groups.values():
+            if belongs is not None and not belongs(g.group_id):
+                continue
+            for m in g.members.values():
+                if m.timer is None:
+                    self._schedule_session(g, m)
+            if g.members:
+                log.info("group %s: loaded at generation %d with %d members", g.group_id, g.generation,
+                         len(g.members))
+            if g.state == STABLE and len(g.members) > self.config["group.max.size"]:
+                self._prepare_rebalance(g, f"freshly-loaded group (size {len(g.members)}) is over "
+                                           f"capacity {self.config['group.max.size']}")
+
     @staticmethod
     def _entries(groups: Iterable[Group]) -> list[tuple[bytes, bytes]]:
         out = []
@@ -323,9 +384,10 @@ class GroupCoordinator:
             if g.state == DEAD:
                 continue
             key = g.group_id.encode()
-            pt = (g.protocol_type or "").encode()
-            out.append((key, _U8.pack(OP_GROUP_META) + _I32.pack(g.generation) + _U16.pack(len(pt))
-                        + pt + struct.pack(">q", g.state_timestamp or -1)))
+            if g.meta_entry is not None:  # the durable record, whatever the group does meanwhile
+                out.append((key, g.meta_entry))
+            else:  # never rebalanced (offsets only, or its first rebalance under way): no members
+                out.append((key, _encode_group_meta(g, None)))
             if g.offsets:
                 out.append((key, _encode_offsets(OP_COMMIT, [(t, p, om) for (t, p), om in g.offsets.items()])))
         return out
@@ -333,11 +395,25 @@ class GroupCoordinator:
     def _persist(self, group_id: str, data: bytes) -> asyncio.Future:
         return self.log.append(group_id, data)
 
-    def _persist_meta(self, g: Group) -> None:
-        pt = (g.protocol_type or "").encode()
-        fut = self._persist(g.group_id, _U8.pack(OP_GROUP_META) + _I32.pack(g.generation)
-                            + _U16.pack(len(pt)) + pt + struct.pack(">q", g.state_timestamp or -1))
-        fut.add_done_callback(lambda f: f.exception())  # nobody waits for it
+    def _persist_meta(self, g: Group, assignment: dict[str, bytes] | None = None) -> asyncio.Future:
+        """Write the group's GROUP_META (Kafka's group metadata record) with
+        ``assignment`` (member id -> bytes; None: no members, Empty). It is the
+        group's ``meta_entry`` from now (a failed write is put back). The
+        future never raises out of a callback nobody awaits; a failure to
+        queue (the WAL refuses) is returned as a failed future."""
+        entry = _encode_group_meta(g, assignment)
+        before, g.meta_entry = g.meta_entry, entry
+        try:
+            fut = self._persist(g.group_id, entry)
+        except Exception as exc:
+            fut = asyncio.get_running_loop().create_future()
+            fut.set_exception(exc)
+
+        def done(f: asyncio.Future) -> None:
+            if (f.cancelled() or f.exception() is not None) and g.meta_entry is entry:
+                g.meta_entry = before
+        fut.add_done_callback(done)
+        return fut
 
     # ------------------------------------------------------- offset retention
     def retention_ms(self) -> int:
@@ -555,8 +631,7 @@ class GroupCoordinator:
         g.protocol_name = self._select_protocol(g)
         if g.leader_id not in g.members:
             g.leader_id = next(iter(g.members))
-        self._transition(g, COMPLETING)
-        self._persist_meta(g)
+        self._transition(g, COMPLETING)  # nothing written yet: the leader's SyncGroup writes it
         log.info("group %s: generation %d, protocol %s, leader %s, %d members", g.group_id,
                  g.generation, g.protocol_name, g.leader_id, len(g.members))
         everyone = [(m.member_id, m.group_instance_id, m.metadata_for(g.protocol_name))
@@ -706,9 +781,30 @@ class GroupCoordinator:
         g.static_members[m.group_instance_id] = m.member_id
         if g.leader_id == old.member_id:
             g.leader_id = m.member_id
-        if g.state == STABLE and old.protocols == m.protocols:
-            # No rebalance: the member keeps its assignment (it will SyncGroup for it).
+        if g.state == STABLE and self._select_protocol(g) == g.protocol_name:
+            # No rebalance while the group's protocol stays (Kafka's selectProtocol check; a
+            # member restored by a load supports only that one): the member keeps its
+            # assignment (it will SyncGroup for it). As Kafka, the group is stored with the
+            # new member id before the answer; if that fails, the old member is put back
+            # and the new one told the error.
             self._schedule_session(g, m)
+            stored = self._persist_meta(g, {x.member_id: x.assignment for x in g.members.values()})
+            try:
+                await asyncio.shield(stored)
+            except Exception as exc:
+                if g.members.get(m.member_id) is m:
+                    log.warning("group %s: storing static member %s failed (%s); reverting to %s",
+                                g.group_id, m.member_id, exc, old.member_id)
+                    if m.timer:
+                        m.timer.cancel()
+                    del g.members[m.member_id]
+                    g.members[old.member_id] = old
+                    g.static_members[m.group_instance_id] = old.member_id
+                    if g.leader_id == m.member_id:
+                        g.leader_id = old.member_id
+                    self._schedule_session(g, old)
+                return JoinResult(ErrorCode.NOT_COORDINATOR, g.generation, g.protocol_type,
+                                  g.protocol_name, g.leader_id or "", "")
             log.info("group %s: static member %s replaced %s without rebalance", g.group_id,
                      m.member_id, old.member_id)
             return self._current(g, m)
@@ -776,15 +872,40 @@ class GroupCoordinator:
         fut = m.sync_future = asyncio.get_running_loop().create_future()
         self._schedule_session(g, m)
         if member_id == g.leader_id:
+            self._store_assignment(g, {x.member_id: assignments.get(x.member_id, b"")
+                                       for x in g.members.values()})
+        err, assignment = await fut
+        return err, assignment, g
+
+    def _store_assignment(self, g: Group, assignment: dict[str, bytes]) -> None:
+        """The leader's assignment: written with the members (Kafka's
+        storeGroup), and only once durable applied, the group Stable and
+        every waiting SyncGroup answered. If the group moved on meanwhile
+        (a member joined or left), the write changes nothing here. A failed
+        write answers them NOT_COORDINATOR (Kafka's mapping of a storage
+        error) and the group prepares a rebalance."""
+        generation = g.generation
+
+        def stored(f: asyncio.Future) -> None:
+            if g.state != COMPLETING or g.generation != generation or self.groups.get(g.group_id) is not g:
+                return
+            if f.cancelled() or f.exception() is not None:
+                log.warning("group %s: storing the assignment of generation %d failed (%s); rebalancing",
+                            g.group_id, generation, "cancelled" if f.cancelled() else f.exception())
+                for x in g.members.values():
+                    x.assignment = b""
+                    _resolve(x.sync_future, (ErrorCode.NOT_COORDINATOR, b""))
+                    x.sync_future = None
+                self._prepare_rebalance(g, "error when storing group assignment during SyncGroup")
+                return
             for x in g.members.values():
-                x.assignment = assignments.get(x.member_id, b"")
+                x.assignment = assignment.get(x.member_id, b"")
             self._transition(g, STABLE)
             log.info("group %s: stable at generation %d", g.group_id, g.generation)
             for x in g.members.values():
                 _resolve(x.sync_future, (ErrorCode.NONE, x.assignment))
                 x.sync_future = None
-        err, assignment = await fut
-        return err, assignment, g
+        self._persist_meta(g, assignment).add_done_callback(stored)
 
     # --------------------------------------------------------------- Heartbeat
     def heartbeat(self, group_id: str, generation: int, member_id: str, instance_id: str | None) -> int:
@@ -987,3 +1108,107 @@ def _decode_offsets(data: bytes):
             (partition,) = _I32.unpack_from(data, pos)
             pos += 4
             yield topic, partition, None
+
+
+_MEMBERS_V1 = 1
+_TIMEOUTS = struct.Struct(">ii")  # session, rebalance timeout ms
+
+
+def _put(out: list[bytes], b: bytes | None) -> None:
+    """A str / bytes field of the members section: i32 length (-1 = null), then the bytes."""
+    if b is None:
+        out.append(_I32.pack(-1))
+    else:
+        out.append(_I32.pack(len(b)))
+        out.append(b)
+
+
+def _enc(s: str | None) -> bytes | None:
+    return None if s is None else s.encode()
+
+
+def _encode_group_meta(g: Group, assignment: dict[str, bytes] | None) -> bytes:
+    """GROUP_META of ``g`` (see the module docstring): with its members and
+    ``assignment`` (Kafka's storeGroup), or, when None, without members (the
+    group is Empty, or never rebalanced)."""
+    pt = (g.protocol_type or "").encode()
+    out = [_U8.pack(OP_GROUP_META), _I32.pack(g.generation), _U16.pack(len(pt)), pt,
+           struct.pack(">q", -1 if g.state_timestamp is None else g.state_timestamp),
+           _U8.pack(_MEMBERS_V1)]
+    members = list(g.members.values()) if assignment is not None else []
+    _put(out, _enc(g.protocol_name if members else None))
+    _put(out, _enc(g.leader_id if members else None))
+    out.append(_U32.pack(len(members)))
+    for m in members:
+        _put(out, m.member_id.encode())
+        _put(out, _enc(m.group_instance_id))
+        _put(out, m.client_id.encode())
+        _put(out, m.client_host.encode())
+        out.append(_TIMEOUTS.pack(m.session_timeout_ms, m.rebalance_timeout_ms))
+        _put(out, m.metadata_for(g.protocol_name) if g.protocol_name is not None else b"")
+        _put(out, (assignment or {}).get(m.member_id, b""))
+    return b"".join(out)
+
+
+@dataclass(slots=True)
+class _GroupMeta:
+    """A decoded GROUP_META (members as tuples: Member objects are made per replay)."""
+    generation: int
+    protocol_type: str | None
+    state_timestamp: int | None
+    protocol_name: str | None = None
+    leader_id: str | None = None
+    # (member id, instance id, client id, host, session ms, rebalance ms, subscription, assignment)
+    rows: list[tuple[str, str | None, str, str, int, int, bytes, bytes]] = field(default_factory=list)
+
+    def members(self, protocol_type: str) -> list[Member]:
+        name = self.protocol_name or ""
+        return [Member(mid, iid, cid, host, sess, reb, protocol_type, [(name, sub)], assignment=asg,
+                       is_new=False)
+                for mid, iid, cid, host, sess, reb, sub, asg in self.rows]
+
+
+def _decode_group_meta(data: bytes) -> _GroupMeta:
+    """Any GROUP_META: the first form (generation, protocol type), with the
+    state timestamp (issue 4), or with the members (issue 15)."""
+    (generation,) = _I32.unpack_from(data, 1)
+    (ln,) = _U16.unpack_from(data, 5)
+    pos = 7 + ln
+    meta = _GroupMeta(generation, data[7:pos].decode() or None, None)
+    if len(data) < pos + 8:
+        return meta
+    (ts,) = struct.unpack_from(">q", data, pos)
+    meta.state_timestamp = None if ts < 0 else ts
+    pos += 8
+    if len(data) <= pos:
+        return meta
+    if data[pos] != _MEMBERS_V1:
+        raise ValueError(f"GROUP_META members section version {data[pos]} is not {_MEMBERS_V1}")
+    pos += 1
+
+    def take() -> bytes | None:
+        nonlocal pos
+        (n,) = _I32.unpack_from(data, pos)
+        pos += 4
+        if n < 0:
+            return None
+        if pos + n > len(data):
+            raise ValueError("GROUP_META truncated")
+        b = data[pos:pos + n]
+        pos += n
+        return b
+
+    def text() -> str | None:
+        b = take()
+        return None if b is None else b.decode()
+
+    meta.protocol_name, meta.leader_id = text(), text()
+    (count,) = _U32.unpack_from(data, pos)
+    pos += 4
+    for _ in range(count):
+        mid, iid, cid, host = text() or "", text(), text() or "", text() or ""
+        sess, reb = _TIMEOUTS.unpack_from(data, pos)
+        pos += _TIMEOUTS.size
+        sub, asg = take() or b"", take() or b""
+        meta.rows.append((mid, iid, cid, host, sess, reb, sub, asg))
+    return meta

@@ -7,8 +7,9 @@ and each partition ("shard") that holds state has one object::
     groups/<partition>.snapshot
 
 holding the durable state of exactly the groups of that partition, as the
-coordinator's own log-entry payloads (GROUP_META, then one COMMIT of all
-offsets, per group; see ``broker.coordinator.group``). Format v2, big-endian::
+coordinator's own log-entry payloads (the last GROUP_META, members included,
+then one COMMIT of all offsets, per group; see ``broker.coordinator.group``).
+Format v2, big-endian::
 
     "SLGS" u8 0 u8 2          magic, version
     u32 partition             the coordinator partition (shard) it holds

@@ -230,8 +230,21 @@ def test_offsets_commit_fetch_delete(broker_factory):
         assert [(p.partition_index, p.committed_offset) for t in r.topics for p in t.partitions] == [(0, 7), (1, 4)]
         r = c.request(OffsetFetchRequest(group_id=g2, topics=None, require_stable=False), version=7)
         assert r.topics == []
+        # the member is restored (Kafka's loadGroup): Stable, its generation's commits work
         d = c.request(DescribeGroupsRequest(groups=[g1], include_authorized_operations=False), version=5)
-        assert (d.groups[0].group_state, d.groups[0].protocol_type) == ("Empty", "consumer")
+        assert (d.groups[0].group_state, d.groups[0].protocol_type) == ("Stable", "consumer")
+        assert [m.member_id for m in d.groups[0].members] == [mid]
+    with WireClient(b.port) as c:
+        assert commit(1, mid) == NONE
+        # it never heartbeats: its session (6 s, from the load) expires and the group is Empty
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            d = c.request(DescribeGroupsRequest(groups=[g1], include_authorized_operations=False), version=5)
+            if d.groups[0].group_state == "Empty":
+                break
+            time.sleep(0.2)
+        assert (d.groups[0].group_state, d.groups[0].protocol_type, d.groups[0].members) == \
+            ("Empty", "consumer", [])
 
 
 def test_offset_retention(broker_factory):

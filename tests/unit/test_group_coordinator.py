@@ -29,10 +29,14 @@ class FakeLog:
     def __init__(self):
         self.entries = []
         self.fail = False
+        self.held = None  # a list: entries are appended but their futures wait there
 
     def append(self, group_id, data):
         fut = asyncio.get_running_loop().create_future()
-        if self.fail:
+        if self.held is not None:
+            self.entries.append((group_id.encode(), data))
+            self.held.append(fut)
+        elif self.fail:
             fut.set_exception(OSError("disk gone"))
         else:
             self.entries.append((group_id.encode(), data))
@@ -420,3 +424,254 @@ async def test_leave_racing_join_completes_the_rebalance_without_the_leaver():
     assert r1.generation == r3.generation == 3 and r1.leader == leader
     assert {m for m, _, _ in r1.members} == {leader, r3.member_id}
     assert gc.heartbeat("g", 3, follower, None) == E.UNKNOWN_MEMBER_ID
+
+
+# ------------------------------------------------------- durable membership
+# Kafka's GroupMetadataValue: written at the leader's SyncGroup (members and
+# assignments), when the group becomes Empty and when a static member replaces
+# its old id; replayed as Stable (members) or Empty, sessions from load time.
+def reloaded(gc, *, finish=True, **overrides):
+    """A new coordinator that replays every entry ``gc`` wrote (a restart a
+    minute later, longer than any session), and its clock."""
+    config = BrokerConfig()
+    for k, v in overrides.items():
+        config.set(k, str(v))
+    clock = ManualClock(start_ms=START_MS + 60_000)
+    again = GroupCoordinator(config, FakeLog(), clock)
+    for key, data in gc.log.entries:
+        again.replay(key, data)
+    if finish:
+        again.finish_loading()
+    return again, clock
+
+
+async def rebalance(gc, leader, follower):
+    """Both members of a Stable pair rejoin: CompletingRebalance at the next generation."""
+    j1, j2 = join(gc, leader), join(gc, follower)
+    await settle()
+    assert j1.result().generation == j2.result().generation == gc.groups["g"].generation
+    assert gc.groups["g"].state == COMPLETING
+
+
+def metas(gc):
+    return [d for _, d in gc.log.entries if d[0] == group_module.OP_GROUP_META]
+
+
+async def test_members_survive_a_restart_as_stable():
+    gc, clock = make()
+    leader, follower = await stable_pair(gc)
+    assert len(metas(gc)) == 1  # one record per rebalance: the leader's SyncGroup (none at Completing)
+    g = gc.groups["g"]
+    again, clock = reloaded(gc)  # a minute later: the sessions count from the load
+    h = again.groups["g"]
+    assert (h.state, h.generation, h.protocol_type, h.protocol_name, h.leader_id) == \
+        (STABLE, 2, "consumer", "range", leader)
+    assert list(h.members) == [leader, follower]
+    for mid in (leader, follower):
+        m, before = h.members[mid], g.members[mid]
+        assert (m.client_id, m.client_host, m.session_timeout_ms, m.rebalance_timeout_ms, m.assignment) == \
+            (before.client_id, before.client_host, 10_000, 30_000, before.assignment)
+        assert m.protocols == [("range", b"meta")] and not m.is_new
+    assert h.state_timestamp == g.state_timestamp  # when it entered CompletingRebalance
+    # the consumers carry on: heartbeats, commits and SyncGroup of generation 2 work
+    assert again.heartbeat("g", 2, follower, None) == ErrorCode.NONE
+    assert again.check_commit("g", 2, leader, None, 8) == ErrorCode.NONE
+    assert await sync(again, follower, 2) == (ErrorCode.NONE, b"a2")
+    assert again.heartbeat("g", 1, follower, None) == ErrorCode.ILLEGAL_GENERATION
+    assert again.heartbeat("g", 2, "stranger", None) == ErrorCode.UNKNOWN_MEMBER_ID
+
+
+async def test_a_member_that_never_comes_back_expires_after_load_and_the_group_rebalances():
+    gc, clock = make()
+    leader, follower = await stable_pair(gc)
+    again, clock = reloaded(gc)
+    for _ in range(4):  # only the follower came back; 12 s > the 10 s session
+        clock.advance(3)
+        if again.groups["g"].state == STABLE:
+            assert again.heartbeat("g", 2, follower, None) == ErrorCode.NONE
+    h = again.groups["g"]
+    assert set(h.members) == {follower} and h.state == PREPARING
+    assert again.heartbeat("g", 2, follower, None) == ErrorCode.REBALANCE_IN_PROGRESS
+    t = join(again, follower)
+    await settle()
+    r = t.result()
+    assert (r.error, r.generation, r.leader) == (ErrorCode.NONE, 3, follower)
+    assert await sync(again, follower, 3, {follower: b"all"}) == (ErrorCode.NONE, b"all")
+    # and the group that nobody returns to at all ends Empty, durably
+    clock.advance(11)
+    await settle()
+    assert h.state == EMPTY and h.generation == 4 and not h.members
+    last = reloaded(again)[0].groups["g"]
+    assert (last.state, last.generation, last.members) == (EMPTY, 4, {})
+
+
+async def test_loading_waits_for_finish_loading_before_sessions_start():
+    gc, clock = make()
+    await stable_pair(gc)
+    again, clock = reloaded(gc, finish=False)
+    assert all(m.timer is None for m in again.groups["g"].members.values())
+    clock.advance(60)  # a long load: nobody expires before it ends
+    assert again.groups["g"].state == STABLE and len(again.groups["g"].members) == 2
+    again.finish_loading()
+    clock.advance(9.9)
+    assert again.groups["g"].state == STABLE
+    clock.advance(0.2)  # both expired: the rebalance ends without members, Empty
+    assert again.groups["g"].state == EMPTY and not again.groups["g"].members
+
+
+async def test_sync_group_answers_after_the_write_and_a_failed_write_rebalances():
+    gc, clock = make()
+    leader, follower = await stable_pair(gc)
+    await rebalance(gc, leader, follower)
+    gc.log.held = []
+    s1 = asyncio.create_task(sync(gc, leader, 3, {leader: b"x", follower: b"y"}))
+    s2 = asyncio.create_task(sync(gc, follower, 3))
+    await settle()
+    g = gc.groups["g"]
+    assert g.state == COMPLETING and not s1.done() and not s2.done()  # until the fsync
+    assert gc.check_commit("g", 3, leader, None, 8) == ErrorCode.REBALANCE_IN_PROGRESS
+    gc.log.held.pop().set_result(None)
+    await settle()
+    assert g.state == STABLE and s1.result() == (ErrorCode.NONE, b"x") and s2.result() == (ErrorCode.NONE, b"y")
+    stored = metas(gc)[-1]
+
+    # generation 4: the write fails; both are told NOT_COORDINATOR (Kafka's answer to a
+    # storage error), nobody gets an assignment and the group prepares a rebalance
+    await rebalance(gc, leader, follower)
+    s1 = asyncio.create_task(sync(gc, leader, 4, {leader: b"x2", follower: b"y2"}))
+    s2 = asyncio.create_task(sync(gc, follower, 4))
+    await settle()
+    gc.log.held.pop().set_exception(OSError("disk gone"))
+    await settle()
+    assert s1.result() == s2.result() == (ErrorCode.NOT_COORDINATOR, b"")
+    assert g.state == PREPARING and all(m.assignment == b"" for m in g.members.values())
+    # the record of generation 4 is not the group's: a snapshot keeps generation 3's
+    [entry] = [d for _, d in gc.snapshot_entries() if d[0] == group_module.OP_GROUP_META]
+    assert entry == stored
+
+
+async def test_a_sync_write_landing_after_the_group_moved_on_changes_nothing():
+    gc, clock = make()
+    t1 = join(gc)
+    await settle()
+    leader = t1.result().member_id
+    gc.log.held = []
+    s1 = asyncio.create_task(sync(gc, leader, 1, {leader: b"x"}))
+    await settle()
+    third = join(gc)  # a member joins while the write is in flight: PreparingRebalance
+    await settle()
+    gc.log.held.pop().set_result(None)
+    await settle()
+    assert gc.groups["g"].state == PREPARING
+    assert s1.result() == (ErrorCode.REBALANCE_IN_PROGRESS, b"")
+    third.cancel()
+
+
+async def test_old_group_meta_entries_replay_as_empty_groups():
+    """Entries written before issue 15 (no members), and before issue 4 (no timestamp)."""
+    import struct
+    gc, clock = make()
+    old = b"\x03" + struct.pack(">i", 7) + struct.pack(">H", 8) + b"consumer"
+    gc.replay(b"g", old)
+    gc.replay(b"h", old + struct.pack(">q", 123_456))
+    gc.replay(b"s", b"\x03" + struct.pack(">i", 0) + struct.pack(">H", 0))
+    g, h, s = gc.groups["g"], gc.groups["h"], gc.groups["s"]
+    assert (g.state, g.generation, g.protocol_type, g.state_timestamp, g.members) == \
+        (EMPTY, 7, "consumer", None, {})
+    assert (h.state, h.generation, h.state_timestamp) == (EMPTY, 7, 123_456)
+    assert (s.state, s.generation, s.protocol_type) == (EMPTY, 0, None)
+    # a snapshot keeps them as they were read; a newer entry replaces one with members
+    assert dict(gc.snapshot_entries())[b"h"] == old + struct.pack(">q", 123_456)
+
+
+async def test_static_member_replacement_is_stored_and_reverted_if_the_write_fails():
+    gc, clock = make()
+    t = join_as(gc, instance="i1")
+    await settle()
+    r = t.result()
+    assert r.error == ErrorCode.NONE and r.generation == 1
+    assert await sync(gc, r.member_id, 1, {r.member_id: b"mine"}) == (ErrorCode.NONE, b"mine")
+    # the instance restarts: a new member id, no rebalance, stored before the answer
+    gc.log.held = []
+    t = join_as(gc, instance="i1")
+    await settle()
+    assert not t.done()
+    gc.log.held.pop().set_result(None)
+    await settle()
+    r2 = t.result()
+    assert (r2.error, r2.generation) == (ErrorCode.NONE, 1) and r2.member_id != r.member_id
+    h = reloaded(gc)[0].groups["g"]
+    assert list(h.members) == [r2.member_id] and h.static_members == {"i1": r2.member_id}
+    assert (h.leader_id, h.members[r2.member_id].assignment) == (r2.member_id, b"mine")
+    # once more, and the write fails: the old member id stays, the new one is refused
+    t = join_as(gc, instance="i1")
+    await settle()
+    gc.log.held.pop().set_exception(OSError("disk gone"))
+    await settle()
+    r3 = t.result()
+    assert (r3.error, r3.member_id) == (ErrorCode.NOT_COORDINATOR, "")
+    g = gc.groups["g"]
+    assert list(g.members) == [r2.member_id] and g.static_members == {"i1": r2.member_id}
+    assert g.leader_id == r2.member_id and g.state == STABLE
+    assert gc.heartbeat("g", 1, r2.member_id, "i1") == ErrorCode.NONE
+
+
+async def test_a_loaded_group_above_group_max_size_rebalances():
+    gc, clock = make()
+    await stable_pair(gc)
+    again, _ = reloaded(gc, **{"group.max.size": 1})
+    assert again.groups["g"].state == PREPARING and len(again.groups["g"].members) == 2
+
+
+def test_a_big_group_record_round_trips():
+    """1000 members, 1 KiB of subscription and of assignment each: one record of about 2 MiB."""
+    g = group_module.Group("big", state=STABLE, generation=9, protocol_type="consumer",
+                           protocol_name="range", state_timestamp=START_MS)
+    for i in range(1000):
+        mid = f"consumer-{i}-{'x' * 36}"
+        g.members[mid] = group_module.Member(mid, f"inst-{i}" if i % 2 else None, f"client-{i}", "/127.0.0.1",
+                                             45_000, 300_000, "consumer", [("range", bytes([i % 256]) * 1024)])
+    g.leader_id = next(iter(g.members))
+    assignment = {mid: b"a" * 1024 for mid in g.members}
+    entry = group_module._encode_group_meta(g, assignment)
+    assert 2 * 1024 * 1000 < len(entry) < 2 * 1024 * 1000 + 150 * 1000
+    gc, clock = make()
+    gc.replay(b"big", entry)
+    h = gc.groups["big"]
+    assert (h.state, h.generation, h.leader_id, len(h.members)) == (STABLE, 9, g.leader_id, 1000)
+    for mid, m in g.members.items():
+        r = h.members[mid]
+        assert (r.group_instance_id, r.client_id, r.client_host, r.protocols, r.assignment) == \
+            (m.group_instance_id, m.client_id, m.client_host, m.protocols, assignment[mid])
+    assert h.static_members == {m.group_instance_id: mid for mid, m in g.members.items() if m.group_instance_id}
+
+
+async def test_a_static_member_restarting_after_a_load_keeps_the_generation():
+    """A restored member supports only the chosen protocol; its instance restarts
+    with its full list: the selected protocol stays, so no rebalance (Kafka's
+    selectProtocol check), and the other member is untouched."""
+    gc, clock = make()
+    t1 = join_as(gc, instance="i1")
+    await settle()
+    r1 = t1.result()
+    t2 = join_as(gc, instance="i2")
+    await settle()
+    assert gc.groups["g"].state == PREPARING
+    t1 = join_as(gc, r1.member_id, instance="i1")
+    await settle()
+    r1, r2 = t1.result(), t2.result()
+    assert r1.generation == r2.generation == 2
+    assert await sync(gc, r1.leader, 2, {r1.member_id: b"one", r2.member_id: b"two"}) == \
+        (ErrorCode.NONE, b"one" if r1.leader == r1.member_id else b"two")
+    again, clock = reloaded(gc)
+    t = asyncio.create_task(again.join_group(
+        version=5, group_id="g", member_id="", group_instance_id="i2", client_id="c", client_host="h",
+        session_timeout_ms=10_000, rebalance_timeout_ms=30_000, protocol_type="consumer",
+        protocols=[("range", b"meta"), ("roundrobin", b"meta")]))
+    await settle()
+    r = t.result()
+    assert (r.error, r.generation, r.protocol_name) == (ErrorCode.NONE, 2, "range")
+    g = again.groups["g"]
+    assert g.state == STABLE and set(g.members) == {r1.member_id, r.member_id}
+    assert await sync(again, r.member_id, 2) == (ErrorCode.NONE, b"two")
+    assert again.heartbeat("g", 2, r1.member_id, None) == ErrorCode.NONE

@@ -294,6 +294,77 @@ async def test_a_group_in_the_wrong_partition_object_is_corrupt(store):
         await Rig(store).snapshots.load()
 
 
+async def stable_group(rig, group_id, members=2):
+    """``members`` consumers in a Stable group at generation 1 (the coordinator's
+    initial rebalance delay elapses on its clock); returns their member ids."""
+    gc = rig.coordinator
+    gc.finish_loading()
+    joins = [asyncio.create_task(gc.join_group(
+        version=3, group_id=group_id, member_id="", group_instance_id=None, client_id=f"c{i}",
+        client_host="/127.0.0.1", session_timeout_ms=10_000, rebalance_timeout_ms=30_000,
+        protocol_type="consumer", protocols=[("range", b"sub%d" % i)])) for i in range(members)]
+    for _ in range(10):  # group.initial.rebalance.delay.ms, again while members arrive
+        await asyncio.sleep(0)
+        if all(j.done() for j in joins):
+            break
+        gc.clock.advance(3)
+    results = [j.result() for j in joins]
+    ids = [r.member_id for r in results]
+    leader = results[0].leader
+    err, _, _ = await gc.sync_group(group_id=group_id, generation=1, member_id=leader, group_instance_id=None,
+                                    protocol_type="consumer", protocol_name="range",
+                                    assignments={mid: mid.encode() for mid in ids})
+    assert err == 0 and gc.groups[group_id].state == "Stable"
+    return ids
+
+
+async def test_members_are_in_the_snapshot_and_load_as_stable(store):
+    rig = Rig(store)
+    ids = await stable_group(rig, A)
+    await rig.commit(A, 5)
+    assert await rig.snapshots.flush()
+    again = Rig(store)
+    await again.snapshots.load()
+    g = again.coordinator.groups[A]
+    assert (g.state, g.generation, g.protocol_name, set(g.members)) == ("Stable", 1, "range", set(ids))
+    assert {mid: m.assignment for mid, m in g.members.items()} == {mid: mid.encode() for mid in ids}
+    assert again.offsets(A) == {("t", 0): 5}
+    # mid-rebalance, a snapshot holds the last stored record, not the group in flux
+    gc = rig.coordinator
+    joiner = asyncio.create_task(gc.join_group(
+        version=3, group_id=A, member_id="", group_instance_id=None, client_id="late",
+        client_host="h", session_timeout_ms=10_000, rebalance_timeout_ms=30_000,
+        protocol_type="consumer", protocols=[("range", b"x")]))
+    await asyncio.sleep(0)
+    assert gc.groups[A].state == "PreparingRebalance" and len(gc.groups[A].members) == 3
+    await rig.commit(A, 6)
+    assert await rig.snapshots.flush()
+    again = Rig(store)
+    await again.snapshots.load()
+    g = again.coordinator.groups[A]
+    assert (g.state, g.generation, set(g.members)) == ("Stable", 1, set(ids))
+    assert again.offsets(A) == {("t", 0): 6}
+    joiner.cancel()
+
+
+async def test_a_snapshot_with_old_group_meta_loads_empty_groups(store):
+    """A shard object written before members were stored (GROUP_META with the
+    generation, protocol type and state timestamp only)."""
+    import struct
+    old = b"\x03" + struct.pack(">i", 4) + struct.pack(">H", 8) + b"consumer" + struct.pack(">q", 777)
+    src = Rig(store)
+    await src.commit(A, 3)
+    commit = [d for _, d in src.entries]
+    await store.put(shard_key(A_SHARD), encode_group_snapshot(
+        [(A.encode(), old)] + [(A.encode(), d) for d in commit], partition=A_SHARD, partitions=50, epoch=1))
+    rig = Rig(store)
+    await rig.snapshots.load()
+    g = rig.coordinator.groups[A]
+    assert (g.state, g.generation, g.protocol_type, g.state_timestamp, g.members) == \
+        ("Empty", 4, "consumer", 777, {})
+    assert rig.offsets(A) == {("t", 0): 3}
+
+
 # -- with the ReplicaManager's WAL and the uploader, wired as the Broker does ------------
 async def open_broker(tmp_path, store, data="data", **overrides):
     from broker.cluster import Cluster

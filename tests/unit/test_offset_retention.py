@@ -64,5 +64,5 @@ def test_expiry_rules_and_replay():
             again.replay(key, data)
         assert set(again.groups) == {"stable"}
         assert set(again.groups["stable"].offsets) == {("t", 0)}
-        assert again.groups["stable"].state == EMPTY  # members are not durable
+        assert again.groups["stable"].state == EMPTY  # its members were never stored (no SyncGroup)
     asyncio.run(main())
