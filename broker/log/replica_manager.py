@@ -157,15 +157,31 @@ class ReplicaManager:
         sem = asyncio.Semaphore(32)
 
         async def load(p: Partition, epoch: int) -> None:
+            if self._wanted.get((p.topic, p.index)) != (p.topic_id, epoch):
+                return          # lost again meanwhile
             async with sem:
-                await self._claim_and_load(p, epoch)
-        todo, self._to_load = self._to_load, []
-        await asyncio.gather(*(load(p, e) for p, e in todo))
-        await self.wal_load()
+                try:
+                    await self._claim_and_load(p, epoch)
+                except Fenced:  # a newer owner claimed it: ours no longer (its loss is on the way)
+                    p.storage.fence()
+        # Partitions gained while this runs (a hand-off, a takeover: the cluster's
+        # heartbeat is already on) join ``_to_load`` too, and are loaded here before
+        # any of them serves: none is left in ``partitions`` unloaded, at offset 0.
+        todo: list[tuple[Partition, int]] = []
+        wal_loaded = False
+        while self._to_load or not wal_loaded:
+            if self._to_load:
+                batch, self._to_load = self._to_load, []
+                await asyncio.gather(*(load(p, e) for p, e in batch))
+                todo += batch
+            else:
+                await self.wal_load()
+                wal_loaded = True
         self._started = True
         self._recover_wal(groups.replay)
         takeovers = [(p, epoch, self._recovering.pop((p.topic_id, p.index)))
-                     for p, epoch in todo if (p.topic_id, p.index) in self._recovering]
+                     for p, epoch in todo if (p.topic_id, p.index) in self._recovering
+                     and self.partitions.get((p.topic, p.index)) is p]
         # taken over from a dead broker: its WAL tail on top (one read of it for all)
         await asyncio.gather(*(self._take_over(p, epoch, rec) for p, epoch, rec in takeovers))
 
