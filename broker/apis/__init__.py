@@ -45,6 +45,7 @@ def load_all() -> dict[int, Api]:
         offset_commit,
         offset_delete,
         offset_fetch,
+        offset_for_leader_epoch,
         produce,
         sync_group,
     )

@@ -17,6 +17,7 @@ from objectstore import ObjectStoreError
 from ..errors import ErrorCode
 from ..fetch_session import FetchSessionError, SessionPartition
 from .fetch_response import NODE_ENDPOINTS_FROM, FetchPartition, FetchResponseParts, FetchTopic
+from .leader_epoch import check_leader_epoch
 from .leaders import FETCH_ERRORS, LeaderHints
 from .registry import RequestContext, api
 
@@ -27,7 +28,8 @@ async def handle(ctx: RequestContext, request: FetchRequest) -> FetchResponse:
     v = ctx.version
     by_id = v >= 13
     requested = [SessionPartition(t.topic if not by_id else None, t.topic_id if by_id else None,
-                                  p.partition, p.fetch_offset, p.partition_max_bytes)
+                                  p.partition, p.fetch_offset, p.partition_max_bytes,
+                                  p.current_leader_epoch if v >= 9 else -1)
                  for t in request.topics for p in t.partitions]
     if by_id:
         for sp in requested:
@@ -120,6 +122,11 @@ async def _collect(b, parts: list[SessionPartition], max_bytes: int):
             has_error = True
             continue
         hw, log_start = p.high_watermark, p.log_start_offset
+        code = check_leader_epoch(p, sp.current_leader_epoch)
+        if code:
+            rows.append((sp, code, -1, -1, []))
+            has_error = True
+            continue
         if p.storage.offline:
             rows.append((sp, ErrorCode.KAFKA_STORAGE_ERROR, hw, log_start, []))
             has_error = True
