@@ -29,7 +29,7 @@ async def handle(ctx: RequestContext, request: FetchRequest) -> FetchResponse:
     by_id = v >= 13
     requested = [SessionPartition(t.topic if not by_id else None, t.topic_id if by_id else None,
                                   p.partition, p.fetch_offset, p.partition_max_bytes,
-                                  p.current_leader_epoch if v >= 9 else -1)
+                                  _current_epoch(p.current_leader_epoch) if v >= 9 else -1)
                  for t in request.topics for p in t.partitions]
     if by_id:
         for sp in requested:
@@ -84,6 +84,13 @@ async def handle(ctx: RequestContext, request: FetchRequest) -> FetchResponse:
     if has_error and v >= NODE_ENDPOINTS_FROM:
         _add_leaders(b, response)
     return response
+
+
+def _current_epoch(epoch: int) -> int:
+    """Fetch checks any epoch >= 0; a negative one, not just -1, means no
+    check (Kafka's ``FetchRequest.optionalEpoch``; ListOffsets and
+    OffsetForLeaderEpoch check everything but -1)."""
+    return epoch if epoch >= 0 else -1
 
 
 def _add_leaders(b, response: FetchResponseParts) -> None:
