@@ -30,6 +30,7 @@ def load_all() -> dict[int, Api]:
         describe_configs,
         describe_groups,
         describe_log_dirs,
+        describe_producers,
         elect_leaders,
         fetch,
         find_coordinator,
@@ -48,6 +49,7 @@ def load_all() -> dict[int, Api]:
         offset_for_leader_epoch,
         produce,
         sync_group,
+        update_features,
     )
 
     return API_TABLE

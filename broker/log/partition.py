@@ -62,6 +62,7 @@ class ProducerEntry:
     epoch: int
     # (first_seq, last_seq, base_offset) of the last appended batches
     batches: deque = field(default_factory=lambda: deque(maxlen=PRODUCER_WINDOW))
+    last_timestamp: int = -1   # max timestamp of its last batch (DescribeProducers)
 
     @property
     def last_seq(self) -> int:
@@ -133,6 +134,7 @@ class Partition:
         if entry is None or h.producer_epoch != entry.epoch:
             entry = self.producers[h.producer_id] = ProducerEntry(h.producer_epoch)
         entry.batches.append((h.base_sequence, h.last_sequence, h.base_offset))
+        entry.last_timestamp = h.max_timestamp
 
     # ------------------------------------------------------------------ append
     def append(self, buf: bytearray, headers: list[BatchHeader], *,

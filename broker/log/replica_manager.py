@@ -569,14 +569,16 @@ class ReplicaManager:
 
 
 def encode_producer_state(producers: dict[int, ProducerEntry]) -> dict:
-    """Plain JSON for a manifest: {pid: [epoch, [[first_seq, last_seq, base_offset], ...]]}."""
-    return {str(pid): [e.epoch, [list(b) for b in e.batches]] for pid, e in producers.items()}
+    """Plain JSON for a manifest: {pid: [epoch, [[first_seq, last_seq, base_offset], ...],
+    last_timestamp]}."""
+    return {str(pid): [e.epoch, [list(b) for b in e.batches], e.last_timestamp]
+            for pid, e in producers.items()}
 
 
 def decode_producer_state(state: dict) -> dict[int, ProducerEntry]:
     out = {}
-    for pid, (epoch, batches) in state.items():
-        e = ProducerEntry(epoch)
+    for pid, (epoch, batches, *rest) in state.items():
+        e = ProducerEntry(epoch, last_timestamp=rest[0] if rest else -1)   # absent: written before it
         e.batches.extend(tuple(b) for b in batches)
         out[int(pid)] = e
     return out
