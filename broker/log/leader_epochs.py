@@ -54,6 +54,16 @@ class LeaderEpochCache:
         self._starts.append(start_offset)
         return True
 
+    def truncate_from_start(self, log_start_offset: int) -> None:
+        """The log now starts at ``log_start_offset`` (DeleteRecords,
+        retention): as Kafka's ``truncateFromStart``, epochs that began below
+        it go, but the last of them is kept, beginning at the new start."""
+        n = bisect.bisect_right(self._starts, log_start_offset)
+        if n == 0:
+            return
+        del self._epochs[:n - 1], self._starts[:n - 1]
+        self._starts[0] = log_start_offset
+
     def end_offset_for(self, requested: int, log_end_offset: int) -> tuple[int, int]:
         """(epoch, end offset) for ``requested``, as Kafka's ``endOffsetFor``:
         the current epoch ends at the log end; an older one at the start of

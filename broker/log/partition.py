@@ -370,6 +370,7 @@ class Partition:
         if offset <= self.log_start_offset and not force:
             return
         self.log_start_offset = max(offset, self.log_start_offset)
+        self.leader_epochs.truncate_from_start(self.log_start_offset)
         # Batches not uploaded yet stay indexed (but unreadable: below the log
         # start) so that the next upload stays contiguous with the manifest.
         i = bisect.bisect_left(self._lasts, min(self.log_start_offset, self.storage.upload_from))

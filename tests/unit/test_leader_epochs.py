@@ -42,6 +42,20 @@ def test_assign_truncates_as_kafka():
     assert c.upto(2) == ((1, 0),) and c.upto(3) == ((1, 0), (4, 3))
 
 
+def test_log_start_truncates_from_start_as_kafka():
+    c = LeaderEpochCache([(1, 0), (3, 10), (4, 25)])
+    c.truncate_from_start(5)
+    assert c.entries == ((1, 5), (3, 10), (4, 25))
+    c.truncate_from_start(12)
+    assert c.entries == ((3, 12), (4, 25))
+    assert c.end_offset_for(2, 40) == (2, 12)     # older than any left: itself, the log start
+    c.truncate_from_start(30)
+    assert c.entries == ((4, 30),)
+    c.truncate_from_start(30)
+    assert c.entries == ((4, 30),)
+    LeaderEpochCache().truncate_from_start(3)   # nothing to truncate
+
+
 # ------------------------------------------------------------------ manifest
 def test_manifest_keeps_leader_epochs_and_reads_older_ones():
     m = Manifest(b"\x01" * 16, 0, 3, 2, leader_epochs=((1, 0), (3, 7)))
@@ -120,3 +134,25 @@ async def fetch_at(rig: ClusterRig, node: int, topic: str, current: int) -> int:
             partition=0, current_leader_epoch=current, fetch_offset=0, log_start_offset=-1,
             partition_max_bytes=1 << 20)])], forgotten_topics_data=[], rack_id=""), version=12)
     return resp.responses[0].partitions[0].error_code
+
+
+async def test_history_survives_a_crash_through_manifest_and_wal(tmp_path):
+    """Epoch 1's start comes back from the manifest, the batches only in the
+    WAL keep their epoch, and the restarted owner's epoch begins at its log end."""
+    async with ClusterRig(tmp_path, seed=3, brokers=1) as rig:
+        await create_topic(rig, 1, "crash", 1)
+        assert await produce(rig, 1, "crash", 0, [b"a", b"b"]) == (0, 0)
+        assert await rig.upload(1)
+        assert await produce(rig, 1, "crash", 0, [b"c"]) == (0, 2)       # in the WAL only
+        await rig.remove_broker(1, clean=False)
+        await rig.add_broker(1)
+        for _ in range(10):
+            if (await fetch(rig, 1, "crash", 0))[0] == 0:
+                break
+            await rig.advance(rig.heartbeat)
+        p = rig.brokers[1].replicas.get("crash", 0)
+        epoch = p.leader_epoch
+        assert epoch > 1 and p.leader_epochs.entries == ((1, 0), (epoch, 3))   # a restart claims anew
+        assert await end_offset(rig, 1, "crash", 1) == (0, 1, 3)
+        assert await produce(rig, 1, "crash", 0, [b"d"]) == (0, 3)
+        assert await end_offset(rig, 1, "crash", epoch) == (0, epoch, 4)
