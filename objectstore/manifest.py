@@ -529,7 +529,7 @@ class ManifestStore:
         equal, held by another broker): a newer owner exists. Claiming the
         same epoch again as the same owner changes nothing (a retry).
         Without it: stored epoch + 1 (1 for a partition without a manifest,
-        which is created empty). With ``if_epoch``, claim only if the stored
+        which is created empty, its leader-epoch history that epoch from 0). With ``if_epoch``, claim only if the stored
         epoch is still that one (0: only if there is no manifest yet), else
         raise Fenced.
         """
@@ -543,8 +543,8 @@ class ManifestStore:
                     stored == epoch and cur is not None and cur.owner != broker_id)):
                 raise Fenced(key, stored, epoch)
             new_epoch = epoch if epoch is not None else stored + 1
-            if cur is None:
-                new = Manifest(topic_id, partition, new_epoch, broker_id)
+            if cur is None:     # a new partition: its first epoch begins at offset 0
+                new = Manifest(topic_id, partition, new_epoch, broker_id, leader_epochs=((new_epoch, 0),))
             else:
                 new = replace(cur, epoch=new_epoch, owner=broker_id)
             new.validate()
