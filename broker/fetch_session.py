@@ -30,6 +30,7 @@ class SessionPartition:
     partition: int
     fetch_offset: int
     max_bytes: int
+    current_leader_epoch: int = -1   # the client's view (KIP-320); -1: not checked
     # what the client last heard from us; -1 forces inclusion
     last_hw: int = -1
     last_log_start: int = -1
@@ -89,6 +90,7 @@ class FetchSessionCache:
                 session.partitions[key] = sp
             else:
                 old.fetch_offset, old.max_bytes = sp.fetch_offset, sp.max_bytes
+                old.current_leader_epoch = sp.current_leader_epoch
         for key in forgotten:
             session.partitions.pop(key, None)
         session.epoch = session.epoch + 1 if session.epoch < 2**31 - 1 else 1

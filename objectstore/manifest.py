@@ -237,6 +237,9 @@ class Manifest:
     next_offset: int = 0
     segments: tuple[SegmentRef, ...] = ()
     producer_state: Mapping[str, Any] = field(default_factory=dict)
+    # (leader epoch, start offset) of each epoch the partition's owners served
+    # (broker/log/leader_epochs.py); absent in manifests written before it
+    leader_epochs: tuple[tuple[int, int], ...] = ()
 
     @property
     def key(self) -> str:
@@ -261,6 +264,15 @@ class Manifest:
             raise bad("segments must be a tuple")
         if not isinstance(self.producer_state, Mapping):
             raise bad("producer_state must be a mapping")
+        if not isinstance(self.leader_epochs, tuple):
+            raise bad("leader_epochs must be a tuple")
+        last_epoch, last_start = -1, 0
+        for entry in self.leader_epochs:
+            if (not isinstance(entry, tuple) or len(entry) != 2
+                    or any(type(v) is not int or v < 0 for v in entry)
+                    or entry[0] <= last_epoch or entry[1] < last_start):
+                raise bad(f"leader_epochs: bad or out-of-order entry {entry!r}")
+            last_epoch, last_start = entry
         if self.log_start_offset > self.next_offset:
             raise bad(f"log_start_offset {self.log_start_offset} > next_offset {self.next_offset}")
         prev: SegmentRef | None = None
@@ -362,6 +374,7 @@ class Manifest:
             "log_start_offset": self.log_start_offset, "next_offset": self.next_offset,
             "segments": [s.to_json() for s in self.segments],
             "producer_state": self.producer_state,
+            "leader_epochs": [list(e) for e in self.leader_epochs],
         })
 
     @classmethod
@@ -382,7 +395,8 @@ class Manifest:
             m = cls(bytes.fromhex(_str(d, "topic_id")), _int(d, "partition"), _int(d, "epoch"),
                     None if owner is None else _int(d, "owner"),
                     _int(d, "log_start_offset"), _int(d, "next_offset"),
-                    tuple(SegmentRef.from_json(s) for s in d["segments"]), producer_state)
+                    tuple(SegmentRef.from_json(s) for s in d["segments"]), producer_state,
+                    tuple(tuple(e) for e in d.get("leader_epochs", [])))
             m.validate()
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise CorruptObject(key, f"bad manifest: {e}") from e
@@ -515,7 +529,7 @@ class ManifestStore:
         equal, held by another broker): a newer owner exists. Claiming the
         same epoch again as the same owner changes nothing (a retry).
         Without it: stored epoch + 1 (1 for a partition without a manifest,
-        which is created empty). With ``if_epoch``, claim only if the stored
+        which is created empty, its leader-epoch history that epoch from 0). With ``if_epoch``, claim only if the stored
         epoch is still that one (0: only if there is no manifest yet), else
         raise Fenced.
         """
@@ -529,8 +543,8 @@ class ManifestStore:
                     stored == epoch and cur is not None and cur.owner != broker_id)):
                 raise Fenced(key, stored, epoch)
             new_epoch = epoch if epoch is not None else stored + 1
-            if cur is None:
-                new = Manifest(topic_id, partition, new_epoch, broker_id)
+            if cur is None:     # a new partition: its first epoch begins at offset 0
+                new = Manifest(topic_id, partition, new_epoch, broker_id, leader_epochs=((new_epoch, 0),))
             else:
                 new = replace(cur, epoch=new_epoch, owner=broker_id)
             new.validate()

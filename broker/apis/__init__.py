@@ -32,6 +32,7 @@ def load_all() -> dict[int, Api]:
         describe_configs,
         describe_groups,
         describe_log_dirs,
+        describe_producers,
         describe_topic_partitions,
         elect_leaders,
         fetch,
@@ -48,8 +49,10 @@ def load_all() -> dict[int, Api]:
         offset_commit,
         offset_delete,
         offset_fetch,
+        offset_for_leader_epoch,
         produce,
         sync_group,
+        update_features,
     )
 
     return API_TABLE

@@ -17,6 +17,7 @@ from objectstore import ObjectStoreError
 from ..errors import ErrorCode
 from ..fetch_session import FetchSessionError, SessionPartition
 from .fetch_response import NODE_ENDPOINTS_FROM, FetchPartition, FetchResponseParts, FetchTopic
+from .leader_epoch import check_leader_epoch
 from .leaders import FETCH_ERRORS, LeaderHints
 from .registry import RequestContext, api
 
@@ -27,7 +28,8 @@ async def handle(ctx: RequestContext, request: FetchRequest) -> FetchResponse:
     v = ctx.version
     by_id = v >= 13
     requested = [SessionPartition(t.topic if not by_id else None, t.topic_id if by_id else None,
-                                  p.partition, p.fetch_offset, p.partition_max_bytes)
+                                  p.partition, p.fetch_offset, p.partition_max_bytes,
+                                  _current_epoch(p.current_leader_epoch) if v >= 9 else -1)
                  for t in request.topics for p in t.partitions]
     if by_id:
         for sp in requested:
@@ -84,6 +86,13 @@ async def handle(ctx: RequestContext, request: FetchRequest) -> FetchResponse:
     return response
 
 
+def _current_epoch(epoch: int) -> int:
+    """Fetch checks any epoch >= 0; a negative one, not just -1, means no
+    check (Kafka's ``FetchRequest.optionalEpoch``; ListOffsets and
+    OffsetForLeaderEpoch check everything but -1)."""
+    return epoch if epoch >= 0 else -1
+
+
 def _add_leaders(b, response: FetchResponseParts) -> None:
     """KIP-951, as Kafka from v16: a partition answered NOT_LEADER_OR_FOLLOWER
     (or FENCED_LEADER_EPOCH) names its current leader, and the response the
@@ -120,6 +129,11 @@ async def _collect(b, parts: list[SessionPartition], max_bytes: int):
             has_error = True
             continue
         hw, log_start = p.high_watermark, p.log_start_offset
+        code = check_leader_epoch(p, sp.current_leader_epoch)
+        if code:
+            rows.append((sp, code, -1, -1, []))
+            has_error = True
+            continue
         if p.storage.offline:
             rows.append((sp, ErrorCode.KAFKA_STORAGE_ERROR, hw, log_start, []))
             has_error = True

@@ -5,6 +5,7 @@ from objectstore import ObjectStoreError
 
 from ..errors import ErrorCode
 from ..log.records import iter_records
+from .leader_epoch import check_leader_epoch
 from .registry import RequestContext, api
 
 LATEST, EARLIEST, MAX_TIMESTAMP = -1, -2, -3
@@ -24,6 +25,11 @@ async def handle(ctx: RequestContext, request: ListOffsetsRequest) -> ListOffset
             if p is None:
                 parts.append(PartResp(partition_index=rp.partition_index,
                                       error_code=rm.missing(t.name, rp.partition_index),
+                                      timestamp=-1, offset=-1, leader_epoch=-1))
+                continue
+            code = check_leader_epoch(p, rp.current_leader_epoch if ctx.version >= 4 else -1)
+            if code:
+                parts.append(PartResp(partition_index=rp.partition_index, error_code=code,
                                       timestamp=-1, offset=-1, leader_epoch=-1))
                 continue
             try:

@@ -61,10 +61,14 @@ API_TABLE: dict[int, Api] = {}
 
 def api(request_cls: MessageClass, response_cls: MessageClass, *,
         max_version: int | None = None) -> Callable[[Handler], Handler]:
-    """Register ``handler`` for the API of ``request_cls`` at its spec's versions."""
+    """Register ``handler`` for the API of ``request_cls`` at its spec's
+    versions, as Kafka advertises them (without a latest version the spec
+    marks unstable)."""
 
     def register(handler: Handler) -> Handler:
         lo, hi = (int(v) for v in _parse_range(request_cls.json["validVersions"]))
+        if request_cls.json.get("latestVersionUnstable"):
+            hi -= 1     # Kafka does not advertise an unstable version (InitProducerId v6, KIP-939)
         if max_version is not None:
             hi = min(hi, max_version)
         key = request_cls.API_KEY

@@ -20,6 +20,7 @@ from typing import Protocol
 
 from ..errors import ErrorCode
 from ..tiering.state import PartitionStorage
+from .leader_epochs import LeaderEpochCache
 from .records import BatchHeader, assign_offset, set_log_append_time
 
 PRODUCER_WINDOW = 5  # batches per producer remembered for de-duplication (Kafka's)
@@ -61,6 +62,7 @@ class ProducerEntry:
     epoch: int
     # (first_seq, last_seq, base_offset) of the last appended batches
     batches: deque = field(default_factory=lambda: deque(maxlen=PRODUCER_WINDOW))
+    last_timestamp: int = -1   # max timestamp of its last batch (DescribeProducers)
 
     @property
     def last_seq(self) -> int:
@@ -90,6 +92,8 @@ class Partition:
         self.sealed = False
         self.bytes_in = 0           # bytes appended by producers since start (the balancer's rates)
         self.producers: dict[int, ProducerEntry] = {}
+        # which offset each leader epoch began at (OffsetForLeaderEpoch)
+        self.leader_epochs = LeaderEpochCache()
         # Batch index, parallel lists sorted by offset.
         self._bases: list[int] = []
         self._lasts: list[int] = []
@@ -130,6 +134,7 @@ class Partition:
         if entry is None or h.producer_epoch != entry.epoch:
             entry = self.producers[h.producer_id] = ProducerEntry(h.producer_epoch)
         entry.batches.append((h.base_sequence, h.last_sequence, h.base_offset))
+        entry.last_timestamp = h.max_timestamp
 
     # ------------------------------------------------------------------ append
     def append(self, buf: bytearray, headers: list[BatchHeader], *,
@@ -159,6 +164,8 @@ class Partition:
             self._index(h, loc)
             self._record_producer(h)
         self.log_end_offset = next_offset
+        if self.leader_epochs.latest_epoch != self.leader_epoch:
+            self.leader_epochs.assign(self.leader_epoch, base)
         assert durable is not None
         end = next_offset
         durable.add_done_callback(lambda f: f.exception() is None and self.advance_high_watermark(end))
@@ -230,7 +237,14 @@ class Partition:
             return  # already known (should not happen in one WAL)
         self._index(h, loc)
         self._record_producer(h)
+        self.leader_epochs.assign(h.partition_leader_epoch, h.base_offset)
         self.log_end_offset = self.high_watermark = h.last_offset + 1
+
+    def became_owner(self) -> None:
+        """This broker serves the partition from now on at ``leader_epoch``
+        (loaded, WAL replayed or taken over): that epoch begins at the log
+        end offset, as Kafka's leader records it when it becomes leader."""
+        self.leader_epochs.assign(self.leader_epoch, self.log_end_offset)
 
     def advance_high_watermark(self, offset: int) -> None:
         if offset > self.high_watermark:
@@ -356,6 +370,7 @@ class Partition:
         if offset <= self.log_start_offset and not force:
             return
         self.log_start_offset = max(offset, self.log_start_offset)
+        self.leader_epochs.truncate_from_start(self.log_start_offset)
         # Batches not uploaded yet stay indexed (but unreadable: below the log
         # start) so that the next upload stays contiguous with the manifest.
         i = bisect.bisect_left(self._lasts, min(self.log_start_offset, self.storage.upload_from))

@@ -67,6 +67,7 @@ class BatchHeader:
     producer_epoch: int
     base_sequence: int
     records_count: int
+    partition_leader_epoch: int = -1   # as read; assign_offset stamps the owner's
 
     @property
     def last_sequence(self) -> int:
@@ -88,10 +89,10 @@ class BatchHeader:
 
 
 def read_header(buf, position: int = 0) -> BatchHeader:
-    (base_offset, batch_length, _epoch, _magic, _crc, attributes, last_delta,
+    (base_offset, batch_length, epoch, _magic, _crc, attributes, last_delta,
      base_ts, max_ts, pid, pepoch, base_seq, count) = _HEADER.unpack_from(buf, position)
     return BatchHeader(position, batch_length + LOG_OVERHEAD, base_offset, attributes,
-                       last_delta, base_ts, max_ts, pid, pepoch, base_seq, count)
+                       last_delta, base_ts, max_ts, pid, pepoch, base_seq, count, epoch)
 
 
 def parse_batches(buf, *, verify_crc: bool = True) -> list[BatchHeader]:
@@ -139,6 +140,7 @@ def assign_offset(buf: bytearray, header: BatchHeader, base_offset: int,
     _I64.pack_into(buf, header.position, base_offset)
     _I32.pack_into(buf, header.position + 12, leader_epoch)
     header.base_offset = base_offset
+    header.partition_leader_epoch = leader_epoch
 
 
 def set_log_append_time(buf: bytearray, header: BatchHeader, now_ms: int) -> None:

@@ -61,6 +61,7 @@ from ..cluster.ownership import Sources
 from ..config import TOPIC_CONFIGS, BrokerConfig
 from ..errors import ErrorCode
 from ..store_errors import StoreErrors
+from .leader_epochs import LeaderEpochCache
 from .partition import Partition, ProducerEntry, RemoteSegment
 from .read_pacer import RemoteReadPacer
 from .records import read_header
@@ -184,6 +185,8 @@ class ReplicaManager:
                      and self.partitions.get((p.topic, p.index)) is p]
         # taken over from a dead broker: its WAL tail on top (one read of it for all)
         await asyncio.gather(*(self._take_over(p, epoch, rec) for p, epoch, rec in takeovers))
+        for p, _epoch in todo:
+            p.became_owner()
 
     async def wal_load(self) -> None:
         if isinstance(self.wal, ObjectWriteAheadLog):
@@ -232,6 +235,7 @@ class ReplicaManager:
             log.warning("partition %s-%d: epoch %d while serving at %d; re-claiming", t.name,
                         gain.index, gain.epoch, p.leader_epoch)
             p.leader_epoch = gain.epoch
+            p.became_owner()
             self._claim_in_background(p, gain.epoch, load=False)
             return
         p = Partition(t.topic_id.bytes, t.name, gain.index, self)
@@ -240,6 +244,7 @@ class ReplicaManager:
             self.partitions[key] = p
             self._to_load.append((p, gain.epoch))
         elif gain.epoch == 1:
+            p.became_owner()
             self.partitions[key] = p
             self._claim_in_background(p, gain.epoch, load=False)
         else:
@@ -256,6 +261,7 @@ class ReplicaManager:
                         if rec is not None:
                             await self._take_over(p, epoch, rec)
                             self._recovering.pop((p.topic_id, p.index), None)
+                        p.became_owner()
                         self.partitions[(p.topic, p.index)] = p
                     else:
                         p.storage.claimed(await self.manifests.claim(p.topic_id, p.index, self.node_id,
@@ -291,6 +297,7 @@ class ReplicaManager:
             p.add_segment(s.first_offset, s.last_offset, s.max_timestamp, s.length, s)
         p.set_log_start_offset(m.log_start_offset)
         p.producers = decode_producer_state(m.producer_state)
+        p.leader_epochs = LeaderEpochCache(m.leader_epochs)
 
     def _recover_wal(self, on_group_entry) -> None:
         """Replay WAL entries above each manifest's uploaded end.
@@ -590,14 +597,16 @@ class ReplicaManager:
 
 
 def encode_producer_state(producers: dict[int, ProducerEntry]) -> dict:
-    """Plain JSON for a manifest: {pid: [epoch, [[first_seq, last_seq, base_offset], ...]]}."""
-    return {str(pid): [e.epoch, [list(b) for b in e.batches]] for pid, e in producers.items()}
+    """Plain JSON for a manifest: {pid: [epoch, [[first_seq, last_seq, base_offset], ...],
+    last_timestamp]}."""
+    return {str(pid): [e.epoch, [list(b) for b in e.batches], e.last_timestamp]
+            for pid, e in producers.items()}
 
 
 def decode_producer_state(state: dict) -> dict[int, ProducerEntry]:
     out = {}
-    for pid, (epoch, batches) in state.items():
-        e = ProducerEntry(epoch)
+    for pid, (epoch, batches, *rest) in state.items():
+        e = ProducerEntry(epoch, last_timestamp=rest[0] if rest else -1)   # absent: written before it
         e.batches.extend(tuple(b) for b in batches)
         out[int(pid)] = e
     return out

@@ -43,6 +43,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Protocol
 
 from objectstore import Fenced, ObjectStoreError, SegmentRef, data_object
@@ -50,6 +51,7 @@ from objectstore.manifest import Manifest
 from wal import WalError
 
 from ..failpoints import crash_point
+from ..log.leader_epochs import LeaderEpochCache
 from ..log.partition import Partition
 from ..log.replica_manager import ReplicaManager, encode_producer_state
 from .metered_store import MeteredStore
@@ -190,7 +192,8 @@ class UploadTask:
             if st.offline or st.epoch is None:
                 continue
             entries = list(p.entries_from(st.upload_from))
-            if entries or st.unconfirmed or p.log_start_offset > st.manifest_log_start:
+            if entries or st.unconfirmed or p.log_start_offset > st.manifest_log_start \
+                    or _epochs_unrecorded(p):
                 work.append((p, entries, encode_producer_state(p.producers) if entries else None))
         await rm.wal.sync()
         await asyncio.sleep(0)  # let fsync callbacks (group commits) apply first
@@ -283,6 +286,7 @@ class UploadTask:
         refs = [ref for ref, _, _ in st.unconfirmed]
         pstate = next((s for _, _, s in reversed(st.unconfirmed) if s is not None), None)
         log_start = p.log_start_offset
+        leader_epochs = LeaderEpochCache(p.leader_epochs.entries)
         epoch = st.epoch
         assert epoch is not None  # upload_once works on claimed partitions only (never unclaimed)
 
@@ -290,6 +294,7 @@ class UploadTask:
             todo = [r for r in refs if r.last_offset >= m.next_offset]
             if todo:
                 m = m.appended(todo, producer_state=pstate)
+            m = replace(m, leader_epochs=leader_epochs.upto(m.next_offset))
             return m.with_log_start(min(log_start, m.next_offset))
         try:
             m = await self.rm.manifests.update(p.topic_id, p.index, record, epoch=epoch)
@@ -331,3 +336,10 @@ class UploadTask:
             for i in range(topic.partitions):
                 await self.rm.store.delete(manifest_key(topic.topic_id.bytes, i))
             self.rm.deleted_topics.pop(0)
+
+
+def _epochs_unrecorded(p: Partition) -> bool:
+    """The partition's leader-epoch history has entries its manifest lacks
+    (a new owner that has not appended yet): worth one manifest update."""
+    m = p.storage.manifest
+    return isinstance(m, Manifest) and p.leader_epochs.upto(m.next_offset) != m.leader_epochs

@@ -95,7 +95,7 @@ async def test_claim_creates_then_bumps_the_epoch(env):
     assert await ms.load(TOPIC, 0) == (None, None)
     assert await ms.claim(TOPIC, 0, broker_id=5) == 1
     m, etag = await ms.load(TOPIC, 0)
-    assert m == Manifest(TOPIC, 0, epoch=1, owner=5) and etag
+    assert m == Manifest(TOPIC, 0, epoch=1, owner=5, leader_epochs=((1, 0),)) and etag   # epoch 1 from 0
     assert (m.log_start_offset, m.next_offset, m.segments, m.producer_state) == (0, 0, (), {})
     assert await store.list("manifests/") == [f"manifests/{TOPIC.hex()}/0.json"]
 
