@@ -28,9 +28,12 @@ class GroupLog(Protocol):
 class WalGroupLog:
     """A ``GroupLog`` over the broker's WAL (``ReplicaManager.append_group_entry``).
 
-    ``on_append(group_id)`` is called after each entry is queued: the group
-    snapshots mark that group's coordinator partition dirty (set by the Broker
-    once the snapshots exist)."""
+    ``on_append(group_id)`` is called after each entry is queued, and again
+    once it is durable and its writer's callback applied it in memory: the
+    group snapshots mark that group's coordinator partition dirty (set by the
+    Broker once the snapshots exist). The second mark matters: a snapshot
+    stored between the two holds the shard without the entry, and the WAL
+    segment holding it must not be trimmed before a snapshot with it is."""
 
     def __init__(self, append_entry: Callable[[str, bytes], asyncio.Future],
                  on_append: Callable[[str], None] | None = None) -> None:
@@ -41,7 +44,14 @@ class WalGroupLog:
         fut = self._append_entry(group_id, data)
         if self.on_append is not None:
             self.on_append(group_id)
+            # Registered before the writer's own callback (it gets ``fut`` from us),
+            # so call_soon puts the second mark after the entry is applied.
+            fut.add_done_callback(lambda _f: asyncio.get_running_loop().call_soon(self._noted_again, group_id))
         return fut
+
+    def _noted_again(self, group_id: str) -> None:
+        if self.on_append is not None:
+            self.on_append(group_id)
 
 
 def java_string_hashcode(s: str) -> int:

@@ -35,7 +35,10 @@ its current state, and a shard stays dirty if it was noted again meanwhile.
 The uploader calls ``flush()`` after the WAL fsync that covers its cut and
 trims the WAL only if it returned True: every group entry before the cut was
 noted before the call, and its effect was applied in memory by then, so the
-stored shards cover it.
+stored shards cover it. An entry is noted twice, when appended and once it is
+durable and applied (``WalGroupLog``): one appended after a cut but applied
+only after the flush that followed would otherwise leave its shard stored
+without it and clean, and the next round would trim it.
 
 Start (``load``, before the WAL replay): every ``groups/*.snapshot`` is read and
 crc-checked (CorruptObject if bad) and replayed; the legacy

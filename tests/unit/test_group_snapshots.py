@@ -90,7 +90,8 @@ class Rig:
     async def commit(self, group_id, offset, partition=0):
         await self.coordinator.commit_offsets(
             group_id, [("t", partition, OffsetAndMetadata(offset, -1, None, 1000))])
-        await asyncio.sleep(0)  # applied in the fsync callback
+        await asyncio.sleep(0)  # applied in the fsync callback,
+        await asyncio.sleep(0)  # then its shard marked again
 
     def offsets(self, group_id):
         g = self.coordinator.groups.get(group_id)
@@ -146,6 +147,30 @@ async def test_a_shard_noted_again_during_a_flush_stays_dirty(store):
     store.put = put_then_note
     assert await rig.snapshots.flush()
     assert A_SHARD in rig.snapshots.dirty
+
+
+async def test_an_entry_durable_after_a_flush_dirties_its_shard_again(store):
+    """A commit appended before a flush but fsynced after it: the flush stored
+    the shard without it (not applied yet) and cleared the mark. Applied,
+    it marks the shard again, so the next flush stores it before the WAL
+    segment holding it may be trimmed."""
+    rig = Rig(store)
+    pending = asyncio.get_running_loop().create_future()
+    rig._append = lambda group_id, data: pending            # the fsync has not returned yet
+    rig.coordinator.log._append_entry = rig._append
+    commit = asyncio.create_task(rig.coordinator.commit_offsets(
+        A, [("t", 0, OffsetAndMetadata(7, -1, None, 1000))]))
+    await asyncio.sleep(0)
+    assert await rig.snapshots.flush()
+    assert A_SHARD not in rig.snapshots.dirty and rig.offsets(A) is None
+    pending.set_result(None)
+    await commit
+    await asyncio.sleep(0)
+    assert A_SHARD in rig.snapshots.dirty
+    assert await rig.snapshots.flush()
+    again = Rig(store)
+    await again.snapshots.load()
+    assert again.offsets(A) == {("t", 0): 7}
 
 
 async def test_a_higher_epoch_fences_the_shard_and_nothing_is_written(store):
