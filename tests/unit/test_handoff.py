@@ -17,6 +17,7 @@ from wire import make_batch
 from broker import failpoints
 from broker.cluster import MetadataStore
 from broker.coordinator.log import partition_for
+from broker.coordinator.shards import ACTIVE
 from broker.errors import ErrorCode
 
 NOT_LEADER = ErrorCode.NOT_LEADER_OR_FOLLOWER
@@ -225,6 +226,10 @@ async def test_a_group_moves_with_its_coordinator_partition(tmp_path):
             image.offsets.targets[shard] = new
         await MetadataStore(rig.store).update(target)
         await rig.advance(2 * rig.heartbeat)
+        for _ in range(10):     # the hand-off's retries wait in wall time: a busy machine may need a beat more
+            if rig.brokers[new].coordinator_shards.state.get(shard) == ACTIVE:
+                break
+            await rig.advance(rig.heartbeat)
         assert owner_of_shard() == new
         fetch_req = OffsetFetchRequest(group_id="billing", topics=None, require_stable=False)
         assert (await rig.request(old, fetch_req, version=7)).error_code == ErrorCode.NOT_COORDINATOR
