@@ -277,7 +277,8 @@ def test_a_paused_broker_is_taken_over_and_rejoins_fenced(
 
 
 def test_minio_away_for_30_s_delays_acks_and_never_fakes_one(
-        broker_factory, minio_factory, kafka_tools, tmp_path):
+        minio_factory, broker_factory, kafka_tools, tmp_path):
+    # (minio_factory first: torn down last, so the brokers stop while their store is up)
     own = minio_factory("outage")
     bucket = own.create_bucket()
     run = Run(broker_factory, own, bucket, kafka_tools, tmp_path, rate=100)
