@@ -43,6 +43,23 @@ def _wal_type(v: str) -> str:
     return v
 
 
+def _migration_policy(v: str) -> str:
+    """Kafka's ConsumerGroupMigrationPolicy; Sluice converts only empty groups (any policy)."""
+    if v.strip().lower() not in ("bidirectional", "upgrade", "downgrade", "disabled"):
+        raise ValueError(f"group.consumer.migration.policy must be one of bidirectional, upgrade, "
+                         f"downgrade, disabled, not {v!r}")
+    return v.strip().lower()
+
+
+def _consumer_assignors(v: str) -> str:
+    """Kafka's group.consumer.assignors: Sluice has its two built-in ones, by name."""
+    names = [a.strip() for a in v.split(",") if a.strip()]
+    unknown = [a for a in names if a not in ("uniform", "range")]
+    if not names or unknown:
+        raise ValueError(f"group.consumer.assignors: only uniform and range are supported, not {v!r}")
+    return ",".join(names)
+
+
 # name -> (parser, default)
 BROKER_DEFAULTS: dict[str, tuple[Callable[[Any], Any], Any]] = {
     "node.id": (int, 1),
@@ -72,6 +89,12 @@ BROKER_DEFAULTS: dict[str, tuple[Callable[[Any], Any], Any]] = {
     "group.min.session.timeout.ms": (int, 6000),
     "group.max.session.timeout.ms": (int, 1800000),
     "group.max.size": (int, 2147483647),
+    # KIP-848 consumer groups (broker/coordinator/consumer_group.py), Kafka's names and defaults
+    "group.consumer.session.timeout.ms": (int, 45000),
+    "group.consumer.heartbeat.interval.ms": (int, 5000),
+    "group.consumer.assignors": (_consumer_assignors, "uniform,range"),
+    "group.consumer.max.size": (int, 2147483647),
+    "group.consumer.migration.policy": (_migration_policy, "bidirectional"),
     "offset.metadata.max.bytes": (int, 4096),
     "offsets.retention.minutes": (int, 10080),
     "offsets.retention.check.interval.ms": (int, 600000),

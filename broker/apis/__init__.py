@@ -21,6 +21,8 @@ def load_all() -> dict[int, Api]:
     from . import (  # noqa: F401  # noqa: F401
         alter_partition_reassignments,
         api_versions,
+        consumer_group_describe,
+        consumer_group_heartbeat,
         create_partitions,
         create_topics,
         delete_groups,

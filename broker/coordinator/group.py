@@ -83,7 +83,7 @@ import logging
 import struct
 import uuid
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from ..clock import Clock, TimerHandle
 from ..errors import ErrorCode
@@ -252,6 +252,9 @@ class GroupCoordinator:
         # Whether this broker coordinates a group now (the broker's CoordinatorShards:
         # NONE, NOT_COORDINATOR, or COORDINATOR_LOAD_IN_PROGRESS); everything, by default
         self.shard_error: Callable[[str], int] = lambda group_id: ErrorCode.NONE
+        # The KIP-848 consumer groups (coordinator/consumer_group.py): they share this
+        # coordinator's group ids, offsets and partitions, and unload and stop with it
+        self.consumer: Any = None
 
     def group_error(self, group_id: str) -> int:
         """Why this broker cannot answer for ``group_id`` now (NONE if it can)."""
@@ -272,6 +275,8 @@ class GroupCoordinator:
                 _resolve(m.join_future, JoinResult(ErrorCode.NOT_COORDINATOR, member_id=m.member_id))
                 _resolve(m.sync_future, (ErrorCode.NOT_COORDINATOR, b""))
             self._commits_in_flight.pop(gid, None)
+        if self.consumer is not None:
+            self.consumer.unload(belongs)
         return len(gone)
 
     def finish_loading(self) -> None:
@@ -366,6 +371,9 @@ class GroupCoordinator:
         for g in list(self.groups.values()):
             if g.state == DEAD:
                 continue
+            live = self.consumer.get(g.group_id) if self.consumer is not None else None
+            if live is not None and live.members:  # a consumer group with members keeps its offsets
+                continue
             if g.protocol_type is not None and g.state == EMPTY:
                 base, keep = (lambda om, ts=g.state_timestamp:
                               ts if ts is not None and ts >= 0 else om.commit_timestamp), None
@@ -415,6 +423,8 @@ class GroupCoordinator:
     def shutdown(self) -> None:
         if self._expiry_timer:
             self._expiry_timer.cancel()
+        if self.consumer is not None:
+            self.consumer.shutdown()
         for g in self.groups.values():
             self._cancel_timers(g)
 
