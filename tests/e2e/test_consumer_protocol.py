@@ -25,10 +25,10 @@ import pytest
 from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from kafka.protocol.admin import ListGroupsRequest
-from kafka.protocol.consumer import OffsetCommitRequest, OffsetFetchRequest
-from kafka.protocol.metadata import FindCoordinatorRequest
+from kafka.protocol.consumer import JoinGroupRequest, OffsetCommitRequest, OffsetFetchRequest
+from kafka.protocol.metadata import ApiVersionsRequest, FindCoordinatorRequest
 
-from broker.apis.specs import ConsumerGroupHeartbeatRequest
+from broker.apis.specs import ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest
 from tests.wire import WireClient
 
 FAST = {"group.consumer.heartbeat.interval.ms": "500", "group.consumer.session.timeout.ms": "10000"}
@@ -154,6 +154,20 @@ def test_heartbeat_answers_match_kafka(target):
         listed = {x.group_id: x for x in c.request(ListGroupsRequest(states_filter=[], types_filter=["consumer"]),
                                                    5).groups}
         assert (listed[g].group_type, listed[g].protocol_type) == ("consumer", "consumer")
+        # ConsumerGroupDescribe, and what ApiVersions says of both APIs
+        d = {x.group_id: x for x in c.request(ConsumerGroupDescribeRequest(
+            group_ids=[g, "nogroup-" + g, ""], include_authorized_operations=True), 1).groups}
+        assert (d[""].error_code, d[""].error_message) == (24, None)
+        assert (d["nogroup-" + g].error_code, d["nogroup-" + g].error_message) == (69, f"Group nogroup-{g} not found.")
+        assert (d[g].error_code, d[g].assignor_name, d[g].authorized_operations) == (0, "uniform", {3, 6, 8, 10, 11})
+        members = {m.member_id: m for m in d[g].members}
+        assert set(members) == {"a", "s2"}
+        assert (members["s2"].instance_id, members["s2"].subscribed_topic_names, members["s2"].subscribed_topic_regex,
+                members["s2"].member_type) == ("i1", [topic], "", 1)
+        assert members["a"].member_epoch == ep
+        versions = {k.api_key: (k.min_version, k.max_version) for k in c.request(
+            ApiVersionsRequest(client_software_name="t", client_software_version="1"), 3).api_keys}
+        assert (versions[68], versions[69]) == ((0, 1), (0, 1))
         assert hb(c, g, "a", -1).member_epoch == -1
 
 
@@ -343,3 +357,65 @@ def test_java_members_leave_and_join_every_record_once(broker_factory, kafka_too
                 p.wait(30)
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
+
+
+def consume_some(bootstrap: str, group: str, topic: str, protocol: str, n: int) -> list[int]:
+    """A consumer of ``protocol`` that reads ``n`` records, commits them and leaves."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "group.protocol": protocol,
+                  "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                  **({"session.timeout.ms": 6000} if protocol == "classic" else {})})
+    got: list[int] = []
+    try:
+        c.subscribe([topic])
+        deadline = time.monotonic() + 60
+        while len(got) < n and time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is not None and not m.error():
+                got.append(int(m.value()))
+                c.commit(message=m, asynchronous=False)
+    finally:
+        c.close()
+    return got
+
+
+def test_empty_groups_convert_between_protocols(broker_factory):
+    """An empty classic group becomes a consumer group on its first heartbeat and
+    back on a JoinGroup, keeping its offsets; a group with live members of the
+    other protocol is refused (Kafka's answers with online migration disabled)."""
+    b = broker_factory(*(f"{k}={v}" for k, v in FAST.items()), "group.initial.rebalance.delay.ms=0")
+    topic = create_topic(b.bootstrap, 1)
+    p = Producer({"bootstrap.servers": b.bootstrap})
+    for i in range(30):
+        p.produce(topic, str(i).encode())
+    assert p.flush(30) == 0
+    group = unique("mig")
+    first = consume_some(b.bootstrap, group, topic, "classic", 10)
+    second = consume_some(b.bootstrap, group, topic, "consumer", 10)
+    third = consume_some(b.bootstrap, group, topic, "classic", 10)
+    assert first + second + third == list(range(30))
+    with WireClient(b.port) as c:
+        listed = {x.group_id: x for x in c.request(ListGroupsRequest(states_filter=[], types_filter=[]), 5).groups}
+        assert (listed[group].group_type, listed[group].group_state) == ("classic", "Empty")
+        # a live consumer group refuses classic members; a live classic group consumer members
+        live = unique("live")
+        assert hb(c, live, "a", 0, names=[topic]).error_code == 0
+        j = c.request(JoinGroupRequest(group_id=live, session_timeout_ms=10000, rebalance_timeout_ms=10000,
+                                       member_id="", group_instance_id=None, protocol_type="consumer",
+                                       protocols=[JoinGroupRequest.JoinGroupRequestProtocol(
+                                           name="range", metadata=b"")]), 9)
+        assert j.error_code == 23   # INCONSISTENT_GROUP_PROTOCOL
+    cl = unique("cl")
+    classic = Consumer({"bootstrap.servers": b.bootstrap, "group.id": cl, "session.timeout.ms": 6000,
+                        "auto.offset.reset": "earliest"})
+    try:
+        classic.subscribe([topic])
+        deadline = time.monotonic() + 30
+        while not classic.assignment() and time.monotonic() < deadline:
+            classic.poll(0.2)
+        assert classic.assignment()
+        with WireClient(b.port) as c:
+            r = hb(c, cl, "x", 0, names=[topic])
+            assert (r.error_code, r.error_message) == (
+                69, f"Cannot upgrade classic group {cl} to consumer group because the online upgrade is disabled.")
+    finally:
+        classic.close()
