@@ -68,8 +68,9 @@ class Broker:
         group_log.on_append = self.group_snapshots.note  # each entry dirties its partition's snapshot
         self.coordinator_shards = CoordinatorShards(config["offsets.topic.num.partitions"])
         self.groups.shard_error = self.coordinator_shards.error
-        self.consumer_groups = ConsumerGroupCoordinator(config, self.clock, self.groups,
-                                                        lambda: self.cluster.metadata.topics)
+        self.consumer_groups = ConsumerGroupCoordinator(
+            config, self.clock, self.groups, lambda: self.cluster.metadata.topics,
+            lambda group_id: self.cluster.metadata.image.group_configs.get(group_id, {}))
         self.groups.consumer = self.consumer_groups
         self.handoffs = HandOffs(self)
         self._started = False

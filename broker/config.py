@@ -439,11 +439,12 @@ def _ms(lo: int, hi: int, at_least: int = 1) -> ConfigSpec:
 # to, named as Kafka's DescribeConfigs names it). The ranges are Kafka's default
 # broker bounds (group.consumer.min.session.timeout.ms and the like).
 #
-# Every one of them governs a kind of group Sluice does not serve: consumer.* the
-# KIP-848 consumer protocol, share.* and errors.* share groups (KIP-932), streams.*
-# Streams groups (KIP-1071). Kafka ignores them for a classic group, and classic
-# groups are all Sluice has, so here too they change nothing; they are checked,
-# kept and described as Kafka keeps them (docs/cluster.md, section 4).
+# consumer.session.timeout.ms and consumer.heartbeat.interval.ms govern a KIP-848
+# consumer group (coordinator/consumer_group.py); the rest change nothing here:
+# consumer.assignment.interval.ms (Sluice assigns at once), share.* and errors.*
+# (share groups, KIP-932), streams.* (Streams groups, KIP-1071), kinds of group
+# Sluice does not serve. Kafka ignores them all for a classic group. They are
+# checked, kept and described as Kafka keeps them (docs/cluster.md, section 4).
 GROUP_CONFIGS: dict[str, tuple[ConfigSpec, str, str]] = {
     "consumer.session.timeout.ms": (_ms(45000, 60000), "45000", "group.consumer.session.timeout.ms"),
     "consumer.heartbeat.interval.ms": (_ms(5000, 15000), "5000", "group.consumer.heartbeat.interval.ms"),

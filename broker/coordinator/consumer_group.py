@@ -26,7 +26,9 @@ hands them out incrementally, as Kafka's GroupMetadataManager does:
 - Sessions: ``group.consumer.session.timeout.ms`` (45 s) without a heartbeat
   removes the member; a member that does not revoke within its rebalance
   timeout is removed too. Heartbeats are asked for every
-  ``group.consumer.heartbeat.interval.ms`` (5 s).
+  ``group.consumer.heartbeat.interval.ms`` (5 s). A group's own
+  ``consumer.session.timeout.ms`` / ``consumer.heartbeat.interval.ms`` (group
+  configs, ``kafka-configs --entity-type groups``) win, as in Kafka.
 - Subscriptions: topic names and/or a regex (``subscribed_topic_regex``,
   RE2/J in Kafka, matched against the whole name). Python's ``re`` is used:
   it agrees with RE2 on the common syntax (classes, alternation, repetition,
@@ -160,22 +162,27 @@ class ConsumerGroupCoordinator:
     partition count)."""
 
     def __init__(self, config: Any, clock: Clock, classic: Any,
-                 topics: Callable[[], Mapping[str, TopicInfo]]) -> None:
+                 topics: Callable[[], Mapping[str, TopicInfo]],
+                 group_configs: Callable[[str], Mapping[str, str]] = lambda group_id: {}) -> None:
         self.config = config
         self.clock = clock
         self.classic = classic
         self.topics = topics
+        self.group_configs = group_configs   # kafka-configs --entity-type groups, by group id
         self.groups: dict[str, ConsumerGroup] = {}
 
     # ------------------------------------------------------------- config
     def assignor_names(self) -> list[str]:
         return [a.strip() for a in str(self.config["group.consumer.assignors"]).split(",") if a.strip()]
 
-    def _session_ms(self) -> int:
-        return int(self.config["group.consumer.session.timeout.ms"])
+    def _session_ms(self, group_id: str) -> int:
+        """The group's ``consumer.session.timeout.ms`` if set, else the broker's, as Kafka."""
+        own = self.group_configs(group_id).get("consumer.session.timeout.ms")
+        return int(own) if own is not None else int(self.config["group.consumer.session.timeout.ms"])
 
-    def _interval_ms(self) -> int:
-        return int(self.config["group.consumer.heartbeat.interval.ms"])
+    def _interval_ms(self, group_id: str) -> int:
+        own = self.group_configs(group_id).get("consumer.heartbeat.interval.ms")
+        return int(own) if own is not None else int(self.config["group.consumer.heartbeat.interval.ms"])
 
     # ------------------------------------------------------------ lookups
     def get(self, group_id: str) -> ConsumerGroup | None:
@@ -399,7 +406,7 @@ class ConsumerGroupCoordinator:
         self._schedule_session(g, m)
         full = rebalance_timeout_ms != -1 and (names is not None or regex is not None) and owned is not None
         changed = before != (m.member_epoch, _copy(m.assigned))
-        return HeartbeatResult(ErrorCode.NONE, None, m.member_id, m.member_epoch, self._interval_ms(),
+        return HeartbeatResult(ErrorCode.NONE, None, m.member_id, m.member_epoch, self._interval_ms(group_id),
                                _copy(m.assigned) if full or changed or new else None)
 
     # --------------------------------------------------------- assignment
@@ -537,7 +544,8 @@ class ConsumerGroupCoordinator:
     def _schedule_session(self, g: ConsumerGroup, m: ConsumerMember) -> None:
         if m.session_timer is not None:
             m.session_timer.cancel()
-        m.session_timer = self.clock.call_later(self._session_ms() / 1000, self._expired, g, m, "session")
+        m.session_timer = self.clock.call_later(self._session_ms(g.group_id) / 1000, self._expired, g, m,
+                                                "session")
 
     def _schedule_revocation(self, g: ConsumerGroup, m: ConsumerMember) -> None:
         self._cancel_revocation(m)

@@ -228,3 +228,13 @@ def test_uniform_heterogeneous_subscriptions():
 def test_range_assigns_contiguous_ranges():
     out = range_assign(_subs(2, {T1, T2}), {T1: 3, T2: 2}, {})
     assert out["m0"] == {T1: {0, 1}, T2: {0}} and out["m1"] == {T1: {2}, T2: {1}}
+
+
+def test_group_configs_override_session_and_interval():
+    cgc, clock, _ = make()
+    cgc.group_configs = lambda gid: ({"consumer.session.timeout.ms": "50000",
+                                      "consumer.heartbeat.interval.ms": "7000"} if gid == "own" else {})
+    assert hb(cgc, "a", 0, group="own").heartbeat_interval_ms == 7000
+    assert hb(cgc, "a", 0).heartbeat_interval_ms == 5000
+    clock.advance(46)                                      # past the broker's 45 s, within the group's 50 s
+    assert "a" in cgc.get("own").members and "a" not in cgc.get("g").members
