@@ -2,10 +2,15 @@
 
 Decoding and encoding only; the protocol is ``coordinator/consumer_group.py``.
 Topics travel by id: owned partitions come in as (topic id, partitions), the
-assignment goes out the same way."""
+assignment goes out the same way. Answered once the group's new state is
+durable (as Kafka answers after its records are committed); if that write
+fails, COORDINATOR_NOT_AVAILABLE (the client retries, with its epoch)."""
 from __future__ import annotations
 
+from wal import WalError
+
 from ..coordinator.assignors import Assignment
+from ..errors import ErrorCode
 from .registry import RequestContext, api
 from .specs import ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse
 
@@ -40,6 +45,13 @@ async def handle(ctx: RequestContext, request: ConsumerGroupHeartbeatRequest) ->
         subscribed_topic_regex=request.subscribed_topic_regex if v >= 1 else None,
         server_assignor=request.server_assignor, owned=_owned(request),
         client_id=ctx.header.client_id or "", client_host=ctx.client_host)
+    if res.durable is not None:
+        try:
+            await res.durable
+        except WalError:
+            return R(version=v, throttle_time_ms=0, error_code=ErrorCode.COORDINATOR_NOT_AVAILABLE,
+                     error_message="The group's state could not be written.", member_id=None, member_epoch=0,
+                     heartbeat_interval_ms=0, assignment=None)
     return R(version=v, throttle_time_ms=0, error_code=res.error, error_message=res.message,
              member_id=res.member_id, member_epoch=res.member_epoch,
              heartbeat_interval_ms=res.heartbeat_interval_ms, assignment=_assignment(res.assignment))

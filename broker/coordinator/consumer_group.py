@@ -41,11 +41,24 @@ group id space is shared: an empty classic group becomes a consumer group on a
 member's first heartbeat (and an empty consumer group a classic one on a
 JoinGroup), as Kafka converts empty groups; a classic group with members
 answers GROUP_ID_NOT_FOUND (Kafka's answer when online migration is
-disabled). Membership is in memory only: after a broker restart or a
-coordinator move members get UNKNOWN_MEMBER_ID and rejoin with epoch 0.
+disabled).
+
+Durable as Kafka's ConsumerGroup* records in ``__consumer_offsets`` are: each
+change of a group's state (members, epochs, subscriptions, current and target
+assignments) is one entry of the classic coordinator's group log (in the
+broker, a WAL entry of kind 4 with the group id as key, snapshotted with the
+group's coordinator partition), appended before the heartbeat is answered:
+``u8 op`` 32 + the group's state as JSON (the whole group; it is small and
+the last entry wins), 33 = the consumer group is gone. A restarted broker, or
+the new coordinator of a moved partition, replays them: members keep their
+epochs and assignments and their sessions start again. An entry equal to the
+last one written is not written again, so a steady group's heartbeats write
+nothing.
 """
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import re
 import uuid
@@ -60,6 +73,9 @@ log = logging.getLogger(__name__)
 
 LEAVE_EPOCH = -1
 STATIC_LEAVE_EPOCH = -2
+
+# group log entry ops (group.py's ops are below 32 and route these here)
+OP_CONSUMER_GROUP, OP_CONSUMER_GROUP_DELETE = 32, 33
 
 # member states (Kafka's MemberState)
 STABLE = "STABLE"
@@ -128,6 +144,7 @@ class ConsumerGroup:
     static_members: dict[str, str] = field(default_factory=dict)   # instance id -> member id
     target: dict[str, Assignment] = field(default_factory=dict)    # member id -> target assignment
     topic_partitions: dict[str, int] = field(default_factory=dict)  # subscribed topic -> partitions, at the epoch
+    persisted: bytes = b""          # the last state entry written or replayed
 
     @property
     def state(self) -> str:
@@ -153,6 +170,7 @@ class HeartbeatResult:
     member_epoch: int = 0
     heartbeat_interval_ms: int = 0
     assignment: Assignment | None = None
+    durable: asyncio.Future | None = None   # the state entry to wait for before answering
 
 
 class ConsumerGroupCoordinator:
@@ -215,6 +233,9 @@ class ConsumerGroupCoordinator:
         if g.members:
             return False
         del self.groups[group_id]
+        fut = self._append(group_id, bytes([OP_CONSUMER_GROUP_DELETE]))
+        if fut is not None:
+            fut.add_done_callback(lambda f: f.cancelled() or f.exception())
         return True
 
     # ---------------------------------------------------------- heartbeat
@@ -230,12 +251,17 @@ class ConsumerGroupCoordinator:
             if err:
                 raise ConsumerGroupError(err)
             if member_epoch in (LEAVE_EPOCH, STATIC_LEAVE_EPOCH):
-                return self._leave(group_id, member_id, instance_id, member_epoch)
-            return self._heartbeat(group_id, member_id, member_epoch, instance_id, rack_id,
-                                   rebalance_timeout_ms, subscribed_topic_names, subscribed_topic_regex,
-                                   server_assignor, owned, client_id, client_host)
+                res = self._leave(group_id, member_id, instance_id, member_epoch)
+            else:
+                res = self._heartbeat(group_id, member_id, member_epoch, instance_id, rack_id,
+                                      rebalance_timeout_ms, subscribed_topic_names, subscribed_topic_regex,
+                                      server_assignor, owned, client_id, client_host)
         except ConsumerGroupError as e:
             return HeartbeatResult(e.code, e.message)
+        g = self.groups.get(group_id)
+        if g is not None:
+            res.durable = self._persist(g)
+        return res
 
     def _validate(self, version: int, group_id: str, member_id: str, member_epoch: int,
                   instance_id: str | None, rebalance_timeout_ms: int, names: list[str] | None,
@@ -540,6 +566,42 @@ class ConsumerGroupCoordinator:
         g.group_epoch += 1
         g.topic_partitions = self._subscribed_sizes(g)
 
+    # ---------------------------------------------------------- durability
+    def _append(self, group_id: str, data: bytes) -> asyncio.Future | None:
+        log_ = getattr(self.classic, "log", None)
+        return log_.append(group_id, data) if log_ is not None else None
+
+    def _persist(self, g: ConsumerGroup) -> asyncio.Future | None:
+        """Append the group's state if it changed since the last entry."""
+        data = bytes([OP_CONSUMER_GROUP]) + json.dumps(_encode(g), separators=(",", ":")).encode()
+        if data == g.persisted:
+            return None
+        g.persisted = data
+        return self._append(g.group_id, data)
+
+    def replay(self, group_id: str, data: bytes) -> None:
+        """A consumer group entry from the log or a snapshot (the last one wins)."""
+        old = self.groups.pop(group_id, None)
+        if old is not None:
+            self._cancel(old)
+        if data[0] == OP_CONSUMER_GROUP_DELETE:
+            return
+        g = _decode(group_id, json.loads(data[1:]))
+        g.persisted = bytes(data)
+        self.groups[group_id] = g
+        try:   # sessions start again now (needs the running loop with the system clock)
+            for m in g.members.values():
+                self._schedule_session(g, m)
+                if m.state == UNREVOKED:
+                    self._schedule_revocation(g, m)
+        except RuntimeError:
+            pass
+
+    def entries(self, selected: Callable[[str], bool]) -> list[tuple[bytes, bytes]]:
+        """Snapshot payloads of the selected groups (one state entry each)."""
+        return [(gid.encode(), bytes([OP_CONSUMER_GROUP]) + json.dumps(_encode(g), separators=(",", ":")).encode())
+                for gid, g in self.groups.items() if selected(gid)]
+
     # -------------------------------------------------------------- timers
     def _schedule_session(self, g: ConsumerGroup, m: ConsumerMember) -> None:
         if m.session_timer is not None:
@@ -571,6 +633,9 @@ class ConsumerGroupCoordinator:
             m.session_timer = None
             log.info("consumer group %s: member %s session expired", g.group_id, m.member_id)
         self._remove(g, m)
+        fut = self._persist(g)
+        if fut is not None:
+            fut.add_done_callback(lambda f: f.cancelled() or f.exception())
 
     # ------------------------------------------------------------- offsets
     def check_commit(self, g: ConsumerGroup, member_id: str, epoch: int, version: int) -> int:
@@ -598,3 +663,41 @@ class ConsumerGroupCoordinator:
         if epoch != m.member_epoch:
             return ErrorCode.STALE_MEMBER_EPOCH
         return ErrorCode.NONE
+
+
+def _enc_assignment(a: Assignment) -> dict[str, list[int]]:
+    return {str(t): sorted(ps) for t, ps in sorted(a.items(), key=lambda kv: str(kv[0])) if ps}
+
+
+def _dec_assignment(d: dict[str, list[int]]) -> Assignment:
+    return {uuid.UUID(t): set(ps) for t, ps in d.items()}
+
+
+def _encode(g: ConsumerGroup) -> dict[str, Any]:
+    return {
+        "epoch": g.group_epoch, "assignment_epoch": g.assignment_epoch, "assignor": g.assignor_name,
+        "topic_partitions": g.topic_partitions,
+        "target": {mid: _enc_assignment(a) for mid, a in sorted(g.target.items())},
+        "members": [{
+            "id": m.member_id, "instance": m.instance_id, "rack": m.rack_id, "client_id": m.client_id,
+            "client_host": m.client_host, "rebalance_timeout_ms": m.rebalance_timeout_ms,
+            "topics": m.subscribed_topic_names, "regex": m.subscribed_topic_regex,
+            "assignor": m.server_assignor, "epoch": m.member_epoch, "previous_epoch": m.previous_member_epoch,
+            "state": m.state, "assigned": _enc_assignment(m.assigned),
+            "revoking": _enc_assignment(m.pending_revocation)} for m in g.members.values()],
+    }
+
+
+def _decode(group_id: str, d: dict[str, Any]) -> ConsumerGroup:
+    g = ConsumerGroup(group_id, d["epoch"], d["assignment_epoch"], d["assignor"],
+                      target={mid: _dec_assignment(a) for mid, a in d["target"].items()},
+                      topic_partitions=dict(d["topic_partitions"]))
+    for x in d["members"]:
+        m = ConsumerMember(x["id"], x["instance"], x["rack"], x["client_id"], x["client_host"],
+                           x["rebalance_timeout_ms"], list(x["topics"]), x["regex"], x["assignor"], x["epoch"],
+                           x["previous_epoch"], x["state"], _dec_assignment(x["assigned"]),
+                           _dec_assignment(x["revoking"]))
+        g.members[m.member_id] = m
+        if m.instance_id:
+            g.static_members[m.instance_id] = m.member_id
+    return g

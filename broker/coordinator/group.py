@@ -54,6 +54,7 @@ its fsync. Data of one entry (big-endian)::
     op 2 DELETE_GROUP (tombstone: the group and its offsets are gone)
     op 3 GROUP_META: i32 generation, u16 len + protocol_type (written after each rebalance),
                      then (optional, newer entries) i64 state timestamp ms
+    op 32 and above: a KIP-848 consumer group's (``consumer_group.py``)
 
 Snapshots (``snapshot_entries``, ``shard_entries``) are the same payloads:
 GROUP_META and one COMMIT of all offsets per group; ``broker.coordinator.snapshot``
@@ -122,6 +123,7 @@ class IllegalGroupTransition(RuntimeError):
         self.group_id, self.old, self.new = group_id, old, new
 
 OP_COMMIT, OP_DELETE_OFFSETS, OP_DELETE_GROUP, OP_GROUP_META = 0, 1, 2, 3
+OP_CONSUMER_FIRST = 32  # ops from here on are KIP-848 consumer groups' (consumer_group.py)
 
 _U8 = struct.Struct(">B")
 _U16 = struct.Struct(">H")
@@ -289,6 +291,10 @@ class GroupCoordinator:
     def replay(self, key: bytes, data: bytes) -> None:
         group_id = key.decode()
         op = data[0]
+        if op >= OP_CONSUMER_FIRST:  # a KIP-848 consumer group's entry (consumer_group.py)
+            if self.consumer is not None:
+                self.consumer.replay(group_id, data)
+            return
         if op == OP_DELETE_GROUP:
             self.groups.pop(group_id, None)
             return
@@ -314,12 +320,16 @@ class GroupCoordinator:
         durable state. Snapshots in the bucket let the log entries they cover
         be dropped; replaying an entry again on top of a newer snapshot is
         harmless because every entry sets or removes state, it never adds to it."""
-        return self._entries(self.groups.values())
+        return self._entries(self.groups.values()) + self._consumer_entries(lambda gid: True)
+
+    def _consumer_entries(self, selected: Callable[[str], bool]) -> list[tuple[bytes, bytes]]:
+        return self.consumer.entries(selected) if self.consumer is not None else []
 
     def shard_entries(self, shard: int, shard_of: Callable[[str], int]) -> list[tuple[bytes, bytes]]:
         """``snapshot_entries`` of one coordinator partition: the groups with
         ``shard_of(group_id) == shard``."""
-        return self._entries(g for g in self.groups.values() if shard_of(g.group_id) == shard)
+        return (self._entries(g for g in self.groups.values() if shard_of(g.group_id) == shard)
+                + self._consumer_entries(lambda gid: shard_of(gid) == shard))
 
     @staticmethod
     def _entries(groups: Iterable[Group]) -> list[tuple[bytes, bytes]]:

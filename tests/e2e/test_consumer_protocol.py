@@ -419,3 +419,35 @@ def test_empty_groups_convert_between_protocols(broker_factory):
                 69, f"Cannot upgrade classic group {cl} to consumer group because the online upgrade is disabled.")
     finally:
         classic.close()
+
+
+def test_members_survive_a_broker_restart(broker_factory):
+    """Membership is durable (WAL + group snapshots): after a restart the members'
+    heartbeats at their epochs are answered as before, assignments unchanged."""
+    b = broker_factory(*(f"{k}={v}" for k, v in FAST.items()))
+    topic = create_topic(b.bootstrap, 4)
+    g = unique("dur")
+    with WireClient(b.port) as c:
+        a = hb(c, g, "a", 0, names=[topic])
+        s = hb(c, g, "s", 0, names=[topic], instance_id="i1")
+        a = hb(c, g, "a", a.member_epoch)                         # told to revoke two
+        kept = sorted(a.assignment.topic_partitions[0].partitions)
+        tid = a.assignment.topic_partitions[0].topic_id
+        T = ConsumerGroupHeartbeatRequest.TopicPartitions
+        a = hb(c, g, "a", a.member_epoch, topic_partitions=[T(topic_id=tid, partitions=kept)])
+        s = hb(c, g, "s", s.member_epoch, instance_id="i1")
+        assert len(kept) == 2 and sorted(s.assignment.topic_partitions[0].partitions) == sorted(
+            set(range(4)) - set(kept))
+        before = c.request(ConsumerGroupDescribeRequest(group_ids=[g], include_authorized_operations=False), 1)
+    b.stop()
+    b.start()
+    with WireClient(b.port) as c:
+        after = c.request(ConsumerGroupDescribeRequest(group_ids=[g], include_authorized_operations=False), 1)
+        assert after.groups[0].error_code == 0
+        assert sorted(map(str, after.groups[0].members)) == sorted(map(str, before.groups[0].members))
+        r = hb(c, g, "a", a.member_epoch)
+        assert (r.error_code, r.member_epoch) == (0, a.member_epoch)
+        r = hb(c, g, "s", s.member_epoch, instance_id="i1")
+        assert (r.error_code, r.member_epoch) == (0, s.member_epoch)
+        assert hb(c, g, "s", -1, instance_id="i1").error_code == 0
+        assert hb(c, g, "a", -1).error_code == 0

@@ -30,9 +30,15 @@ class FakeTopic:
     partitions: int
 
 
-class NoLog:
-    def append(self, group_id, data):  # the consumer coordinator never writes
-        raise AssertionError("unexpected write")
+class MemLog:
+    """A group log in memory (entries are never awaited here: heartbeat is synchronous)."""
+
+    def __init__(self):
+        self.entries = []
+
+    def append(self, group_id, data):
+        self.entries.append((group_id.encode(), bytes(data)))
+        return None
 
 
 def make(**overrides):
@@ -40,10 +46,11 @@ def make(**overrides):
     for k, v in overrides.items():
         config.set(k, str(v))
     clock = ManualClock()
-    classic = GroupCoordinator(config, NoLog(), clock)
+    classic = GroupCoordinator(config, MemLog(), clock)
     classic.loading = False
     topics = {"t": FakeTopic(T1, 6), "other": FakeTopic(T2, 2)}
     cgc = ConsumerGroupCoordinator(config, clock, classic, lambda: topics)
+    classic.consumer = cgc
     return cgc, clock, topics
 
 
@@ -238,3 +245,33 @@ def test_group_configs_override_session_and_interval():
     assert hb(cgc, "a", 0).heartbeat_interval_ms == 5000
     clock.advance(46)                                      # past the broker's 45 s, within the group's 50 s
     assert "a" in cgc.get("own").members and "a" not in cgc.get("g").members
+
+
+def test_state_survives_replay_of_the_log_and_of_a_snapshot():
+    cgc, clock, topics = make()
+    hb(cgc, "a", 0, instance="i1")
+    hb(cgc, "b", 0)
+    hb(cgc, "a", 1)                                        # a revoking, b waiting
+    before = {m.member_id: (m.member_epoch, m.state, parts(m.assigned), parts(m.pending_revocation))
+              for m in cgc.get("g").members.values()}
+    writes = len(cgc.classic.log.entries)
+    hb(cgc, "b", 2)                                        # nothing changed: nothing written
+    assert len(cgc.classic.log.entries) == writes
+    for source in (cgc.classic.log.entries, cgc.classic.snapshot_entries()):
+        fresh, _, _ = make()
+        for key, data in source:
+            fresh.classic.replay(key, data)
+        g = fresh.get("g")
+        assert {m.member_id: (m.member_epoch, m.state, parts(m.assigned), parts(m.pending_revocation))
+                for m in g.members.values()} == before
+        assert (g.group_epoch, g.assignment_epoch, g.static_members) == (2, 2, {"i1": "a"})
+        kept = set(parts(g.members["a"].assigned))
+        assert hb(fresh, "a", 1, owned={T1: kept}).member_epoch == 2
+    cgc.delete_empty("nope")
+    hb(cgc, "a", -1, instance="i1")
+    hb(cgc, "b", -1)
+    assert cgc.delete_empty("g")
+    fresh, _, _ = make()
+    for key, data in cgc.classic.log.entries:
+        fresh.classic.replay(key, data)
+    assert fresh.get("g") is None
