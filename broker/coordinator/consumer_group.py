@@ -245,7 +245,7 @@ class ConsumerGroupCoordinator:
                   server_assignor: str | None, owned: Assignment | None,
                   client_id: str, client_host: str) -> HeartbeatResult:
         try:
-            self._validate(version, group_id, member_id, member_epoch, instance_id, rebalance_timeout_ms,
+            self._validate(version, group_id, member_id, member_epoch, instance_id, rack_id, rebalance_timeout_ms,
                            subscribed_topic_names, subscribed_topic_regex, server_assignor, owned)
             err = self.classic.group_error(group_id)
             if err:
@@ -264,7 +264,7 @@ class ConsumerGroupCoordinator:
         return res
 
     def _validate(self, version: int, group_id: str, member_id: str, member_epoch: int,
-                  instance_id: str | None, rebalance_timeout_ms: int, names: list[str] | None,
+                  instance_id: str | None, rack_id: str | None, rebalance_timeout_ms: int, names: list[str] | None,
                   regex: str | None, assignor: str | None, owned: Assignment | None) -> None:
         """Kafka's ConsumerGroupHeartbeatRequest checks, in its order and words."""
         def invalid(msg: str) -> ConsumerGroupError:
@@ -273,6 +273,8 @@ class ConsumerGroupCoordinator:
             raise invalid("GroupId can't be empty.")
         if instance_id is not None and not instance_id:
             raise invalid("InstanceId can't be empty.")
+        if rack_id is not None and not rack_id:
+            raise invalid("RackId can't be empty.")
         if version >= 1 and not member_id:
             raise invalid("MemberId can't be empty.")
         if member_epoch == 0:
@@ -427,11 +429,12 @@ class ConsumerGroupCoordinator:
             g.group_epoch += 1
         if g.assignment_epoch < g.group_epoch:
             self._assign(g)
-        before = (m.member_epoch, _copy(m.assigned))
+        before = _copy(m.assigned)
         self._reconcile(g, m, owned)
         self._schedule_session(g, m)
+        # as Kafka: the assignment goes out on a full request or when it changed (not for a new epoch alone)
         full = rebalance_timeout_ms != -1 and (names is not None or regex is not None) and owned is not None
-        changed = before != (m.member_epoch, _copy(m.assigned))
+        changed = before != _copy(m.assigned)
         return HeartbeatResult(ErrorCode.NONE, None, m.member_id, m.member_epoch, self._interval_ms(group_id),
                                _copy(m.assigned) if full or changed or new else None)
 

@@ -22,7 +22,7 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from kafka.protocol.admin import ListGroupsRequest
 from kafka.protocol.consumer import JoinGroupRequest, OffsetCommitRequest, OffsetFetchRequest
@@ -199,12 +199,24 @@ class Recorder:
                     continue
                 with self.lock:
                     self.seen.append((int(m.value()), self.name))
-                try:
-                    self.c.commit(message=m, asynchronous=False)
-                except KafkaException as e:
-                    self.errors.append(f"commit: {e}")
+                self.commit(m)
         finally:
             self.c.close()
+
+    def commit(self, m) -> None:
+        """Synchronously; a commit that raced a heartbeat bumping the member epoch gets
+        STALE_MEMBER_EPOCH (Kafka too) and is sent again with the new epoch, as the
+        Java client does (librdkafka hands the error to the application)."""
+        for _ in range(50):
+            try:
+                self.c.commit(message=m, asynchronous=False)
+                return
+            except KafkaException as e:
+                if e.args[0].code() != KafkaError.STALE_MEMBER_EPOCH:
+                    self.errors.append(f"commit: {e}")
+                    return
+                time.sleep(0.02)
+        self.errors.append("commit: STALE_MEMBER_EPOCH 50 times")
 
     def close(self) -> None:
         self.stop.set()
@@ -324,10 +336,16 @@ def test_java_members_leave_and_join_every_record_once(broker_factory, kafka_too
         for name in ("j1", "j2", "j3"):
             start(name)
         wait_until(lambda: [owned(n) for n in ("j1", "j2", "j3")] == [2, 2, 2], "three Java members", 120)
-        described = kafka_tools.run("kafka-consumer-groups", "--bootstrap-server", b.bootstrap, "--describe",
-                                    "--group", group, "--members", timeout=60)
+        tool = ("kafka-consumer-groups", "--bootstrap-server", b.bootstrap)
+        described, state, listed = kafka_tools.run_many([
+            (tool[0], (*tool[1:], "--describe", "--group", group, "--members")),
+            (tool[0], (*tool[1:], "--describe", "--group", group, "--state")),
+            (tool[0], (*tool[1:], "--list", "--type", "consumer"))], timeout=90)
         rows = [ln.split() for ln in described.lines if ln.startswith(group)]
         assert len(rows) == 3 and all(r[-1] == "2" or r[-2] == "2" for r in rows), described.describe()
+        row = next(ln.split() for ln in state.lines if ln.startswith(group))
+        assert (row[3], row[-1]) == ("uniform", "3"), state.describe()    # assignor, #members
+        assert [group, "Consumer"] in [ln.split() for ln in listed.lines], listed.describe()
         os.killpg(procs["j3"].pid, signal.SIGTERM)                  # closes: leaves the group
         procs["j3"].wait(60)
         wait_until(lambda: owned("j1") + owned("j2") == 6, "two Java members own all", 120)
