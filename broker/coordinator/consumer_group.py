@@ -238,6 +238,14 @@ class ConsumerGroupCoordinator:
             fut.add_done_callback(lambda f: f.cancelled() or f.exception())
         return True
 
+    def expire_empty(self, has_offsets: Callable[[str], bool]) -> int:
+        """Kafka's offset-expiry cycle also deletes an empty consumer group with no offsets left."""
+        gone = [gid for gid, g in self.groups.items() if not g.members and not has_offsets(gid)]
+        for gid in gone:
+            self.delete_empty(gid)
+            log.info("consumer group %s: removed (empty, no offsets)", gid)
+        return len(gone)
+
     # ---------------------------------------------------------- heartbeat
     def heartbeat(self, *, version: int, group_id: str, member_id: str, member_epoch: int,
                   instance_id: str | None, rack_id: str | None, rebalance_timeout_ms: int,
@@ -448,6 +456,10 @@ class ConsumerGroupCoordinator:
                 return out
             out |= {n for n in topics if not n.startswith("__") and pattern.fullmatch(n)}
         return out
+
+    def subscribed_topics(self, g: ConsumerGroup) -> set[str]:
+        """The existing topics some member subscribes to (by name or regex)."""
+        return set(self._subscribed_sizes(g))
 
     def _subscribed_sizes(self, g: ConsumerGroup) -> dict[str, int]:
         topics = self.topics()

@@ -400,6 +400,8 @@ class GroupCoordinator:
                 log.info("group %s: %d offsets expired", g.group_id, len(expired))
             if expired or (g.state == EMPTY and not g.offsets):
                 self._expire(g, expired)
+        if self.consumer is not None:  # empty consumer groups without offsets go too, as in Kafka
+            self.consumer.expire_empty(lambda gid: gid in self.groups and bool(self.groups[gid].offsets))
         return total
 
     def _expire(self, g: Group, expired: dict) -> None:

@@ -25,7 +25,12 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from kafka.protocol.admin import ListGroupsRequest
-from kafka.protocol.consumer import JoinGroupRequest, OffsetCommitRequest, OffsetFetchRequest
+from kafka.protocol.consumer import (
+    JoinGroupRequest,
+    OffsetCommitRequest,
+    OffsetDeleteRequest,
+    OffsetFetchRequest,
+)
 from kafka.protocol.metadata import ApiVersionsRequest, FindCoordinatorRequest
 
 from broker.apis.specs import ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest
@@ -151,6 +156,10 @@ def test_heartbeat_answers_match_kafka(target):
             return r.groups[0].error_code, [p.committed_offset for t in r.groups[0].topics for p in t.partitions]
         assert [fetch("a", ep), fetch("a", ep + 3), fetch(None, -1), fetch("zz", ep)] == [
             (0, [5]), (113, []), (0, [5]), (25, [])]
+        DT = OffsetDeleteRequest.OffsetDeleteRequestTopic
+        r = c.request(OffsetDeleteRequest(group_id=g, topics=[
+            DT(name=topic, partitions=[DT.OffsetDeleteRequestPartition(partition_index=0)])]), 0)
+        assert (r.error_code, r.topics[0].partitions[0].error_code) == (0, 86)  # GROUP_SUBSCRIBED_TO_TOPIC
         listed = {x.group_id: x for x in c.request(ListGroupsRequest(states_filter=[], types_filter=["consumer"]),
                                                    5).groups}
         assert (listed[g].group_type, listed[g].protocol_type) == ("consumer", "consumer")

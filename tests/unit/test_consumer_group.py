@@ -275,3 +275,17 @@ def test_state_survives_replay_of_the_log_and_of_a_snapshot():
     for key, data in cgc.classic.log.entries:
         fresh.classic.replay(key, data)
     assert fresh.get("g") is None
+
+
+def test_empty_group_without_offsets_goes_at_the_expiry_check():
+    cgc, _, _ = make()
+    hb(cgc, "a", 0)
+    hb(cgc, "a", 0, group="kept")
+    hb(cgc, "a", -1)
+    from broker.coordinator.group import Group, OffsetAndMetadata
+    cgc.classic.groups["kept"] = Group("kept")
+    cgc.classic.groups["kept"].offsets[("t", 0)] = OffsetAndMetadata(5, -1, None, cgc.clock.now_ms())
+    hb(cgc, "a", -1, group="kept")
+    cgc.classic.expire_offsets()
+    assert cgc.get("g") is None and cgc.get("kept") is not None
+    assert cgc.classic.log.entries[-1] == (b"g", bytes([33]))
