@@ -58,6 +58,7 @@ nothing.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import re
@@ -258,6 +259,8 @@ class ConsumerGroupCoordinator:
             err = self.classic.group_error(group_id)
             if err:
                 raise ConsumerGroupError(err)
+            if not member_id and member_epoch == 0:  # v0: the coordinator names the member (as Kafka's Uuid)
+                member_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
             if member_epoch in (LEAVE_EPOCH, STATIC_LEAVE_EPOCH):
                 res = self._leave(group_id, member_id, instance_id, member_epoch)
             else:

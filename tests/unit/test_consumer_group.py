@@ -289,3 +289,10 @@ def test_empty_group_without_offsets_goes_at_the_expiry_check():
     cgc.classic.expire_offsets()
     assert cgc.get("g") is None and cgc.get("kept") is not None
     assert cgc.classic.log.entries[-1] == (b"g", bytes([33]))
+
+
+def test_v0_join_without_member_id_gets_one():
+    cgc, _, _ = make()
+    r = hb(cgc, "", 0, version=0)
+    assert r.error == 0 and len(r.member_id) == 22 and r.member_id in cgc.get("g").members
+    assert hb(cgc, "", 1, version=0).error == ErrorCode.INVALID_REQUEST
