@@ -253,6 +253,7 @@ class ConsumerGroupCoordinator:
                   subscribed_topic_names: list[str] | None, subscribed_topic_regex: str | None,
                   server_assignor: str | None, owned: Assignment | None,
                   client_id: str, client_host: str) -> HeartbeatResult:
+        existed = group_id in self.groups
         try:
             self._validate(version, group_id, member_id, member_epoch, instance_id, rack_id, rebalance_timeout_ms,
                            subscribed_topic_names, subscribed_topic_regex, server_assignor, owned)
@@ -268,6 +269,9 @@ class ConsumerGroupCoordinator:
                                       rebalance_timeout_ms, subscribed_topic_names, subscribed_topic_regex,
                                       server_assignor, owned, client_id, client_host)
         except ConsumerGroupError as e:
+            created = self.groups.get(group_id)
+            if not existed and created is not None and not created.members:
+                del self.groups[group_id]   # as Kafka: a failed request creates nothing
             return HeartbeatResult(e.code, e.message)
         g = self.groups.get(group_id)
         if g is not None:
@@ -366,10 +370,6 @@ class ConsumerGroupCoordinator:
             if m is None:
                 if epoch != 0:
                     raise self._unknown(g, member_id)
-                if len(g.members) >= self.config["group.consumer.max.size"]:
-                    raise ConsumerGroupError(ErrorCode.GROUP_MAX_SIZE_REACHED,
-                                             f"The consumer group has reached its maximum capacity of "
-                                             f"{self.config['group.consumer.max.size']} members.")
                 return ConsumerMember(member_id), True
             self._check_epoch(m, epoch, owned)
             return m, False
@@ -414,6 +414,10 @@ class ConsumerGroupCoordinator:
         g = self._group(group_id, create=epoch == 0)
         m, new = self._member(g, member_id, epoch, instance_id, owned)
         bump = new
+        if new and len(g.members) >= self.config["group.consumer.max.size"]:
+            raise ConsumerGroupError(ErrorCode.GROUP_MAX_SIZE_REACHED,
+                                     f"The consumer group has reached its maximum capacity of "
+                                     f"{self.config['group.consumer.max.size']} members.")
         if new:
             g.members[m.member_id] = m
             if instance_id is not None:

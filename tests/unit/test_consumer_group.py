@@ -296,3 +296,18 @@ def test_v0_join_without_member_id_gets_one():
     r = hb(cgc, "", 0, version=0)
     assert r.error == 0 and len(r.member_id) == 22 and r.member_id in cgc.get("g").members
     assert hb(cgc, "", 1, version=0).error == ErrorCode.INVALID_REQUEST
+
+
+def test_group_consumer_max_size():
+    cgc, _, _ = make(**{"group.consumer.max.size": 1})
+    assert hb(cgc, "a", 0).error == 0
+    r = hb(cgc, "b", 0, instance="i")
+    assert (r.error, r.message) == (ErrorCode.GROUP_MAX_SIZE_REACHED,
+                                    "The consumer group has reached its maximum capacity of 1 members.")
+    assert hb(cgc, "a", 0).error == 0              # a member already in may rejoin
+
+
+def test_a_refused_join_creates_no_group():
+    cgc, _, _ = make(**{"group.consumer.max.size": 0})
+    assert hb(cgc, "a", 0).error == ErrorCode.GROUP_MAX_SIZE_REACHED
+    assert cgc.get("g") is None and cgc.classic.log.entries == []
