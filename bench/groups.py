@@ -272,7 +272,9 @@ def run_groups(args) -> int:
     if bootstrap is None:
         broker = BrokerProcess.start_temporary(
             args.data_dir, overrides=[f"group.initial.rebalance.delay.ms={args.initial_delay_ms}",
-                                      f"group.consumer.heartbeat.interval.ms={args.consumer_heartbeat_interval_ms}"],
+                                      f"group.consumer.heartbeat.interval.ms={args.consumer_heartbeat_interval_ms}",
+                                      "group.consumer.min.heartbeat.interval.ms="
+                                      f"{min(5000, args.consumer_heartbeat_interval_ms)}"],
             metrics=True)
         bootstrap = broker.bootstrap
     host, port = bootstrap.rsplit(":", 1)

@@ -91,7 +91,11 @@ BROKER_DEFAULTS: dict[str, tuple[Callable[[Any], Any], Any]] = {
     "group.max.size": (int, 2147483647),
     # KIP-848 consumer groups (broker/coordinator/consumer_group.py), Kafka's names and defaults
     "group.consumer.session.timeout.ms": (int, 45000),
+    "group.consumer.min.session.timeout.ms": (int, 45000),
+    "group.consumer.max.session.timeout.ms": (int, 60000),
     "group.consumer.heartbeat.interval.ms": (int, 5000),
+    "group.consumer.min.heartbeat.interval.ms": (int, 5000),
+    "group.consumer.max.heartbeat.interval.ms": (int, 15000),
     "group.consumer.assignors": (_consumer_assignors, "uniform,range"),
     "group.consumer.max.size": (int, 2147483647),
     "group.consumer.migration.policy": (_migration_policy, "bidirectional"),
@@ -234,6 +238,7 @@ class BrokerConfig:
                 _warn_deprecated(k, new, f"ignored: {new} is given too")
                 continue
             cfg.set(k, v)
+        _check_consumer_group_bounds(cfg)
         return cfg
 
     def set(self, key: str, value: Any) -> None:
@@ -283,6 +288,19 @@ class BrokerConfig:
         if key in self.dynamic_default:
             return "DYNAMIC_DEFAULT_BROKER_CONFIG"
         return "STATIC_BROKER_CONFIG" if self.values[key] != BROKER_DEFAULTS[key][1] else "DEFAULT_CONFIG"
+
+
+def _check_consumer_group_bounds(cfg: BrokerConfig) -> None:
+    """Kafka's GroupCoordinatorConfig checks of the KIP-848 session and heartbeat, in its words."""
+    for what in ("session.timeout", "heartbeat.interval"):
+        name = f"group.consumer.{what}.ms"
+        lo, hi = f"group.consumer.min.{what}.ms", f"group.consumer.max.{what}.ms"
+        if cfg[name] < cfg[lo]:
+            raise ValueError(f"{name} must be greater than or equal to {lo}")
+        if cfg[name] > cfg[hi]:
+            raise ValueError(f"{name} must be less than or equal to {hi}")
+    if cfg["group.consumer.heartbeat.interval.ms"] >= cfg["group.consumer.session.timeout.ms"]:
+        raise ValueError("group.consumer.heartbeat.interval.ms must be less than group.consumer.session.timeout.ms")
 
 
 def _parse_dynamic(raw: dict[str, str], where: str) -> dict[str, Any]:

@@ -36,10 +36,9 @@ from kafka.protocol.metadata import ApiVersionsRequest, FindCoordinatorRequest
 from broker.apis.specs import ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest
 from tests.wire import WireClient
 
-FAST = {"group.consumer.heartbeat.interval.ms": "500", "group.consumer.session.timeout.ms": "10000"}
-# Kafka bounds the interval and session by these (defaults 5 s and 45 s)
-KAFKA_FAST = {**FAST, "group.consumer.min.heartbeat.interval.ms": "500",
-              "group.consumer.min.session.timeout.ms": "6000"}
+# the bounds of the interval and session (defaults 5 s and 45 s) lowered too, as Kafka requires
+FAST = {"group.consumer.heartbeat.interval.ms": "500", "group.consumer.session.timeout.ms": "10000",
+        "group.consumer.min.heartbeat.interval.ms": "500", "group.consumer.min.session.timeout.ms": "6000"}
 
 
 def unique(p: str) -> str:
@@ -54,7 +53,7 @@ def target(request, broker_factory, kafka_tools, tmp_path):
         yield b.bootstrap, b.port
         return
     from bench.kafka_reference import KafkaBroker
-    kb = KafkaBroker(tmp_path / "kafka", heap="-Xmx512m", overrides=KAFKA_FAST, libs=str(kafka_tools.libs))
+    kb = KafkaBroker(tmp_path / "kafka", heap="-Xmx512m", overrides=FAST, libs=str(kafka_tools.libs))
     kb.start(timeout=120)
     try:
         yield kb.bootstrap, kb.port
