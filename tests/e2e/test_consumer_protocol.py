@@ -373,6 +373,20 @@ def test_java_members_leave_and_join_every_record_once(broker_factory, kafka_too
                                   "--group", group, timeout=60)
         lags = [ln.split() for ln in offsets.lines if ln.startswith(group)]
         assert len(lags) == 6 and all(r[5] == "0" for r in lags), offsets.describe()
+        # every member leaves: the group is Empty, its offsets can be reset, then it can be deleted
+        for name in ("j1", "j2", "j4"):
+            os.killpg(procs[name].pid, signal.SIGTERM)
+        for name in ("j1", "j2", "j4"):
+            procs[name].wait(60)
+        reset = kafka_tools.run(*tool, "--group", group, "--reset-offsets", "--to-earliest", "--topic", topic,
+                                "--execute", timeout=60)
+        assert sorted(ln.split()[2:] for ln in reset.lines if ln.startswith(group)) == [
+            [str(p), "0"] for p in range(6)], reset.describe()
+        deleted = kafka_tools.run(*tool, "--group", group, "--delete", timeout=60)
+        assert "was successful" in deleted.stdout, deleted.describe()
+        with WireClient(b.port) as c:
+            assert group not in [x.group_id for x in c.request(ListGroupsRequest(states_filter=[], types_filter=[]),
+                                                               5).groups]
     finally:
         stop_producing.set()
         for p in procs.values():
