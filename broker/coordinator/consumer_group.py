@@ -157,10 +157,10 @@ class ConsumerGroup:
             return G_RECONCILING
         return G_STABLE
 
-    def owner_of(self, tid: uuid.UUID, p: int, besides: str) -> bool:
-        """Whether a member other than ``besides`` still holds the partition."""
-        return any(mid != besides and p in m.owned().get(tid, ())
-                   for mid, m in self.members.items())
+    def held_by_others(self, member_id: str) -> set[tuple[uuid.UUID, int]]:
+        """The partitions members other than ``member_id`` still hold (assigned or being revoked)."""
+        return {(tid, p) for mid, m in self.members.items() if mid != member_id
+                for tid, ps in m.owned().items() for p in ps}
 
 
 @dataclass(slots=True)
@@ -516,6 +516,7 @@ class ConsumerGroupCoordinator:
         revoke: Assignment = {}
         gain: Assignment = {}
         unreleased = False
+        held = g.held_by_others(m.member_id)
         for tid in set(target) | set(m.assigned):
             cur, tgt = m.assigned.get(tid, set()), target.get(tid, set())
             if cur & tgt:
@@ -523,7 +524,7 @@ class ConsumerGroupCoordinator:
             if cur - tgt:
                 revoke[tid] = cur - tgt
             for p in tgt - cur:
-                if g.owner_of(tid, p, m.member_id):
+                if (tid, p) in held:
                     unreleased = True
                 else:
                     gain.setdefault(tid, set()).add(p)
