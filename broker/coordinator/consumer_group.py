@@ -328,7 +328,7 @@ class ConsumerGroupCoordinator:
             if create:
                 raise ConsumerGroupError(ErrorCode.GROUP_ID_NOT_FOUND,
                                          f"Cannot upgrade classic group {group_id} to consumer group "
-                                         f"because the online upgrade is disabled.")
+                                         f"because online upgrade is disabled.")
             raise ConsumerGroupError(ErrorCode.GROUP_ID_NOT_FOUND, f"Group {group_id} is not a consumer group.")
         if not create:
             raise ConsumerGroupError(ErrorCode.GROUP_ID_NOT_FOUND, f"Consumer group {group_id} not found.")

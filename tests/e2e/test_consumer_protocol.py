@@ -45,21 +45,34 @@ def unique(p: str) -> str:
     return f"{p}-{uuid.uuid4().hex[:8]}"
 
 
-@pytest.fixture(params=["sluice", "kafka"])
-def target(request, broker_factory, kafka_tools, tmp_path):
-    """(bootstrap host:port, port) of Sluice or of the Apache Kafka 4.4 reference."""
-    if request.param == "sluice":
-        b = broker_factory(*(f"{k}={v}" for k, v in FAST.items()))
+def _target(kind: str, broker_factory, kafka_tools, tmp_path, kafka_extra: dict[str, str] | None = None):
+    if kind == "sluice":
+        b = broker_factory(*(f"{k}={v}" for k, v in FAST.items()), "group.initial.rebalance.delay.ms=0")
         yield b.bootstrap, b.port
         return
     from bench.kafka_reference import KafkaBroker
-    kb = KafkaBroker(tmp_path / "kafka", heap="-Xmx512m", overrides=FAST, libs=str(kafka_tools.libs))
+    kb = KafkaBroker(tmp_path / "kafka", heap="-Xmx512m", overrides={**FAST, **(kafka_extra or {})},
+                     libs=str(kafka_tools.libs))
     kb.start(timeout=120)
     try:
         yield kb.bootstrap, kb.port
     finally:
         kb.stop(timeout=30)
         kb.cleanup()
+
+
+@pytest.fixture(params=["sluice", "kafka"])
+def target(request, broker_factory, kafka_tools, tmp_path):
+    """(bootstrap host:port, port) of Sluice or of the Apache Kafka 4.4 reference."""
+    yield from _target(request.param, broker_factory, kafka_tools, tmp_path)
+
+
+@pytest.fixture(params=["sluice", "kafka"])
+def target_no_migration(request, broker_factory, kafka_tools, tmp_path):
+    """As ``target``; Kafka with ``group.consumer.migration.policy=disabled``: Sluice
+    converts only empty groups, which is what Kafka does with online migration off."""
+    yield from _target(request.param, broker_factory, kafka_tools, tmp_path,
+                       {"group.consumer.migration.policy": "disabled"})
 
 
 def create_topic(bootstrap: str, partitions: int) -> str:
@@ -418,22 +431,22 @@ def consume_some(bootstrap: str, group: str, topic: str, protocol: str, n: int) 
     return got
 
 
-def test_empty_groups_convert_between_protocols(broker_factory):
+def test_empty_groups_convert_between_protocols(target_no_migration):
     """An empty classic group becomes a consumer group on its first heartbeat and
     back on a JoinGroup, keeping its offsets; a group with live members of the
     other protocol is refused (Kafka's answers with online migration disabled)."""
-    b = broker_factory(*(f"{k}={v}" for k, v in FAST.items()), "group.initial.rebalance.delay.ms=0")
-    topic = create_topic(b.bootstrap, 1)
-    p = Producer({"bootstrap.servers": b.bootstrap})
+    bootstrap, port = target_no_migration
+    topic = create_topic(bootstrap, 1)
+    p = Producer({"bootstrap.servers": bootstrap})
     for i in range(30):
         p.produce(topic, str(i).encode())
     assert p.flush(30) == 0
     group = unique("mig")
-    first = consume_some(b.bootstrap, group, topic, "classic", 10)
-    second = consume_some(b.bootstrap, group, topic, "consumer", 10)
-    third = consume_some(b.bootstrap, group, topic, "classic", 10)
+    first = consume_some(bootstrap, group, topic, "classic", 10)
+    second = consume_some(bootstrap, group, topic, "consumer", 10)
+    third = consume_some(bootstrap, group, topic, "classic", 10)
     assert first + second + third == list(range(30))
-    with WireClient(b.port) as c:
+    with WireClient(port) as c:
         listed = {x.group_id: x for x in c.request(ListGroupsRequest(states_filter=[], types_filter=[]), 5).groups}
         assert (listed[group].group_type, listed[group].group_state) == ("classic", "Empty")
         # a live consumer group refuses classic members; a live classic group consumer members
@@ -445,7 +458,7 @@ def test_empty_groups_convert_between_protocols(broker_factory):
                                            name="range", metadata=b"")]), 9)
         assert j.error_code == 23   # INCONSISTENT_GROUP_PROTOCOL
     cl = unique("cl")
-    classic = Consumer({"bootstrap.servers": b.bootstrap, "group.id": cl, "session.timeout.ms": 6000,
+    classic = Consumer({"bootstrap.servers": bootstrap, "group.id": cl, "session.timeout.ms": 6000,
                         "auto.offset.reset": "earliest"})
     try:
         classic.subscribe([topic])
@@ -453,10 +466,10 @@ def test_empty_groups_convert_between_protocols(broker_factory):
         while not classic.assignment() and time.monotonic() < deadline:
             classic.poll(0.2)
         assert classic.assignment()
-        with WireClient(b.port) as c:
+        with WireClient(port) as c:
             r = hb(c, cl, "x", 0, names=[topic])
             assert (r.error_code, r.error_message) == (
-                69, f"Cannot upgrade classic group {cl} to consumer group because the online upgrade is disabled.")
+                69, f"Cannot upgrade classic group {cl} to consumer group because online upgrade is disabled.")
     finally:
         classic.close()
 
