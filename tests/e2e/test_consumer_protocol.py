@@ -9,7 +9,11 @@
   committed offsets reach the end of every partition. Run against Sluice and,
   as the comparison, the Kafka 4.4 reference.
 * Kafka's own Java client (VerifiableConsumer ``--group-protocol consumer``)
-  in the same scenario, and ``kafka-consumer-groups --describe`` on the group.
+  in the same scenario, and ``kafka-consumer-groups`` (--describe, --members,
+  --state, --list --type, --reset-offsets, --delete) on the group; also on both.
+* Empty groups converting between the protocols (both; Kafka with online
+  migration disabled, which is what Sluice offers), and membership surviving a
+  Sluice restart.
 """
 from __future__ import annotations
 
@@ -318,11 +322,11 @@ def test_librdkafka_members_leave_and_join_every_record_once(target):
     assert not [e for m in members for e in m.errors], [m.errors for m in members]
 
 
-def test_java_members_leave_and_join_every_record_once(broker_factory, kafka_tools):
+def test_java_members_leave_and_join_every_record_once(target, kafka_tools):
     """Kafka's VerifiableConsumer (the Java KafkaConsumer, ``group.protocol=consumer``);
     then ``kafka-consumer-groups --describe`` of the consumer group."""
-    b = broker_factory(*(f"{k}={v}" for k, v in FAST.items()))
-    topic = create_topic(b.bootstrap, 6)
+    bootstrap, port = target
+    topic = create_topic(bootstrap, 6)
     group = unique("jg")
     produced: list[int] = []
     stop_producing = threading.Event()
@@ -330,7 +334,7 @@ def test_java_members_leave_and_join_every_record_once(broker_factory, kafka_too
     procs: dict[str, subprocess.Popen] = {}
 
     def start(name: str) -> None:
-        p = kafka_tools.start("kafka-verifiable-consumer", "--bootstrap-server", b.bootstrap, "--topic", topic,
+        p = kafka_tools.start("kafka-verifiable-consumer", "--bootstrap-server", bootstrap, "--topic", topic,
                               "--group-id", group, "--group-protocol", "consumer", "--verbose",
                               "--reset-policy", "earliest")
         procs[name] = p
@@ -352,12 +356,12 @@ def test_java_members_leave_and_join_every_record_once(broker_factory, kafka_too
                 n -= len(e["partitions"])
         return n
 
-    producer = steady_producer(b.bootstrap, topic, stop_producing, produced)
+    producer = steady_producer(bootstrap, topic, stop_producing, produced)
     try:
         for name in ("j1", "j2", "j3"):
             start(name)
         wait_until(lambda: [owned(n) for n in ("j1", "j2", "j3")] == [2, 2, 2], "three Java members", 120)
-        tool = ("kafka-consumer-groups", "--bootstrap-server", b.bootstrap)
+        tool = ("kafka-consumer-groups", "--bootstrap-server", bootstrap)
         described, state, listed = kafka_tools.run_many([
             (tool[0], (*tool[1:], "--describe", "--group", group, "--members")),
             (tool[0], (*tool[1:], "--describe", "--group", group, "--state")),
@@ -381,8 +385,8 @@ def test_java_members_leave_and_join_every_record_once(broker_factory, kafka_too
         time.sleep(1)
         assert sorted(consumed()) == list(range(len(produced))), "duplicates or gaps"
         assert all(any(e["name"] == "record_data" for e in outputs[n]) for n in ("j1", "j2", "j3", "j4"))
-        wait_until(lambda: committed_at_end(b.bootstrap, group, topic, 6), "offsets committed to the end", 60)
-        offsets = kafka_tools.run("kafka-consumer-groups", "--bootstrap-server", b.bootstrap, "--describe",
+        wait_until(lambda: committed_at_end(bootstrap, group, topic, 6), "offsets committed to the end", 60)
+        offsets = kafka_tools.run("kafka-consumer-groups", "--bootstrap-server", bootstrap, "--describe",
                                   "--group", group, timeout=60)
         lags = [ln.split() for ln in offsets.lines if ln.startswith(group)]
         assert len(lags) == 6 and all(r[5] == "0" for r in lags), offsets.describe()
@@ -397,7 +401,7 @@ def test_java_members_leave_and_join_every_record_once(broker_factory, kafka_too
             [str(p), "0"] for p in range(6)], reset.describe()
         deleted = kafka_tools.run(*tool, "--group", group, "--delete", timeout=60)
         assert "was successful" in deleted.stdout, deleted.describe()
-        with WireClient(b.port) as c:
+        with WireClient(port) as c:
             assert group not in [x.group_id for x in c.request(ListGroupsRequest(states_filter=[], types_filter=[]),
                                                                5).groups]
     finally:
