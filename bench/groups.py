@@ -9,7 +9,11 @@
     - ``confluent``: librdkafka consumers in threads, from the first
       ``subscribe`` to every consumer owning its partitions: what an
       application sees (dominated by the client's timers and the broker's
-      ``group.initial.rebalance.delay.ms``, set with ``--initial-delay-ms``).
+      ``group.initial.rebalance.delay.ms``, set with ``--initial-delay-ms``);
+    - ``consumer``: the same librdkafka consumers with ``group.protocol=consumer``
+      (KIP-848): dominated by ``group.consumer.heartbeat.interval.ms`` (a
+      partition moves once its first owner revoked it, at a heartbeat), set
+      for a self-started broker with ``--consumer-heartbeat-interval-ms``.
 (b) OffsetCommit requests/s: several processes, one connection each,
     pipelining simple commits (generation -1, one partition per request,
     one group per connection) to a fixed depth; every answer is checked.
@@ -39,9 +43,12 @@ def add_parser(kinds) -> None:
                    help="broker to load; default: start one on a temp data dir and stop it after")
     g.add_argument("--members", type=int, default=6)
     g.add_argument("--rounds", type=int, default=5, help="rebalance rounds per member kind")
-    g.add_argument("--kinds", default="raw,confluent", help="member kinds for (a): raw, confluent")
+    g.add_argument("--kinds", default="raw,confluent,consumer",
+                   help="member kinds for (a): raw, confluent, consumer")
     g.add_argument("--initial-delay-ms", type=int, default=0,
                    help="group.initial.rebalance.delay.ms of a self-started broker")
+    g.add_argument("--consumer-heartbeat-interval-ms", type=int, default=5000,
+                   help="group.consumer.heartbeat.interval.ms of a self-started broker (Kafka's default)")
     g.add_argument("--commit-connections", type=int, default=4, metavar="N")
     g.add_argument("--commit-depth", type=int, default=16, help="requests in flight per connection")
     g.add_argument("--commit-duration", type=float, default=10.0, metavar="SECONDS")
@@ -165,11 +172,14 @@ def _raw_round(host: str, port: int, members: int, topic: str) -> float:
     return elapsed
 
 
-def _confluent_round(bootstrap: str, members: int, topic: str) -> float:
+def _confluent_round(bootstrap: str, members: int, topic: str, protocol: str = "classic") -> float:
     from confluent_kafka import Consumer
     group = f"bench-{uuid.uuid4().hex[:8]}"
-    consumers = [Consumer({"bootstrap.servers": bootstrap, "group.id": group, "session.timeout.ms": 10000,
-                           "heartbeat.interval.ms": 1000, "enable.auto.commit": False})
+    # the consumer protocol's session and heartbeat are the broker's (KIP-848)
+    timers = ({"session.timeout.ms": 10000, "heartbeat.interval.ms": 1000} if protocol == "classic"
+              else {"group.protocol": "consumer"})
+    consumers = [Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
+                           **timers})
                  for _ in range(members)]
     assigned = [False] * members
     stop = threading.Event()
@@ -261,7 +271,10 @@ def run_groups(args) -> int:
     bootstrap = args.bootstrap
     if bootstrap is None:
         broker = BrokerProcess.start_temporary(
-            args.data_dir, overrides=[f"group.initial.rebalance.delay.ms={args.initial_delay_ms}"],
+            args.data_dir, overrides=[f"group.initial.rebalance.delay.ms={args.initial_delay_ms}",
+                                      f"group.consumer.heartbeat.interval.ms={args.consumer_heartbeat_interval_ms}",
+                                      "group.consumer.min.heartbeat.interval.ms="
+                                      f"{min(5000, args.consumer_heartbeat_interval_ms)}"],
             metrics=True)
         bootstrap = broker.bootstrap
     host, port = bootstrap.rsplit(":", 1)
@@ -277,6 +290,8 @@ def run_groups(args) -> int:
                     times.append(_raw_round(host, port, args.members, topic))
                 elif kind == "confluent":
                     times.append(_confluent_round(bootstrap, args.members, topic))
+                elif kind == "consumer":
+                    times.append(_confluent_round(bootstrap, args.members, topic, "consumer"))
                 else:
                     raise SystemExit(f"unknown member kind {kind!r}")
             ms = sorted(round(t * 1000, 2) for t in times)
@@ -291,6 +306,8 @@ def run_groups(args) -> int:
     result = {"bench": "groups", "machine": machine(),
               "config": {"members": args.members, "rounds": args.rounds,
                          "initial_delay_ms": args.initial_delay_ms if args.bootstrap is None else None,
+                         "consumer_heartbeat_interval_ms":
+                             args.consumer_heartbeat_interval_ms if args.bootstrap is None else None,
                          "self_started_broker": args.bootstrap is None},
               "rebalance": rebalance, "offset_commit": commits}
     print(f"{'measure':<44}{'median':>12}{'min':>10}{'max':>10}")

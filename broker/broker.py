@@ -14,6 +14,7 @@ from .clock import Clock, SystemClock
 from .cluster import Cluster, OwnershipDelta, TopicExists, topic_name_error
 from .cluster.ownership import Sources
 from .config import BrokerConfig
+from .coordinator.consumer_group import ConsumerGroupCoordinator
 from .coordinator.group import GroupCoordinator
 from .coordinator.log import WalGroupLog
 from .coordinator.shards import ACTIVE, LOADING, CoordinatorShards
@@ -73,6 +74,10 @@ class Broker:
         group_log.on_append = self.group_snapshots.note  # each entry dirties its partition's snapshot
         self.coordinator_shards = CoordinatorShards(config["offsets.topic.num.partitions"])
         self.groups.shard_error = self.coordinator_shards.error
+        self.consumer_groups = ConsumerGroupCoordinator(
+            config, self.clock, self.groups, lambda: self.cluster.metadata.topics,
+            lambda group_id: self.cluster.metadata.image.group_configs.get(group_id, {}))
+        self.groups.consumer = self.consumer_groups
         self.handoffs = HandOffs(self)
         self._started = False
         self._early: list[OwnershipDelta] = []          # hand-offs noted before start finished

@@ -43,6 +43,23 @@ def _wal_type(v: str) -> str:
     return v
 
 
+def _migration_policy(v: str) -> str:
+    """Kafka's ConsumerGroupMigrationPolicy; Sluice converts only empty groups (any policy)."""
+    if v.strip().lower() not in ("bidirectional", "upgrade", "downgrade", "disabled"):
+        raise ValueError(f"group.consumer.migration.policy must be one of bidirectional, upgrade, "
+                         f"downgrade, disabled, not {v!r}")
+    return v.strip().lower()
+
+
+def _consumer_assignors(v: str) -> str:
+    """Kafka's group.consumer.assignors: Sluice has its two built-in ones, by name."""
+    names = [a.strip() for a in v.split(",") if a.strip()]
+    unknown = [a for a in names if a not in ("uniform", "range")]
+    if not names or unknown:
+        raise ValueError(f"group.consumer.assignors: only uniform and range are supported, not {v!r}")
+    return ",".join(names)
+
+
 # name -> (parser, default)
 BROKER_DEFAULTS: dict[str, tuple[Callable[[Any], Any], Any]] = {
     "node.id": (int, 1),
@@ -72,6 +89,16 @@ BROKER_DEFAULTS: dict[str, tuple[Callable[[Any], Any], Any]] = {
     "group.min.session.timeout.ms": (int, 6000),
     "group.max.session.timeout.ms": (int, 1800000),
     "group.max.size": (int, 2147483647),
+    # KIP-848 consumer groups (broker/coordinator/consumer_group.py), Kafka's names and defaults
+    "group.consumer.session.timeout.ms": (int, 45000),
+    "group.consumer.min.session.timeout.ms": (int, 45000),
+    "group.consumer.max.session.timeout.ms": (int, 60000),
+    "group.consumer.heartbeat.interval.ms": (int, 5000),
+    "group.consumer.min.heartbeat.interval.ms": (int, 5000),
+    "group.consumer.max.heartbeat.interval.ms": (int, 15000),
+    "group.consumer.assignors": (_consumer_assignors, "uniform,range"),
+    "group.consumer.max.size": (int, 2147483647),
+    "group.consumer.migration.policy": (_migration_policy, "bidirectional"),
     "offset.metadata.max.bytes": (int, 4096),
     "offsets.retention.minutes": (int, 10080),
     "offsets.retention.check.interval.ms": (int, 600000),
@@ -217,6 +244,7 @@ class BrokerConfig:
         if cfg["wal.shared.dir"] and cfg["wal.type"] != "file":
             raise ValueError("wal.shared.dir is where a wal.type=file WAL lives; with wal.type=s3 the WAL "
                              "is in the bucket")
+        _check_consumer_group_bounds(cfg)
         return cfg
 
     def set(self, key: str, value: Any) -> None:
@@ -266,6 +294,19 @@ class BrokerConfig:
         if key in self.dynamic_default:
             return "DYNAMIC_DEFAULT_BROKER_CONFIG"
         return "STATIC_BROKER_CONFIG" if self.values[key] != BROKER_DEFAULTS[key][1] else "DEFAULT_CONFIG"
+
+
+def _check_consumer_group_bounds(cfg: BrokerConfig) -> None:
+    """Kafka's GroupCoordinatorConfig checks of the KIP-848 session and heartbeat, in its words."""
+    for what in ("session.timeout", "heartbeat.interval"):
+        name = f"group.consumer.{what}.ms"
+        lo, hi = f"group.consumer.min.{what}.ms", f"group.consumer.max.{what}.ms"
+        if cfg[name] < cfg[lo]:
+            raise ValueError(f"{name} must be greater than or equal to {lo}")
+        if cfg[name] > cfg[hi]:
+            raise ValueError(f"{name} must be less than or equal to {hi}")
+    if cfg["group.consumer.heartbeat.interval.ms"] >= cfg["group.consumer.session.timeout.ms"]:
+        raise ValueError("group.consumer.heartbeat.interval.ms must be less than group.consumer.session.timeout.ms")
 
 
 def _parse_dynamic(raw: dict[str, str], where: str) -> dict[str, Any]:
@@ -422,11 +463,12 @@ def _ms(lo: int, hi: int, at_least: int = 1) -> ConfigSpec:
 # to, named as Kafka's DescribeConfigs names it). The ranges are Kafka's default
 # broker bounds (group.consumer.min.session.timeout.ms and the like).
 #
-# Every one of them governs a kind of group Sluice does not serve: consumer.* the
-# KIP-848 consumer protocol, share.* and errors.* share groups (KIP-932), streams.*
-# Streams groups (KIP-1071). Kafka ignores them for a classic group, and classic
-# groups are all Sluice has, so here too they change nothing; they are checked,
-# kept and described as Kafka keeps them (docs/cluster.md, section 4).
+# consumer.session.timeout.ms and consumer.heartbeat.interval.ms govern a KIP-848
+# consumer group (coordinator/consumer_group.py); the rest change nothing here:
+# consumer.assignment.interval.ms (Sluice assigns at once), share.* and errors.*
+# (share groups, KIP-932), streams.* (Streams groups, KIP-1071), kinds of group
+# Sluice does not serve. Kafka ignores them all for a classic group. They are
+# checked, kept and described as Kafka keeps them (docs/cluster.md, section 4).
 GROUP_CONFIGS: dict[str, tuple[ConfigSpec, str, str]] = {
     "consumer.session.timeout.ms": (_ms(45000, 60000), "45000", "group.consumer.session.timeout.ms"),
     "consumer.heartbeat.interval.ms": (_ms(5000, 15000), "5000", "group.consumer.heartbeat.interval.ms"),

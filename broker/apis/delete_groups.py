@@ -1,4 +1,5 @@
-"""DeleteGroups (42): delete empty groups and their committed offsets (a durable tombstone)."""
+"""DeleteGroups (42): delete empty groups and their committed offsets (a durable tombstone).
+A KIP-848 consumer group with members answers NON_EMPTY_GROUP, as a classic one."""
 from kafka.protocol.admin import DeleteGroupsRequest, DeleteGroupsResponse
 
 from wal import WalError
@@ -12,6 +13,15 @@ async def handle(ctx: RequestContext, request: DeleteGroupsRequest) -> DeleteGro
     R = DeleteGroupsResponse.DeletableGroupResult
     results = []
     for gid in request.groups_names:
+        cgc = ctx.broker.consumer_groups
+        if cgc.get(gid) is not None and not ctx.broker.groups.group_error(gid):
+            # KIP-848: an empty consumer group goes, with its offsets (if it has any)
+            if not cgc.delete_empty(gid):
+                results.append(R(group_id=gid, error_code=ErrorCode.NON_EMPTY_GROUP))
+                continue
+            if gid not in ctx.broker.groups.groups:
+                results.append(R(group_id=gid, error_code=ErrorCode.NONE))
+                continue
         try:
             err = await ctx.broker.groups.delete_group(gid)
         except WalError:

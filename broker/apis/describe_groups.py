@@ -1,7 +1,9 @@
 """DescribeGroups (15): state, protocol and members (metadata and assignment when Stable).
 While the coordinator loads, each group answers COORDINATOR_LOAD_IN_PROGRESS (Kafka's groupError).
 Authorized operations (v3+, KIP-430) when asked, for every group answered without
-an error (an unknown group before v6 too: Kafka's Dead group), as Kafka does."""
+an error (an unknown group before v6 too: Kafka's Dead group), as Kafka does.
+A KIP-848 consumer group is described as Kafka does: Dead, and from v6
+GROUP_ID_NOT_FOUND ("not a classic group")."""
 from kafka.protocol.admin import DescribeGroupsRequest, DescribeGroupsResponse
 
 from ..coordinator.group import DEAD, STABLE
@@ -24,6 +26,12 @@ async def handle(ctx: RequestContext, request: DescribeGroupsRequest) -> Describ
             out.append(G(error_code=err, error_message=None, group_id=gid,
                          group_state="", protocol_type="", protocol_data="", members=[],
                          authorized_operations=None))
+            continue
+        if ctx.broker.consumer_groups.get(gid) is not None:   # KIP-848: ConsumerGroupDescribe's
+            err = ErrorCode.GROUP_ID_NOT_FOUND if v >= 6 else ErrorCode.NONE
+            out.append(G(error_code=err, error_message=f"Group {gid} is not a classic group." if err else None,
+                         group_id=gid, group_state=DEAD, protocol_type="", protocol_data="",
+                         members=[], authorized_operations=None if err else ops))
             continue
         g = ctx.broker.groups.groups.get(gid)
         if g is None or g.state == DEAD:

@@ -34,7 +34,8 @@ NOT_ADVERTISED: dict[str, str] = {
     "metadata.version": "no KRaft metadata log: Sluice's cluster metadata is one object in the bucket",
     "kraft.version": "no KRaft quorum",
     "transaction.version": "no transactions (transactional producers are refused at once)",
-    "group.version": "no KIP-848 consumer groups yet (classic protocol only)",
+    "group.version": ("KIP-848 consumer groups are served (ConsumerGroupHeartbeat), but without live-group "
+                      "migration between the protocols; neither the Java client nor librdkafka reads the level"),
     "share.version": "no share groups (KIP-932)",
     "streams.version": "no Streams groups (KIP-1071)",
     "eligible.leader.replicas.version": "one replica per partition: no ISR, so no eligible leader replicas",

@@ -4,7 +4,10 @@ the covering WAL fsync. v10 (KIP-848) names topics by id instead of name.
 Error order as Kafka's: an unknown topic (id or name/partition) answers that
 partition whatever the group's state (Kafka filters those before it asks the
 coordinator); then the group's error (loading, then ``check_commit``'s order:
-member, generation, rebalance) for every other partition; then metadata size."""
+member, generation, rebalance) for every other partition; then metadata size.
+A KIP-848 consumer group checks the member epoch instead (consumer_group.py
+``check_commit``: UNKNOWN_MEMBER_ID, UNSUPPORTED_VERSION below v9,
+STALE_MEMBER_EPOCH); its offsets are stored as a classic group's."""
 from __future__ import annotations
 
 import time
@@ -33,6 +36,11 @@ def topic_name(ctx: RequestContext, topic) -> str | None:
 def _group_error(ctx: RequestContext, request: OffsetCommitRequest) -> int:
     # No INVALID_GROUP_ID: Kafka takes "" like any group id here (a simple commit
     # into group "" succeeds), unlike the membership APIs.
+    cg = ctx.broker.consumer_groups.get(request.group_id or "")
+    if cg is not None:  # KIP-848: the member epoch, not a generation
+        return (ctx.broker.groups.group_error(cg.group_id)
+                or ctx.broker.consumer_groups.check_commit(cg, request.member_id or "",
+                                                           request.generation_id_or_member_epoch, ctx.version))
     return ctx.broker.groups.check_commit(request.group_id or "", request.generation_id_or_member_epoch,
                                           request.member_id or "",
                                           request.group_instance_id if ctx.version >= 7 else None,

@@ -1,4 +1,5 @@
-"""OffsetDelete (47): drop committed offsets of topics the group is not subscribed to."""
+"""OffsetDelete (47): drop committed offsets of topics the group is not subscribed to.
+A KIP-848 consumer group is subscribed to what its members subscribe to, by name or regex."""
 from kafka.protocol.consumer import OffsetDeleteRequest, OffsetDeleteResponse
 
 from wal import WalError
@@ -28,10 +29,13 @@ async def handle(ctx: RequestContext, request: OffsetDeleteRequest) -> OffsetDel
     if err:
         return OffsetDeleteResponse(version=v, error_code=err,
                                     throttle_time_ms=0, topics=[])
-    if g is None or g.state == DEAD:
+    cg = ctx.broker.consumer_groups.get(request.group_id)
+    if cg is None and (g is None or g.state == DEAD):
         return OffsetDeleteResponse(version=v, error_code=ErrorCode.GROUP_ID_NOT_FOUND, throttle_time_ms=0, topics=[])
     subscribed: set[str] = set()
-    if g.state != EMPTY:
+    if cg is not None:
+        subscribed = ctx.broker.consumer_groups.subscribed_topics(cg)
+    elif g is not None and g.state != EMPTY:
         subscribed = g.subscribed_topics()
         if subscribed is None:  # not a consumer group: only an empty group may lose offsets
             return OffsetDeleteResponse(version=v, error_code=ErrorCode.NON_EMPTY_GROUP, throttle_time_ms=0, topics=[])
@@ -49,7 +53,8 @@ async def handle(ctx: RequestContext, request: OffsetDeleteRequest) -> OffsetDel
                 keys.append((t.name, p.partition_index))
             parts.append([p.partition_index, err])
     try:
-        await gc.delete_offsets(request.group_id, keys)
+        if g is not None:   # a consumer group that never committed has nothing to delete
+            await gc.delete_offsets(request.group_id, keys)
     except WalError:
         return OffsetDeleteResponse(version=v, error_code=ErrorCode.KAFKA_STORAGE_ERROR, throttle_time_ms=0, topics=[])
     return OffsetDeleteResponse(version=v, error_code=ErrorCode.NONE, throttle_time_ms=0, topics=[

@@ -4,7 +4,10 @@ v10 (KIP-848) names topics by id, as Kafka: an unknown id answers
 UNKNOWN_TOPIC_ID for its partitions, and "all topics" leaves out offsets of
 topics that no longer exist (they have no id to name them by). While the
 coordinator loads, the group answers COORDINATOR_LOAD_IN_PROGRESS: per
-partition at v1 (no group-level error code yet), else for the group."""
+partition at v1 (no group-level error code yet), else for the group.
+v9+ names the member of a KIP-848 consumer group (``check_fetch``): an unknown
+member or another epoch answers UNKNOWN_MEMBER_ID / STALE_MEMBER_EPOCH for the group;
+no member id with epoch -1 (an admin) is not checked."""
 from __future__ import annotations
 
 import uuid
@@ -77,6 +80,9 @@ def _groups_response(ctx: RequestContext, request: OffsetFetchRequest) -> Offset
     groups = []
     for rg in request.groups:
         err = ctx.broker.groups.group_error(rg.group_id)
+        cg = ctx.broker.consumer_groups.get(rg.group_id)
+        if not err and cg is not None and ctx.version >= 9:  # KIP-848: the member epoch
+            err = ctx.broker.consumer_groups.check_fetch(cg, rg.member_id, rg.member_epoch)
         if err:
             groups.append(G(group_id=rg.group_id, error_code=err, topics=[]))
             continue

@@ -78,6 +78,7 @@ GROUP_META of each group (``Group.meta_entry``) is what its snapshot stores:
 the durable record, not the group's in-memory state mid-rebalance. One entry
 holds every member's subscription and assignment, about their sizes summed
 per rebalance (a 1000-member group with 1 KiB of each: 2 MiB), never per commit.
+    op 32 and above: a KIP-848 consumer group's (``consumer_group.py``)
 
 Snapshots (``snapshot_entries``, ``shard_entries``) are the same payloads:
 GROUP_META and one COMMIT of all offsets per group; ``broker.coordinator.snapshot``
@@ -107,7 +108,7 @@ import logging
 import struct
 import uuid
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from ..clock import Clock, TimerHandle
 from ..errors import ErrorCode
@@ -146,6 +147,7 @@ class IllegalGroupTransition(RuntimeError):
         self.group_id, self.old, self.new = group_id, old, new
 
 OP_COMMIT, OP_DELETE_OFFSETS, OP_DELETE_GROUP, OP_GROUP_META = 0, 1, 2, 3
+OP_CONSUMER_FIRST = 32  # ops from here on are KIP-848 consumer groups' (consumer_group.py)
 
 _U8 = struct.Struct(">B")
 _U16 = struct.Struct(">H")
@@ -278,6 +280,9 @@ class GroupCoordinator:
         # Whether this broker coordinates a group now (the broker's CoordinatorShards:
         # NONE, NOT_COORDINATOR, or COORDINATOR_LOAD_IN_PROGRESS); everything, by default
         self.shard_error: Callable[[str], int] = lambda group_id: ErrorCode.NONE
+        # The KIP-848 consumer groups (coordinator/consumer_group.py): they share this
+        # coordinator's group ids, offsets and partitions, and unload and stop with it
+        self.consumer: Any = None
 
     def group_error(self, group_id: str) -> int:
         """Why this broker cannot answer for ``group_id`` now (NONE if it can)."""
@@ -298,6 +303,8 @@ class GroupCoordinator:
                 _resolve(m.join_future, JoinResult(ErrorCode.NOT_COORDINATOR, member_id=m.member_id))
                 _resolve(m.sync_future, (ErrorCode.NOT_COORDINATOR, b""))
             self._commits_in_flight.pop(gid, None)
+        if self.consumer is not None:
+            self.consumer.unload(belongs)
         return len(gone)
 
     def finish_loading(self) -> None:
@@ -312,6 +319,10 @@ class GroupCoordinator:
     def replay(self, key: bytes, data: bytes) -> None:
         group_id = key.decode()
         op = data[0]
+        if op >= OP_CONSUMER_FIRST:  # a KIP-848 consumer group's entry (consumer_group.py)
+            if self.consumer is not None:
+                self.consumer.replay(group_id, data)
+            return
         if op == OP_DELETE_GROUP:
             self.groups.pop(group_id, None)
             return
@@ -333,12 +344,16 @@ class GroupCoordinator:
         durable state. Snapshots in the bucket let the log entries they cover
         be dropped; replaying an entry again on top of a newer snapshot is
         harmless because every entry sets or removes state, it never adds to it."""
-        return self._entries(self.groups.values())
+        return self._entries(self.groups.values()) + self._consumer_entries(lambda gid: True)
+
+    def _consumer_entries(self, selected: Callable[[str], bool]) -> list[tuple[bytes, bytes]]:
+        return self.consumer.entries(selected) if self.consumer is not None else []
 
     def shard_entries(self, shard: int, shard_of: Callable[[str], int]) -> list[tuple[bytes, bytes]]:
         """``snapshot_entries`` of one coordinator partition: the groups with
         ``shard_of(group_id) == shard``."""
-        return self._entries(g for g in self.groups.values() if shard_of(g.group_id) == shard)
+        return (self._entries(g for g in self.groups.values() if shard_of(g.group_id) == shard)
+                + self._consumer_entries(lambda gid: shard_of(gid) == shard))
 
     def _restore(self, g: Group, data: bytes) -> None:
         """A GROUP_META replayed: the group as the entry describes it, as Kafka's
@@ -442,6 +457,9 @@ class GroupCoordinator:
         for g in list(self.groups.values()):
             if g.state == DEAD:
                 continue
+            live = self.consumer.get(g.group_id) if self.consumer is not None else None
+            if live is not None and live.members:  # a consumer group with members keeps its offsets
+                continue
             if g.protocol_type is not None and g.state == EMPTY:
                 base, keep = (lambda om, ts=g.state_timestamp:
                               ts if ts is not None and ts >= 0 else om.commit_timestamp), None
@@ -458,6 +476,8 @@ class GroupCoordinator:
                 log.info("group %s: %d offsets expired", g.group_id, len(expired))
             if expired or (g.state == EMPTY and not g.offsets):
                 self._expire(g, expired)
+        if self.consumer is not None:  # empty consumer groups without offsets go too, as in Kafka
+            self.consumer.expire_empty(lambda gid: gid in self.groups and bool(self.groups[gid].offsets))
         return total
 
     def _expire(self, g: Group, expired: dict) -> None:
@@ -491,6 +511,8 @@ class GroupCoordinator:
     def shutdown(self) -> None:
         if self._expiry_timer:
             self._expiry_timer.cancel()
+        if self.consumer is not None:
+            self.consumer.shutdown()
         for g in self.groups.values():
             self._cancel_timers(g)
 

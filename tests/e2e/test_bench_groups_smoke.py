@@ -15,14 +15,15 @@ def test_bench_groups_smoke(tmp_path):
     out = tmp_path / "groups.json"
     proc = subprocess.run(
         [sys.executable, "-m", "broker", "bench", "groups", "--members", "3", "--rounds", "1",
-         "--kinds", "raw,confluent", "--commit-connections", "1", "--commit-depth", "4",
+         "--kinds", "raw,confluent,consumer", "--consumer-heartbeat-interval-ms", "500",
+         "--commit-connections", "1", "--commit-depth", "4",
          "--commit-duration", "1", "--json", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "OffsetCommit/s" in proc.stdout
     r = json.loads(out.read_text())
     assert r["bench"] == "groups" and r["config"]["members"] == 3
-    for kind in ("raw", "confluent"):
+    for kind in ("raw", "confluent", "consumer"):
         reb = r["rebalance"][kind]
         assert len(reb["rounds_ms"]) == 1 and reb["median_ms"] > 0
     oc = r["offset_commit"]

@@ -71,6 +71,7 @@ from kafka.protocol.producer import InitProducerIdRequest, ProduceRequest
 from wire import WireClient, encode_request, make_batch, response_class, response_header_size
 
 from broker.apis import load_all
+from broker.apis.specs import ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest
 
 PRECIOUS = "precious"
 SCRATCH = "fuzz-scratch"
@@ -158,6 +159,16 @@ def _seed_requests() -> list[tuple[object, int]]:
         (OffsetFetchRequest(group_id="fuzz-group", topics=None, require_stable=False), 7),
         (ListGroupsRequest(states_filter=[]), 4),
         (DescribeGroupsRequest(groups=["fuzz-group"], include_authorized_operations=False), 5),
+        # KIP-848: a join (epoch 0) and a heartbeat of an unknown member, and a describe
+        (ConsumerGroupHeartbeatRequest(group_id="fuzz-group", member_id="fuzz-member", member_epoch=0,
+                                       instance_id=None, rack_id=None, rebalance_timeout_ms=10000,
+                                       subscribed_topic_names=[SCRATCH], subscribed_topic_regex=None,
+                                       server_assignor="uniform", topic_partitions=[]), 1),
+        (ConsumerGroupHeartbeatRequest(group_id="fuzz-group", member_id="nobody", member_epoch=3,
+                                       instance_id="i", rack_id=None, rebalance_timeout_ms=-1,
+                                       subscribed_topic_names=None, subscribed_topic_regex="fuzz-.*",
+                                       server_assignor=None, topic_partitions=None), 1),
+        (ConsumerGroupDescribeRequest(group_ids=["fuzz-group", ""], include_authorized_operations=True), 1),
     ]
 
 

@@ -113,3 +113,16 @@ def test_config_specs_parse_as_kafkas_configdef():
     for bad in ("EARLIEST", "by_duration:", "by_duration:P", "by_duration:PT", "by_duration:-PT1H", "by_duration:1H"):
         with pytest.raises(ValueError, match="The value must be either 'earliest', 'latest'"):
             validate_group_config("share.auto.offset.reset", bad)
+
+
+def test_consumer_group_session_and_heartbeat_bounds_as_kafka():
+    assert BrokerConfig.load()["group.consumer.min.heartbeat.interval.ms"] == 5000
+    with pytest.raises(ValueError, match="group.consumer.heartbeat.interval.ms must be greater than or equal "
+                                         "to group.consumer.min.heartbeat.interval.ms"):
+        BrokerConfig.load(overrides=["group.consumer.heartbeat.interval.ms=500"])
+    with pytest.raises(ValueError, match="group.consumer.session.timeout.ms must be less than or equal to "
+                                         "group.consumer.max.session.timeout.ms"):
+        BrokerConfig.load(overrides=["group.consumer.session.timeout.ms=90000"])
+    ok = BrokerConfig.load(overrides=["group.consumer.heartbeat.interval.ms=500",
+                                      "group.consumer.min.heartbeat.interval.ms=500"])
+    assert ok["group.consumer.heartbeat.interval.ms"] == 500
