@@ -171,7 +171,10 @@ class Run:
         (self.tmp_path / "producer-stderr.txt").write_text(perr)
         (self.tmp_path / "producer-other.txt").write_text("\n".join(self.producer.other))
         acked = self.producer.of("producer_send_success")
-        errors = self.producer.of("producer_send_error")
+        # A send still in flight when the tool is stopped fails with "Producer closed while send
+        # in progress": the test's doing, not the broker's (such a record counts as the unacked tail).
+        errors = [e for e in self.producer.of("producer_send_error")
+                  if "Producer closed while send in progress" not in str(e.get("message"))]
         want: dict[int, set[int]] = {}
         for e in acked:
             want.setdefault(e["partition"], set()).add(e["offset"])
