@@ -18,6 +18,7 @@ from .coordinator.consumer_group import ConsumerGroupCoordinator
 from .coordinator.group import GroupCoordinator
 from .coordinator.log import WalGroupLog
 from .coordinator.shards import ACTIVE, LOADING, CoordinatorShards
+from .coordinator.share_group import ShareGroupCoordinator
 from .coordinator.snapshot import GroupSnapshots
 from .errors import ErrorCode
 from .failpoints import hold_point
@@ -26,6 +27,8 @@ from .handoff import HandOffs
 from .log.replica_manager import KIND_GROUP_EPOCH, ReplicaManager
 from .log.takeover import ListedWalObjects, StoreWalObjects
 from .metrics import BrokerMetrics
+from .share.manager import SharePartitionManager
+from .share.sessions import ShareSessionCache
 from .tiering.metered_store import MeteredStore
 from .tiering.tasks import Tiering
 
@@ -78,6 +81,14 @@ class Broker:
             config, self.clock, self.groups, lambda: self.cluster.metadata.topics,
             lambda group_id: self.cluster.metadata.image.group_configs.get(group_id, {}))
         self.groups.consumer = self.consumer_groups
+        # share groups (KIP-932): membership at the coordinator, records at the partition owner
+        self.share_groups = ShareGroupCoordinator(
+            config, self.clock, self.groups, self.consumer_groups, lambda: self.cluster.metadata.topics,
+            lambda group_id: self.cluster.metadata.image.group_configs.get(group_id, {}))
+        self.share_partitions = SharePartitionManager(
+            config, self.clock, lambda group_id: self.cluster.metadata.image.group_configs.get(group_id, {}))
+        self.share_sessions = ShareSessionCache(config["group.share.max.share.sessions"])
+        self.share_groups.on_member_gone = self._share_member_gone
         self.handoffs = HandOffs(self)
         self._started = False
         self._early: list[OwnershipDelta] = []          # hand-offs noted before start finished
@@ -92,6 +103,14 @@ class Broker:
         self._recovered_queue: list[tuple] = []      # takeovers replayed, markers to clear
         self._recovered_task: asyncio.Task | None = None
         self._rejoin_task: asyncio.Task | None = None
+
+    def _share_member_gone(self, group_id: str, member_id: str) -> None:
+        """A share group member left or expired: its share session and acquired records go."""
+        session = self.share_sessions.get(group_id, member_id)
+        if session is not None:
+            self.share_sessions.close(session)
+        for fut in self.share_partitions.release_member(group_id, member_id):
+            fut.add_done_callback(lambda f: f.cancelled() or f.exception())
 
     def _append_group_entry(self, group_id: str, data: bytes) -> asyncio.Future:
         """A group entry goes to the WAL stamped with its coordinator partition's
@@ -356,6 +375,8 @@ class Broker:
             if pending is not None and not pending.done():
                 pending.cancel()
         self.groups.shutdown()
+        self.share_groups.shutdown()
+        self.share_partitions.shutdown()
         await self.replicas.close()
 
     async def drain(self, timeout: float) -> bool:
@@ -405,6 +426,8 @@ class Broker:
             await self.drain(timeout)
         await self.handoffs.stop()
         self.groups.shutdown()
+        self.share_groups.shutdown()
+        self.share_partitions.shutdown()
         uploaded = await self.tiering.stop(timeout)
         await self.cluster.stop(deregister=uploaded)
         await self.replicas.close()

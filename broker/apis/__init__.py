@@ -53,6 +53,9 @@ def load_all() -> dict[int, Api]:
         offset_fetch,
         offset_for_leader_epoch,
         produce,
+        share_acknowledge,
+        share_fetch,
+        share_group_heartbeat,
         sync_group,
         update_features,
     )

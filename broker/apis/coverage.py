@@ -24,7 +24,8 @@ END = "<!-- api-coverage: end -->"
 
 _TXN = "transactions: not built yet (a transactional producer is refused at once)"
 _SHARE = "share groups (KIP-932): not built yet"
-_SHARE_STATE = "share-group state (inter-broker, KIP-932): not built yet"
+_SHARE_STATE = ("share-group state (inter-broker, KIP-932): Sluice keeps it at the partition owner "
+                "(docs/share-groups.md §2), so no broker sends these")
 _STREAMS = "Streams groups (KIP-1071): not built yet"
 _KIP848 = "KIP-848 consumer groups: not built yet"
 _RAFT = "KRaft quorum: no use (the cluster metadata is one object in the bucket)"
@@ -67,10 +68,7 @@ ABSENT: dict[str, str] = {
     "ConsumerGroupDescribe": _KIP848,
     "ListConfigResources": "not built yet",
     "DescribeTopicPartitions": "not built yet (clients fall back to Metadata)",
-    "ShareGroupHeartbeat": _SHARE,
     "ShareGroupDescribe": _SHARE,
-    "ShareFetch": _SHARE,
-    "ShareAcknowledge": _SHARE,
     "DescribeShareGroupOffsets": _SHARE,
     "AlterShareGroupOffsets": _SHARE,
     "DeleteShareGroupOffsets": _SHARE,

@@ -37,5 +37,40 @@ class ConsumerGroupDescribeResponse(ApiMessage, load_json=_HERE):  # type: ignor
         return json
 
 
+class ShareGroupHeartbeatRequest(ApiMessage, load_json=_HERE):  # type: ignore[call-arg]
+    pass
+
+
+class ShareGroupHeartbeatResponse(ApiMessage, load_json=_HERE):  # type: ignore[call-arg]
+    pass
+
+
+class ShareGroupDescribeRequest(ApiMessage, load_json=_HERE):  # type: ignore[call-arg]
+    pass
+
+
+class ShareGroupDescribeResponse(ApiMessage, load_json=_HERE):  # type: ignore[call-arg]
+    pass
+
+
+class ShareFetchRequest(ApiMessage, load_json=_HERE):  # type: ignore[call-arg]
+    pass
+
+
+class ShareFetchResponse(ApiMessage, load_json=_HERE):  # type: ignore[call-arg]
+    pass
+
+
+class ShareAcknowledgeRequest(ApiMessage, load_json=_HERE):  # type: ignore[call-arg]
+    pass
+
+
+class ShareAcknowledgeResponse(ApiMessage, load_json=_HERE):  # type: ignore[call-arg]
+    pass
+
+
 __all__ = ["ConsumerGroupDescribeRequest", "ConsumerGroupDescribeResponse",
-           "ConsumerGroupHeartbeatRequest", "ConsumerGroupHeartbeatResponse"]
+           "ConsumerGroupHeartbeatRequest", "ConsumerGroupHeartbeatResponse",
+           "ShareAcknowledgeRequest", "ShareAcknowledgeResponse", "ShareFetchRequest", "ShareFetchResponse",
+           "ShareGroupDescribeRequest", "ShareGroupDescribeResponse",
+           "ShareGroupHeartbeatRequest", "ShareGroupHeartbeatResponse"]

@@ -1,0 +1,170 @@
+"""End-to-end: share groups (KIP-932) with Kafka's own KafkaShareConsumer.
+
+``tests/e2e/java/ShareWorker.java`` (run by Java's single-file launcher
+against the kafka-clients 4.4 jar) subscribes a KafkaShareConsumer in
+explicit acknowledgement mode and prints what it receives and accepts.
+
+* Three consumers share a one-partition topic: each receives records, and
+  every record is accepted exactly once overall.
+* A consumer that acquired records and is killed without acknowledging them
+  (``kill -9``) has them redelivered to the others once the acquisition lock
+  (``group.share.record.lock.duration.ms``, lowered) expires, with delivery
+  count 2.
+* Raw ShareFetch/ShareAcknowledge session errors (kafka-python's wire client).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from broker.apis.specs import ShareAcknowledgeRequest, ShareFetchRequest, ShareGroupHeartbeatRequest
+from tests.wire import WireClient
+
+WORKER = Path(__file__).parent / "java" / "ShareWorker.java"
+LOCK_MS = 2000
+
+
+def _unique(p: str) -> str:
+    return f"{p}-{uuid.uuid4().hex[:8]}"
+
+
+def _create_topic(bootstrap: str, topic: str) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
+
+
+def _produce(bootstrap: str, topic: str, n: int) -> None:
+    """``n`` records, one batch each, so that acquisition (whole batches) spreads them."""
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
+    for i in range(n):
+        p.produce(topic, value=f"v{i}".encode())
+        p.flush(10)
+    assert p.flush(10) == 0
+
+
+def _worker(kafka_tools, out: Path, bootstrap: str, group: str, topic: str, mode: str, stop: Path,
+            delay_ms: int = 0) -> subprocess.Popen:
+    env = dict(os.environ)
+    return subprocess.Popen(
+        ["java", "-cp", f"{kafka_tools.libs}/*", str(WORKER), bootstrap, group, topic, mode, str(stop),
+         str(delay_ms)],
+        stdout=out.open("w"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+
+def _lines(path: Path, prefix: str) -> list[tuple[int, int]]:
+    out = []
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == prefix:
+            out.append((int(parts[1]), int(parts[2])))
+    return out
+
+
+def _wait_for(pred, timeout: float, what: str, logs: list[Path]) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}\n" + "\n".join(
+        f"--- {p.name}\n{p.read_text()[-3000:]}" for p in logs))
+
+
+def _set_group_config(kafka_tools, bootstrap: str, group: str, *configs: str) -> None:
+    kafka_tools.run("kafka-configs", "--bootstrap-server", bootstrap, "--entity-type", "groups",
+                    "--entity-name", group, "--alter", "--add-config", ",".join(configs))
+
+
+def test_three_share_consumers_and_a_killed_one(broker_factory, kafka_tools, tmp_path):
+    b = broker_factory(f"group.share.record.lock.duration.ms={LOCK_MS}")
+    topic, group = _unique("share"), _unique("sg")
+    _create_topic(b.bootstrap, topic)
+    _set_group_config(kafka_tools, b.bootstrap, group, "share.auto.offset.reset=earliest")
+    n = 40
+    _produce(b.bootstrap, topic, n)
+    stop = tmp_path / "stop"
+    procs: list[subprocess.Popen] = []
+    logs = [tmp_path / f"w{i}.out" for i in range(3)]
+    held_log = tmp_path / "held.out"
+    try:
+        # One consumer acquires the first records and dies holding them.
+        held = _worker(kafka_tools, held_log, b.bootstrap, group, topic, "hold", stop)
+        procs.append(held)
+        _wait_for(lambda: "HOLDING" in held_log.read_text(), 60, "the holding consumer's records", [held_log])
+        os.killpg(held.pid, signal.SIGKILL)
+        held.wait(10)
+        held_offsets = {o for o, _ in _lines(held_log, "REC")}
+        assert held_offsets and all(c == 1 for _, c in _lines(held_log, "REC"))
+        # Three consumers share the rest, slowly enough that all of them get some.
+        for out in logs:
+            procs.append(_worker(kafka_tools, out, b.bootstrap, group, topic, "accept", stop, delay_ms=100))
+
+        def all_accepted() -> bool:
+            return {o for p in logs for o, _ in _lines(p, "ACK")} >= set(range(n))
+        _wait_for(all_accepted, 90, f"all {n} records accepted", logs + [held_log])
+        stop.touch()
+        for p in procs[1:]:
+            p.wait(30)
+    finally:
+        stop.touch()
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(10)
+    acks = [a for p in logs for a in _lines(p, "ACK")]
+    offsets = [o for o, _ in acks]
+    assert sorted(offsets) == list(range(n)), "every record accepted exactly once overall"
+    assert all(_lines(p, "ACK") for p in logs), "each of the three consumers received records"
+    assert not any("ACKFAIL" in p.read_text() for p in logs)
+    counts = dict(acks)
+    assert all(counts[o] == 2 for o in held_offsets), "the dead consumer's records came back, delivered twice"
+    assert all(c == 1 for o, c in counts.items() if o not in held_offsets)
+
+
+def test_share_session_errors(broker_factory):
+    b = broker_factory()
+    topic, group = _unique("share"), _unique("sg")
+    _create_topic(b.bootstrap, topic)
+    member = uuid.uuid4().hex[:22]
+    with WireClient(b.port) as c:
+        hb = c.request(ShareGroupHeartbeatRequest(group_id=group, member_id=member, member_epoch=0,
+                                                  rack_id=None, subscribed_topic_names=[topic]), 1)
+        assert hb.error_code == 0 and hb.member_epoch >= 1
+        tid = hb.assignment.topic_partitions[0].topic_id
+        assert hb.assignment.topic_partitions[0].partitions == [0]
+        bad = c.request(ShareGroupHeartbeatRequest(group_id=group, member_id="", member_epoch=0,
+                                                   rack_id=None, subscribed_topic_names=[topic]), 1)
+        assert (bad.error_code, bad.error_message) == (42, "MemberId can't be empty.")
+
+        F = ShareFetchRequest
+
+        def fetch(epoch: int, acks=()):
+            return c.request(F(group_id=group, member_id=member, share_session_epoch=epoch,
+                               max_wait_ms=0, min_bytes=1, max_bytes=1 << 20, max_records=10, batch_size=10,
+                               topics=[F.FetchTopic(topic_id=tid, partitions=[F.FetchTopic.FetchPartition(
+                                   partition_index=0, acknowledgement_batches=list(acks))])],
+                               forgotten_topics_data=[]), 1)
+        assert fetch(1).error_code == 122                      # SHARE_SESSION_NOT_FOUND
+        assert fetch(0).error_code == 0
+        assert fetch(5).error_code == 123                      # INVALID_SHARE_SESSION_EPOCH
+        assert fetch(1).error_code == 0
+        ack = F.FetchTopic.FetchPartition.AcknowledgementBatch(first_offset=0, last_offset=0, acknowledge_types=[1])
+        assert fetch(0, [ack]).error_code == 42                # acks in the initial fetch
+        A = ShareAcknowledgeRequest
+        r = c.request(A(group_id=group, member_id=member, share_session_epoch=0, topics=[]), 1)
+        assert r.error_code == 123
+        # nothing acquired: an acknowledgement is INVALID_RECORD_STATE for the partition
+        r = c.request(A(group_id=group, member_id=member, share_session_epoch=2, topics=[
+            A.AcknowledgeTopic(topic_id=tid, partitions=[A.AcknowledgeTopic.AcknowledgePartition(
+                partition_index=0, acknowledgement_batches=[
+                    A.AcknowledgeTopic.AcknowledgePartition.AcknowledgementBatch(
+                        first_offset=0, last_offset=0, acknowledge_types=[1])])])]), 1)
+        assert r.error_code == 0
+        assert r.responses[0].partitions[0].error_code == 121
