@@ -37,8 +37,8 @@ NOT_ADVERTISED: dict[str, str] = {
     "group.version": ("KIP-848 consumer groups are served (ConsumerGroupHeartbeat), but without live-group "
                       "migration between the protocols; neither the Java client nor librdkafka reads the level"),
     "share.version": ("share groups (KIP-932) are served (ShareGroupHeartbeat, ShareFetch, ShareAcknowledge) "
-                      "but their acknowledgements are not durable yet, and level 2 means dead-letter queues; "
-                      "KafkaShareConsumer does not read the level"),
+                      "but not yet their describe and offsets APIs (kafka-share-groups), and level 2 means dead-letter "
+                      "queues; KafkaShareConsumer does not read the level"),
     "streams.version": "no Streams groups (KIP-1071)",
     "eligible.leader.replicas.version": "one replica per partition: no ISR, so no eligible leader replicas",
 }

@@ -6,8 +6,13 @@ the first ShareFetch with its start offset from ``share.auto.offset.reset``
 (at its ``next_deadline``), releases a departed member's records, and wakes
 ShareFetch long polls when records become acquirable again (a release, an
 expiry). Each change that Kafka would write to the share coordinator goes to
-``persist`` (``None``: nothing durable yet, docs/share-groups.md §9), whose
-future the caller awaits before answering.
+``persist`` (the broker appends it to its WAL, kind 5), whose future the
+caller awaits before answering. State stored earlier (the manifest's
+snapshot, then the WAL's entries, replayed at start or when the partition is
+gained) is laid into a ``DurableShareState`` per key by ``load`` and becomes
+the share-partition at its first fetch (nothing acquired: a crash or a move
+is a lock expiry). ``snapshots`` gives a partition's snapshots for its next
+manifest update.
 
 Config per share-partition, fixed at its creation: the group's
 ``share.record.lock.duration.ms`` / ``share.delivery.count.limit`` /
@@ -24,7 +29,7 @@ from typing import Any, Callable, Mapping, Sequence
 from ..clock import Clock, TimerHandle
 from . import offset_reset
 from .partition import AcknowledgementBatch, AcquiredRecords, AcquireMode, Outcome, ShareConfig, SharePartition
-from .state import ShareSnapshot, ShareUpdate
+from .state import DurableShareState, ShareSnapshot, ShareUpdate, decode, encode
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +46,7 @@ class SharePartitionManager:
         self.group_configs = group_configs
         self.persist = persist
         self.partitions: dict[ShareKey, SharePartition] = {}
+        self.durable: dict[ShareKey, DurableShareState] = {}     # stored, not yet fetched
         self._timers: dict[ShareKey, TimerHandle] = {}
         self._waiters: set[asyncio.Future] = set()
 
@@ -71,6 +77,11 @@ class SharePartitionManager:
     def get_or_create(self, key: ShareKey, *, log_start: int, log_end: int, leader_epoch: int,
                       offset_for_timestamp: Callable[[int], int | None]) -> SharePartition:
         sp = self.partitions.get(key)
+        stored = self.durable.pop(key, None) if sp is None else None
+        if stored is not None and stored.initialized:
+            sp = self.partitions[key] = SharePartition.from_durable(self.share_config(key[0]), stored,
+                                                                    leader_epoch=leader_epoch)
+            log.info("share group %s: %s-%d loaded at offset %d", key[0], key[1], key[2], sp.start_offset)
         if sp is None:
             group_id = key[0]
             reset = offset_reset.parse(self.group_configs(group_id).get("share.auto.offset.reset",
@@ -121,8 +132,26 @@ class SharePartitionManager:
                 self._wake()
         return futs
 
+    def load(self, key: ShareKey, data: bytes) -> None:
+        """A stored snapshot or update (manifest, WAL replay) for ``key``."""
+        self.durable.setdefault(key, DurableShareState()).apply(decode(data))
+
+    def snapshots(self, topic_id: uuid.UUID, index: int) -> dict[str, bytes]:
+        """Group id -> encoded snapshot of each share-partition of this partition,
+        for its manifest; the snapshot epoch of each served one moves on."""
+        out = {}
+        for key, sp in self.partitions.items():
+            if key[1] == topic_id and key[2] == index:
+                out[key[0]] = encode(sp.take_snapshot())
+        for key, durable in self.durable.items():
+            if key[1] == topic_id and key[2] == index and durable.initialized and key[0] not in out:
+                out[key[0]] = encode(durable.snapshot())
+        return out
+
     def forget(self, belongs: Callable[[uuid.UUID, int], bool]) -> None:
         """Drop the share-partitions of partitions this broker no longer owns."""
+        for key in [k for k in self.durable if belongs(k[1], k[2])]:
+            del self.durable[key]
         for key in [k for k in self.partitions if belongs(k[1], k[2])]:
             del self.partitions[key]
             timer = self._timers.pop(key, None)

@@ -168,3 +168,79 @@ def test_share_session_errors(broker_factory):
                         first_offset=0, last_offset=0, acknowledge_types=[1])])])]), 1)
         assert r.error_code == 0
         assert r.responses[0].partitions[0].error_code == 121
+
+
+class _Member:
+    """A share group member over the wire (kafka-python's codec): join, fetch, acknowledge."""
+
+    def __init__(self, port: int, group: str, topic: str) -> None:
+        self.port, self.group, self.topic = port, group, topic
+        self.member = uuid.uuid4().hex[:22]
+        self.epoch = 0
+        with WireClient(port) as c:
+            hb = c.request(ShareGroupHeartbeatRequest(group_id=group, member_id=self.member, member_epoch=0,
+                                                      rack_id=None, subscribed_topic_names=[topic]), 1)
+        assert hb.error_code == 0, hb
+        self.topic_id = hb.assignment.topic_partitions[0].topic_id
+
+    def fetch(self, max_records: int) -> list[tuple[int, int, int]]:
+        """(first, last, delivery count) acquired (one ShareFetch; the session opens at epoch 0)."""
+        F = ShareFetchRequest
+        with WireClient(self.port) as c:
+            r = c.request(F(group_id=self.group, member_id=self.member, share_session_epoch=self.epoch,
+                            max_wait_ms=2000, min_bytes=1, max_bytes=1 << 20, max_records=max_records,
+                            batch_size=max_records,
+                            topics=[F.FetchTopic(topic_id=self.topic_id, partitions=[
+                                F.FetchTopic.FetchPartition(partition_index=0, acknowledgement_batches=[])])],
+                            forgotten_topics_data=[]), 1)
+        assert r.error_code == 0, r
+        self.epoch += 1
+        return [(a.first_offset, a.last_offset, a.delivery_count)
+                for t in r.responses for p in t.partitions for a in p.acquired_records]
+
+    def acknowledge(self, *batches: tuple[int, int, int]) -> None:
+        A = ShareAcknowledgeRequest
+        B = A.AcknowledgeTopic.AcknowledgePartition.AcknowledgementBatch
+        with WireClient(self.port) as c:
+            r = c.request(A(group_id=self.group, member_id=self.member, share_session_epoch=self.epoch, topics=[
+                A.AcknowledgeTopic(topic_id=self.topic_id, partitions=[A.AcknowledgeTopic.AcknowledgePartition(
+                    partition_index=0, acknowledgement_batches=[
+                        B(first_offset=f, last_offset=last, acknowledge_types=[t]) for f, last, t in batches])])]),
+                1)
+        assert r.error_code == 0 and r.responses[0].partitions[0].error_code == 0, r
+        self.epoch += 1
+
+
+def _offsets(acquired: list[tuple[int, int, int]]) -> dict[int, int]:
+    return {o: count for first, last, count in acquired for o in range(first, last + 1)}
+
+
+def test_acknowledgements_survive_kill_and_a_restart_from_the_bucket(broker_factory, minio, minio_bucket):
+    """WAL replay after kill -9, then a clean stop, an empty data dir and the manifest's share_state."""
+    b = broker_factory("s3.manifest.interval.ms=600000", env=minio.env(),
+                       extra_args=["--object-store", f"s3://{minio_bucket}"])
+    topic, group = _unique("share"), _unique("sg")
+    _create_topic(b.bootstrap, topic)
+    kafka_configs = AdminClient({"bootstrap.servers": b.bootstrap})
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
+    res = ConfigResource(ResourceType.GROUP, group, incremental_configs=[
+        ConfigEntry("share.auto.offset.reset", "earliest", incremental_operation=AlterConfigOpType.SET)])
+    kafka_configs.incremental_alter_configs([res])[res].result(30)
+    _produce(b.bootstrap, topic, 20)
+    m = _Member(b.port, group, topic)
+    assert _offsets(m.fetch(10)) == {o: 1 for o in range(10)}
+    m.acknowledge((0, 4, 1), (5, 5, 3), (6, 9, 2))        # accept, reject, release
+    # kill -9: the WAL holds the acknowledgements (no manifest update in between)
+    b.kill()
+    b.start()
+    m = _Member(b.port, group, topic)
+    got = _offsets(m.fetch(20))
+    assert got == {**{o: 2 for o in range(6, 10)}, **{o: 1 for o in range(10, 20)}}, got
+    m.acknowledge((6, 12, 1))
+    # a clean stop writes the share state into the manifest; the WAL goes with the data dir
+    b.stop()
+    b.wipe()
+    b.start()
+    m = _Member(b.port, group, topic)
+    got = _offsets(m.fetch(20))
+    assert got == {o: 2 for o in range(13, 20)}, got

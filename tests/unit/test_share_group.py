@@ -130,3 +130,41 @@ def test_manager_expires_locks_on_its_timer_and_wakes_waiters():
     assert [(a.first_offset, a.delivery_count) for a in again] == [(5, 2)]
     mgr.release_member("g", "n")
     assert sp.record(5).state == RecordState.AVAILABLE
+
+
+def test_share_entries_pin_the_wal_until_a_manifest_holds_them():
+    from broker.tiering.state import PartitionStorage
+
+    class NoBatches:
+        log_end_offset = log_start_offset = 0
+
+        def entries_from(self, offset):
+            return iter(())
+
+    st = PartitionStorage(epoch=1)
+    assert st.wal_pin(NoBatches()) is None
+    st.share_written(4)
+    upto = st.share_seq                 # a manifest update takes its snapshots here
+    st.share_written(6)                 # ... while another entry is written
+    assert st.wal_pin(NoBatches()) == 4 and not st.all_recorded(NoBatches())
+    st.share_recorded(upto)
+    assert st.wal_pin(NoBatches()) == 6
+    st.share_recorded(st.share_seq)
+    assert st.wal_pin(NoBatches()) is None
+
+
+def test_manager_loads_stored_state_and_snapshots_it():
+    from broker.share.state import ShareUpdate, StateBatch, decode, encode
+    config = BrokerConfig()
+    mgr = SharePartitionManager(config, ManualClock())
+    key = ("g", T1, 0)
+    mgr.load(key, encode(ShareUpdate(0, 0, 0, 3, (StateBatch(3, 4, RecordState.ACKNOWLEDGED, 1),
+                                               StateBatch(5, 6, RecordState.AVAILABLE, 2)))))
+    snap = decode(mgr.snapshots(T1, 0)["g"])
+    assert snap.start_offset == 3
+    sp = mgr.get_or_create(key, log_start=0, log_end=10, leader_epoch=1, offset_for_timestamp=lambda ts: None)
+    assert (sp.start_offset, sp.next_offset, sp.record(5).delivery_count) == (5, 7, 2)
+    again = decode(mgr.snapshots(T1, 0)["g"])
+    assert again.snapshot_epoch == 1 and again.start_offset == 5
+    mgr.forget(lambda tid, index: True)
+    assert not mgr.partitions and not mgr.durable
