@@ -96,6 +96,7 @@ class Broker:
         self.replicas.share_snapshots = self._share_snapshots
         self.share_sessions = ShareSessionCache(config["group.share.max.share.sessions"])
         self.share_groups.on_member_gone = self._share_member_gone
+        self.consumer_groups.share = self.share_groups
         self.handoffs = HandOffs(self)
         self._started = False
         self._early: list[OwnershipDelta] = []          # hand-offs noted before start finished

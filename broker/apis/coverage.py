@@ -68,8 +68,6 @@ ABSENT: dict[str, str] = {
     "ConsumerGroupDescribe": _KIP848,
     "ListConfigResources": "not built yet",
     "DescribeTopicPartitions": "not built yet (clients fall back to Metadata)",
-    "ShareGroupDescribe": _SHARE,
-    "DescribeShareGroupOffsets": _SHARE,
     "AlterShareGroupOffsets": _SHARE,
     "DeleteShareGroupOffsets": _SHARE,
     "InitializeShareGroupState": _SHARE_STATE,

@@ -189,6 +189,7 @@ class ConsumerGroupCoordinator:
         self.topics = topics
         self.group_configs = group_configs   # kafka-configs --entity-type groups, by group id
         self.groups: dict[str, ConsumerGroup] = {}
+        self.share: Any = None      # the share group coordinator: its ids are not consumer groups
 
     # ------------------------------------------------------------- config
     def assignor_names(self) -> list[str]:
@@ -323,6 +324,8 @@ class ConsumerGroupCoordinator:
         g = self.groups.get(group_id)
         if g is not None:
             return g
+        if self.share is not None and self.share.get(group_id) is not None:
+            raise ConsumerGroupError(ErrorCode.GROUP_ID_NOT_FOUND, f"Group {group_id} is not a consumer group.")
         classic = self.classic.groups.get(group_id)
         if classic is not None and (classic.members or classic.state != "Empty"):
             if create:

@@ -29,7 +29,7 @@ from typing import Any, Callable, Mapping, Sequence
 from ..clock import Clock, TimerHandle
 from . import offset_reset
 from .partition import AcknowledgementBatch, AcquiredRecords, AcquireMode, Outcome, ShareConfig, SharePartition
-from .state import DurableShareState, ShareSnapshot, ShareUpdate, decode, encode
+from .state import TERMINAL, DurableShareState, ShareSnapshot, ShareUpdate, decode, encode
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +148,18 @@ class SharePartitionManager:
                 out[key[0]] = encode(durable.snapshot())
         return out
 
+    def summary(self, key: ShareKey, high_watermark: int) -> tuple[int, int] | None:
+        """(start offset, lag) of a share-partition served or stored here; None: no state."""
+        sp = self.partitions.get(key)
+        if sp is not None:
+            return sp.start_offset, sp.lag(high_watermark)
+        durable = self.durable.get(key)
+        return None if durable is None or not durable.initialized else durable_summary(durable, high_watermark)
+
+    def groups_of(self, group_id: str) -> set[tuple[uuid.UUID, int]]:
+        """The partitions this broker has share state of for ``group_id``."""
+        return {(k[1], k[2]) for k in [*self.partitions, *self.durable] if k[0] == group_id}
+
     def forget(self, belongs: Callable[[uuid.UUID, int], bool]) -> None:
         """Drop the share-partitions of partitions this broker no longer owns."""
         for key in [k for k in self.durable if belongs(k[1], k[2])]:
@@ -201,3 +213,10 @@ class SharePartitionManager:
         for fut in waiters:
             if not fut.done():
                 fut.set_result(None)
+
+
+def durable_summary(durable: DurableShareState, high_watermark: int) -> tuple[int, int]:
+    """(start offset, lag) as stored: Kafka's ReadShareGroupStateSummary answer."""
+    done = sum(b.last_offset - b.first_offset + 1 for b in durable.batches
+               if b.delivery_state in TERMINAL and b.first_offset >= durable.start_offset)
+    return durable.start_offset, max(0, high_watermark - durable.start_offset - done)

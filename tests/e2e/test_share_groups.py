@@ -23,8 +23,14 @@ from pathlib import Path
 
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
+from kafka.protocol.admin import DescribeGroupsRequest, ListGroupsRequest
 
-from broker.apis.specs import ShareAcknowledgeRequest, ShareFetchRequest, ShareGroupHeartbeatRequest
+from broker.apis.specs import (
+    ShareAcknowledgeRequest,
+    ShareFetchRequest,
+    ShareGroupDescribeRequest,
+    ShareGroupHeartbeatRequest,
+)
 from tests.wire import WireClient
 
 WORKER = Path(__file__).parent / "java" / "ShareWorker.java"
@@ -168,6 +174,14 @@ def test_share_session_errors(broker_factory):
                         first_offset=0, last_offset=0, acknowledge_types=[1])])])]), 1)
         assert r.error_code == 0
         assert r.responses[0].partitions[0].error_code == 121
+        d = c.request(ShareGroupDescribeRequest(group_ids=[group, "nope", ""], include_authorized_operations=False),
+                      1)
+        assert [(g.error_code, g.group_state) for g in d.groups] == [(0, "Stable"), (69, ""), (24, "")]
+        assert d.groups[0].members[0].member_id == member and d.groups[0].assignor_name == "simple"
+        dg = c.request(DescribeGroupsRequest(groups=[group], include_authorized_operations=False), 6)
+        assert (dg.groups[0].error_code, dg.groups[0].error_message) == (69, f"Group {group} is not a classic group.")
+        lg = c.request(ListGroupsRequest(states_filter=[], types_filter=["share"]), 5)
+        assert [(g.group_id, g.group_type, g.group_state) for g in lg.groups] == [(group, "share", "Stable")]
 
 
 class _Member:
@@ -244,3 +258,26 @@ def test_acknowledgements_survive_kill_and_a_restart_from_the_bucket(broker_fact
     m = _Member(b.port, group, topic)
     got = _offsets(m.fetch(20))
     assert got == {o: 2 for o in range(13, 20)}, got
+
+
+def test_kafka_share_groups_describes_members_state_and_offsets(broker_factory, kafka_tools):
+    b = broker_factory()
+    topic, group = _unique("share"), _unique("sg")
+    _create_topic(b.bootstrap, topic)
+    _set_group_config(kafka_tools, b.bootstrap, group, "share.auto.offset.reset=earliest")
+    _produce(b.bootstrap, topic, 10)
+    m = _Member(b.port, group, topic)
+    assert _offsets(m.fetch(10)) == {o: 1 for o in range(10)}
+    m.acknowledge((0, 3, 1))
+    base = ("--bootstrap-server", b.bootstrap)
+    listed, offsets, members, state = kafka_tools.run_many([
+        ("kafka-share-groups", (*base, "--list")),
+        ("kafka-share-groups", (*base, "--describe", "--group", group)),
+        ("kafka-share-groups", (*base, "--describe", "--group", group, "--members")),
+        ("kafka-share-groups", (*base, "--describe", "--group", group, "--state")),
+    ])
+    assert group in listed.lines
+    assert [line.split() for line in offsets.lines[1:]] == [[group, topic, "0", "4", "6"]], offsets.describe()
+    row = members.lines[1].split()
+    assert (row[0], row[1], row[-2], row[-1]) == (group, m.member, "1", f"{topic}:0"), members.describe()
+    assert state.lines[1].split()[-2:] == ["Stable", "1"], state.describe()

@@ -80,6 +80,12 @@ def test_validation_and_foreign_group_ids():
                   server_assignor=None, owned={}, client_id="c", client_host="h")
     r = hb(sgc, "a", 0, group="cg")
     assert (r.error, r.message) == (ErrorCode.GROUP_ID_NOT_FOUND, "Group cg is not a share group.")
+    cgc.share = sgc
+    hb(sgc, "a", 0, group="sg")
+    r = cgc.heartbeat(version=1, group_id="sg", member_id="m", member_epoch=0, instance_id=None, rack_id=None,
+                      rebalance_timeout_ms=1000, subscribed_topic_names=["t"], subscribed_topic_regex=None,
+                      server_assignor=None, owned={}, client_id="c", client_host="h")
+    assert (r.error, r.message) == (ErrorCode.GROUP_ID_NOT_FOUND, "Group sg is not a consumer group.")
 
 
 def test_session_expiry_removes_the_member_and_tells_the_owner():
