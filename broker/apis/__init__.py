@@ -58,6 +58,7 @@ def load_all() -> dict[int, Api]:
         share_fetch,
         share_group_describe,
         share_group_heartbeat,
+        share_group_offsets,
         sync_group,
         update_features,
     )

@@ -78,6 +78,9 @@ class SharePartitionManager:
                       offset_for_timestamp: Callable[[int], int | None]) -> SharePartition:
         sp = self.partitions.get(key)
         stored = self.durable.pop(key, None) if sp is None else None
+        reborn = None
+        if stored is not None and stored.initialized and stored.start_offset < 0:
+            reborn, stored = stored.state_epoch + 1, None        # deleted offsets: start again
         if stored is not None and stored.initialized:
             sp = self.partitions[key] = SharePartition.from_durable(self.share_config(key[0]), stored,
                                                                     leader_epoch=leader_epoch)
@@ -88,7 +91,10 @@ class SharePartitionManager:
                                                                         offset_reset.DEFAULT))
             start = offset_reset.start_offset(reset, log_start=log_start, log_end=log_end,
                                               now_ms=self.clock.now_ms(), offset_for_timestamp=offset_for_timestamp)
-            sp = self.partitions[key] = SharePartition(self.share_config(group_id), start, leader_epoch=leader_epoch)
+            sp = self.partitions[key] = SharePartition(self.share_config(group_id), start, leader_epoch=leader_epoch,
+                                                       state_epoch=reborn or 0)
+            if reborn is not None:      # replay must see this state over the deletion
+                self._background(self._persist(key, sp.take_snapshot()))
             log.info("share group %s: %s-%d starts at offset %d (%s)", group_id, key[1], key[2], start,
                      reset.strategy)
         elif sp.start_offset < log_start:
@@ -143,10 +149,35 @@ class SharePartitionManager:
         for key, sp in self.partitions.items():
             if key[1] == topic_id and key[2] == index:
                 out[key[0]] = encode(sp.take_snapshot())
-        for key, durable in self.durable.items():
+        for key, durable in self.durable.items():     # deleted ones too (start -1), so replay keeps them
             if key[1] == topic_id and key[2] == index and durable.initialized and key[0] not in out:
                 out[key[0]] = encode(durable.snapshot())
         return out
+
+    def reset(self, key: ShareKey, start_offset: int, *, leader_epoch: int) -> asyncio.Future | None:
+        """AlterShareGroupOffsets (the group is empty): a new state epoch, nothing in
+        flight, the start offset ``start_offset``; -1 deletes the state
+        (DeleteShareGroupOffsets: the next fetch starts at share.auto.offset.reset)."""
+        sp = self.partitions.pop(key, None)
+        stored = self.durable.pop(key, None)
+        epoch = sp.state_epoch if sp is not None else stored.state_epoch if stored is not None else -1
+        fresh = SharePartition(self.share_config(key[0]), max(start_offset, 0), state_epoch=max(epoch, 0),
+                               leader_epoch=leader_epoch)
+        snapshot = fresh.reset(start_offset)
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+        if start_offset >= 0:
+            self.partitions[key] = fresh
+        else:
+            self.durable[key] = DurableShareState()
+            self.durable[key].apply(snapshot)
+        self._wake()
+        return self._persist(key, snapshot)
+
+    def _background(self, fut: asyncio.Future | None) -> None:
+        if fut is not None:
+            fut.add_done_callback(lambda f: f.cancelled() or f.exception())
 
     def summary(self, key: ShareKey, high_watermark: int) -> tuple[int, int] | None:
         """(start offset, lag) of a share-partition served or stored here; None: no state."""
@@ -154,11 +185,14 @@ class SharePartitionManager:
         if sp is not None:
             return sp.start_offset, sp.lag(high_watermark)
         durable = self.durable.get(key)
-        return None if durable is None or not durable.initialized else durable_summary(durable, high_watermark)
+        if durable is None or not durable.initialized or durable.start_offset < 0:
+            return None
+        return durable_summary(durable, high_watermark)
 
     def groups_of(self, group_id: str) -> set[tuple[uuid.UUID, int]]:
         """The partitions this broker has share state of for ``group_id``."""
-        return {(k[1], k[2]) for k in [*self.partitions, *self.durable] if k[0] == group_id}
+        return {(k[1], k[2]) for k in [*self.partitions, *self.durable]
+                if k[0] == group_id and (k in self.partitions or self.durable[k].start_offset >= 0)}
 
     def forget(self, belongs: Callable[[uuid.UUID, int], bool]) -> None:
         """Drop the share-partitions of partitions this broker no longer owns."""

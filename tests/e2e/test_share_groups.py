@@ -281,3 +281,41 @@ def test_kafka_share_groups_describes_members_state_and_offsets(broker_factory, 
     row = members.lines[1].split()
     assert (row[0], row[1], row[-2], row[-1]) == (group, m.member, "1", f"{topic}:0"), members.describe()
     assert state.lines[1].split()[-2:] == ["Stable", "1"], state.describe()
+
+
+def _leave(port: int, m: _Member) -> None:
+    with WireClient(port) as c:
+        r = c.request(ShareGroupHeartbeatRequest(group_id=m.group, member_id=m.member, member_epoch=-1,
+                                                 rack_id=None, subscribed_topic_names=None), 1)
+    assert r.error_code == 0
+
+
+def test_kafka_share_groups_resets_and_deletes_offsets(broker_factory, kafka_tools):
+    b = broker_factory()
+    topic, group = _unique("share"), _unique("sg")
+    _create_topic(b.bootstrap, topic)
+    _produce(b.bootstrap, topic, 10)
+    base = ("--bootstrap-server", b.bootstrap, "--group", group)
+    m = _Member(b.port, group, topic)
+    assert m.fetch(10) == []                            # share.auto.offset.reset=latest: starts at 10
+    refused = kafka_tools.run("kafka-share-groups", *base, "--reset-offsets", "--topic", topic, "--to-earliest",
+                              "--execute", check=False)
+    assert f"Share group '{group}' is not empty." in refused.stdout + refused.stderr, refused.describe()
+    _leave(b.port, m)
+    kafka_tools.run("kafka-share-groups", *base, "--reset-offsets", "--topic", f"{topic}:0", "--to-offset", "3",
+                    "--execute")
+    b.kill()                                            # the reset is in the WAL
+    b.start()
+    m = _Member(b.port, group, topic)
+    assert _offsets(m.fetch(20)) == {o: 1 for o in range(3, 10)}
+    m.acknowledge((3, 9, 1))
+    _leave(b.port, m)
+    described = kafka_tools.run("kafka-share-groups", *base, "--describe")
+    assert [line.split() for line in described.lines[1:]] == [[group, topic, "0", "10", "0"]], described.describe()
+    deleted = kafka_tools.run("kafka-share-groups", *base, "--delete-offsets", "--topic", topic)
+    assert deleted.lines[1].split() == [topic, "Successful"], deleted.describe()
+    gone = kafka_tools.run("kafka-share-groups", *base, "--describe")
+    assert f"Share group '{group}' has no offset information." in gone.stdout, gone.describe()
+    _set_group_config(kafka_tools, b.bootstrap, group, "share.auto.offset.reset=earliest")
+    m = _Member(b.port, group, topic)                   # deleted: starts again at share.auto.offset.reset
+    assert _offsets(m.fetch(20)) == {o: 1 for o in range(10)}

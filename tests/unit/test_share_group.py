@@ -174,3 +174,28 @@ def test_manager_loads_stored_state_and_snapshots_it():
     assert again.snapshot_epoch == 1 and again.start_offset == 5
     mgr.forget(lambda tid, index: True)
     assert not mgr.partitions and not mgr.durable
+
+
+def test_manager_reset_and_delete_write_snapshots_of_a_new_state_epoch():
+    from broker.share.state import DurableShareState, ShareSnapshot, decode, encode
+    written = []
+    mgr = SharePartitionManager(BrokerConfig(), ManualClock(), lambda g: {"share.auto.offset.reset": "earliest"},
+                                persist=lambda key, entry: written.append(entry))
+    key = ("g", T1, 0)
+    sp = mgr.get_or_create(key, log_start=0, log_end=10, leader_epoch=0, offset_for_timestamp=lambda ts: None)
+    mgr.acquire(key, sp, "m", 0, [(0, 9)], 100, batch_size=None, mode=AcquireMode.BATCH_OPTIMIZED)
+    mgr.reset(key, 4, leader_epoch=0)
+    assert isinstance(written[-1], ShareSnapshot) and (written[-1].state_epoch, written[-1].start_offset) == (1, 4)
+    assert mgr.summary(key, 10) == (4, 6)
+    mgr.reset(key, -1, leader_epoch=0)                 # delete
+    assert (written[-1].state_epoch, written[-1].start_offset) == (2, -1) and mgr.summary(key, 10) is None
+    # a restart replays the deletion; the next fetch starts over at a newer state epoch
+    replay = SharePartitionManager(BrokerConfig(), ManualClock(), lambda g: {"share.auto.offset.reset": "earliest"},
+                                   persist=lambda key, entry: written.append(entry))
+    replay.load(key, encode(written[-1]))
+    sp = replay.get_or_create(key, log_start=2, log_end=10, leader_epoch=0, offset_for_timestamp=lambda ts: None)
+    assert (sp.start_offset, written[-1].state_epoch, written[-1].start_offset) == (2, 3, 2)
+    d = DurableShareState()
+    for e in written:
+        d.apply(decode(encode(e)))
+    assert (d.state_epoch, d.start_offset) == (3, 2)
