@@ -165,7 +165,7 @@ def _response(ctx: RequestContext, v: int, lock_ms: int, fetched: dict[TP, tuple
         leader = P.LeaderIdAndEpoch(leader_id=-1, leader_epoch=-1)
         part = P(partition_index=tp[1], error_code=error, error_message=None,
                  acknowledge_error_code=ack_error, acknowledge_error_message=ack_message,
-                 current_leader=leader, records=b"".join(bytes(c) for c in chunks) if chunks else None,
+                 current_leader=leader, records=b"".join(bytes(c) for c in chunks),   # never null from v1
                  acquired_records=[P.AcquiredRecords(first_offset=a.first_offset, last_offset=a.last_offset,
                                                      delivery_count=a.delivery_count) for a in acquired])
         topics.setdefault(tp[0], []).append(part)

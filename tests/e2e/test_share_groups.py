@@ -163,11 +163,14 @@ def test_share_session_errors(broker_factory):
         assert fetch(1).error_code == 0
         ack = F.FetchTopic.FetchPartition.AcknowledgementBatch(first_offset=0, last_offset=0, acknowledge_types=[1])
         assert fetch(0, [ack]).error_code == 42                # acks in the initial fetch
+        acked = fetch(2, [ack])                                # nothing acquired: INVALID_RECORD_STATE
+        part = acked.responses[0].partitions[0]
+        assert (part.acknowledge_error_code, part.records) == (121, b"")   # records never null from v1
         A = ShareAcknowledgeRequest
         r = c.request(A(group_id=group, member_id=member, share_session_epoch=0, topics=[]), 1)
         assert r.error_code == 123
         # nothing acquired: an acknowledgement is INVALID_RECORD_STATE for the partition
-        r = c.request(A(group_id=group, member_id=member, share_session_epoch=2, topics=[
+        r = c.request(A(group_id=group, member_id=member, share_session_epoch=3, topics=[
             A.AcknowledgeTopic(topic_id=tid, partitions=[A.AcknowledgeTopic.AcknowledgePartition(
                 partition_index=0, acknowledgement_batches=[
                     A.AcknowledgeTopic.AcknowledgePartition.AcknowledgementBatch(
