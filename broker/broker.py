@@ -126,6 +126,15 @@ class Broker:
     def _share_snapshots(self, p: Partition) -> dict[str, bytes]:
         return self.share_partitions.snapshots(uuid.UUID(bytes=p.topic_id), p.index)
 
+    def connection_closed(self, connection_id: int) -> None:
+        """Kafka's ConnectionDisconnectListener: the share sessions last used on
+        the connection end, and their members' acquired records go back at once."""
+        for session in self.share_sessions.of_connection(connection_id):
+            self.share_sessions.close(session)
+            keys = [(session.group_id, tid, idx) for tid, idx in session.partitions]
+            for fut in self.share_partitions.release_member(session.group_id, session.member_id, keys):
+                fut.add_done_callback(lambda f: f.cancelled() or f.exception())
+
     def _share_member_gone(self, group_id: str, member_id: str) -> None:
         """A share group member left or expired: its share session and acquired records go."""
         session = self.share_sessions.get(group_id, member_id)

@@ -6,10 +6,12 @@ explicit acknowledgement mode and prints what it receives and accepts.
 
 * Three consumers share a one-partition topic: each receives records, and
   every record is accepted exactly once overall.
-* A consumer that acquired records and is killed without acknowledging them
-  (``kill -9``) has them redelivered to the others once the acquisition lock
-  (``group.share.record.lock.duration.ms``, lowered) expires, with delivery
-  count 2.
+* A consumer that acquired records and hangs without acknowledging them
+  (SIGSTOP, then ``kill -9``) has them redelivered to the others once the
+  acquisition lock (``group.share.record.lock.duration.ms``, lowered)
+  expires, with delivery count 2.
+* A member whose connection closes has its records back at once (Kafka's
+  disconnect listener), delivery count 2.
 * Raw ShareFetch/ShareAcknowledge session errors (kafka-python's wire client).
 """
 from __future__ import annotations
@@ -88,7 +90,7 @@ def _set_group_config(kafka_tools, bootstrap: str, group: str, *configs: str) ->
                     "--entity-name", group, "--alter", "--add-config", ",".join(configs))
 
 
-def test_three_share_consumers_and_a_killed_one(broker_factory, kafka_tools, tmp_path):
+def test_three_share_consumers_and_a_hung_one(broker_factory, kafka_tools, tmp_path):
     b = broker_factory(f"group.share.record.lock.duration.ms={LOCK_MS}")
     topic, group = _unique("share"), _unique("sg")
     _create_topic(b.bootstrap, topic)
@@ -100,12 +102,12 @@ def test_three_share_consumers_and_a_killed_one(broker_factory, kafka_tools, tmp
     logs = [tmp_path / f"w{i}.out" for i in range(3)]
     held_log = tmp_path / "held.out"
     try:
-        # One consumer acquires the first records and dies holding them.
+        # One consumer acquires the first records and hangs holding them (SIGSTOP: its
+        # connection stays open, so only the acquisition lock's expiry frees them).
         held = _worker(kafka_tools, held_log, b.bootstrap, group, topic, "hold", stop)
         procs.append(held)
         _wait_for(lambda: "HOLDING" in held_log.read_text(), 60, "the holding consumer's records", [held_log])
-        os.killpg(held.pid, signal.SIGKILL)
-        held.wait(10)
+        os.killpg(held.pid, signal.SIGSTOP)
         held_offsets = {o for o, _ in _lines(held_log, "REC")}
         assert held_offsets and all(c == 1 for _, c in _lines(held_log, "REC"))
         # Three consumers share the rest, slowly enough that all of them get some.
@@ -188,28 +190,28 @@ def test_share_session_errors(broker_factory):
 
 
 class _Member:
-    """A share group member over the wire (kafka-python's codec): join, fetch, acknowledge."""
+    """A share group member over one connection (kafka-python's codec): join, fetch,
+    acknowledge. Its share session ends when the connection closes (``close``)."""
 
     def __init__(self, port: int, group: str, topic: str) -> None:
         self.port, self.group, self.topic = port, group, topic
         self.member = uuid.uuid4().hex[:22]
         self.epoch = 0
-        with WireClient(port) as c:
-            hb = c.request(ShareGroupHeartbeatRequest(group_id=group, member_id=self.member, member_epoch=0,
-                                                      rack_id=None, subscribed_topic_names=[topic]), 1)
+        self.c = WireClient(port)
+        hb = self.c.request(ShareGroupHeartbeatRequest(group_id=group, member_id=self.member, member_epoch=0,
+                                                       rack_id=None, subscribed_topic_names=[topic]), 1)
         assert hb.error_code == 0, hb
         self.topic_id = hb.assignment.topic_partitions[0].topic_id
 
     def fetch(self, max_records: int) -> list[tuple[int, int, int]]:
         """(first, last, delivery count) acquired (one ShareFetch; the session opens at epoch 0)."""
         F = ShareFetchRequest
-        with WireClient(self.port) as c:
-            r = c.request(F(group_id=self.group, member_id=self.member, share_session_epoch=self.epoch,
-                            max_wait_ms=2000, min_bytes=1, max_bytes=1 << 20, max_records=max_records,
-                            batch_size=max_records,
-                            topics=[F.FetchTopic(topic_id=self.topic_id, partitions=[
-                                F.FetchTopic.FetchPartition(partition_index=0, acknowledgement_batches=[])])],
-                            forgotten_topics_data=[]), 1)
+        r = self.c.request(F(group_id=self.group, member_id=self.member, share_session_epoch=self.epoch,
+                             max_wait_ms=2000, min_bytes=1, max_bytes=1 << 20, max_records=max_records,
+                             batch_size=max_records,
+                             topics=[F.FetchTopic(topic_id=self.topic_id, partitions=[
+                                 F.FetchTopic.FetchPartition(partition_index=0, acknowledgement_batches=[])])],
+                             forgotten_topics_data=[]), 1)
         assert r.error_code == 0, r
         self.epoch += 1
         return [(a.first_offset, a.last_offset, a.delivery_count)
@@ -218,14 +220,18 @@ class _Member:
     def acknowledge(self, *batches: tuple[int, int, int]) -> None:
         A = ShareAcknowledgeRequest
         B = A.AcknowledgeTopic.AcknowledgePartition.AcknowledgementBatch
-        with WireClient(self.port) as c:
-            r = c.request(A(group_id=self.group, member_id=self.member, share_session_epoch=self.epoch, topics=[
-                A.AcknowledgeTopic(topic_id=self.topic_id, partitions=[A.AcknowledgeTopic.AcknowledgePartition(
-                    partition_index=0, acknowledgement_batches=[
-                        B(first_offset=f, last_offset=last, acknowledge_types=[t]) for f, last, t in batches])])]),
-                1)
+        r = self.c.request(A(group_id=self.group, member_id=self.member, share_session_epoch=self.epoch, topics=[
+            A.AcknowledgeTopic(topic_id=self.topic_id, partitions=[A.AcknowledgeTopic.AcknowledgePartition(
+                partition_index=0, acknowledgement_batches=[
+                    B(first_offset=f, last_offset=last, acknowledge_types=[t]) for f, last, t in batches])])]), 1)
         assert r.error_code == 0 and r.responses[0].partitions[0].error_code == 0, r
         self.epoch += 1
+
+    def leave(self) -> None:
+        r = self.c.request(ShareGroupHeartbeatRequest(group_id=self.group, member_id=self.member, member_epoch=-1,
+                                                      rack_id=None, subscribed_topic_names=None), 1)
+        assert r.error_code == 0
+        self.c.close()
 
 
 def _offsets(acquired: list[tuple[int, int, int]]) -> dict[int, int]:
@@ -286,13 +292,6 @@ def test_kafka_share_groups_describes_members_state_and_offsets(broker_factory, 
     assert state.lines[1].split()[-2:] == ["Stable", "1"], state.describe()
 
 
-def _leave(port: int, m: _Member) -> None:
-    with WireClient(port) as c:
-        r = c.request(ShareGroupHeartbeatRequest(group_id=m.group, member_id=m.member, member_epoch=-1,
-                                                 rack_id=None, subscribed_topic_names=None), 1)
-    assert r.error_code == 0
-
-
 def test_kafka_share_groups_resets_and_deletes_offsets(broker_factory, kafka_tools):
     b = broker_factory()
     topic, group = _unique("share"), _unique("sg")
@@ -304,7 +303,7 @@ def test_kafka_share_groups_resets_and_deletes_offsets(broker_factory, kafka_too
     refused = kafka_tools.run("kafka-share-groups", *base, "--reset-offsets", "--topic", topic, "--to-earliest",
                               "--execute", check=False)
     assert f"Share group '{group}' is not empty." in refused.stdout + refused.stderr, refused.describe()
-    _leave(b.port, m)
+    m.leave()
     kafka_tools.run("kafka-share-groups", *base, "--reset-offsets", "--topic", f"{topic}:0", "--to-offset", "3",
                     "--execute")
     b.kill()                                            # the reset is in the WAL
@@ -312,7 +311,7 @@ def test_kafka_share_groups_resets_and_deletes_offsets(broker_factory, kafka_too
     m = _Member(b.port, group, topic)
     assert _offsets(m.fetch(20)) == {o: 1 for o in range(3, 10)}
     m.acknowledge((3, 9, 1))
-    _leave(b.port, m)
+    m.leave()
     described = kafka_tools.run("kafka-share-groups", *base, "--describe")
     assert [line.split() for line in described.lines[1:]] == [[group, topic, "0", "10", "0"]], described.describe()
     deleted = kafka_tools.run("kafka-share-groups", *base, "--delete-offsets", "--topic", topic)
@@ -322,3 +321,16 @@ def test_kafka_share_groups_resets_and_deletes_offsets(broker_factory, kafka_too
     _set_group_config(kafka_tools, b.bootstrap, group, "share.auto.offset.reset=earliest")
     m = _Member(b.port, group, topic)                   # deleted: starts again at share.auto.offset.reset
     assert _offsets(m.fetch(20)) == {o: 1 for o in range(10)}
+
+
+def test_closed_connection_releases_the_members_records(broker_factory, kafka_tools):
+    b = broker_factory()
+    topic, group = _unique("share"), _unique("sg")
+    _create_topic(b.bootstrap, topic)
+    _set_group_config(kafka_tools, b.bootstrap, group, "share.auto.offset.reset=earliest")
+    _produce(b.bootstrap, topic, 5)
+    a = _Member(b.port, group, topic)
+    assert _offsets(a.fetch(10)) == {o: 1 for o in range(5)}
+    a.c.close()                    # the lock (30 s) has not expired: only the disconnect frees them
+    other = _Member(b.port, group, topic)
+    assert _offsets(other.fetch(10)) == {o: 2 for o in range(5)}
