@@ -538,10 +538,15 @@ class ReplicaManager:
                 self.pending_upload_bytes += len(data)
             if log_start is not None and log_start > p.log_start_offset:
                 fut = self.delete_records(p, min(log_start, p.log_end_offset))
+            shares = _share_entries(tails, p.key)
+            for group_id, data in shares:       # over the manifest's share_state, in WAL order
+                fut = self.append_share_entry(p, group_id, data)
+                self.on_share_state(p, group_id, data)
             if fut is not None:
                 await fut
-        log.info("partition %s-%d: taken over from node %s at epoch %d, %d batches replayed from its WAL",
-                 p.topic, p.index, "/".join(str(src[0]) for src in sources), epoch, len(batches))
+        log.info("partition %s-%d: taken over from node %s at epoch %d, %d batches and %d share-state entries "
+                 "replayed from its WAL", p.topic, p.index, "/".join(str(src[0]) for src in sources), epoch,
+                 len(batches), len(shares))
         if self.on_recovered is not None:
             self.on_recovered(uuid.UUID(bytes=p.topic_id), p.index, epoch, sources)
 
@@ -658,3 +663,18 @@ def _index_segment(parts: list, ref) -> list[tuple]:
     return [(s.base_offset, s.last_offset, s.max_timestamp, s.size,
              (ref.object_key, ref.position + s.position, s.size))
             for s in data_object.iter_batches(parts, key=ref.object_key)]
+
+
+def _share_entries(tails: list, key: bytes) -> list[tuple[str, bytes]]:
+    """A partition's share-state entries (kind 5) in dead brokers' WAL entries,
+    oldest owner first, each stamped with at most the epoch its broker owned
+    the partition at: (group id, entry payload), in WAL order."""
+    out = []
+    for entries, max_epoch in tails:
+        for e in entries:
+            if e.kind != KIND_SHARE or len(e.key) <= len(key) or not bytes(e.key).startswith(key):
+                continue
+            if _U32.unpack_from(e.data, 0)[0] > max_epoch:
+                continue
+            out.append((bytes(e.key[len(key):]).decode(), bytes(e.data[_U32.size:])))
+    return out
