@@ -6,9 +6,11 @@ state it loaded); another's from its manifest's ``share_state`` (1 GET; as
 of that owner's last manifest update, Kafka's answer also trails its writes).
 Topics null: the group's subscribed topics and the partitions this broker
 has state of, only partitions with state (Kafka's initialized ones); a named
-partition without state answers start offset -1. An unknown group, or
-another kind of group's id, is GROUP_ID_NOT_FOUND for the group; an unknown
-topic UNKNOWN_TOPIC_OR_PARTITION for its partitions.
+partition without state answers start offset -1. Another kind of group's
+id is GROUP_ID_NOT_FOUND for the group; an unknown
+topic UNKNOWN_TOPIC_OR_PARTITION for its partitions (where Kafka 4.4 never
+answers a partition index past the topic's). An unknown group has no
+offsets (no error, as Kafka 4.4).
 """
 from __future__ import annotations
 
@@ -59,13 +61,13 @@ async def handle(ctx: RequestContext, request: DescribeShareGroupOffsetsRequest)
         gid = rg.group_id or ""
         err = b.groups.group_error(gid) if gid else ErrorCode.INVALID_GROUP_ID
         sg = b.share_groups.get(gid) if not err else None
+        msg: str | None = None
         if not err and sg is None:
-            err = ErrorCode.GROUP_ID_NOT_FOUND
-            msg: str | None = (f"Group {gid} is not a share group." if b.share_groups.is_other_kind(gid)
-                               else f"Group {gid} not found.")
-        else:
-            msg = None
-        if err:
+            if not b.share_groups.is_other_kind(gid):       # as Kafka 4.4: an unknown group has no offsets
+                out.append(G(group_id=gid, topics=[], error_code=ErrorCode.NONE, error_message=None))
+                continue
+            err, msg = ErrorCode.GROUP_ID_NOT_FOUND, f"Group {gid} is not a share group."
+        if err or sg is None:
             out.append(G(group_id=gid, topics=[], error_code=err, error_message=msg))
             continue
         topics = b.cluster.metadata.topics

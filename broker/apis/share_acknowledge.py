@@ -36,8 +36,7 @@ async def handle(ctx: RequestContext, request: ShareAcknowledgeRequest) -> Share
     if not member_id:
         return _error(v, ErrorCode.INVALID_REQUEST, "The member id must not be empty.")
     if epoch == INITIAL_EPOCH:
-        return _error(v, ShareErrorCode.INVALID_SHARE_SESSION_EPOCH,
-                      "A share session is opened by a ShareFetch, not a ShareAcknowledge.")
+        return _error(v, ShareErrorCode.INVALID_SHARE_SESSION_EPOCH, None)   # a ShareFetch opens a session
     acks: dict[TP, list] = {}
     for t in request.topics:
         for p in t.partitions:
@@ -45,7 +44,7 @@ async def handle(ctx: RequestContext, request: ShareAcknowledgeRequest) -> Share
     try:
         session = b.share_sessions.resolve(group_id, member_id, epoch, ctx.connection_id, [], [])
     except ShareSessionError as e:
-        return _error(v, e.code, e.message)
+        return _error(v, e.code, None)          # as Kafka 4.4: no message
     results = await acknowledge(ctx, group_id, member_id, acks)
     if epoch == FINAL_EPOCH:
         await close_session(ctx, session)

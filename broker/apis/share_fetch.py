@@ -65,12 +65,12 @@ async def handle(ctx: RequestContext, request: ShareFetchRequest) -> ShareFetchR
     acks = {(t.topic_id, p.partition_index): ack_batches(p.acknowledgement_batches)
             for t in request.topics for p in t.partitions if p.acknowledgement_batches}
     if epoch == INITIAL_EPOCH and acks:
-        return _error(v, ErrorCode.INVALID_REQUEST, "Acknowledge data present in Initial Fetch Request")
+        return _error(v, ErrorCode.INVALID_REQUEST, None)    # acks in the initial fetch (Kafka: no message)
     forgotten = [(f.topic_id, p) for f in request.forgotten_topics_data for p in f.partitions]
     try:
         session = b.share_sessions.resolve(group_id, member_id, epoch, ctx.connection_id, requested, forgotten)
     except ShareSessionError as e:
-        return _error(v, e.code, e.message)
+        return _error(v, e.code, None)          # as Kafka 4.4: no message
     ack_results = await acknowledge(ctx, group_id, member_id, acks) if acks else {}
     lock_ms = b.share_partitions.lock_duration_ms(group_id)
     fetched: dict[TP, tuple[int, list, list[AcquiredRecords]]] = {}

@@ -29,6 +29,8 @@ from .specs import (
     DeleteShareGroupOffsetsResponse,
 )
 
+_NOT_HOSTED = "This server does not host this topic-partition."   # Kafka's message for the code
+
 AR = AlterShareGroupOffsetsResponse
 AT = AR.AlterShareGroupOffsetsResponseTopic
 AP = AT.AlterShareGroupOffsetsResponsePartition
@@ -82,12 +84,13 @@ async def alter(ctx: RequestContext, request: AlterShareGroupOffsetsRequest) -> 
         return AR(version=ctx.version, throttle_time_ms=0, error_code=err, error_message=msg, responses=[])
     topics = ctx.broker.cluster.metadata.topics
     out = []
-    for t in request.topics:
+    # as Kafka 4.4: the unknown topics' results first
+    for t in sorted(request.topics, key=lambda t: t.topic_name in topics):
         topic = topics.get(t.topic_name)
         parts = []
         for rp in t.partitions:
             if topic is None or not 0 <= rp.partition_index < topic.partitions:
-                code, message = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, None
+                code, message = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, _NOT_HOSTED
             elif rp.start_offset < 0:
                 code, message = ErrorCode.INVALID_REQUEST, "The start offset must not be negative."
             else:
@@ -112,7 +115,7 @@ async def delete(ctx: RequestContext, request: DeleteShareGroupOffsetsRequest) -
         topic = topics.get(t.topic_name)
         code, message = ErrorCode.NONE, None
         if topic is None:
-            code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+            code, message = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, _NOT_HOSTED
         else:
             for index in range(topic.partitions):
                 c, m = await _apply(ctx, gid, topic.topic_id, t.topic_name, index, -1)

@@ -172,7 +172,7 @@ class ShareGroupCoordinator:
         if rack_id is not None and not rack_id:
             raise invalid("RackId can't be empty.")
         if not member_id:
-            raise invalid("MemberId can't be empty.")
+            raise ShareGroupError(ErrorCode.INVALID_REQUEST)     # Kafka 4.4 answers this one without a message
         if epoch == 0:
             if not names:
                 raise invalid("SubscribedTopicNames must be set in first request.")

@@ -22,6 +22,8 @@ TopicPartition = tuple[uuid.UUID, int]
 
 
 class ShareSessionError(Exception):
+    """A session error; its message is for the log: Kafka 4.4 answers these without one."""
+
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
         self.code, self.message = code, message

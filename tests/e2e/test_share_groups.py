@@ -12,7 +12,9 @@ explicit acknowledgement mode and prints what it receives and accepts.
   expires, with delivery count 2.
 * A member whose connection closes has its records back at once (Kafka's
   disconnect listener), delivery count 2.
-* Raw ShareFetch/ShareAcknowledge session errors (kafka-python's wire client).
+* Raw ShareFetch/ShareAcknowledge session errors (kafka-python's wire client),
+  and the share-group answers that depend on neither timing nor epochs
+  compared with Apache Kafka 4.4 (``kafka_reference``).
 """
 from __future__ import annotations
 
@@ -26,8 +28,12 @@ from pathlib import Path
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from kafka.protocol.admin import DescribeGroupsRequest, ListGroupsRequest
+from kafka.protocol.metadata import FindCoordinatorRequest, MetadataRequest
 
 from broker.apis.specs import (
+    AlterShareGroupOffsetsRequest,
+    DeleteShareGroupOffsetsRequest,
+    DescribeShareGroupOffsetsRequest,
     ShareAcknowledgeRequest,
     ShareFetchRequest,
     ShareGroupDescribeRequest,
@@ -149,7 +155,7 @@ def test_share_session_errors(broker_factory):
         assert hb.assignment.topic_partitions[0].partitions == [0]
         bad = c.request(ShareGroupHeartbeatRequest(group_id=group, member_id="", member_epoch=0,
                                                    rack_id=None, subscribed_topic_names=[topic]), 1)
-        assert (bad.error_code, bad.error_message) == (42, "MemberId can't be empty.")
+        assert (bad.error_code, bad.error_message) == (42, None)         # as Kafka 4.4: no message
 
         F = ShareFetchRequest
 
@@ -334,3 +340,76 @@ def test_closed_connection_releases_the_members_records(broker_factory, kafka_to
     a.c.close()                    # the lock (30 s) has not expired: only the disconnect frees them
     other = _Member(b.port, group, topic)
     assert _offsets(other.fetch(10)) == {o: 2 for o in range(5)}
+
+
+def _conformance(port: int, bootstrap: str) -> list[str]:
+    """Share-group answers that do not depend on timing or epochs: validation,
+    session errors, describe errors, listing, offsets admin errors."""
+    topic, group = _unique("cmp"), _unique("cmp-g")
+    _create_topic(bootstrap, topic)
+    member = uuid.uuid4().hex[:22]
+    out: list = []
+    with WireClient(port) as c:
+        for _ in range(60):      # Kafka: until the group coordinator is loaded
+            fc = c.request(FindCoordinatorRequest(key_type=0, coordinator_keys=[group, "fresh", "nope"]), 4)
+            if all(x.error_code == 0 for x in fc.coordinators):
+                break
+            time.sleep(0.5)
+        H = ShareGroupHeartbeatRequest
+        for mid, epoch, names in (("", 0, [topic]), (member, 0, None), (member, 0, []), (member, -2, [topic]),
+                                  (member, 5, [topic])):
+            r = c.request(H(group_id=group, member_id=mid, member_epoch=epoch, rack_id=None,
+                            subscribed_topic_names=names), 1)
+            out.append(("heartbeat", epoch, r.error_code, r.error_message))
+        hb = c.request(H(group_id=group, member_id=member, member_epoch=0, rack_id=None,
+                         subscribed_topic_names=[topic]), 1)
+        out.append(("join", hb.error_code, hb.heartbeat_interval_ms))
+        md = c.request(MetadataRequest(topics=[MetadataRequest.MetadataRequestTopic(topic_id=None, name=topic)],
+                                       allow_auto_topic_creation=False, include_topic_authorized_operations=False), 12)
+        tid = md.topics[0].topic_id
+        F = ShareFetchRequest
+        ack = F.FetchTopic.FetchPartition.AcknowledgementBatch(first_offset=0, last_offset=0, acknowledge_types=[1])
+        for epoch, acks in ((1, []), (0, [ack]), (0, []), (5, [])):
+            r = c.request(F(group_id=group, member_id=member, share_session_epoch=epoch, max_wait_ms=0, min_bytes=1,
+                            max_bytes=1 << 20, max_records=10, batch_size=10, topics=[F.FetchTopic(
+                                topic_id=tid, partitions=[F.FetchTopic.FetchPartition(
+                                    partition_index=0, acknowledgement_batches=acks)])],
+                            forgotten_topics_data=[]), 1)
+            out.append(("fetch", epoch, r.error_code, r.error_message))
+        r = c.request(ShareAcknowledgeRequest(group_id=group, member_id=member, share_session_epoch=0, topics=[]), 1)
+        out.append(("acknowledge", r.error_code, r.error_message))
+        d = c.request(ShareGroupDescribeRequest(group_ids=[group, "nope"], include_authorized_operations=False), 1)
+        out.append(("describe", [(g.error_code, g.error_message, g.group_state, g.assignor_name,
+                                  [m.member_id == member for m in g.members]) for g in d.groups]))
+        dg = c.request(DescribeGroupsRequest(groups=[group], include_authorized_operations=False), 6)
+        out.append(("describe-groups", dg.groups[0].error_code, dg.groups[0].error_message))
+        lg = c.request(ListGroupsRequest(states_filter=[], types_filter=["share"]), 5)
+        out.append(("list", [(g.group_id, g.protocol_type, g.group_state, g.group_type) for g in lg.groups]))
+        D = DescribeShareGroupOffsetsRequest
+        r = c.request(D(groups=[D.DescribeShareGroupOffsetsRequestGroup(group_id="nope", topics=None)]), 1)
+        out.append(("offsets-unknown-group", [(g.error_code, g.topics) for g in r.groups]))
+        AL = AlterShareGroupOffsetsRequest
+        AT = AL.AlterShareGroupOffsetsRequestTopic
+        AP = AT.AlterShareGroupOffsetsRequestPartition
+        r = c.request(AL(group_id=group, topics=[]), 0)
+        out.append(("alter-non-empty", r.error_code))
+        r = c.request(AL(group_id="fresh", topics=[
+            AT(topic_name=topic, partitions=[AP(partition_index=i, start_offset=0) for i in (0, 5)]),
+            AT(topic_name="nosuch", partitions=[AP(partition_index=0, start_offset=0)])]), 0)
+        out.append(("alter", r.error_code, [(t.topic_name, [(p.partition_index, p.error_code, p.error_message)
+                                                            for p in t.partitions]) for t in r.responses]))
+        DL = DeleteShareGroupOffsetsRequest
+        r = c.request(DL(group_id="fresh", topics=[DL.DeleteShareGroupOffsetsRequestTopic(topic_name=n)
+                                                   for n in (topic, "nosuch")]), 0)
+        out.append(("delete", r.error_code, [(t.topic_name, t.error_code, t.error_message) for t in r.responses]))
+        r = c.request(H(group_id=group, member_id=member, member_epoch=-1, rack_id=None,
+                        subscribed_topic_names=None), 1)
+        out.append(("leave", r.error_code, r.member_epoch))
+    return [repr(row).replace(topic, "TOPIC").replace(group, "GROUP") for row in out]
+
+
+def test_share_group_answers_as_kafka(broker_factory, kafka_reference):
+    b = broker_factory()
+    sluice = _conformance(b.port, b.bootstrap)
+    kafka = _conformance(kafka_reference.port, kafka_reference.bootstrap)
+    assert sluice == kafka
