@@ -19,7 +19,6 @@ import uuid
 
 from wal import WalError
 
-from ..coordinator.share_group import ShareGroup
 from ..errors import ErrorCode
 from .registry import RequestContext, api
 from .specs import (
@@ -51,7 +50,7 @@ def _group_error(ctx: RequestContext, gid: str, create: bool) -> tuple[int, str 
     if g is None:
         if not create:
             return ErrorCode.GROUP_ID_NOT_FOUND, f"Group {gid} not found."
-        g = b.share_groups.groups[gid] = ShareGroup(gid)
+        g = b.share_groups.create_empty(gid)
     if g.members:
         return ErrorCode.NON_EMPTY_GROUP, "The group is not empty."
     return ErrorCode.NONE, None

@@ -75,8 +75,10 @@ log = logging.getLogger(__name__)
 LEAVE_EPOCH = -1
 STATIC_LEAVE_EPOCH = -2
 
-# group log entry ops (group.py's ops are below 32 and route these here)
+# group log entry ops (group.py's ops are below 32 and route these here; 34 and 35,
+# share groups', go on to share_group.py)
 OP_CONSUMER_GROUP, OP_CONSUMER_GROUP_DELETE = 32, 33
+OP_SHARE_GROUP, OP_SHARE_GROUP_DELETE = 34, 35
 
 # member states (Kafka's MemberState)
 STABLE = "STABLE"
@@ -213,6 +215,8 @@ class ConsumerGroupCoordinator:
         gone = [gid for gid in self.groups if belongs(gid)]
         for gid in gone:
             self._cancel(self.groups.pop(gid))
+        if self.share is not None:
+            self.share.unload(belongs)
         return len(gone)
 
     def shutdown(self) -> None:
@@ -606,7 +610,12 @@ class ConsumerGroupCoordinator:
         return self._append(g.group_id, data)
 
     def replay(self, group_id: str, data: bytes) -> None:
-        """A consumer group entry from the log or a snapshot (the last one wins)."""
+        """A consumer group entry from the log or a snapshot (the last one wins);
+        a share group's (ops 34, 35) goes to the share group coordinator."""
+        if data[0] in (OP_SHARE_GROUP, OP_SHARE_GROUP_DELETE):
+            if self.share is not None:
+                self.share.replay(group_id, data)
+            return
         old = self.groups.pop(group_id, None)
         if old is not None:
             self._cancel(old)
@@ -625,8 +634,9 @@ class ConsumerGroupCoordinator:
 
     def entries(self, selected: Callable[[str], bool]) -> list[tuple[bytes, bytes]]:
         """Snapshot payloads of the selected groups (one state entry each)."""
-        return [(gid.encode(), bytes([OP_CONSUMER_GROUP]) + json.dumps(_encode(g), separators=(",", ":")).encode())
-                for gid, g in self.groups.items() if selected(gid)]
+        own = [(gid.encode(), bytes([OP_CONSUMER_GROUP]) + json.dumps(_encode(g), separators=(",", ":")).encode())
+               for gid, g in self.groups.items() if selected(gid)]
+        return own + (self.share.entries(selected) if self.share is not None else [])
 
     # -------------------------------------------------------------- timers
     def _schedule_session(self, g: ConsumerGroup, m: ConsumerMember) -> None:

@@ -20,13 +20,20 @@ case and a superset otherwise.
 - Group ids are shared with classic and consumer groups: an id one of those
   holds answers GROUP_ID_NOT_FOUND ("Group X is not a share group.").
 
-Membership lives in memory only (members rejoin after a coordinator restart
-with FENCED/UNKNOWN_MEMBER_ID, as Kafka's clients do); the durable part of
-share groups is the share-partition state at the partition owner.
+Durable as consumer groups are (``consumer_group.py``): each change of a
+group's membership is one entry of the group log (WAL kind 4 with the group
+id as key, in the coordinator partition's snapshot), ``u8 op`` 34 + the
+group as JSON (the last entry wins), 35 = the group is gone; written before
+the heartbeat is answered, replayed by a restarted or new coordinator
+(sessions start again). The share-partition state itself lives at each
+partition's owner (``broker/share/``).
 """
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -38,6 +45,7 @@ from .consumer_group import TopicInfo
 log = logging.getLogger(__name__)
 
 LEAVE_EPOCH = -1
+OP_SHARE_GROUP, OP_SHARE_GROUP_DELETE = 34, 35     # group log ops (consumer_group.py routes them here)
 G_EMPTY, G_STABLE = "Empty", "Stable"
 
 
@@ -67,6 +75,7 @@ class ShareGroup:
     assignment_epoch: int = 0
     members: dict[str, ShareMember] = field(default_factory=dict)
     topic_partitions: dict[str, int] = field(default_factory=dict)
+    persisted: bytes = b""          # the last state entry written or replayed
 
     @property
     def state(self) -> str:
@@ -81,6 +90,7 @@ class ShareHeartbeatResult:
     member_epoch: int = 0
     heartbeat_interval_ms: int = 0
     assignment: Assignment | None = None
+    durable: asyncio.Future | None = None   # the state entry to wait for before answering
 
 
 class ShareGroupCoordinator:
@@ -141,7 +151,49 @@ class ShareGroupCoordinator:
         if g.members:
             return False
         del self.groups[group_id]
+        _background(self._append(group_id, bytes([OP_SHARE_GROUP_DELETE])))
         return True
+
+    def create_empty(self, group_id: str) -> ShareGroup:
+        """An empty share group (AlterShareGroupOffsets of an unknown group, as Kafka)."""
+        g = self.groups[group_id] = ShareGroup(group_id)
+        _background(self._persist(g))
+        return g
+
+    # ---------------------------------------------------------- durability
+    def _append(self, group_id: str, data: bytes) -> asyncio.Future | None:
+        log_ = getattr(self.classic, "log", None)
+        return log_.append(group_id, data) if log_ is not None else None
+
+    def _persist(self, g: ShareGroup) -> asyncio.Future | None:
+        data = bytes([OP_SHARE_GROUP]) + json.dumps(_encode(g), separators=(",", ":")).encode()
+        if data == g.persisted:
+            return None
+        g.persisted = data
+        return self._append(g.group_id, data)
+
+    def replay(self, group_id: str, data: bytes) -> None:
+        """A share group entry from the log or a snapshot (the last one wins)."""
+        old = self.groups.pop(group_id, None)
+        if old is not None:
+            for m in old.members.values():
+                if m.session_timer is not None:
+                    m.session_timer.cancel()
+        if data[0] == OP_SHARE_GROUP_DELETE:
+            return
+        g = _decode(group_id, json.loads(data[1:]))
+        g.persisted = bytes(data)
+        self.groups[group_id] = g
+        try:   # sessions start again now (needs the running loop with the system clock)
+            for m in g.members.values():
+                self._schedule_session(g, m)
+        except RuntimeError:
+            pass
+
+    def entries(self, selected: Callable[[str], bool]) -> list[tuple[bytes, bytes]]:
+        """Snapshot payloads of the selected groups (one state entry each)."""
+        return [(gid.encode(), bytes([OP_SHARE_GROUP]) + json.dumps(_encode(g), separators=(",", ":")).encode())
+                for gid, g in self.groups.items() if selected(gid)]
 
     # ---------------------------------------------------------- heartbeat
     def heartbeat(self, *, group_id: str, member_id: str, member_epoch: int, rack_id: str | None,
@@ -155,11 +207,16 @@ class ShareGroupCoordinator:
             if self.is_other_kind(group_id):
                 raise ShareGroupError(ErrorCode.GROUP_ID_NOT_FOUND, f"Group {group_id} is not a share group.")
             if member_epoch == LEAVE_EPOCH:
-                return self._leave(group_id, member_id)
-            return self._heartbeat(group_id, member_id, member_epoch, rack_id, subscribed_topic_names,
-                                   client_id, client_host)
+                res = self._leave(group_id, member_id)
+            else:
+                res = self._heartbeat(group_id, member_id, member_epoch, rack_id, subscribed_topic_names,
+                                      client_id, client_host)
         except ShareGroupError as e:
             return ShareHeartbeatResult(e.code, e.message)
+        g = self.groups.get(group_id)
+        if g is not None:
+            res.durable = self._persist(g)
+        return res
 
     @staticmethod
     def _validate(group_id: str, member_id: str, epoch: int, rack_id: str | None,
@@ -279,4 +336,27 @@ class ShareGroupCoordinator:
         m.session_timer = None
         log.info("share group %s: member %s session expired", g.group_id, m.member_id)
         self._remove(g, m)
+        _background(self._persist(g))
 
+
+def _background(fut: asyncio.Future | None) -> None:
+    if fut is not None:
+        fut.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+
+def _encode(g: ShareGroup) -> dict[str, Any]:
+    return {"epoch": g.group_epoch, "assignment_epoch": g.assignment_epoch, "topic_partitions": g.topic_partitions,
+            "members": [{"id": m.member_id, "rack": m.rack_id, "client_id": m.client_id,
+                         "client_host": m.client_host, "topics": m.subscribed_topic_names,
+                         "epoch": m.member_epoch, "previous_epoch": m.previous_member_epoch,
+                         "assigned": {str(t): sorted(ps) for t, ps in m.assigned.items() if ps}}
+                        for m in g.members.values()]}
+
+
+def _decode(group_id: str, d: dict[str, Any]) -> ShareGroup:
+    g = ShareGroup(group_id, d["epoch"], d["assignment_epoch"], topic_partitions=dict(d["topic_partitions"]))
+    for x in d["members"]:
+        g.members[x["id"]] = ShareMember(x["id"], x["rack"], x["client_id"], x["client_host"], list(x["topics"]),
+                                         x["epoch"], x["previous_epoch"],
+                                         {uuid.UUID(t): set(ps) for t, ps in x["assigned"].items()})
+    return g

@@ -245,7 +245,8 @@ def _offsets(acquired: list[tuple[int, int, int]]) -> dict[int, int]:
 
 
 def test_acknowledgements_survive_kill_and_a_restart_from_the_bucket(broker_factory, minio, minio_bucket):
-    """WAL replay after kill -9, then a clean stop, an empty data dir and the manifest's share_state."""
+    """WAL replay after kill -9 (acknowledgements and membership), then a clean
+    stop, an empty data dir and the manifest's share_state."""
     b = broker_factory("s3.manifest.interval.ms=600000", env=minio.env(),
                        extra_args=["--object-store", f"s3://{minio_bucket}"])
     topic, group = _unique("share"), _unique("sg")
@@ -262,6 +263,10 @@ def test_acknowledgements_survive_kill_and_a_restart_from_the_bucket(broker_fact
     # kill -9: the WAL holds the acknowledgements (no manifest update in between)
     b.kill()
     b.start()
+    with WireClient(b.port) as c:          # the membership is durable too: the member heartbeats on
+        hb = c.request(ShareGroupHeartbeatRequest(group_id=group, member_id=m.member, member_epoch=1, rack_id=None,
+                                                  subscribed_topic_names=None), 1)
+    assert (hb.error_code, hb.member_epoch) == (0, 1), hb
     m = _Member(b.port, group, topic)
     got = _offsets(m.fetch(20))
     assert got == {**{o: 2 for o in range(6, 10)}, **{o: 1 for o in range(10, 20)}}, got

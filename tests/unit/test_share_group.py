@@ -30,7 +30,11 @@ class FakeTopic:
 
 
 class MemLog:
+    def __init__(self):
+        self.entries = []
+
     def append(self, group_id, data):
+        self.entries.append((group_id, bytes(data)))
         return None
 
 
@@ -199,3 +203,25 @@ def test_manager_reset_and_delete_write_snapshots_of_a_new_state_epoch():
     for e in written:
         d.apply(decode(encode(e)))
     assert (d.state_epoch, d.start_offset) == (3, 2)
+
+
+def test_membership_is_written_and_replayed():
+    sgc, cgc, _, _ = make()
+    cgc.share = sgc
+    hb(sgc, "a", 0)
+    hb(sgc, "b", 0)
+    hb(sgc, "a", 1, names=None)                     # a moves to epoch 2
+    hb(sgc, "a", 2, names=None)                     # nothing changed: nothing written
+    log = sgc.classic.log.entries
+    assert [d[0] for _, d in log] == [34, 34, 34]
+    fresh, fresh_cgc, _, _ = make()
+    fresh_cgc.share = fresh
+    for gid, data in log:
+        fresh_cgc.replay(gid, data)                 # as the group log's replay routes it
+    g = fresh.get("g")
+    assert (g.group_epoch, sorted(g.members), g.members["a"].member_epoch) == (2, ["a", "b"], 2)
+    assert hb(fresh, "a", 2, names=None).error == 0
+    assert [gid for gid, _ in fresh_cgc.entries(lambda gid: True)] == [b"g"]
+    hb(fresh, "a", -1, names=None)
+    hb(fresh, "b", -1, names=None)
+    assert fresh.delete_empty("g") and fresh.classic.log.entries[-1][1] == bytes([35])
