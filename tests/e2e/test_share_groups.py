@@ -303,7 +303,7 @@ def test_kafka_share_groups_describes_members_state_and_offsets(broker_factory, 
     assert state.lines[1].split()[-2:] == ["Stable", "1"], state.describe()
 
 
-def test_kafka_share_groups_resets_and_deletes_offsets(broker_factory, kafka_tools):
+def test_kafka_share_groups_resets_deletes_offsets_and_the_group(broker_factory, kafka_tools):
     b = broker_factory()
     topic, group = _unique("share"), _unique("sg")
     _create_topic(b.bootstrap, topic)
@@ -331,6 +331,14 @@ def test_kafka_share_groups_resets_and_deletes_offsets(broker_factory, kafka_too
     assert f"Share group '{group}' has no offset information." in gone.stdout, gone.describe()
     _set_group_config(kafka_tools, b.bootstrap, group, "share.auto.offset.reset=earliest")
     m = _Member(b.port, group, topic)                   # deleted: starts again at share.auto.offset.reset
+    assert _offsets(m.fetch(20)) == {o: 1 for o in range(10)}
+    m.acknowledge((0, 9, 1))
+    m.leave()
+    removed = kafka_tools.run("kafka-share-groups", *base, "--delete")
+    assert f"Deletion of requested share groups ('{group}') was successful." in removed.stdout, removed.describe()
+    listed = kafka_tools.run("kafka-share-groups", "--bootstrap-server", b.bootstrap, "--list")
+    assert group not in listed.lines
+    m = _Member(b.port, group, topic)                   # a new group of that name: its state went too
     assert _offsets(m.fetch(20)) == {o: 1 for o in range(10)}
 
 
