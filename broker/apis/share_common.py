@@ -41,6 +41,8 @@ def resolve(ctx: RequestContext, topic_id: uuid.UUID, index: int) -> Resolved:
     p = b.replicas.get(t.name, index)
     if p is None:
         return Resolved(None, b.replicas.missing(t.name, index), t.name)
+    if p.sealed:    # being handed off: its share state must not change after the last manifest update
+        return Resolved(None, ErrorCode.NOT_LEADER_OR_FOLLOWER, t.name)
     if p.storage.offline:
         return Resolved(None, ErrorCode.KAFKA_STORAGE_ERROR, t.name)
     return Resolved(p, ErrorCode.NONE, t.name)
