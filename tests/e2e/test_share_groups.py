@@ -426,3 +426,18 @@ def test_share_group_answers_as_kafka(broker_factory, kafka_reference):
     sluice = _conformance(b.port, b.bootstrap)
     kafka = _conformance(kafka_reference.port, kafka_reference.bootstrap)
     assert sluice == kafka
+
+
+def test_kafka_console_share_consumer(broker_factory, kafka_tools):
+    b = broker_factory()
+    topic, group = _unique("share"), _unique("sg")
+    _create_topic(b.bootstrap, topic)
+    _set_group_config(kafka_tools, b.bootstrap, group, "share.auto.offset.reset=earliest")
+    _produce(b.bootstrap, topic, 5)
+    res = kafka_tools.run("kafka-console-share-consumer", "--bootstrap-server", b.bootstrap, "--topic", topic,
+                          "--group", group, "--max-messages", "5", "--formatter-property", "print.delivery=true",
+                          "--timeout-ms", "30000")
+    assert res.lines == [f"Delivery:1\tv{i}" for i in range(5)], res.describe()
+    described = kafka_tools.run("kafka-share-groups", "--bootstrap-server", b.bootstrap, "--group", group,
+                                "--describe")
+    assert [line.split() for line in described.lines[1:]] == [[group, topic, "0", "5", "0"]], described.describe()
