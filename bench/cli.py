@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import compare, failover, fsync, groups, latency, produce, produce_wal, storage
+from . import compare, failover, fsync, groups, latency, produce, produce_wal, share, storage
 
 
 def build_parser(prog: str = "sluice bench") -> argparse.ArgumentParser:
@@ -21,6 +21,7 @@ def build_parser(prog: str = "sluice bench") -> argparse.ArgumentParser:
     storage.add_parser(kinds)   # object storage (issue 3)
     latency.add_parser(kinds)   # ack latency against rate, next to Apache Kafka (issue 2)
     failover.add_parser(kinds)  # kill -9 a broker with wal.type=s3: until its partitions serve again
+    share.add_parser(kinds)     # share groups (KIP-932): records/s with 1, 3, 6 consumers on one partition
     return bench
 
 

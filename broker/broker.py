@@ -5,6 +5,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import uuid
 
 from objectstore import ObjectStore, ObjectStoreError, open_object_store
 from wal.dir_objects import DirWalObjects
@@ -18,14 +19,20 @@ from .coordinator.consumer_group import ConsumerGroupCoordinator
 from .coordinator.group import GroupCoordinator
 from .coordinator.log import WalGroupLog
 from .coordinator.shards import ACTIVE, LOADING, CoordinatorShards
+from .coordinator.share_group import ShareGroupCoordinator
 from .coordinator.snapshot import GroupSnapshots
 from .errors import ErrorCode
 from .failpoints import hold_point
 from .fetch_session import FetchSessionCache
 from .handoff import HandOffs
+from .log.partition import Partition
 from .log.replica_manager import KIND_GROUP_EPOCH, ReplicaManager
 from .log.takeover import ListedWalObjects, StoreWalObjects
 from .metrics import BrokerMetrics
+from .share import state as share_state
+from .share.manager import ShareKey, SharePartitionManager
+from .share.sessions import ShareSessionCache
+from .share.state import ShareSnapshot, ShareUpdate
 from .tiering.metered_store import MeteredStore
 from .tiering.tasks import Tiering
 
@@ -78,6 +85,18 @@ class Broker:
             config, self.clock, self.groups, lambda: self.cluster.metadata.topics,
             lambda group_id: self.cluster.metadata.image.group_configs.get(group_id, {}))
         self.groups.consumer = self.consumer_groups
+        # share groups (KIP-932): membership at the coordinator, records at the partition owner
+        self.share_groups = ShareGroupCoordinator(
+            config, self.clock, self.groups, self.consumer_groups, lambda: self.cluster.metadata.topics,
+            lambda group_id: self.cluster.metadata.image.group_configs.get(group_id, {}))
+        self.share_partitions = SharePartitionManager(
+            config, self.clock, lambda group_id: self.cluster.metadata.image.group_configs.get(group_id, {}),
+            persist=self._persist_share)
+        self.replicas.on_share_state = self._share_state_stored
+        self.replicas.share_snapshots = self._share_snapshots
+        self.share_sessions = ShareSessionCache(config["group.share.max.share.sessions"])
+        self.share_groups.on_member_gone = self._share_member_gone
+        self.consumer_groups.share = self.share_groups
         self.handoffs = HandOffs(self)
         self._started = False
         self._early: list[OwnershipDelta] = []          # hand-offs noted before start finished
@@ -92,6 +111,37 @@ class Broker:
         self._recovered_queue: list[tuple] = []      # takeovers replayed, markers to clear
         self._recovered_task: asyncio.Task | None = None
         self._rejoin_task: asyncio.Task | None = None
+
+    def _persist_share(self, key: ShareKey, entry: ShareUpdate | ShareSnapshot) -> asyncio.Future | None:
+        """A share-partition's state change goes to the WAL (kind 5) at its owner."""
+        t = self.replicas.topic_by_id(key[1])
+        p = self.replicas.get(t.name, key[2]) if t is not None else None
+        if p is None:
+            return None        # no longer ours: the new owner serves what is durable
+        return self.replicas.append_share_entry(p, key[0], share_state.encode(entry))
+
+    def _share_state_stored(self, p: Partition, group_id: str, data: bytes) -> None:
+        self.share_partitions.load((group_id, uuid.UUID(bytes=p.topic_id), p.index), data)
+
+    def _share_snapshots(self, p: Partition) -> dict[str, bytes]:
+        return self.share_partitions.snapshots(uuid.UUID(bytes=p.topic_id), p.index)
+
+    def connection_closed(self, connection_id: int) -> None:
+        """Kafka's ConnectionDisconnectListener: the share sessions last used on
+        the connection end, and their members' acquired records go back at once."""
+        for session in self.share_sessions.of_connection(connection_id):
+            self.share_sessions.close(session)
+            keys = [(session.group_id, tid, idx) for tid, idx in session.partitions]
+            for fut in self.share_partitions.release_member(session.group_id, session.member_id, keys):
+                fut.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+    def _share_member_gone(self, group_id: str, member_id: str) -> None:
+        """A share group member left or expired: its share session and acquired records go."""
+        session = self.share_sessions.get(group_id, member_id)
+        if session is not None:
+            self.share_sessions.close(session)
+        for fut in self.share_partitions.release_member(group_id, member_id):
+            fut.add_done_callback(lambda f: f.cancelled() or f.exception())
 
     def _append_group_entry(self, group_id: str, data: bytes) -> asyncio.Future:
         """A group entry goes to the WAL stamped with its coordinator partition's
@@ -135,6 +185,12 @@ class Broker:
     def _apply_delta(self, delta: OwnershipDelta) -> None:
         """Everything a change of ownership means for this broker: partitions
         (the ReplicaManager), coordinator partitions, and moves to hand off."""
+        # share-partition state in memory is the old ownership's; a gain loads the stored one
+        moved = {(c.topic.topic_id, c.index) for c in delta.lost}
+        moved |= {(c.topic.topic_id, c.index) for c in delta.gained}
+        moved |= {(t.topic_id, i) for t in delta.deleted_topics for i in range(t.partitions)}
+        if moved:
+            self.share_partitions.forget(lambda tid, index: (tid, index) in moved)
         self.replicas.apply_delta(delta)
         for loss in delta.lost:
             self.handoffs.forget(loss.topic.topic_id, loss.index)
@@ -356,6 +412,8 @@ class Broker:
             if pending is not None and not pending.done():
                 pending.cancel()
         self.groups.shutdown()
+        self.share_groups.shutdown()
+        self.share_partitions.shutdown()
         await self.replicas.close()
 
     async def drain(self, timeout: float) -> bool:
@@ -405,6 +463,8 @@ class Broker:
             await self.drain(timeout)
         await self.handoffs.stop()
         self.groups.shutdown()
+        self.share_groups.shutdown()
+        self.share_partitions.shutdown()
         uploaded = await self.tiering.stop(timeout)
         await self.cluster.stop(deregister=uploaded)
         await self.replicas.close()

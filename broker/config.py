@@ -99,6 +99,14 @@ BROKER_DEFAULTS: dict[str, tuple[Callable[[Any], Any], Any]] = {
     "group.consumer.assignors": (_consumer_assignors, "uniform,range"),
     "group.consumer.max.size": (int, 2147483647),
     "group.consumer.migration.policy": (_migration_policy, "bidirectional"),
+    # share groups (KIP-932: broker/coordinator/share_group.py, broker/share/), Kafka's names and defaults
+    "group.share.session.timeout.ms": (int, 45000),
+    "group.share.heartbeat.interval.ms": (int, 5000),
+    "group.share.record.lock.duration.ms": (int, 30000),
+    "group.share.delivery.count.limit": (int, 5),
+    "group.share.partition.max.record.locks": (int, 2000),
+    "group.share.max.size": (int, 200),
+    "group.share.max.share.sessions": (int, 2000),
     "offset.metadata.max.bytes": (int, 4096),
     "offsets.retention.minutes": (int, 10080),
     "offsets.retention.check.interval.ms": (int, 600000),
@@ -245,6 +253,7 @@ class BrokerConfig:
             raise ValueError("wal.shared.dir is where a wal.type=file WAL lives; with wal.type=s3 the WAL "
                              "is in the bucket")
         _check_consumer_group_bounds(cfg)
+        _check_share_bounds(cfg)
         return cfg
 
     def set(self, key: str, value: Any) -> None:
@@ -294,6 +303,21 @@ class BrokerConfig:
         if key in self.dynamic_default:
             return "DYNAMIC_DEFAULT_BROKER_CONFIG"
         return "STATIC_BROKER_CONFIG" if self.values[key] != BROKER_DEFAULTS[key][1] else "DEFAULT_CONFIG"
+
+
+_SHARE_BOUNDS = {   # Kafka 4.4's ShareGroupConfig ranges of the broker configs
+    "group.share.record.lock.duration.ms": (1000, 3600000),
+    "group.share.delivery.count.limit": (2, 10),
+    "group.share.partition.max.record.locks": (100, 10000),
+    "group.share.max.size": (1, 1000),
+    "group.share.max.share.sessions": (1, 2**31 - 1),
+}
+
+
+def _check_share_bounds(cfg: BrokerConfig) -> None:
+    for name, (lo, hi) in _SHARE_BOUNDS.items():
+        if not lo <= cfg[name] <= hi:
+            raise ValueError(f"Invalid value {cfg[name]} for configuration {name}: Value must be in [{lo}, {hi}]")
 
 
 def _check_consumer_group_bounds(cfg: BrokerConfig) -> None:
@@ -464,10 +488,11 @@ def _ms(lo: int, hi: int, at_least: int = 1) -> ConfigSpec:
 # broker bounds (group.consumer.min.session.timeout.ms and the like).
 #
 # consumer.session.timeout.ms and consumer.heartbeat.interval.ms govern a KIP-848
-# consumer group (coordinator/consumer_group.py); the rest change nothing here:
-# consumer.assignment.interval.ms (Sluice assigns at once), share.* and errors.*
-# (share groups, KIP-932), streams.* (Streams groups, KIP-1071), kinds of group
-# Sluice does not serve. Kafka ignores them all for a classic group. They are
+# consumer group (coordinator/consumer_group.py), share.* a share group
+# (coordinator/share_group.py, share/manager.py; not share.isolation.level or
+# share.assignment.interval.ms); the rest change nothing here:
+# consumer.assignment.interval.ms (Sluice assigns at once), errors.*
+# (dead-letter queues), streams.* (Streams groups, KIP-1071). Kafka ignores them all for a classic group. They are
 # checked, kept and described as Kafka keeps them (docs/cluster.md, section 4).
 GROUP_CONFIGS: dict[str, tuple[ConfigSpec, str, str]] = {
     "consumer.session.timeout.ms": (_ms(45000, 60000), "45000", "group.consumer.session.timeout.ms"),

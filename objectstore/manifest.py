@@ -240,6 +240,10 @@ class Manifest:
     # (leader epoch, start offset) of each epoch the partition's owners served
     # (broker/log/leader_epochs.py); absent in manifests written before it
     leader_epochs: tuple[tuple[int, int], ...] = ()
+    # (group id, base64 payload) per share group that fetched the partition:
+    # its share-partition snapshot (broker/share/state.py), written by the
+    # owner with its manifest updates; absent when no share group has state
+    share_state: tuple[tuple[str, str], ...] = ()
 
     @property
     def key(self) -> str:
@@ -273,6 +277,10 @@ class Manifest:
                     or entry[0] <= last_epoch or entry[1] < last_start):
                 raise bad(f"leader_epochs: bad or out-of-order entry {entry!r}")
             last_epoch, last_start = entry
+        if not isinstance(self.share_state, tuple) or any(
+                not isinstance(e, tuple) or len(e) != 2 or not all(isinstance(v, str) for v in e)
+                for e in self.share_state):
+            raise bad("share_state must be a tuple of (group id, payload) string pairs")
         if self.log_start_offset > self.next_offset:
             raise bad(f"log_start_offset {self.log_start_offset} > next_offset {self.next_offset}")
         prev: SegmentRef | None = None
@@ -367,7 +375,7 @@ class Manifest:
                                   f"plain JSON): {e}") from e
 
     def _encode(self) -> bytes:
-        return json_encode({
+        d: dict[str, Any] = {
             "format": MANIFEST_FORMAT, "version": MANIFEST_VERSION,
             "topic_id": self.topic_id.hex(), "partition": self.partition,
             "epoch": self.epoch, "owner": self.owner,
@@ -375,7 +383,10 @@ class Manifest:
             "segments": [s.to_json() for s in self.segments],
             "producer_state": self.producer_state,
             "leader_epochs": [list(e) for e in self.leader_epochs],
-        })
+        }
+        if self.share_state:
+            d["share_state"] = dict(self.share_state)
+        return json_encode(d)
 
     @classmethod
     def decode(cls, data: bytes | bytearray, *, key: str | None = None) -> "Manifest":
@@ -396,7 +407,8 @@ class Manifest:
                     None if owner is None else _int(d, "owner"),
                     _int(d, "log_start_offset"), _int(d, "next_offset"),
                     tuple(SegmentRef.from_json(s) for s in d["segments"]), producer_state,
-                    tuple(tuple(e) for e in d.get("leader_epochs", [])))
+                    tuple(tuple(e) for e in d.get("leader_epochs", [])),
+                    tuple(sorted(d.get("share_state", {}).items())))
             m.validate()
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise CorruptObject(key, f"bad manifest: {e}") from e

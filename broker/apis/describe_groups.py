@@ -2,8 +2,8 @@
 While the coordinator loads, each group answers COORDINATOR_LOAD_IN_PROGRESS (Kafka's groupError).
 Authorized operations (v3+, KIP-430) when asked, for every group answered without
 an error (an unknown group before v6 too: Kafka's Dead group), as Kafka does.
-A KIP-848 consumer group is described as Kafka does: Dead, and from v6
-GROUP_ID_NOT_FOUND ("not a classic group")."""
+A KIP-848 consumer group or a share group is described as Kafka does: Dead,
+and from v6 GROUP_ID_NOT_FOUND ("not a classic group")."""
 from kafka.protocol.admin import DescribeGroupsRequest, DescribeGroupsResponse
 
 from ..coordinator.group import DEAD, STABLE
@@ -27,7 +27,7 @@ async def handle(ctx: RequestContext, request: DescribeGroupsRequest) -> Describ
                          group_state="", protocol_type="", protocol_data="", members=[],
                          authorized_operations=None))
             continue
-        if ctx.broker.consumer_groups.get(gid) is not None:   # KIP-848: ConsumerGroupDescribe's
+        if ctx.broker.consumer_groups.get(gid) is not None or ctx.broker.share_groups.get(gid) is not None:
             err = ErrorCode.GROUP_ID_NOT_FOUND if v >= 6 else ErrorCode.NONE
             out.append(G(error_code=err, error_message=f"Group {gid} is not a classic group." if err else None,
                          group_id=gid, group_state=DEAD, protocol_type="", protocol_data="",

@@ -26,8 +26,13 @@ class Feature:
     finalized: int          # the level in force; 0: not finalized (left out, as Kafka does)
 
 
-# name -> what Sluice implements. Empty today: see NOT_ADVERTISED.
-FEATURES: dict[str, Feature] = {}
+# name -> what Sluice implements; NOT_ADVERTISED says why the others are absent.
+FEATURES: dict[str, Feature] = {
+    # KIP-932 share groups (level 1: ShareGroupHeartbeat, ShareFetch, ShareAcknowledge, the describe
+    # and offsets APIs; Kafka answers those UNSUPPORTED_VERSION below it). Level 2 is KIP-1191's
+    # dead-letter queues, which Sluice does not have.
+    "share.version": Feature(0, 1, finalized=1),
+}
 
 # Kafka 4.4's features (docs/kafka-4.4-api-versions.json) and why Sluice leaves each out.
 NOT_ADVERTISED: dict[str, str] = {
@@ -36,7 +41,6 @@ NOT_ADVERTISED: dict[str, str] = {
     "transaction.version": "no transactions (transactional producers are refused at once)",
     "group.version": ("KIP-848 consumer groups are served (ConsumerGroupHeartbeat), but without live-group "
                       "migration between the protocols; neither the Java client nor librdkafka reads the level"),
-    "share.version": "no share groups (KIP-932)",
     "streams.version": "no Streams groups (KIP-1071)",
     "eligible.leader.replicas.version": "one replica per partition: no ISR, so no eligible leader replicas",
 }

@@ -1,5 +1,6 @@
 """ListGroups (16): every group this coordinator knows, filtered by state (v4+) and type (v5+).
-Classic groups have type "classic"; KIP-848 consumer groups "consumer" (protocol type "consumer").
+Classic groups have type "classic"; KIP-848 consumer groups "consumer" (protocol type "consumer");
+share groups (KIP-932) "share" (protocol type "share").
 While the coordinator loads: COORDINATOR_LOAD_IN_PROGRESS and no groups (Kafka lists the groups
 of the partitions already loaded with that error; here nothing is loaded yet)."""
 from kafka.protocol.admin import ListGroupsRequest, ListGroupsResponse
@@ -36,4 +37,10 @@ async def handle(ctx: RequestContext, request: ListGroupsRequest) -> ListGroupsR
                 continue
             groups.append(L(group_id=cg.group_id, protocol_type="consumer", group_state=state,
                             group_type="consumer"))
+    if not types or "share" in types:
+        for sg in ctx.broker.share_groups.groups.values():
+            state = sg.state
+            if (states and state.lower() not in states) or ctx.broker.groups.shard_error(sg.group_id):
+                continue
+            groups.append(L(group_id=sg.group_id, protocol_type="share", group_state=state, group_type="share"))
     return ListGroupsResponse(version=v, throttle_time_ms=0, error_code=ErrorCode.NONE, groups=groups)

@@ -75,8 +75,10 @@ log = logging.getLogger(__name__)
 LEAVE_EPOCH = -1
 STATIC_LEAVE_EPOCH = -2
 
-# group log entry ops (group.py's ops are below 32 and route these here)
+# group log entry ops (group.py's ops are below 32 and route these here; 34 and 35,
+# share groups', go on to share_group.py)
 OP_CONSUMER_GROUP, OP_CONSUMER_GROUP_DELETE = 32, 33
+OP_SHARE_GROUP, OP_SHARE_GROUP_DELETE = 34, 35
 
 # member states (Kafka's MemberState)
 STABLE = "STABLE"
@@ -189,6 +191,7 @@ class ConsumerGroupCoordinator:
         self.topics = topics
         self.group_configs = group_configs   # kafka-configs --entity-type groups, by group id
         self.groups: dict[str, ConsumerGroup] = {}
+        self.share: Any = None      # the share group coordinator: its ids are not consumer groups
 
     # ------------------------------------------------------------- config
     def assignor_names(self) -> list[str]:
@@ -212,6 +215,8 @@ class ConsumerGroupCoordinator:
         gone = [gid for gid in self.groups if belongs(gid)]
         for gid in gone:
             self._cancel(self.groups.pop(gid))
+        if self.share is not None:
+            self.share.unload(belongs)
         return len(gone)
 
     def shutdown(self) -> None:
@@ -323,6 +328,8 @@ class ConsumerGroupCoordinator:
         g = self.groups.get(group_id)
         if g is not None:
             return g
+        if self.share is not None and self.share.get(group_id) is not None:
+            raise ConsumerGroupError(ErrorCode.GROUP_ID_NOT_FOUND, f"Group {group_id} is not a consumer group.")
         classic = self.classic.groups.get(group_id)
         if classic is not None and (classic.members or classic.state != "Empty"):
             if create:
@@ -603,7 +610,12 @@ class ConsumerGroupCoordinator:
         return self._append(g.group_id, data)
 
     def replay(self, group_id: str, data: bytes) -> None:
-        """A consumer group entry from the log or a snapshot (the last one wins)."""
+        """A consumer group entry from the log or a snapshot (the last one wins);
+        a share group's (ops 34, 35) goes to the share group coordinator."""
+        if data[0] in (OP_SHARE_GROUP, OP_SHARE_GROUP_DELETE):
+            if self.share is not None:
+                self.share.replay(group_id, data)
+            return
         old = self.groups.pop(group_id, None)
         if old is not None:
             self._cancel(old)
@@ -622,8 +634,9 @@ class ConsumerGroupCoordinator:
 
     def entries(self, selected: Callable[[str], bool]) -> list[tuple[bytes, bytes]]:
         """Snapshot payloads of the selected groups (one state entry each)."""
-        return [(gid.encode(), bytes([OP_CONSUMER_GROUP]) + json.dumps(_encode(g), separators=(",", ":")).encode())
-                for gid, g in self.groups.items() if selected(gid)]
+        own = [(gid.encode(), bytes([OP_CONSUMER_GROUP]) + json.dumps(_encode(g), separators=(",", ":")).encode())
+               for gid, g in self.groups.items() if selected(gid)]
+        return own + (self.share.entries(selected) if self.share is not None else [])
 
     # -------------------------------------------------------------- timers
     def _schedule_session(self, g: ConsumerGroup, m: ConsumerMember) -> None:

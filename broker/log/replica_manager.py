@@ -38,6 +38,7 @@ loads the group snapshots before).
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import math
@@ -73,8 +74,10 @@ KIND_BATCH = 1
 KIND_LOG_START = 2
 KIND_GROUP = 3          # without epoch (older brokers)
 KIND_GROUP_EPOCH = 4
+KIND_SHARE = 5           # share-partition state (key: partition key + group id; data: u32 epoch + entry)
 _I64 = struct.Struct(">q")
 _U32 = struct.Struct(">I")
+_PARTITION_KEY_SIZE = 20      # a partition's WAL key: topic id (16) + i32 index
 
 
 # An uploaded batch: (data object key, position, length), bytes
@@ -125,6 +128,11 @@ class ReplicaManager:
         self._lost_pins: dict[tuple[bytes, int], tuple[int, int]] = {}
         # (topic id, index, epoch, dead node, generation): a takeover replayed (set by the Broker)
         self.on_recovered: Callable[[uuid.UUID, int, int, Sources], None] | None = None
+        # share-partition state (KIP-932; set by the Broker): a group's stored
+        # state for a partition (from its manifest or a replayed WAL entry), and
+        # the snapshots a manifest update carries: group id -> payload
+        self.on_share_state: Callable[[Partition, str, bytes], None] = lambda p, group, data: None
+        self.share_snapshots: Callable[[Partition], dict[str, bytes]] = lambda p: {}
         self.store = store
         self.manifests = ManifestStore(store)
         self.tail_cache = TailCache(config["cache.tail.bytes"])
@@ -298,6 +306,8 @@ class ReplicaManager:
         p.set_log_start_offset(m.log_start_offset)
         p.producers = decode_producer_state(m.producer_state)
         p.leader_epochs = LeaderEpochCache(m.leader_epochs)
+        for group_id, payload in m.share_state:
+            self.on_share_state(p, group_id, base64.b64decode(payload))
 
     def _recover_wal(self, on_group_entry) -> None:
         """Replay WAL entries above each manifest's uploaded end.
@@ -318,6 +328,13 @@ class ReplicaManager:
                 continue
             if entry.kind == KIND_GROUP_EPOCH:
                 on_group_entry(bytes(entry.key), bytes(entry.data[_U32.size:]))
+                continue
+            if entry.kind == KIND_SHARE:
+                p = by_key.get(bytes(entry.key[:_PARTITION_KEY_SIZE]))
+                if p is not None and not p.storage.offline:
+                    self.on_share_state(p, bytes(entry.key[_PARTITION_KEY_SIZE:]).decode(),
+                                        bytes(entry.data[_U32.size:]))
+                    p.storage.share_written(entry.location[0])
                 continue
             p = by_key.get(entry.key)
             if p is None or p.storage.offline:
@@ -487,6 +504,15 @@ class ReplicaManager:
         partition.storage.log_start_written(offset, loc[0])   # the WAL keeps it until the manifest does
         return fut
 
+    def append_share_entry(self, partition: Partition, group_id: str, data: bytes) -> asyncio.Future:
+        """Queue a share-partition state entry (kind 5, stamped with the
+        partition's epoch); the WAL keeps it until a manifest holds a snapshot
+        taken after it."""
+        loc, fut = self.wal.append(KIND_SHARE, partition.key + group_id.encode(),
+                                   _U32.pack(partition.storage.epoch or 0) + data)
+        partition.storage.share_written(loc[0])
+        return fut
+
     def append_group_entry(self, group_id: str, data: bytes, epoch: int = 0) -> asyncio.Future:
         """Queue a group-coordinator entry (kind 4, stamped with its coordinator
         partition's ``epoch``); the future resolves once it is durable."""
@@ -512,10 +538,15 @@ class ReplicaManager:
                 self.pending_upload_bytes += len(data)
             if log_start is not None and log_start > p.log_start_offset:
                 fut = self.delete_records(p, min(log_start, p.log_end_offset))
+            shares = _share_entries(tails, p.key)
+            for group_id, data in shares:       # over the manifest's share_state, in WAL order
+                fut = self.append_share_entry(p, group_id, data)
+                self.on_share_state(p, group_id, data)
             if fut is not None:
                 await fut
-        log.info("partition %s-%d: taken over from node %s at epoch %d, %d batches replayed from its WAL",
-                 p.topic, p.index, "/".join(str(src[0]) for src in sources), epoch, len(batches))
+        log.info("partition %s-%d: taken over from node %s at epoch %d, %d batches and %d share-state entries "
+                 "replayed from its WAL", p.topic, p.index, "/".join(str(src[0]) for src in sources), epoch,
+                 len(batches), len(shares))
         if self.on_recovered is not None:
             self.on_recovered(uuid.UUID(bytes=p.topic_id), p.index, epoch, sources)
 
@@ -632,3 +663,18 @@ def _index_segment(parts: list, ref) -> list[tuple]:
     return [(s.base_offset, s.last_offset, s.max_timestamp, s.size,
              (ref.object_key, ref.position + s.position, s.size))
             for s in data_object.iter_batches(parts, key=ref.object_key)]
+
+
+def _share_entries(tails: list, key: bytes) -> list[tuple[str, bytes]]:
+    """A partition's share-state entries (kind 5) in dead brokers' WAL entries,
+    oldest owner first, each stamped with at most the epoch its broker owned
+    the partition at: (group id, entry payload), in WAL order."""
+    out = []
+    for entries, max_epoch in tails:
+        for e in entries:
+            if e.kind != KIND_SHARE or len(e.key) <= len(key) or not bytes(e.key).startswith(key):
+                continue
+            if _U32.unpack_from(e.data, 0)[0] > max_epoch:
+                continue
+            out.append((bytes(e.key[len(key):]).decode(), bytes(e.data[_U32.size:])))
+    return out

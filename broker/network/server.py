@@ -66,6 +66,7 @@ class KafkaConnection(asyncio.Protocol):
         for task, *_ in self.pending:
             task.cancel()
         self.pending.clear()
+        self.broker.connection_closed(self.id)
 
     def close(self, reason: str, *, flush: bool = False) -> None:
         """Close now; ``flush`` first sends the answers already written."""

@@ -31,6 +31,9 @@ field                   meaning                                                 
                                                                                    DeleteRecords, retention,
                                                                                    WAL replay), upload task
                                                                                    (``recorded``)
+``share_pins``          (sequence number, WAL segment) of share-state entries     ``ReplicaManager``
+                        (kind 5) not yet in the manifest's ``share_state``          (``share_written``), upload
+                                                                                   task (``share_recorded``)
 ``storage_error_pin``   WAL segment of the entry that took the partition           start (``storage_failed``)
                         offline at recovery
 ======================  =========================================================  ==========================
@@ -60,6 +63,8 @@ class PartitionStorage:
     fenced: bool = False
     log_start_pins: list = field(default_factory=list)
     storage_error_pin: int | None = None
+    share_pins: list = field(default_factory=list)
+    share_seq: int = 0
 
     # -- start (ReplicaManager) and claims ----------------------------------------
     def claimed(self, epoch: int) -> None:
@@ -86,6 +91,16 @@ class PartitionStorage:
         holds that log start."""
         if offset > self.manifest_log_start:
             self.log_start_pins.append((offset, wal_segment))
+
+    def share_written(self, wal_segment: int) -> None:
+        """A share-state entry (kind 5) sits in ``wal_segment``; the WAL keeps
+        it until a manifest update carries the snapshots taken after it."""
+        self.share_seq += 1
+        self.share_pins.append((self.share_seq, wal_segment))
+
+    def share_recorded(self, upto: int) -> None:
+        """A manifest holding the share snapshots taken at sequence ``upto`` landed."""
+        self.share_pins = [(n, s) for n, s in self.share_pins if n > upto]
 
     # -- the upload task ---------------------------------------------------------
     def uploaded(self, ref, entries: list, producer_state: dict | None) -> None:
@@ -121,7 +136,7 @@ class PartitionStorage:
         state, log start): a hand-off may flip it (docs/cluster.md section 7)."""
         return (self.epoch is not None and not self.offline and not self.unconfirmed
                 and self.upload_from >= partition.log_end_offset
-                and partition.log_start_offset <= self.manifest_log_start)
+                and partition.log_start_offset <= self.manifest_log_start and not self.share_pins)
 
     def wal_pin(self, partition) -> int | None:
         """The oldest WAL segment this partition still needs, or None.
@@ -129,13 +144,14 @@ class PartitionStorage:
         - Its oldest batch at or above the manifest's uploaded end: the first
           unconfirmed one (uploaded, manifest update not landed), else the
           first indexed batch from ``upload_from`` on still in the WAL.
-        - Its oldest log-start entry the manifest does not hold yet.
+        - Its oldest log-start entry the manifest does not hold yet, and its
+          oldest share-state entry no stored share snapshot covers.
         - If recovery took it offline, the entry where that happened.
         A fenced partition (no longer ours) pins nothing.
         """
         if self.fenced:
             return None
-        pins = [s for _, s in self.log_start_pins]
+        pins = [s for _, s in self.log_start_pins] + [s for _, s in self.share_pins]
         if self.storage_error_pin is not None:
             pins.append(self.storage_error_pin)
         if self.unconfirmed:

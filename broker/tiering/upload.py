@@ -40,6 +40,7 @@ it writes is described in ``broker/tiering/state.py``.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import time
 from collections.abc import Mapping
@@ -193,7 +194,7 @@ class UploadTask:
                 continue
             entries = list(p.entries_from(st.upload_from))
             if entries or st.unconfirmed or p.log_start_offset > st.manifest_log_start \
-                    or _epochs_unrecorded(p):
+                    or _epochs_unrecorded(p) or st.share_pins:
                 work.append((p, entries, encode_producer_state(p.producers) if entries else None))
         await rm.wal.sync()
         await asyncio.sleep(0)  # let fsync callbacks (group commits) apply first
@@ -287,6 +288,10 @@ class UploadTask:
         pstate = next((s for _, _, s in reversed(st.unconfirmed) if s is not None), None)
         log_start = p.log_start_offset
         leader_epochs = LeaderEpochCache(p.leader_epochs.entries)
+        # share-partition snapshots, taken now: they hold every share entry written so far
+        share_upto = st.share_seq
+        share = tuple(sorted((g, base64.b64encode(data).decode())
+                             for g, data in self.rm.share_snapshots(p).items())) if st.share_pins else None
         epoch = st.epoch
         assert epoch is not None  # upload_once works on claimed partitions only (never unclaimed)
 
@@ -295,6 +300,8 @@ class UploadTask:
             if todo:
                 m = m.appended(todo, producer_state=pstate)
             m = replace(m, leader_epochs=leader_epochs.upto(m.next_offset))
+            if share is not None:
+                m = replace(m, share_state=share)
             return m.with_log_start(min(log_start, m.next_offset))
         try:
             m = await self.rm.manifests.update(p.topic_id, p.index, record, epoch=epoch)
@@ -314,6 +321,7 @@ class UploadTask:
                 p.set_location(base, (ref.object_key, pos, size))
                 pos += size
         st.recorded(m)
+        st.share_recorded(share_upto)
         return True
 
     def _update_cost_gauges(self) -> None:

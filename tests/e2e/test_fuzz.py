@@ -42,6 +42,7 @@ import os
 import socket
 import struct
 import time
+import uuid
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -71,7 +72,17 @@ from kafka.protocol.producer import InitProducerIdRequest, ProduceRequest
 from wire import WireClient, encode_request, make_batch, response_class, response_header_size
 
 from broker.apis import load_all
-from broker.apis.specs import ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest
+from broker.apis.specs import (
+    AlterShareGroupOffsetsRequest,
+    ConsumerGroupDescribeRequest,
+    ConsumerGroupHeartbeatRequest,
+    DeleteShareGroupOffsetsRequest,
+    DescribeShareGroupOffsetsRequest,
+    ShareAcknowledgeRequest,
+    ShareFetchRequest,
+    ShareGroupDescribeRequest,
+    ShareGroupHeartbeatRequest,
+)
 
 PRECIOUS = "precious"
 SCRATCH = "fuzz-scratch"
@@ -169,7 +180,44 @@ def _seed_requests() -> list[tuple[object, int]]:
                                        subscribed_topic_names=None, subscribed_topic_regex="fuzz-.*",
                                        server_assignor=None, topic_partitions=None), 1),
         (ConsumerGroupDescribeRequest(group_ids=["fuzz-group", ""], include_authorized_operations=True), 1),
+        # KIP-932 share groups: a join, a session's first fetch and one with acknowledgements (of an
+        # unknown topic id: the fuzzer mutates the rest), an acknowledgement, describe and offsets
+        (ShareGroupHeartbeatRequest(group_id="fuzz-share", member_id="fuzz-share-member", member_epoch=0,
+                                    rack_id=None, subscribed_topic_names=[SCRATCH]), 1),
+        (_share_fetch(0, []), 2),
+        (_share_fetch(1, [SF.AcknowledgementBatch(first_offset=0, last_offset=3, acknowledge_types=[1, 2, 3, 0])]),
+         1),
+        (ShareAcknowledgeRequest(group_id="fuzz-share", member_id="fuzz-share-member", share_session_epoch=2,
+                                 is_renew_ack=True, topics=[ShareAcknowledgeRequest.AcknowledgeTopic(
+                                     topic_id=_FUZZ_TOPIC_ID, partitions=[
+                                         SA.AcknowledgePartition(partition_index=0, acknowledgement_batches=[
+                                             SA.AcknowledgePartition.AcknowledgementBatch(
+                                                 first_offset=2, last_offset=2, acknowledge_types=[4])])])]), 2),
+        (ShareGroupDescribeRequest(group_ids=["fuzz-share", ""], include_authorized_operations=True), 1),
+        (DescribeShareGroupOffsetsRequest(groups=[
+            DescribeShareGroupOffsetsRequest.DescribeShareGroupOffsetsRequestGroup(group_id="fuzz-share",
+                                                                                   topics=None)]), 1),
+        (AlterShareGroupOffsetsRequest(group_id="fuzz-share-empty", topics=[
+            AlterShareGroupOffsetsRequest.AlterShareGroupOffsetsRequestTopic(topic_name=SCRATCH, partitions=[
+                AlterShareGroupOffsetsRequest.AlterShareGroupOffsetsRequestTopic.AlterShareGroupOffsetsRequestPartition(
+                    partition_index=0, start_offset=1)])]), 0),
+        (DeleteShareGroupOffsetsRequest(group_id="fuzz-share-empty", topics=[
+            DeleteShareGroupOffsetsRequest.DeleteShareGroupOffsetsRequestTopic(topic_name=SCRATCH)]), 0),
     ]
+
+
+_FUZZ_TOPIC_ID = uuid.UUID(int=0xF022)
+SF = ShareFetchRequest.FetchTopic.FetchPartition
+SA = ShareAcknowledgeRequest.AcknowledgeTopic
+
+
+def _share_fetch(epoch: int, acks: list) -> ShareFetchRequest:
+    return ShareFetchRequest(group_id="fuzz-share", member_id="fuzz-share-member", share_session_epoch=epoch,
+                             max_wait_ms=10, min_bytes=1, max_bytes=1 << 20, max_records=100, batch_size=100,
+                             share_acquire_mode=0, is_renew_ack=False, topics=[ShareFetchRequest.FetchTopic(
+                                 topic_id=_FUZZ_TOPIC_ID, partitions=[SF(partition_index=0,
+                                                                         acknowledgement_batches=acks)])],
+                             forgotten_topics_data=[])
 
 
 def _encode_seeds() -> list[bytes]:

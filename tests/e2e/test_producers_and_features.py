@@ -7,15 +7,16 @@ Apache Kafka 4.4 on the wire:
   coordinator epoch -1, no open transaction) on the partition it wrote, none
   on the other; DescribeProducers answers as Kafka for an unknown topic or
   partition and with the same producer shape;
-- ``kafka-features describe`` lists what Sluice implements (nothing yet:
-  broker/apis/features.py says why), ``kafka-features upgrade`` /
+- ``kafka-features describe`` lists what Sluice implements (share.version 1:
+  share groups; broker/apis/features.py says why the others are absent),
+  ``kafka-features upgrade`` /
   ``disable`` fail with Kafka's messages, and UpdateFeatures answers as
   Kafka's controller for the updates both refuse alike.
 
 Differences that must exist: Kafka supports and finalizes its 4.4 features
 (metadata.version 33, transaction.version 2, group.version 1, ...), Sluice
-none of them, so an update of one of those is refused by Sluice and applied
-(or validated) by Kafka.
+only share.version 1, so an update of one of the others is refused by
+Sluice and applied (or validated) by Kafka.
 """
 from __future__ import annotations
 
@@ -128,7 +129,9 @@ def test_producers_and_features_as_kafka(broker, kafka_reference):
 def test_kafka_features_describe_and_refused_updates(broker, kafka_tools):
     b = broker.bootstrap
     res = kafka_tools.run("kafka-features", "--bootstrap-server", b, "describe")
-    assert res.lines == [], res.describe()       # no feature implemented yet (broker/apis/features.py)
+    assert [line.split() for line in res.lines] == [     # share groups (broker/apis/features.py)
+        ["Feature:", "share.version", "SupportedMinVersion:", "0", "SupportedMaxVersion:", "1",
+         "FinalizedVersionLevel:", "1", "Epoch:", "0"]], res.describe()
     calls = [("upgrade", "--feature", "transaction.version=2"),
              ("upgrade", "--feature", "transaction.version=2", "--dry-run"),
              ("disable", "--feature", "group.version")]

@@ -43,4 +43,12 @@ def test_update_checks_as_kafka(group_version):
     assert check_update("x", 0, 3, 1) == msg.format(0, "x") + "Feature x not found."
     assert check_update("x", -1, 1, 1) == msg.format(-1, "x") + "A feature version cannot be less than 0."
     assert check_update("x", 1, 4, 1) == msg.format(1, "x") + "The controller does not support the given upgrade type."
-    assert features.finalized() == {"group.version": 1} and features.finalized_epoch() == 0
+    assert features.finalized() == {"group.version": 1, "share.version": 1} and features.finalized_epoch() == 0
+
+
+def test_share_groups_are_share_version_1():
+    """KIP-932 is served (ShareGroupHeartbeat and the rest); level 2, dead-letter queues, is not."""
+    assert FEATURES["share.version"] == Feature(0, 1, finalized=1)
+    assert check_update("share.version", 1, 1, 1) is None
+    assert check_update("share.version", 2, 1, 1) == ("Invalid update version 2 for feature share.version. "
+                                                       "Local controller 1 only supports versions 0-1")

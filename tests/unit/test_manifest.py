@@ -442,6 +442,18 @@ async def test_corrupt_stored_manifest_is_never_overwritten(env):
     assert (await ms.load(TOPIC, 0))[0] == good
 
 
+def test_manifest_share_state_round_trip_and_absence():
+    """Share-partition snapshots per group (KIP-932); a manifest without any keeps its old bytes."""
+    m = Manifest(TOPIC, 7, 3, None, 0, 30, (seg(0, 29),), {})
+    assert b"share_state" not in m.encode()
+    with_share = replace(m, share_state=(("g1", "AAEC"), ("g2", "AwQ=")))
+    with_share.validate()
+    assert Manifest.decode(with_share.encode()) == with_share
+    assert Manifest.decode(with_share.encode()).appended((seg(30, 39),)).share_state == with_share.share_state
+    with pytest.raises(InvalidManifest):
+        replace(m, share_state=(("g1", 5),)).validate()
+
+
 def test_manifest_encoding_round_trip():
     m = Manifest(TOPIC, 7, 3, None, 5, 30, (seg(0, 9), seg(10, 29, "data/2/y.sldo", 4096)),
                  {"producers": {"42": {"epoch": 1, "last": [[1, 2, 3]]}}, "x": None})

@@ -37,5 +37,72 @@ class ConsumerGroupDescribeResponse(ApiMessage, load_json=_HERE):  # type: ignor
         return json
 
 
-__all__ = ["ConsumerGroupDescribeRequest", "ConsumerGroupDescribeResponse",
-           "ConsumerGroupHeartbeatRequest", "ConsumerGroupHeartbeatResponse"]
+class ShareGroupHeartbeatRequest(ApiMessage, load_json=_HERE):  # type: ignore[call-arg]
+    pass
+
+
+class ShareGroupHeartbeatResponse(ApiMessage, load_json=_HERE):  # type: ignore[call-arg]
+    pass
+
+
+class ShareGroupDescribeRequest(ApiMessage, load_json=_HERE):  # type: ignore[call-arg]
+    pass
+
+
+class ShareGroupDescribeResponse(ApiMessage, load_json=_HERE):  # type: ignore[call-arg]
+    @classmethod
+    def json_patch(cls, json):  # type: ignore[no-untyped-def]
+        # as ConsumerGroupDescribeResponse: the authorized operations as a set
+        groups = next(f for f in json["fields"] if f["name"] == "Groups")
+        next(f for f in groups["fields"] if f["name"] == "AuthorizedOperations")["type"] = "bitfield"
+        return json
+
+
+class ShareFetchRequest(ApiMessage, load_json=_HERE):  # type: ignore[call-arg]
+    pass
+
+
+class ShareFetchResponse(ApiMessage, load_json=_HERE):  # type: ignore[call-arg]
+    pass
+
+
+class ShareAcknowledgeRequest(ApiMessage, load_json=_HERE):  # type: ignore[call-arg]
+    pass
+
+
+class ShareAcknowledgeResponse(ApiMessage, load_json=_HERE):  # type: ignore[call-arg]
+    pass
+
+
+class DescribeShareGroupOffsetsRequest(ApiMessage, load_json=_HERE):  # type: ignore[call-arg]
+    pass
+
+
+class DescribeShareGroupOffsetsResponse(ApiMessage, load_json=_HERE):  # type: ignore[call-arg]
+    pass
+
+
+class AlterShareGroupOffsetsRequest(ApiMessage, load_json=_HERE):  # type: ignore[call-arg]
+    pass
+
+
+class AlterShareGroupOffsetsResponse(ApiMessage, load_json=_HERE):  # type: ignore[call-arg]
+    pass
+
+
+class DeleteShareGroupOffsetsRequest(ApiMessage, load_json=_HERE):  # type: ignore[call-arg]
+    pass
+
+
+class DeleteShareGroupOffsetsResponse(ApiMessage, load_json=_HERE):  # type: ignore[call-arg]
+    pass
+
+
+__all__ = ["AlterShareGroupOffsetsRequest", "AlterShareGroupOffsetsResponse",
+           "DeleteShareGroupOffsetsRequest", "DeleteShareGroupOffsetsResponse",
+           "DescribeShareGroupOffsetsRequest", "DescribeShareGroupOffsetsResponse",
+           "ConsumerGroupDescribeRequest", "ConsumerGroupDescribeResponse",
+           "ConsumerGroupHeartbeatRequest", "ConsumerGroupHeartbeatResponse",
+           "ShareAcknowledgeRequest", "ShareAcknowledgeResponse", "ShareFetchRequest", "ShareFetchResponse",
+           "ShareGroupDescribeRequest", "ShareGroupDescribeResponse",
+           "ShareGroupHeartbeatRequest", "ShareGroupHeartbeatResponse"]

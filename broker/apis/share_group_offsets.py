@@ -1,0 +1,126 @@
+"""AlterShareGroupOffsets (91) and DeleteShareGroupOffsets (92): ``kafka-share-groups
+--reset-offsets`` and ``--delete-offsets``.
+
+At the group coordinator; the group must be empty (NON_EMPTY_GROUP), as in
+Kafka. A reset gives the share-partition a new state epoch, nothing in
+flight and the start offset asked for; a delete drops its state, so the next
+fetch starts at ``share.auto.offset.reset``. Either is a WAL snapshot entry
+(kind 5) written before the answer, then the manifest's ``share_state``.
+An unknown group is created empty by a reset (Kafka's
+getOrMaybeCreatePersistedShareGroup) and answers GROUP_ID_NOT_FOUND to a
+delete. Sluice applies the change where the share-partition's state lives,
+at the partition's owner: a partition this broker does not own answers
+INVALID_REQUEST saying so (docs/share-groups.md §4.10: the cluster-metadata
+hand-over to other owners is not built).
+"""
+from __future__ import annotations
+
+import uuid
+
+from wal import WalError
+
+from ..errors import ErrorCode
+from .registry import RequestContext, api
+from .specs import (
+    AlterShareGroupOffsetsRequest,
+    AlterShareGroupOffsetsResponse,
+    DeleteShareGroupOffsetsRequest,
+    DeleteShareGroupOffsetsResponse,
+)
+
+_NOT_HOSTED = "This server does not host this topic-partition."   # Kafka's message for the code
+
+AR = AlterShareGroupOffsetsResponse
+AT = AR.AlterShareGroupOffsetsResponseTopic
+AP = AT.AlterShareGroupOffsetsResponsePartition
+DR = DeleteShareGroupOffsetsResponse
+DT = DR.DeleteShareGroupOffsetsResponseTopic
+
+
+def _group_error(ctx: RequestContext, gid: str, create: bool) -> tuple[int, str | None]:
+    b = ctx.broker
+    if not gid:
+        return ErrorCode.INVALID_GROUP_ID, None
+    err = b.groups.group_error(gid)
+    if err:
+        return err, None
+    if b.share_groups.is_other_kind(gid):
+        return ErrorCode.GROUP_ID_NOT_FOUND, f"Group {gid} is not a share group."
+    g = b.share_groups.get(gid)
+    if g is None:
+        if not create:
+            return ErrorCode.GROUP_ID_NOT_FOUND, f"Group {gid} not found."
+        g = b.share_groups.create_empty(gid)
+    if g.members:
+        return ErrorCode.NON_EMPTY_GROUP, "The group is not empty."
+    return ErrorCode.NONE, None
+
+
+async def _apply(ctx: RequestContext, gid: str, topic_id: uuid.UUID, name: str, index: int,
+                 start_offset: int) -> tuple[int, str | None]:
+    b = ctx.broker
+    p = b.replicas.get(name, index)
+    if p is None:
+        code = b.replicas.missing(name, index)
+        if code != ErrorCode.NOT_LEADER_OR_FOLLOWER:
+            return code, None
+        return ErrorCode.INVALID_REQUEST, (f"Partition {name}-{index} is served by another broker; Sluice changes "
+                                           f"share-group offsets only at the partition's owner.")
+    fut = b.share_partitions.reset((gid, topic_id, index), start_offset, leader_epoch=p.leader_epoch)
+    if fut is not None:
+        try:
+            await fut
+        except WalError:
+            return ErrorCode.KAFKA_STORAGE_ERROR, "The share-partition state could not be written."
+    return ErrorCode.NONE, None
+
+
+@api(AlterShareGroupOffsetsRequest, AlterShareGroupOffsetsResponse)
+async def alter(ctx: RequestContext, request: AlterShareGroupOffsetsRequest) -> AlterShareGroupOffsetsResponse:
+    gid = request.group_id or ""
+    err, msg = _group_error(ctx, gid, create=True)
+    if err:
+        return AR(version=ctx.version, throttle_time_ms=0, error_code=err, error_message=msg, responses=[])
+    topics = ctx.broker.cluster.metadata.topics
+    out = []
+    # as Kafka 4.4: the unknown topics' results first
+    for t in sorted(request.topics, key=lambda t: t.topic_name in topics):
+        topic = topics.get(t.topic_name)
+        parts = []
+        for rp in t.partitions:
+            if topic is None or not 0 <= rp.partition_index < topic.partitions:
+                code, message = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, _NOT_HOSTED
+            elif rp.start_offset < 0:
+                code, message = ErrorCode.INVALID_REQUEST, "The start offset must not be negative."
+            else:
+                code, message = await _apply(ctx, gid, topic.topic_id, t.topic_name, rp.partition_index,
+                                             rp.start_offset)
+            parts.append(AP(partition_index=rp.partition_index, error_code=code, error_message=message))
+        out.append(AT(topic_name=t.topic_name, topic_id=topic.topic_id if topic else uuid.UUID(int=0),
+                      partitions=parts))
+    return AR(version=ctx.version, throttle_time_ms=0, error_code=ErrorCode.NONE, error_message=None,
+              responses=out)
+
+
+@api(DeleteShareGroupOffsetsRequest, DeleteShareGroupOffsetsResponse)
+async def delete(ctx: RequestContext, request: DeleteShareGroupOffsetsRequest) -> DeleteShareGroupOffsetsResponse:
+    gid = request.group_id or ""
+    err, msg = _group_error(ctx, gid, create=False)
+    if err:
+        return DR(version=ctx.version, throttle_time_ms=0, error_code=err, error_message=msg, responses=[])
+    topics = ctx.broker.cluster.metadata.topics
+    out = []
+    for t in request.topics:
+        topic = topics.get(t.topic_name)
+        code, message = ErrorCode.NONE, None
+        if topic is None:
+            code, message = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, _NOT_HOSTED
+        else:
+            for index in range(topic.partitions):
+                c, m = await _apply(ctx, gid, topic.topic_id, t.topic_name, index, -1)
+                if c and not code:
+                    code, message = c, m
+        out.append(DT(topic_name=t.topic_name, topic_id=topic.topic_id if topic else uuid.UUID(int=0),
+                      error_code=code, error_message=message))
+    return DR(version=ctx.version, throttle_time_ms=0, error_code=ErrorCode.NONE, error_message=None,
+              responses=out)
