@@ -118,7 +118,7 @@ def add_parser(kinds) -> None:
 LOG_LINE_RE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) (\w+) (\S+): (.*)$")
 EVENT_RES = {
     "taken": re.compile(r"^partition (?P<topic>.+)-(?P<partition>\d+): taken over from node (?P<dead>\d+) at epoch "
-                        r"(?P<epoch>\d+), (?P<batches>\d+) batches replayed"),
+                        r"(?P<epoch>\d+), (?P<batches>\d+) batches (?:and \d+ share-state entries )?replayed"),
     "fenced": re.compile(r"^fenced the WAL of node (?P<dead>\d+) at object (?P<seq>\d+)"),
     "decided": re.compile(r"^controller: placed or moved (?P<count>\d+) partitions"),
     "coordinator": re.compile(r"^coordinator partition (?P<partition>\d+): taken over from node (?P<dead>\d+), "

@@ -21,6 +21,8 @@ LOG = "\n".join([
     line(9.52, "INFO", "broker.broker", "coordinator partition 9: taken over from node 2, 3 group entries replayed"),
     line(9.761, "INFO", "broker.log.replica_manager",
          "partition my-topic-1-1: taken over from node 2 at epoch 2, 10 batches replayed from its WAL"),
+    line(9.8, "INFO", "broker.log.replica_manager",       # as brokers with share groups log it
+         "partition t-0: taken over from node 2 at epoch 3, 4 batches and 1 share-state entries replayed from its WAL"),
     "Traceback (most recent call last):",
     line(9.9, "WARNING", "broker.x", "partition something else"),
     line(12.0, "INFO", "broker.cluster.controller", "controller: node 3 holds the lease at epoch 4"),
@@ -29,8 +31,9 @@ LOG = "\n".join([
 
 def test_log_lines_become_events_with_their_times():
     events = failover.parse_events(LOG, node=1)
-    assert [e["kind"] for e in events] == ["decided", "decided", "fenced", "coordinator", "taken", "lease"]
+    assert [e["kind"] for e in events] == ["decided", "decided", "fenced", "coordinator", "taken", "taken", "lease"]
     decided, fenced, coord, taken = events[1], events[2], events[3], events[4]
+    assert (events[5]["topic"], events[5]["partition"], events[5]["batches"]) == ("t", 0, 4)
     assert decided["count"] == 18 and decided["node"] == 1
     assert decided["t"] - KILL == pytest.approx(9.412, abs=1e-6)
     assert (fenced["dead"], fenced["seq"]) == (2, 69)
@@ -38,7 +41,7 @@ def test_log_lines_become_events_with_their_times():
     # a topic name with dashes and digits: the partition is the last number
     assert (taken["topic"], taken["partition"], taken["dead"], taken["epoch"], taken["batches"]) == \
         ("my-topic-1", 1, 2, 2, 10)
-    assert (events[5]["node"], events[5]["holder"], events[5]["epoch"]) == (1, 3, 4)   # node: whose log
+    assert (events[6]["node"], events[6]["holder"], events[6]["epoch"]) == (1, 3, 4)   # node: whose log
 
 
 def test_settings_and_their_errors():
