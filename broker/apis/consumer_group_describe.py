@@ -18,18 +18,29 @@ A = M.Assignment
 TP = A.TopicPartitions
 
 
-def _assignment(ctx: RequestContext, a: Assignment) -> A:
+def described_assignment(ctx: RequestContext, a: Assignment, assignment=A, topic_partitions=TP):
+    """An assignment as ``assignment``/``topic_partitions`` (this API's classes, or
+    ShareGroupDescribe's, which have the same fields): topics by id and name."""
     out = []
     for tid, ps in sorted(a.items(), key=lambda kv: str(kv[0])):
         t = ctx.broker.replicas.topic_by_id(tid)
         if ps and t is not None:
-            out.append(TP(topic_id=tid, topic_name=t.name, partitions=sorted(ps)))
-    return A(topic_partitions=out)
+            out.append(topic_partitions(topic_id=tid, topic_name=t.name, partitions=sorted(ps)))
+    return assignment(topic_partitions=out)
+
+
+def described_error(gid: str, err: int, message: str | None = None, group=G):
+    """A group that could not be described, as ``group`` (this API's class or ShareGroupDescribe's)."""
+    return group(error_code=err, error_message=message, group_id=gid, group_state="", group_epoch=0,
+                 assignment_epoch=0, assignor_name="", members=[], authorized_operations=None)
+
+
+def _assignment(ctx: RequestContext, a: Assignment) -> A:
+    return described_assignment(ctx, a)
 
 
 def _error(gid: str, err: int, message: str | None = None) -> G:
-    return G(error_code=err, error_message=message, group_id=gid, group_state="", group_epoch=0,
-             assignment_epoch=0, assignor_name="", members=[], authorized_operations=None)
+    return described_error(gid, err, message)
 
 
 @api(ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse)

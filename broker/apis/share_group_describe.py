@@ -10,6 +10,7 @@ from __future__ import annotations
 from ..coordinator.assignors import Assignment
 from ..errors import ErrorCode
 from .authorized import GROUP_OPERATIONS, operations
+from .consumer_group_describe import described_assignment, described_error
 from .registry import RequestContext, api
 from .specs import ShareGroupDescribeRequest, ShareGroupDescribeResponse
 
@@ -20,17 +21,11 @@ TP = A.TopicPartitions
 
 
 def _assignment(ctx: RequestContext, a: Assignment) -> A:
-    out = []
-    for tid, ps in sorted(a.items(), key=lambda kv: str(kv[0])):
-        t = ctx.broker.replicas.topic_by_id(tid)
-        if ps and t is not None:
-            out.append(TP(topic_id=tid, topic_name=t.name, partitions=sorted(ps)))
-    return A(topic_partitions=out)
+    return described_assignment(ctx, a, A, TP)
 
 
 def _error(gid: str, err: int, message: str | None = None) -> G:
-    return G(error_code=err, error_message=message, group_id=gid, group_state="", group_epoch=0,
-             assignment_epoch=0, assignor_name="", members=[], authorized_operations=None)
+    return described_error(gid, err, message, G)
 
 
 @api(ShareGroupDescribeRequest, ShareGroupDescribeResponse)

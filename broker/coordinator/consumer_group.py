@@ -598,16 +598,11 @@ class ConsumerGroupCoordinator:
 
     # ---------------------------------------------------------- durability
     def _append(self, group_id: str, data: bytes) -> asyncio.Future | None:
-        log_ = getattr(self.classic, "log", None)
-        return log_.append(group_id, data) if log_ is not None else None
+        return append_entry(self.classic, group_id, data)
 
     def _persist(self, g: ConsumerGroup) -> asyncio.Future | None:
         """Append the group's state if it changed since the last entry."""
-        data = bytes([OP_CONSUMER_GROUP]) + json.dumps(_encode(g), separators=(",", ":")).encode()
-        if data == g.persisted:
-            return None
-        g.persisted = data
-        return self._append(g.group_id, data)
+        return persist_state(self.classic, g, OP_CONSUMER_GROUP, _encode(g))
 
     def replay(self, group_id: str, data: bytes) -> None:
         """A consumer group entry from the log or a snapshot (the last one wins);
@@ -699,6 +694,27 @@ class ConsumerGroupCoordinator:
         if epoch != m.member_epoch:
             return ErrorCode.STALE_MEMBER_EPOCH
         return ErrorCode.NONE
+
+
+class _Persisted(Protocol):
+    group_id: str
+    persisted: bytes
+
+
+def append_entry(classic: object, group_id: str, data: bytes) -> asyncio.Future | None:
+    """Append an entry to the group log of the classic coordinator (None without one: tests)."""
+    log_ = getattr(classic, "log", None)
+    return log_.append(group_id, data) if log_ is not None else None
+
+
+def persist_state(classic: object, g: _Persisted, op: int, state: dict[str, Any]) -> asyncio.Future | None:
+    """Append a group's whole state (op, then JSON) unless it is the entry last
+    written or replayed: consumer and share groups keep their state this way."""
+    data = bytes([op]) + json.dumps(state, separators=(",", ":")).encode()
+    if data == g.persisted:
+        return None
+    g.persisted = data
+    return append_entry(classic, g.group_id, data)
 
 
 def _enc_assignment(a: Assignment) -> dict[str, list[int]]:

@@ -40,7 +40,7 @@ from typing import Any, Callable, Mapping
 from ..clock import Clock, TimerHandle
 from ..errors import ErrorCode
 from .assignors import Assignment
-from .consumer_group import TopicInfo
+from .consumer_group import TopicInfo, append_entry, persist_state
 
 log = logging.getLogger(__name__)
 
@@ -162,15 +162,10 @@ class ShareGroupCoordinator:
 
     # ---------------------------------------------------------- durability
     def _append(self, group_id: str, data: bytes) -> asyncio.Future | None:
-        log_ = getattr(self.classic, "log", None)
-        return log_.append(group_id, data) if log_ is not None else None
+        return append_entry(self.classic, group_id, data)
 
     def _persist(self, g: ShareGroup) -> asyncio.Future | None:
-        data = bytes([OP_SHARE_GROUP]) + json.dumps(_encode(g), separators=(",", ":")).encode()
-        if data == g.persisted:
-            return None
-        g.persisted = data
-        return self._append(g.group_id, data)
+        return persist_state(self.classic, g, OP_SHARE_GROUP, _encode(g))
 
     def replay(self, group_id: str, data: bytes) -> None:
         """A share group entry from the log or a snapshot (the last one wins)."""
