@@ -54,8 +54,7 @@ class DirWalObjects:
     def _create(path: str, body: bytes) -> bool:
         folder = os.path.dirname(path)
         if not os.path.isdir(folder):
-            os.makedirs(folder, exist_ok=True)
-            _fsync_dir(os.path.dirname(folder))
+            _make_dirs(folder)
         temp = os.path.join(folder, f"{TEMP}{uuid.uuid4().hex}")
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
@@ -146,6 +145,22 @@ class DirWalObjects:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False)
+
+
+def _make_dirs(folder: str) -> None:
+    """``os.makedirs``, durably: each directory created is fsynced into its parent
+    (on a fresh volume, ``wal/`` and ``wal/<node>/`` both), so a power loss after
+    the first commit cannot lose the path to it."""
+    missing = []
+    while not os.path.isdir(folder):
+        missing.append(folder)
+        folder = os.path.dirname(folder)
+    for d in reversed(missing):
+        try:
+            os.mkdir(d)
+        except FileExistsError:
+            pass        # another broker's first commit made it too
+        _fsync_dir(os.path.dirname(d))
 
 
 def _fsync_dir(path: str) -> None:

@@ -86,3 +86,18 @@ async def test_the_object_wal_over_a_directory_commits_recovers_and_is_fenced(ob
     assert [bytes(e.data) for e in again.recover()] == [b"next life"]   # below the takeover fence: not ours
     await again.close()
     reader.close()
+
+
+async def test_the_first_commit_on_a_fresh_volume_creates_its_folders_durably(tmp_path, monkeypatch):
+    import wal.dir_objects as dir_objects
+    synced: list[str] = []
+    real = dir_objects._fsync_dir
+    monkeypatch.setattr(dir_objects, "_fsync_dir", lambda p: (synced.append(p), real(p)))
+    objects = DirWalObjects(str(tmp_path / "volume"))
+    try:
+        assert await objects.create(key(0), b"x")
+    finally:
+        objects.close()
+    root = str(tmp_path / "volume")
+    # volume/, volume/wal/ and volume/wal/1/ were created: each fsynced into its parent, then the commit's folder
+    assert synced == [str(tmp_path), root, os.path.join(root, "wal"), os.path.join(root, "wal", "1")]
