@@ -21,7 +21,8 @@ Start (``start``), with its object-store requests:
    broker that is "all partitions, epoch N".
 
 Every ``broker.heartbeat.interval.ms``: re-read the metadata document if it
-changed (HEAD, + GET when it did), list the registrations (LIST), renew the
+changed (HEAD, + GET when it did), PUT our beat and tell the controller its
+etag (a datagram, notify.py), list the registrations (LIST), renew the
 controller lease (one PUT; a standby GETs it once its expiry has passed); as controller, give
 partitions whose owner is not registered (a broker that shut down cleanly,
 or an id no longer used) to the registered brokers with the fewest.
@@ -92,7 +93,8 @@ class Cluster:
         self._stopped = False
         self._errors = StoreErrors(log)
         self.load_source: Callable[[], dict[str, float]] = dict   # bytes/s per partition, for the balancer
-        self.notifier = Notifier(self.metadata.refresh)     # bound by the CLI next to the listener
+        # bound by the CLI next to the listener
+        self.notifier = Notifier(self.metadata.refresh, self.membership.heard)
         self.drained = asyncio.Event()    # set once this broker is draining and owns nothing
         self._last_beat_ms = clock.now_ms()
         self.on_silence: Callable[[], Awaitable[object]] | None = None   # after a beat gap > the session
@@ -235,8 +237,11 @@ class Cluster:
     async def _beat(self) -> None:
         now = self.clock.now_ms()
         silent = now - self._last_beat_ms > self.config["broker.session.timeout.ms"]
-        await self.membership.beat(self.load_source())
+        etag = await self.membership.beat(self.load_source())
         self._last_beat_ms = now
+        controller = self.membership.brokers.get(self.controller.holder)
+        if controller is not None and controller.node_id != self.node_id:
+            self.notifier.send_beat((controller.host, controller.port), self.node_id, etag)
         if silent and self.on_silence is not None:
             # Others may have declared us dead meanwhile (a pause, the store away):
             # look for a takeover before writing anything more (docs/failover.md §4).

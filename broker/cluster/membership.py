@@ -11,7 +11,9 @@ Liveness without clocks shared between machines: every heartbeat a broker
 lists ``cluster/brokers/`` with the etags (one LIST) and notes, by its own
 clock, when each beat object last changed. A broker whose beat has not
 changed for ``broker.session.timeout.ms`` is registered but not live: it is
-left out of Metadata and gets nothing new. Registrations are read (GET) only
+left out of Metadata and gets nothing new. A beat notice (notify.py) that
+came before the LIST showing that beat dates it from the notice instead, so
+the controller times a session from the beat itself. Registrations are read (GET) only
 when theirs changes (a new broker, a restart); beats only by the controller.
 Taking a dead broker's partitions over is failover, built on top.
 """
@@ -76,6 +78,7 @@ class Membership:
         self._seen: dict[int, tuple[str, int]] = {}   # node -> (beat etag, when it last changed, our clock)
         self._beat_etags: dict[int, str] = {}         # node -> etag of the beat last read (fetch_loads)
         self._listed_beats: dict[int, str] = {}       # node -> etag of its beat in the last listing
+        self._heard: dict[int, tuple[str, int]] = {}  # node -> (etag of a beat notice, when it came, our clock)
         self._beat = 0
         self._listed_at = clock.now_ms()
         # bytes/s per partition ("<topic id hex>:<index>") each broker produced over its last beat
@@ -85,13 +88,19 @@ class Membership:
         await self.store.put(registration_key(self.me.node_id), self.me.encode())
         await self.refresh()
 
-    async def beat(self, load: dict[str, float]) -> None:
-        """Prove liveness: rewrite our beat object (1 PUT)."""
+    async def beat(self, load: dict[str, float]) -> str:
+        """Prove liveness: rewrite our beat object (1 PUT); its new etag."""
         self._beat += 1
         self.loads[self.me.node_id] = load
         body = json.dumps({"incarnation": self.me.incarnation, "beat": self._beat, "load": load},
                           sort_keys=True).encode()
-        await self.store.put(beat_key(self.me.node_id), body)
+        return await self.store.put(beat_key(self.me.node_id), body)
+
+    def heard(self, node: int, etag: str) -> None:
+        """A beat notice (notify.py): ``node`` says it wrote the beat ``etag``
+        by now. Used only once a LIST shows that very beat."""
+        if node != self.me.node_id and (node in self.brokers or len(self._heard) < 1024):
+            self._heard[node] = (etag, self.clock.now_ms())
 
     async def deregister(self) -> None:
         await self.store.delete(beat_key(self.me.node_id))
@@ -155,8 +164,15 @@ class Membership:
             etag = beats.get(node)
             seen = self._seen.get(node)
             if etag is not None and (seen is None or seen[0] != etag):
-                self._seen[node] = (etag, now)
+                heard = self._heard.get(node)
+                # A notice of this very beat came before this LIST: the beat is as old as
+                # the notice (never older: it was written before the notice was sent).
+                since = heard[1] if heard is not None and heard[0] == etag and heard[1] <= now else now
+                if seen is not None and since < seen[1]:
+                    since = now    # a notice older than what we saw last: not of this beat
+                self._seen[node] = (etag, since)
         self._seen = {n: v for n, v in self._seen.items() if n in found}
+        self._heard = {n: v for n, v in self._heard.items() if n in found}
         self._reg_etags = {n: v for n, v in self._reg_etags.items() if n in found}
         self.brokers = found
         self._listed_beats = beats
