@@ -147,6 +147,8 @@ class ClusterRig:
         self._went_on_clock: asyncio.Future | None = None   # set when a task starts sleeping
         self._next_node = 1
         self._cids = itertools.count(1)
+        self.beat_notices = True     # deliver beat notices (notify.py) at once; False: all lost
+        self.last_beat: dict[int, float] = {}   # node -> when (rig clock, s) its last beat PUT returned
 
     # ------------------------------------------------------------- lifecycle
     async def __aenter__(self) -> "ClusterRig":
@@ -300,6 +302,21 @@ class ClusterRig:
             finally:
                 self._busy.pop(task, None)
         b.cluster.tick = tracked_tick
+        beat = b.cluster.membership.beat
+
+        async def timed_beat(load: dict[str, float]) -> str:
+            etag = await beat(load)
+            self.last_beat[node] = self.clock.monotonic()
+            return etag
+        b.cluster.membership.beat = timed_beat     # type: ignore[method-assign]
+        b.cluster.notifier.send_beat = self._deliver_beat     # type: ignore[method-assign]
+
+    def _deliver_beat(self, endpoint: tuple[str, int], node: int, etag: str) -> None:
+        """A beat notice, delivered at once to the broker advertising ``endpoint``
+        (port 9000 + its node id), unless ``beat_notices`` is off."""
+        to = self.brokers.get(endpoint[1] - 9000)
+        if self.beat_notices and to is not None:
+            to.cluster.membership.heard(node, etag)
 
     async def sleep(self, seconds: float) -> None:
         """Wait ``seconds`` on the rig's clock (resolves in ``advance``)."""

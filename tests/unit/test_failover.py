@@ -283,3 +283,34 @@ async def test_a_partition_handed_over_while_the_broker_starts_is_loaded_before_
         assert rig.owners("orders")[part] == 3
         assert await fetch(rig, 3, "orders", part) == (0, [(n, None, b"v%d" % n) for n in range(3)])
         assert await produce(rig, 3, "orders", part, [b"next"]) == (0, 3)
+
+
+@pytest.mark.parametrize("notices", [True, False], ids=["notices", "notices-lost"])
+@pytest.mark.parametrize("seed", [61, 62, 63, 64])
+async def test_a_dead_broker_is_declared_dead_a_session_after_its_last_beat(tmp_path, seed, notices):
+    """Killed anywhere between two beats, a broker is declared dead (its
+    partitions placed elsewhere) one session after its last beat, as Kafka's
+    controller times it from the last heartbeat: the beat notices date each
+    beat. With every notice lost it is still declared dead, up to one
+    heartbeat later (the controller's next LIST after the beat)."""
+    async with ClusterRig(tmp_path, seed=seed, brokers=1, overrides=S3_WAL) as rig:
+        rig.beat_notices = notices
+        for _ in range(2):      # heartbeats out of phase with the controller's, as in life
+            await rig.advance(rig.rng.uniform(0.2, rig.heartbeat - 0.2))
+            await rig.add_broker()
+        await rig.advance(rig.heartbeat)
+        await create_topic(rig, 1, "orders", 6)
+        await rig.advance(rig.heartbeat)
+        controller = rig.brokers[1].cluster
+        assert controller.controller.is_mine(rig.clock.now_ms())
+        victim = 2
+        assert victim in rig.owners("orders", node=1)
+        await rig.advance(rig.rng.uniform(0, rig.heartbeat))
+        await rig.remove_broker(victim, clean=False)
+        session = controller.config["broker.session.timeout.ms"] / 1000
+        dead_at = rig.last_beat[victim] + session          # Kafka's moment
+        late = 0.0 if notices else rig.heartbeat
+        await rig.advance(dead_at - rig.clock.monotonic() - 0.05)
+        assert victim in rig.owners("orders", node=1), "declared dead before its session ran out"
+        await rig.advance(late + 0.2)
+        assert victim not in rig.owners("orders", node=1), "still not declared dead"
