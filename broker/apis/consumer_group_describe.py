@@ -3,7 +3,7 @@
 Per group: state, group and assignment epochs, the assignor, and per member its
 epoch, subscription, current assignment and target assignment (topics by id
 and name). Errors as Kafka: "" INVALID_GROUP_ID; an unknown id, or a classic
-group's, GROUP_ID_NOT_FOUND; loading or not ours, the coordinator's error."""
+group's or a share group's, GROUP_ID_NOT_FOUND; loading or not ours, the coordinator's error."""
 from __future__ import annotations
 
 from ..coordinator.assignors import Assignment
@@ -58,8 +58,8 @@ async def handle(ctx: RequestContext, request: ConsumerGroupDescribeRequest) -> 
         g = ctx.broker.consumer_groups.get(gid)
         if g is None:
             classic = ctx.broker.groups.groups.get(gid)
-            msg = (f"Group {gid} is not a consumer group." if classic is not None and classic.state != "Dead"
-                   else f"Group {gid} not found.")
+            other = (classic is not None and classic.state != "Dead") or ctx.broker.share_groups.get(gid) is not None
+            msg = f"Group {gid} is not a consumer group." if other else f"Group {gid} not found."
             out.append(_error(gid, ErrorCode.GROUP_ID_NOT_FOUND, msg))
             continue
         members = [M(member_id=m.member_id, instance_id=m.instance_id, rack_id=m.rack_id,

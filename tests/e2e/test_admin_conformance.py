@@ -4,7 +4,8 @@
 Both are a cluster of one broker with node id 1, so broker ids in the answers
 are the same. Covered: explicit replica assignments and the replication
 factor (CreateTopics, CreatePartitions), authorized operations (KIP-430:
-Metadata, DescribeCluster, DescribeGroups, and confluent-kafka's
+Metadata, DescribeCluster, DescribeGroups, ConsumerGroupDescribe,
+ShareGroupDescribe, and confluent-kafka's
 ``describe_topics``/``describe_cluster``/``describe_consumer_groups`` with
 ``include_authorized_operations``), broker and group configs
 (IncrementalAlterConfigs, DescribeConfigs, confluent-kafka's
@@ -62,10 +63,17 @@ from kafka.protocol.admin import (
     DescribeGroupsRequest,
     IncrementalAlterConfigsRequest,
 )
-from kafka.protocol.metadata import MetadataRequest
+from kafka.protocol.consumer import OffsetCommitRequest
+from kafka.protocol.metadata import FindCoordinatorRequest, MetadataRequest
 from wire import WireClient
 
 from bench.launch import BrokerProcess
+from broker.apis.specs import (
+    ConsumerGroupDescribeRequest,
+    ConsumerGroupHeartbeatRequest,
+    ShareGroupDescribeRequest,
+    ShareGroupHeartbeatRequest,
+)
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -326,6 +334,55 @@ def test_authorized_operations_as_kafka(pair):
         g = admin.describe_consumer_groups([group], include_authorized_operations=True,
                                            request_timeout=10)[group].result(15)
         assert set(g.authorized_operations) == expected_group, side
+
+
+def test_group_describe_apis_answer_authorized_operations_as_kafka(pair):
+    """ConsumerGroupDescribe and ShareGroupDescribe (KIP-848, KIP-932): every group
+    operation for a group of the API's kind, when asked; "not requested" for a
+    group answered with an error (unknown, of another kind, an invalid id), each
+    error with Kafka's code and words."""
+    topic, consumer_group, share_group = unique("ops-kinds"), unique("ops-consumer"), unique("ops-share")
+    classic_group, member = unique("ops-classic"), uuid.uuid4().hex[:22]
+    OT = OffsetCommitRequest.OffsetCommitRequestTopic
+    simple_commit = OffsetCommitRequest(    # an Empty classic group, as a consumer without a group commits
+        group_id=classic_group, generation_id_or_member_epoch=-1, member_id="", group_instance_id=None,
+        retention_time_ms=-1, topics=[OT(name=topic, partitions=[OT.OffsetCommitRequestPartition(
+            partition_index=0, committed_offset=0, committed_leader_epoch=-1, committed_metadata="")])])
+    for side, admin in pair.admins().items():
+        admin.create_topics([NewTopic(topic, 1, 1)], request_timeout=15)[topic].result(15)
+        port = pair.kafka_port if side == "kafka" else pair.sluice_port
+        with WireClient(port, timeout=20) as c:
+            # Kafka creates its offsets topic on the first FindCoordinator, then loads it
+            until(f"{side}: coordinator", lambda c=c: c.request(FindCoordinatorRequest(
+                key_type=0, coordinator_keys=[consumer_group]), 4).coordinators[0].error_code == 0)
+            until(f"{side}: consumer group joined", lambda c=c: c.request(ConsumerGroupHeartbeatRequest(
+                group_id=consumer_group, member_id=member, member_epoch=0, instance_id=None, rack_id=None,
+                rebalance_timeout_ms=30000, subscribed_topic_names=[topic], subscribed_topic_regex=None,
+                server_assignor=None, topic_partitions=[]), 1).error_code == 0)
+            until(f"{side}: classic group committed",
+                  lambda c=c: c.request(simple_commit, 8).topics[0].partitions[0].error_code == 0)
+            until(f"{side}: share group joined", lambda c=c: c.request(ShareGroupHeartbeatRequest(
+                group_id=share_group, member_id=member, member_epoch=0, rack_id=None,
+                subscribed_topic_names=[topic]), 1).error_code == 0)
+    groups = [consumer_group, share_group, classic_group, unique("nobody"), ""]
+    for api, versions in ((ConsumerGroupDescribeRequest, (0, 1)), (ShareGroupDescribeRequest, (1,))):
+        for v in versions:
+            for asked in (False, True):
+                kafka, sluice = pair.both(api(group_ids=groups, include_authorized_operations=asked), v)
+                # by group id: Kafka answers the invalid id first, Sluice in the request's order
+                got = [sorted((g.group_id, g.error_code, g.error_message, g.authorized_operations) for g in r.groups)
+                       for r in (kafka, sluice)]
+                assert got[0] == got[1], (api.__name__, v, asked, [x for x in zip(*got) if x[0] != x[1]])
+                own = consumer_group if api is ConsumerGroupDescribeRequest else share_group
+                assert [ops for gid, code, _, ops in got[1] if code == 0] == [GROUP_OPS if asked else None]
+                assert [gid for gid, code, _, _ in got[1] if code == 0] == [own]
+    for v in range(3, 7):            # DescribeGroups, the classic groups' API, on the same groups
+        for asked in (False, True):
+            kafka, sluice = pair.both(DescribeGroupsRequest(groups=groups, include_authorized_operations=asked), v)
+            got = [sorted((g.group_id, g.error_code, g.error_message if v >= 6 else None, g.group_state,
+                           g.authorized_operations) for g in r.groups) for r in (kafka, sluice)]
+            assert got[0] == got[1], ("DescribeGroups", v, asked, [x for x in zip(*got) if x[0] != x[1]])
+            assert [g[-1] for g in got[1] if g[0] == classic_group] == [GROUP_OPS if asked else None]
 
 
 def _commit(consumer: Consumer, topic: str) -> bool:

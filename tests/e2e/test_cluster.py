@@ -11,7 +11,7 @@ import json
 import time
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from kafka.protocol.admin import CreateTopicsRequest
 from kafka.protocol.consumer import FetchRequest
@@ -119,7 +119,10 @@ def read_all(consumer: Consumer, n: int, timeout: float = 30) -> dict[int, list[
 
 def test_brokers_listening_on_port_0_advertise_the_bound_port(broker_factory, tmp_path):
     """`--listen 127.0.0.1:0`: the port is bound before the broker registers,
-    so the other broker's Metadata names the real one (not 0)."""
+    so the other broker's Metadata names the real one (not 0). With both up
+    (cheaper here than two more processes): an explicit replica assignment
+    gives each partition to its list's first broker, and a replication factor
+    above the two brokers is refused as Kafka refuses it."""
     bucket = f"file://{tmp_path / 'bucket'}"
     one, two = (broker_factory(*FAST, f"node.id={n}", name=f"node{n}",
                                extra_args=["--object-store", bucket, "--listen", "127.0.0.1:0"])
@@ -129,6 +132,17 @@ def test_brokers_listening_on_port_0_advertise_the_bound_port(broker_factory, tm
     brokers = admin.list_topics(timeout=10).brokers
     assert {b.id: b.port for b in brokers.values()} == {1: one.port, 2: two.port}
     assert 0 not in (one.port, two.port)
+
+    futures = admin.create_topics([NewTopic("placed", num_partitions=3, replica_assignment=[[2, 1], [1, 2], [2, 1]]),
+                                   NewTopic("rf3", num_partitions=1, replication_factor=3)])
+    futures["placed"].result(15)
+    with pytest.raises(KafkaException) as refused:
+        futures["rf3"].result(15)
+    assert refused.value.args[0].code() == KafkaError.INVALID_REPLICATION_FACTOR
+    wait_until(lambda: leaders(admin, "placed") == {0: 2, 1: 1, 2: 2}, 10, "each partition on its first broker")
+    # one copy in the bucket: the owner is the one replica listed (docs/cluster.md section 4)
+    md = admin.list_topics("placed", timeout=10).topics["placed"].partitions
+    assert {p: (md[p].replicas, md[p].isrs) for p in md} == {0: ([2], [2]), 1: ([1], [1]), 2: ([2], [2])}
 
 
 def test_not_leader_answers_name_the_current_leader(two_brokers):
