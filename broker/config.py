@@ -490,7 +490,9 @@ def _ms(lo: int, hi: int, at_least: int = 1) -> ConfigSpec:
 # consumer.session.timeout.ms and consumer.heartbeat.interval.ms govern a KIP-848
 # consumer group (coordinator/consumer_group.py), share.* a share group
 # (coordinator/share_group.py, share/manager.py; not share.isolation.level or
-# share.assignment.interval.ms); the rest change nothing here:
+# share.assignment.interval.ms), each read at use (group_config_int); the
+# consumer ones are bounded by the broker's configs (GROUP_CONFIG_BOUNDS), not
+# by the ranges below; the rest change nothing here:
 # consumer.assignment.interval.ms (Sluice assigns at once), errors.*
 # (dead-letter queues), streams.* (Streams groups, KIP-1071). Kafka ignores them all for a classic group. They are
 # checked, kept and described as Kafka keeps them (docs/cluster.md, section 4).
