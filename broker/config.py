@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 log = logging.getLogger(__name__)
 
@@ -490,7 +490,9 @@ def _ms(lo: int, hi: int, at_least: int = 1) -> ConfigSpec:
 # consumer.session.timeout.ms and consumer.heartbeat.interval.ms govern a KIP-848
 # consumer group (coordinator/consumer_group.py), share.* a share group
 # (coordinator/share_group.py, share/manager.py; not share.isolation.level or
-# share.assignment.interval.ms); the rest change nothing here:
+# share.assignment.interval.ms), each read at use (group_config_int); the
+# consumer ones are bounded by the broker's configs (GROUP_CONFIG_BOUNDS), not
+# by the ranges below; the rest change nothing here:
 # consumer.assignment.interval.ms (Sluice assigns at once), errors.*
 # (dead-letter queues), streams.* (Streams groups, KIP-1071). Kafka ignores them all for a classic group. They are
 # checked, kept and described as Kafka keeps them (docs/cluster.md, section 4).
@@ -525,8 +527,60 @@ GROUP_CONFIGS: dict[str, tuple[ConfigSpec, str, str]] = {
 }
 
 
-def validate_group_config(name: str, value: str) -> Any:
-    """Parse a group config value as Kafka does; ValueError (Kafka's message) if unknown or invalid."""
+# Group configs whose bounds are broker configs Sluice has: Kafka checks a group's
+# value against the broker's current bounds (GroupConfig.validate), and clamps a
+# stored value into them when it is used (GroupConfig.evaluate).
+GROUP_CONFIG_BOUNDS: dict[str, tuple[str, str]] = {
+    "consumer.session.timeout.ms": ("group.consumer.min.session.timeout.ms", "group.consumer.max.session.timeout.ms"),
+    "consumer.heartbeat.interval.ms": ("group.consumer.min.heartbeat.interval.ms",
+                                       "group.consumer.max.heartbeat.interval.ms"),
+}
+# (session, heartbeat) pairs: a group's session must exceed its interval, either one
+# the group's own or the broker's (GroupConfig.validateSessionExceedsHeartbeat)
+_SESSION_OVER_HEARTBEAT = [("consumer.session.timeout.ms", "consumer.heartbeat.interval.ms"),
+                           ("share.session.timeout.ms", "share.heartbeat.interval.ms"),
+                           ("streams.session.timeout.ms", "streams.heartbeat.interval.ms")]
+
+
+def validate_group_config(name: str, value: str, broker: Any = None) -> Any:
+    """Parse a group config value as Kafka does; ValueError (Kafka's message) if unknown
+    or invalid. With ``broker`` (the BrokerConfig), ranges follow its bounds."""
     if name not in GROUP_CONFIGS:
         raise ValueError(f"Unknown group config name: {name}")
-    return GROUP_CONFIGS[name][0].parse(name, value)
+    spec = GROUP_CONFIGS[name][0]
+    if broker is not None and name in GROUP_CONFIG_BOUNDS:
+        lo, hi = GROUP_CONFIG_BOUNDS[name]
+        spec = ConfigSpec(spec.type, at_least=spec.at_least, range=(int(broker[lo]), int(broker[hi])))
+    return spec.parse(name, value)
+
+
+def validate_group_configs(configs: dict[str, str], broker: Any) -> None:
+    """A group's whole resulting set, as Kafka's controller checks it after a
+    change: every value against the broker's bounds, then each session above its
+    heartbeat interval (the group's values, else the broker's defaults)."""
+    parsed = {name: validate_group_config(name, value, broker) for name, value in configs.items()}
+    for session, interval in _SESSION_OVER_HEARTBEAT:
+        if session in parsed or interval in parsed:
+            s = parsed.get(session, _group_default(session, broker))
+            h = parsed.get(interval, _group_default(interval, broker))
+            if s <= h:
+                raise ValueError(f"{session} must be greater than {interval}")
+
+
+def _group_default(name: str, broker: Any) -> int:
+    """The broker config a group config defaults to, or Kafka's default if Sluice has no such broker config."""
+    _, default, synonym = GROUP_CONFIGS[name]
+    return int(broker[synonym]) if synonym in BROKER_DEFAULTS else int(default)
+
+
+def group_config_int(configs: Mapping[str, str], name: str, broker: Any) -> int:
+    """A group's int config at use: its own value clamped into the broker's current
+    bounds (Kafka's GroupConfig.evaluate), else the broker config it defaults to."""
+    own = configs.get(name)
+    if own is None:
+        return _group_default(name, broker)
+    value = int(own)
+    if name in GROUP_CONFIG_BOUNDS:
+        lo, hi = GROUP_CONFIG_BOUNDS[name]
+        value = min(max(value, int(broker[lo])), int(broker[hi]))
+    return value

@@ -19,7 +19,12 @@ where its controller does):
   broker applies the stored values when it reads the document (at once for
   the one that wrote it, within a heartbeat for the others);
 - GROUP, by group id (not ""): Kafka 4.4's group configs (``GROUP_CONFIGS``),
-  with Kafka's bounds; APPEND and SUBTRACT refused as Kafka refuses them.
+  with Kafka's bounds (the consumer session and heartbeat: the broker's
+  ``group.consumer.{min,max}.*``), then the group's whole resulting set as
+  Kafka's controller checks it (each session above its heartbeat interval);
+  APPEND and SUBTRACT refused as Kafka refuses them. Consumer, share and
+  share-partition code reads a group's configs at each use, so a change
+  applies at once (within a heartbeat on other brokers).
 
 AlterConfigs (alter_configs.py) goes through the same ``alter_resources``,
 its resources turned into SET and DELETE operations first.
@@ -49,6 +54,7 @@ from ..config import (
     TYPE_LONG,
     ConfigSpec,
     validate_group_config,
+    validate_group_configs,
     validate_topic_config,
 )
 from ..errors import ErrorCode
@@ -286,16 +292,17 @@ async def _alter_group(ctx: RequestContext, res, validate_only: bool) -> None:
         if op.config_operation in (APPEND, SUBTRACT):
             raise Refused(ErrorCode.INVALID_CONFIG, f"Can't {OP_NAMES[op.config_operation][1]} to key {op.name} "
                                                     "because its type is not LIST.")
-    for op in ops:
-        if op.config_operation == SET:
-            try:
-                validate_group_config(op.name, op.value)
-            except ValueError as exc:
-                raise Refused(ErrorCode.INVALID_CONFIG, str(exc)) from None
     change = _applier(ops)
     stored = cluster.metadata.image.group_configs.get(group, {})
     updated = dict(stored)
     change(updated)
+    try:
+        for op in ops:
+            if op.config_operation == SET:
+                validate_group_config(op.name, op.value, ctx.broker.config)
+        validate_group_configs(updated, ctx.broker.config)     # the whole resulting set, as Kafka's controller
+    except ValueError as exc:
+        raise Refused(ErrorCode.INVALID_CONFIG, str(exc)) from None
     if not validate_only and updated != stored:
         await cluster.alter_group_configs(group, change)
 

@@ -67,6 +67,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Protocol
 
 from ..clock import Clock, TimerHandle
+from ..config import group_config_int
 from ..errors import ErrorCode
 from .assignors import ASSIGNORS, Assignment, MemberSubscription
 
@@ -198,13 +199,12 @@ class ConsumerGroupCoordinator:
         return [a.strip() for a in str(self.config["group.consumer.assignors"]).split(",") if a.strip()]
 
     def _session_ms(self, group_id: str) -> int:
-        """The group's ``consumer.session.timeout.ms`` if set, else the broker's, as Kafka."""
-        own = self.group_configs(group_id).get("consumer.session.timeout.ms")
-        return int(own) if own is not None else int(self.config["group.consumer.session.timeout.ms"])
+        """The group's ``consumer.session.timeout.ms`` if set (within the broker's
+        bounds), else the broker's, as Kafka."""
+        return group_config_int(self.group_configs(group_id), "consumer.session.timeout.ms", self.config)
 
     def _interval_ms(self, group_id: str) -> int:
-        own = self.group_configs(group_id).get("consumer.heartbeat.interval.ms")
-        return int(own) if own is not None else int(self.config["group.consumer.heartbeat.interval.ms"])
+        return group_config_int(self.group_configs(group_id), "consumer.heartbeat.interval.ms", self.config)
 
     # ------------------------------------------------------------ lookups
     def get(self, group_id: str) -> ConsumerGroup | None:

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from ..clock import Clock, TimerHandle
+from ..config import group_config_int
 from ..errors import ErrorCode
 from .assignors import Assignment
 from .consumer_group import TopicInfo, append_entry, persist_state
@@ -110,15 +111,12 @@ class ShareGroupCoordinator:
         self.groups: dict[str, ShareGroup] = {}
         self.on_member_gone: Callable[[str, str], None] = lambda group_id, member_id: None
 
-    def _config(self, group_id: str, group_name: str, broker_name: str) -> int:
-        own = self.group_configs(group_id).get(group_name)
-        return int(own) if own is not None else int(self.config[broker_name])
-
     def session_ms(self, group_id: str) -> int:
-        return self._config(group_id, "share.session.timeout.ms", "group.share.session.timeout.ms")
+        """The group's ``share.session.timeout.ms``, else the broker's, read at each use as Kafka."""
+        return group_config_int(self.group_configs(group_id), "share.session.timeout.ms", self.config)
 
     def interval_ms(self, group_id: str) -> int:
-        return self._config(group_id, "share.heartbeat.interval.ms", "group.share.heartbeat.interval.ms")
+        return group_config_int(self.group_configs(group_id), "share.heartbeat.interval.ms", self.config)
 
     def get(self, group_id: str) -> ShareGroup | None:
         return self.groups.get(group_id)

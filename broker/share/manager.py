@@ -27,6 +27,7 @@ import uuid
 from typing import Any, Callable, Mapping, Sequence
 
 from ..clock import Clock, TimerHandle
+from ..config import group_config_int
 from . import offset_reset
 from .partition import AcknowledgementBatch, AcquiredRecords, AcquireMode, Outcome, ShareConfig, SharePartition
 from .state import TERMINAL, DurableShareState, ShareSnapshot, ShareUpdate, decode, encode
@@ -51,18 +52,18 @@ class SharePartitionManager:
         self._waiters: set[asyncio.Future] = set()
 
     # -------------------------------------------------------------- config
-    def _int(self, group_id: str, group_name: str, broker_name: str) -> int:
-        own = self.group_configs(group_id).get(group_name)
-        return int(own) if own is not None else int(self.config[broker_name])
-
     def share_config(self, group_id: str) -> ShareConfig:
+        """The group's share configs now: a share-partition reads them at each use
+        (as Kafka's SharePartition asks its ShareGroupConfigProvider), so
+        ``kafka-configs --entity-type groups`` applies to records in flight too."""
+        own = self.group_configs(group_id)
         return ShareConfig(
-            delivery_count_limit=self._int(group_id, "share.delivery.count.limit",
-                                           "group.share.delivery.count.limit"),
-            record_lock_duration_ms=self._int(group_id, "share.record.lock.duration.ms",
-                                              "group.share.record.lock.duration.ms"),
-            max_record_locks=self._int(group_id, "share.partition.max.record.locks",
-                                       "group.share.partition.max.record.locks"))
+            delivery_count_limit=group_config_int(own, "share.delivery.count.limit", self.config),
+            record_lock_duration_ms=group_config_int(own, "share.record.lock.duration.ms", self.config),
+            max_record_locks=group_config_int(own, "share.partition.max.record.locks", self.config))
+
+    def _config_of(self, group_id: str) -> Callable[[], ShareConfig]:
+        return lambda: self.share_config(group_id)
 
     def lock_duration_ms(self, group_id: str) -> int:
         return self.share_config(group_id).record_lock_duration_ms
@@ -82,7 +83,7 @@ class SharePartitionManager:
         if stored is not None and stored.initialized and stored.start_offset < 0:
             reborn, stored = stored.state_epoch + 1, None        # deleted offsets: start again
         if stored is not None and stored.initialized:
-            sp = self.partitions[key] = SharePartition.from_durable(self.share_config(key[0]), stored,
+            sp = self.partitions[key] = SharePartition.from_durable(self._config_of(key[0]), stored,
                                                                     leader_epoch=leader_epoch)
             log.info("share group %s: %s-%d loaded at offset %d", key[0], key[1], key[2], sp.start_offset)
         if sp is None:
@@ -91,7 +92,7 @@ class SharePartitionManager:
                                                                         offset_reset.DEFAULT))
             start = offset_reset.start_offset(reset, log_start=log_start, log_end=log_end,
                                               now_ms=self.clock.now_ms(), offset_for_timestamp=offset_for_timestamp)
-            sp = self.partitions[key] = SharePartition(self.share_config(group_id), start, leader_epoch=leader_epoch,
+            sp = self.partitions[key] = SharePartition(self._config_of(group_id), start, leader_epoch=leader_epoch,
                                                        state_epoch=reborn or 0)
             if reborn is not None:      # replay must see this state over the deletion
                 self._background(self._persist(key, sp.take_snapshot()))
@@ -161,7 +162,7 @@ class SharePartitionManager:
         sp = self.partitions.pop(key, None)
         stored = self.durable.pop(key, None)
         epoch = sp.state_epoch if sp is not None else stored.state_epoch if stored is not None else -1
-        fresh = SharePartition(self.share_config(key[0]), max(start_offset, 0), state_epoch=max(epoch, 0),
+        fresh = SharePartition(self._config_of(key[0]), max(start_offset, 0), state_epoch=max(epoch, 0),
                                leader_epoch=leader_epoch)
         snapshot = fresh.reset(start_offset)
         timer = self._timers.pop(key, None)

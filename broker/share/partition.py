@@ -155,15 +155,21 @@ def validate_acknowledgements(batches: Sequence[AcknowledgementBatch], *, renew_
 class SharePartition:
     """See the module docstring. ``ranges`` covers ``start_offset..next_offset - 1``."""
 
-    def __init__(self, config: ShareConfig, start_offset: int, *, state_epoch: int = 0,
-                 leader_epoch: int = 0) -> None:
-        self.config = config
+    def __init__(self, config: ShareConfig | Callable[[], ShareConfig], start_offset: int, *,
+                 state_epoch: int = 0, leader_epoch: int = 0) -> None:
+        self._config = config if callable(config) else lambda: config
         self.start_offset = start_offset
         self.next_offset = start_offset
         self.state_epoch = state_epoch
         self.snapshot_epoch = 0
         self.leader_epoch = leader_epoch
         self.ranges: list[InFlight] = []
+
+    @property
+    def config(self) -> ShareConfig:
+        """The group's share configs at this moment (a callable given: read at each
+        use, as Kafka's SharePartition does, so a group config change applies at once)."""
+        return self._config()
 
     # ---------------------------------------------------------------- reads
     def next_fetch_offset(self) -> int:
@@ -417,7 +423,7 @@ class SharePartition:
         return ShareSnapshot(self.state_epoch, self.snapshot_epoch, self.leader_epoch, start, tuple(batches))
 
     @classmethod
-    def from_durable(cls, config: ShareConfig, durable: DurableShareState, *,
+    def from_durable(cls, config: ShareConfig | Callable[[], ShareConfig], durable: DurableShareState, *,
                      leader_epoch: int | None = None) -> SharePartition:
         """The share-partition a new owner serves from the replayed state: nothing
         acquired; offsets no batch covers were never delivered (AVAILABLE, 0)."""

@@ -19,6 +19,11 @@ like the Sluice broker) where the shape of the answer matters:
   in place, an unknown directory and an unknown topic; and on two brokers
   sharing a bucket, kafka-reassign-partitions executes the rollback plan it
   printed (which names each replica's log directory) and verifies it.
+- Group and broker configs at work (issue 16): the same group configs on
+  both govern a KIP-848 member's heartbeat interval and a share member's
+  interval, acquisition lock and start offset alike; broker and group
+  configs set through confluent-kafka's ``incremental_alter_configs`` are
+  in the bucket's metadata document and survive a restart, still acting.
 
 Differences that must exist are named where they are checked.
 """
@@ -27,6 +32,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +46,7 @@ from kafka.protocol.admin import (
     DescribeConfigsRequest,
     DescribeLogDirsRequest,
     DescribeTopicPartitionsRequest,
+    IncrementalAlterConfigsRequest,
 )
 from kafka.protocol.producer import ProduceRequest
 from wire import WireClient, make_batch
@@ -507,3 +514,164 @@ def test_kafka_reassign_partitions_rolls_back_with_log_dirs(broker_factory, tmp_
     res = kafka_tools.run("kafka-reassign-partitions", *args, "--verify")
     assert f"Reassignment of partition {topic}-0 is completed." in res.stdout, res.describe()
     assert f"Reassignment of replica {topic}-0-1 completed successfully." in res.stdout, res.describe()
+
+
+# ------------------------------------------------------------------ group and broker configs at work (issue 16)
+def _coordinator_ready(c: WireClient, group: str) -> bool:
+    """FindCoordinator (Kafka creates __consumer_offsets on the first lookup): is the group served?"""
+    from kafka.protocol.metadata import FindCoordinatorRequest
+    return c.request(FindCoordinatorRequest(key_type=0, coordinator_keys=[group]), 4).coordinators[0].error_code == 0
+
+
+def _join_consumer(port: int, group: str, topic: str) -> int:
+    """A KIP-848 member joins (epoch 0) and leaves: the heartbeat interval it was given."""
+    from broker.apis.specs import ConsumerGroupHeartbeatRequest as H
+
+    member = uuid.uuid4().hex[:22]
+    with WireClient(port, timeout=20) as c:
+        if not _coordinator_ready(c, group):
+            return -1
+        r = c.request(H(group_id=group, member_id=member, member_epoch=0, instance_id=None, rack_id=None,
+                        rebalance_timeout_ms=30000, subscribed_topic_names=[topic], subscribed_topic_regex=None,
+                        server_assignor=None, topic_partitions=[]), 1)
+        assert r.error_code in (0, 14, 15, 16), r       # Kafka: until its coordinator is loaded
+        if r.error_code == 0:
+            c.request(H(group_id=group, member_id=member, member_epoch=-1, instance_id=None, rack_id=None,
+                        rebalance_timeout_ms=-1, subscribed_topic_names=None, subscribed_topic_regex=None,
+                        server_assignor=None, topic_partitions=None), 1)
+    return r.heartbeat_interval_ms if r.error_code == 0 else -1
+
+
+def _share_member(port: int, group: str, topic: str) -> tuple[int, int, list[int]]:
+    """A share member joins, fetches once (waiting for its assignment) and leaves:
+    (heartbeat interval, acquisition lock timeout, offsets acquired)."""
+    from broker.apis.specs import ShareFetchRequest as F
+    from broker.apis.specs import ShareGroupHeartbeatRequest as H
+
+    member = uuid.uuid4().hex[:22]
+    with WireClient(port, timeout=20) as c:
+        if not _coordinator_ready(c, group):
+            return -1, -1, []
+        hb = c.request(H(group_id=group, member_id=member, member_epoch=0, rack_id=None,
+                         subscribed_topic_names=[topic]), 1)
+        if hb.error_code != 0:
+            return -1, -1, []                           # Kafka: until its coordinator is loaded
+        epoch = hb.member_epoch
+        while hb.assignment is None or not hb.assignment.topic_partitions:
+            time.sleep(0.2)
+            hb = c.request(H(group_id=group, member_id=member, member_epoch=epoch, rack_id=None,
+                             subscribed_topic_names=None), 1)
+            assert hb.error_code == 0, hb
+            epoch = hb.member_epoch
+        tid = hb.assignment.topic_partitions[0].topic_id
+        acquired: list[int] = []
+        lock_ms = -1
+        for session_epoch in range(20):                 # Kafka loads the share-partition asynchronously
+            r = c.request(F(group_id=group, member_id=member, share_session_epoch=session_epoch, max_wait_ms=1000,
+                            min_bytes=1, max_bytes=1 << 20, max_records=10, batch_size=10,
+                            topics=[F.FetchTopic(topic_id=tid, partitions=[
+                                F.FetchTopic.FetchPartition(partition_index=0, acknowledgement_batches=[])])],
+                            forgotten_topics_data=[]), 1)
+            assert r.error_code == 0, r
+            lock_ms = r.acquisition_lock_timeout_ms
+            acquired = [o for t in r.responses for p in t.partitions for a in p.acquired_records
+                        for o in range(a.first_offset, a.last_offset + 1)]
+            if acquired:
+                break
+        c.request(H(group_id=group, member_id=member, member_epoch=-1, rack_id=None, subscribed_topic_names=None), 1)
+    return hb.heartbeat_interval_ms, lock_ms, acquired
+
+
+def test_group_configs_govern_consumer_and_share_groups_as_kafka(pair):
+    """kafka-configs' group configs at work on both: a KIP-848 member is asked to
+    heartbeat at the group's consumer.heartbeat.interval.ms, a share member at
+    its share.heartbeat.interval.ms; its ShareFetch states the group's
+    share.record.lock.duration.ms and starts at its share.auto.offset.reset
+    (earliest: the record produced before the group existed)."""
+    from tests.e2e.test_admin_conformance import alter, describe
+
+    topic, consumer, share = f"gc-{uuid.uuid4().hex[:8]}", f"gc-{uuid.uuid4().hex[:8]}", f"gs-{uuid.uuid4().hex[:8]}"
+    _create(pair, {topic: 1})
+    _produce_same(pair, topic, {0: make_batch([b"before the group"])})
+    kafka, sluice = alter(pair, [
+        (GROUP, consumer, [("consumer.heartbeat.interval.ms", 0, "6000"), ("consumer.session.timeout.ms", 0, "50000")]),
+        (GROUP, share, [("share.heartbeat.interval.ms", 0, "7000"), ("share.record.lock.duration.ms", 0, "20000"),
+                        ("share.auto.offset.reset", 0, "earliest")])], validate_only=False)
+    assert kafka == sluice == [(0, None)] * 2
+    # Kafka applies group configs once its broker replays the controller's record: before a
+    # share member's first fetch, or its share-partition would start at the default, latest
+    until("Kafka applies the share group's configs", lambda: describe(
+        pair, GROUP, share, ["share.auto.offset.reset"])[0][1]["share.auto.offset.reset"][0] == "earliest")
+    port = {"kafka": pair.kafka_port, "sluice": pair.sluice_port}
+    for side in port:
+        assert until(f"{side}: consumer group's interval", lambda side=side: _join_consumer(
+            port[side], consumer, topic) == 6000)
+        got = until(f"{side}: share group's configs", lambda side=side: (
+            lambda r: r if r[0] == 7000 else None)(_share_member(port[side], share, topic)))
+        assert got == (7000, 20000, [0]), side
+    # a broker's bounds are checked against the group's whole set: the same refusal from both
+    kafka, sluice = alter(pair, [(GROUP, consumer, [("consumer.heartbeat.interval.ms", 0, "16000")])],
+                          validate_only=True)
+    assert kafka == sluice == [(40, "consumer.heartbeat.interval.ms must be in the range 5000 to 15000 inclusive.")]
+
+
+def test_broker_and_group_configs_survive_a_restart_from_the_bucket(broker_factory, tmp_path):
+    """Set through confluent-kafka's incremental_alter_configs (broker 1) and
+    IncrementalAlterConfigs (the cluster-wide default, a group) on a short-lived
+    broker; they are in the bucket's cluster/metadata.json, and after a restart
+    the broker describes them with their sources and acts on them: a batch above
+    the dynamic message.max.bytes is MESSAGE_TOO_LARGE, a consumer member gets the
+    group's heartbeat interval. On the way, a group config is checked as Kafka's
+    GroupConfig checks it: within the broker's (here lowered) bounds, and the
+    session above the group's heartbeat interval."""
+    from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
+
+    DYNAMIC_DEFAULT = 3     # DYNAMIC_DEFAULT_BROKER_CONFIG
+
+    bucket = tmp_path / "bucket"
+    b = broker_factory("group.consumer.min.session.timeout.ms=1000", "group.consumer.min.heartbeat.interval.ms=500",
+                       extra_args=["--object-store", f"file://{bucket}"])
+    topic, group = "kept", "kept-group"
+    _create_one(b.bootstrap, topic)
+    admin = AdminClient({"bootstrap.servers": b.bootstrap, "log_level": 0})
+    res = ConfigResource(ResourceType.BROKER, "1", incremental_configs=[
+        ConfigEntry("message.max.bytes", "2000", incremental_operation=AlterConfigOpType.SET)])
+    admin.incremental_alter_configs([res])[res].result(15)
+    AR = IncrementalAlterConfigsRequest.AlterConfigsResource
+    with WireClient(b.port, timeout=20) as c:      # librdkafka names no default broker, nor group configs
+        r = c.request(IncrementalAlterConfigsRequest(validate_only=False, resources=[
+            AR(resource_type=BROKER, resource_name="", configs=[AR.AlterableConfig(
+                name="log.retention.ms", config_operation=0, value="7200000")]),
+            AR(resource_type=GROUP, resource_name=group, configs=[AR.AlterableConfig(
+                name="consumer.heartbeat.interval.ms", config_operation=0, value="6000")])]), 1)
+    assert [x.error_code for x in r.responses] == [0, 0], r
+    with WireClient(b.port, timeout=20) as c:      # the broker's lowered bounds, and the group's whole set
+        answers = [c.request(IncrementalAlterConfigsRequest(validate_only=True, resources=[AR(
+            resource_type=GROUP, resource_name=group, configs=[AR.AlterableConfig(
+                name="consumer.session.timeout.ms", config_operation=0, value=v)])]), 1).responses[0]
+            for v in ("6000", "7000")]
+    assert [(x.error_code, x.error_message) for x in answers] == [
+        (40, "consumer.session.timeout.ms must be greater than consumer.heartbeat.interval.ms"), (0, None)]
+    doc = json.loads((bucket / "cluster" / "metadata.json").read_bytes())
+    assert doc["broker_configs"] == {"1": {"message.max.bytes": "2000"}, "": {"log.retention.ms": "7200000"}}
+    assert doc["group_configs"] == {group: {"consumer.heartbeat.interval.ms": "6000"}}
+
+    b.stop()
+    b.start()
+    with WireClient(b.port, timeout=20) as c:
+        d = c.request(DescribeConfigsRequest(resources=[DescribeConfigsRequest.DescribeConfigsResource(
+            resource_type=BROKER, resource_name="1", configuration_keys=["message.max.bytes", "log.retention.ms"])],
+            include_synonyms=False, include_documentation=False), 4)
+        assert {e.name: (e.value, e.config_source) for e in d.results[0].configs} == {
+            "message.max.bytes": ("2000", DYNAMIC_BROKER), "log.retention.ms": ("7200000", DYNAMIC_DEFAULT)}
+        produced = c.request(ProduceRequest(transactional_id=None, acks=-1, timeout_ms=10000, topic_data=[
+            PR.TopicProduceData(name=topic, partition_data=[PR.TopicProduceData.PartitionProduceData(
+                index=0, records=make_batch([b"x" * 3000]))])]), 9)
+        assert produced.responses[0].partition_responses[0].error_code == 10      # MESSAGE_TOO_LARGE
+    assert _join_consumer(b.port, group, topic) == 6000
+
+
+def _create_one(bootstrap: str, topic: str) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    admin.create_topics([NewTopic(topic, 1, 1)], request_timeout=15)[topic].result(20)

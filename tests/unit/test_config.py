@@ -115,6 +115,31 @@ def test_config_specs_parse_as_kafkas_configdef():
             validate_group_config("share.auto.offset.reset", bad)
 
 
+def test_group_configs_follow_the_brokers_bounds_as_kafkas_group_config():
+    """GroupConfig.validate: the consumer session and interval within the broker's
+    group.consumer.{min,max}.*, each session above its interval (the group's or the
+    broker's); GroupConfig.evaluate: a stored value clamped into today's bounds."""
+    from broker.config import group_config_int, validate_group_config, validate_group_configs
+
+    default = BrokerConfig.load()
+    with pytest.raises(ValueError, match=r"^consumer.session.timeout.ms must be in the range 45000 to 60000 "
+                                         r"inclusive.$"):
+        validate_group_config("consumer.session.timeout.ms", "2000", default)
+    low = BrokerConfig.load(overrides=["group.consumer.min.session.timeout.ms=1000",
+                                       "group.consumer.min.heartbeat.interval.ms=500"])
+    assert validate_group_config("consumer.session.timeout.ms", "2000", low) == 2000
+    validate_group_configs({"consumer.session.timeout.ms": "6000", "consumer.heartbeat.interval.ms": "5000"}, low)
+    for configs in ({"consumer.session.timeout.ms": "5000"},       # the broker's 5000 ms interval
+                    {"consumer.session.timeout.ms": "2000", "consumer.heartbeat.interval.ms": "2000"}):
+        with pytest.raises(ValueError, match="^consumer.session.timeout.ms must be greater than "
+                                             "consumer.heartbeat.interval.ms$"):
+            validate_group_configs(configs, low)
+    own = {"consumer.session.timeout.ms": "2000"}
+    assert group_config_int(own, "consumer.session.timeout.ms", low) == 2000
+    assert group_config_int(own, "consumer.session.timeout.ms", default) == 45000      # clamped
+    assert group_config_int({}, "share.record.lock.duration.ms", default) == 30000      # the broker's
+
+
 def test_consumer_group_session_and_heartbeat_bounds_as_kafka():
     assert BrokerConfig.load()["group.consumer.min.heartbeat.interval.ms"] == 5000
     with pytest.raises(ValueError, match="group.consumer.heartbeat.interval.ms must be greater than or equal "

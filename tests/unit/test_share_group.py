@@ -142,6 +142,27 @@ def test_manager_expires_locks_on_its_timer_and_wakes_waiters():
     assert sp.record(5).state == RecordState.AVAILABLE
 
 
+def test_share_partitions_read_group_configs_at_each_use():
+    """As Kafka's SharePartition asks its config provider: a lock duration or
+    delivery limit changed by kafka-configs applies to a share-partition that exists."""
+    own: dict[str, str] = {"share.auto.offset.reset": "earliest"}
+    clock = ManualClock()
+    mgr = SharePartitionManager(BrokerConfig(), clock, lambda g: own)
+    key = ("g", T1, 0)
+    sp = mgr.get_or_create(key, log_start=0, log_end=10, leader_epoch=0, offset_for_timestamp=lambda ts: None)
+    start = clock.now_ms()
+    mgr.acquire(key, sp, "m", 0, [(0, 9)], 100, batch_size=None, mode=AcquireMode.BATCH_OPTIMIZED)
+    assert sp.record(0).deadline_ms == start + 30000
+    own.update({"share.record.lock.duration.ms": "15000", "share.delivery.count.limit": "2"})
+    assert mgr.lock_duration_ms("g") == 15000
+    clock.advance(31)
+    assert sp.record(0).state == RecordState.AVAILABLE
+    mgr.acquire(key, sp, "m", 0, [(0, 9)], 100, batch_size=None, mode=AcquireMode.BATCH_OPTIMIZED)
+    assert sp.record(0).deadline_ms == start + 31000 + 15000
+    clock.advance(16)
+    assert sp.start_offset == 10 and sp.record(0) is None   # archived: the second delivery was the group's last
+
+
 def test_share_entries_pin_the_wal_until_a_manifest_holds_them():
     from broker.tiering.state import PartitionStorage
 
