@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-MOVE_MIB, CATCHUP_MB = 16, 32
-SMALL = ["--records", "40000", "--durable-records", "15000", "--rate-seconds", "3", "--tail-seconds", "3",
+MOVE_MIB, CATCHUP_MB = 8, 16
+SMALL = ["--records", "25000", "--durable-records", "8000", "--rate-seconds", "2", "--tail-seconds", "3",
          "--librdkafka-seconds", "3", "--catchup-mb", str(CATCHUP_MB), "--move-mib", str(MOVE_MIB)]
 
 
