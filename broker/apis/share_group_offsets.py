@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import uuid
 
+from wal import WalError
+
 from ..errors import ErrorCode
 from .registry import RequestContext, api
 from .specs import (
@@ -55,6 +57,16 @@ def _group_error(ctx: RequestContext, gid: str, create: bool) -> tuple[int, str 
     return ErrorCode.NONE, None
 
 
+async def _note(ctx: RequestContext, gid: str, topics: set[str], *, initialized: bool) -> None:
+    """The group's topics with offsets (for a describe of all its topics), durably."""
+    fut = ctx.broker.share_groups.offsets_changed(gid, topics, initialized=initialized) if topics else None
+    if fut is not None:
+        try:
+            await fut
+        except WalError:
+            pass        # the offsets changed all the same; a describe of all topics may miss them
+
+
 @api(AlterShareGroupOffsetsRequest, AlterShareGroupOffsetsResponse)
 async def alter(ctx: RequestContext, request: AlterShareGroupOffsetsRequest) -> AlterShareGroupOffsetsResponse:
     gid = request.group_id or ""
@@ -68,6 +80,8 @@ async def alter(ctx: RequestContext, request: AlterShareGroupOffsetsRequest) -> 
               if t.topic_name in topics for rp in t.partitions
               if 0 <= rp.partition_index < topics[t.topic_name].partitions and rp.start_offset >= 0]
     results = await ctx.broker.share_resets.request(gid, wanted) if wanted else {}
+    await _note(ctx, gid, {topic.name for topic, index, _ in wanted if not results[(topic.topic_id, index)][0]},
+                initialized=True)
     out = []
     for t in ordered:
         topic = topics.get(t.topic_name)
@@ -96,6 +110,8 @@ async def delete(ctx: RequestContext, request: DeleteShareGroupOffsetsRequest) -
     wanted = [(topics[t.topic_name], index, -1) for t in request.topics if t.topic_name in topics
               for index in range(topics[t.topic_name].partitions)]
     results = await ctx.broker.share_resets.request(gid, wanted) if wanted else {}
+    await _note(ctx, gid, {t.name for t in {topic.name: topic for topic, _, _ in wanted}.values()
+                           if not any(results[(t.topic_id, i)][0] for i in range(t.partitions))}, initialized=False)
     out = []
     for t in request.topics:
         topic = topics.get(t.topic_name)
