@@ -6,7 +6,7 @@ Kafka. A reset gives the share-partition a new state epoch, nothing in
 flight and the start offset asked for; a delete drops its state, so the next
 fetch starts at ``share.auto.offset.reset``. The state has one writer, the
 partition's owner, wherever it is: the change goes to it through the
-cluster metadata (``share/resets.py``, docs/share-groups.md §4.10), and each
+cluster metadata (``share/resets.py``, docs/share-groups.md §10), and each
 partition is answered once its owner applied it (a WAL snapshot entry, kind
 5, and its manifest): COORDINATOR_NOT_AVAILABLE when the owner is not live,
 REQUEST_TIMED_OUT when it did not apply it within

@@ -38,7 +38,7 @@ are written only when not empty:
 (AlterShareGroupOffsets, DeleteShareGroupOffsets) that a partition's owner
 has yet to apply, by partition then group: ``[reset id, start offset]``, -1
 for a delete; the id is the document generation that added it, so ids only
-grow (docs/share-groups.md §4.10). Written only when not empty:
+grow (docs/share-groups.md §10). Written only when not empty:
 
     "share_resets": {"<topic id>:0": {"orders": [57, 0]}}
 

@@ -4,7 +4,7 @@ AlterShareGroupOffsets and DeleteShareGroupOffsets arrive at the group
 coordinator's broker, but a share-partition's state has one writer, the
 partition's owner (docs/share-groups.md §5 invariant 6). Sluice has no
 broker-to-broker RPC, so the coordinator hands the change over through the
-cluster metadata document (docs/share-groups.md §4.10):
+cluster metadata document (docs/share-groups.md §10):
 
 1. Coordinator (``request``): one conditional update adds
    ``share_resets[partition][group] = [reset id, start offset]`` (-1:

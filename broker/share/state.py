@@ -25,7 +25,7 @@ Payload (big-endian)::
 Version 2 (a snapshot written by a reset another broker asked for, and every
 snapshot after it) adds ``i64 reset_id`` after ``start_offset``: the id of
 the last ``share_resets`` entry of the cluster metadata applied to this
-state (docs/share-groups.md §4.10), so an owner can tell a pending reset it
+state (docs/share-groups.md §10), so an owner can tell a pending reset it
 already applied from one it has not. Version 1 reads as reset id 0.
 
 Key: topic id (16 bytes) + i32 partition + group id (UTF-8), so a partition's

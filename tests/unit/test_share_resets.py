@@ -129,7 +129,7 @@ async def setup(rig: ClusterRig) -> tuple[int, str, int, uuid.UUID]:
     return owner, group, coordinator, topic_id
 
 
-@pytest.mark.parametrize("seed,when", [(1, "with"), (2, "with"), (3, "sealed"), (4, "sealed")])
+@pytest.mark.parametrize("seed,when", [(1, "with"), (2, "with"), (3, "sealed")])
 async def test_reset_applied_by_the_owner_and_once_across_a_move(tmp_path, seed, when):
     async with ClusterRig(tmp_path, seed=seed, overrides={"share.coordinator.write.timeout.ms": 30_000}) as rig:
         owner, group, coordinator, topic_id = await setup(rig)
