@@ -31,6 +31,7 @@ from .log.takeover import ListedWalObjects, StoreWalObjects
 from .metrics import BrokerMetrics
 from .share import state as share_state
 from .share.manager import ShareKey, SharePartitionManager
+from .share.resets import ShareResets
 from .share.sessions import ShareSessionCache
 from .share.state import ShareSnapshot, ShareUpdate
 from .tiering.metered_store import MeteredStore
@@ -95,6 +96,9 @@ class Broker:
         self.replicas.on_share_state = self._share_state_stored
         self.replicas.share_snapshots = self._share_snapshots
         self.share_sessions = ShareSessionCache(config["group.share.max.share.sessions"])
+        # AlterShareGroupOffsets / DeleteShareGroupOffsets for partitions any broker owns
+        self.share_resets = ShareResets(self)
+        self.replicas.on_serving = self.share_resets.serving
         self.share_groups.on_member_gone = self._share_member_gone
         self.consumer_groups.share = self.share_groups
         self.handoffs = HandOffs(self)
@@ -171,6 +175,8 @@ class Broker:
             await self._take_over_groups(shard, self._coordinator_epoch(shard), rec)
         self._shard_recovering.clear()
         self._started = True
+        if self.cluster.metadata.image.share_resets:
+            self.share_resets.kick()       # entries left pending for partitions we now serve
         for delta in self._early:
             self.handoffs.note(delta.handoffs)
         self._early.clear()
@@ -402,6 +408,7 @@ class Broker:
         if self._load_hold is not None:
             self._load_hold.cancel()
         await self.handoffs.stop()
+        await self.share_resets.stop()
         for task in self._shard_loads.values():
             task.cancel()
         await self.cluster.halt()
@@ -462,6 +469,7 @@ class Broker:
         if self.config["controlled.shutdown.enable"] and self._started:
             await self.drain(timeout)
         await self.handoffs.stop()
+        await self.share_resets.stop()
         self.groups.shutdown()
         self.share_groups.shutdown()
         self.share_partitions.shutdown()

@@ -107,6 +107,10 @@ BROKER_DEFAULTS: dict[str, tuple[Callable[[Any], Any], Any]] = {
     "group.share.partition.max.record.locks": (int, 2000),
     "group.share.max.size": (int, 200),
     "group.share.max.share.sessions": (int, 2000),
+    # how long AlterShareGroupOffsets / DeleteShareGroupOffsets wait for the
+    # partitions' owners to apply them (docs/share-groups.md §10); Kafka's
+    # share coordinator's bound on a state write
+    "share.coordinator.write.timeout.ms": (int, 5000),
     "offset.metadata.max.bytes": (int, 4096),
     "offsets.retention.minutes": (int, 10080),
     "offsets.retention.check.interval.ms": (int, 600000),

@@ -345,7 +345,7 @@ class ClusterRig:
             tasks += b._shard_loads.values()
             if b.handoffs._task is not None:
                 tasks.append(b.handoffs._task)
-            tasks += [t for t in (b._recovered_task, b._rejoin_task) if t is not None]
+            tasks += [t for t in (b._recovered_task, b._rejoin_task, b.share_resets._task) if t is not None]
         return [t for t in tasks if not t.done() and t not in self._on_clock]
 
     async def settle(self) -> None:
@@ -420,7 +420,7 @@ class ClusterRig:
         self._hooks[node] = [h for h in self._hooks[node] if h.times > 0]
         return taken
 
-    async def request(self, node: int, request: Any, *, version: int | None = None) -> Any:
+    async def request(self, node: int, request: Any, *, version: int | None = None, busy: bool = True) -> Any:
         """Send ``request`` to broker ``node`` (at ``version``, default the
         highest the broker supports); the decoded response, None for an acks=0
         produce. A handler's CloseConnection propagates (the server would
@@ -445,8 +445,14 @@ class ClusterRig:
             raise RigError(f"{_api_name(api.key)}: non-nullable field {bad} is null")
         ctx = RequestContext(b, header, version, cid, "/127.0.0.1")
         hooks = self._take_hooks(node, api.key)
-        response = await self._run_as(node, self._serve(node, api, ctx, decoded, hooks), busy=True)
+        response = await self._run_as(node, self._serve(node, api, ctx, decoded, hooks), busy=busy)
         return response
+
+    def start_request(self, node: int, request: Any, *, version: int | None = None) -> asyncio.Task:
+        """``request`` as a task the rig does not wait for: one whose answer
+        waits on other brokers' heartbeats (AlterShareGroupOffsets). Advance,
+        then await the task."""
+        return asyncio.get_running_loop().create_task(self.request(node, request, version=version, busy=False))
 
     async def _serve(self, node: int, api, ctx: RequestContext, request: Any, hooks: list[_Hook]):
         name = _api_name(api.key)

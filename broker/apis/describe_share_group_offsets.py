@@ -4,8 +4,10 @@ At the group coordinator (docs/share-groups.md §4.9). The state lives at each
 partition's owner: a partition this broker owns answers from memory (or the
 state it loaded); another's from its manifest's ``share_state`` (1 GET; as
 of that owner's last manifest update, Kafka's answer also trails its writes).
-Topics null: the group's subscribed topics and the partitions this broker
-has state of, only partitions with state (Kafka's initialized ones); a named
+Topics null: the group's subscribed topics, the topics it has had offsets
+in (``ShareGroup.initialized``: subscribed or reset since, not deleted) and
+the partitions this broker has state of, only partitions with state
+(Kafka's initialized ones); a named
 partition without state answers start offset -1. Another kind of group's
 id is GROUP_ID_NOT_FOUND for the group; an unknown
 topic UNKNOWN_TOPIC_OR_PARTITION for its partitions (where Kafka 4.4 never
@@ -73,6 +75,7 @@ async def handle(ctx: RequestContext, request: DescribeShareGroupOffsetsRequest)
         topics = b.cluster.metadata.topics
         if rg.topics is None:
             named = {n: None for m in sg.members.values() for n in m.subscribed_topic_names if n in topics}
+            named.update((n, None) for n in sg.initialized if n in topics)     # offsets other owners hold
             for tid, _ in b.share_partitions.groups_of(gid):
                 t = b.replicas.topic_by_id(tid)
                 if t is not None:

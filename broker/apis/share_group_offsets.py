@@ -4,14 +4,15 @@
 At the group coordinator; the group must be empty (NON_EMPTY_GROUP), as in
 Kafka. A reset gives the share-partition a new state epoch, nothing in
 flight and the start offset asked for; a delete drops its state, so the next
-fetch starts at ``share.auto.offset.reset``. Either is a WAL snapshot entry
-(kind 5) written before the answer, then the manifest's ``share_state``.
-An unknown group is created empty by a reset (Kafka's
-getOrMaybeCreatePersistedShareGroup) and answers GROUP_ID_NOT_FOUND to a
-delete. Sluice applies the change where the share-partition's state lives,
-at the partition's owner: a partition this broker does not own answers
-INVALID_REQUEST saying so (docs/share-groups.md §4.10: the cluster-metadata
-hand-over to other owners is not built).
+fetch starts at ``share.auto.offset.reset``. The state has one writer, the
+partition's owner, wherever it is: the change goes to it through the
+cluster metadata (``share/resets.py``, docs/share-groups.md §10), and each
+partition is answered once its owner applied it (a WAL snapshot entry, kind
+5, and its manifest): COORDINATOR_NOT_AVAILABLE when the owner is not live,
+REQUEST_TIMED_OUT when it did not apply it within
+``share.coordinator.write.timeout.ms``. An unknown group is created empty by
+a reset (Kafka's getOrMaybeCreatePersistedShareGroup) and answers
+GROUP_ID_NOT_FOUND to a delete.
 """
 from __future__ import annotations
 
@@ -56,23 +57,14 @@ def _group_error(ctx: RequestContext, gid: str, create: bool) -> tuple[int, str 
     return ErrorCode.NONE, None
 
 
-async def _apply(ctx: RequestContext, gid: str, topic_id: uuid.UUID, name: str, index: int,
-                 start_offset: int) -> tuple[int, str | None]:
-    b = ctx.broker
-    p = b.replicas.get(name, index)
-    if p is None:
-        code = b.replicas.missing(name, index)
-        if code != ErrorCode.NOT_LEADER_OR_FOLLOWER:
-            return code, None
-        return ErrorCode.INVALID_REQUEST, (f"Partition {name}-{index} is served by another broker; Sluice changes "
-                                           f"share-group offsets only at the partition's owner.")
-    fut = b.share_partitions.reset((gid, topic_id, index), start_offset, leader_epoch=p.leader_epoch)
+async def _note(ctx: RequestContext, gid: str, topics: set[str], *, initialized: bool) -> None:
+    """The group's topics with offsets (for a describe of all its topics), durably."""
+    fut = ctx.broker.share_groups.offsets_changed(gid, topics, initialized=initialized) if topics else None
     if fut is not None:
         try:
             await fut
         except WalError:
-            return ErrorCode.KAFKA_STORAGE_ERROR, "The share-partition state could not be written."
-    return ErrorCode.NONE, None
+            pass        # the offsets changed all the same; a describe of all topics may miss them
 
 
 @api(AlterShareGroupOffsetsRequest, AlterShareGroupOffsetsResponse)
@@ -82,9 +74,16 @@ async def alter(ctx: RequestContext, request: AlterShareGroupOffsetsRequest) -> 
     if err:
         return AR(version=ctx.version, throttle_time_ms=0, error_code=err, error_message=msg, responses=[])
     topics = ctx.broker.cluster.metadata.topics
-    out = []
     # as Kafka 4.4: the unknown topics' results first
-    for t in sorted(request.topics, key=lambda t: t.topic_name in topics):
+    ordered = sorted(request.topics, key=lambda t: t.topic_name in topics)
+    wanted = [(topics[t.topic_name], rp.partition_index, rp.start_offset) for t in ordered
+              if t.topic_name in topics for rp in t.partitions
+              if 0 <= rp.partition_index < topics[t.topic_name].partitions and rp.start_offset >= 0]
+    results = await ctx.broker.share_resets.request(gid, wanted) if wanted else {}
+    await _note(ctx, gid, {topic.name for topic, index, _ in wanted if not results[(topic.topic_id, index)][0]},
+                initialized=True)
+    out = []
+    for t in ordered:
         topic = topics.get(t.topic_name)
         parts = []
         for rp in t.partitions:
@@ -93,8 +92,7 @@ async def alter(ctx: RequestContext, request: AlterShareGroupOffsetsRequest) -> 
             elif rp.start_offset < 0:
                 code, message = ErrorCode.INVALID_REQUEST, "The start offset must not be negative."
             else:
-                code, message = await _apply(ctx, gid, topic.topic_id, t.topic_name, rp.partition_index,
-                                             rp.start_offset)
+                code, message = results[(topic.topic_id, rp.partition_index)]
             parts.append(AP(partition_index=rp.partition_index, error_code=code, error_message=message))
         out.append(AT(topic_name=t.topic_name, topic_id=topic.topic_id if topic else uuid.UUID(int=0),
                       partitions=parts))
@@ -109,6 +107,11 @@ async def delete(ctx: RequestContext, request: DeleteShareGroupOffsetsRequest) -
     if err:
         return DR(version=ctx.version, throttle_time_ms=0, error_code=err, error_message=msg, responses=[])
     topics = ctx.broker.cluster.metadata.topics
+    wanted = [(topics[t.topic_name], index, -1) for t in request.topics if t.topic_name in topics
+              for index in range(topics[t.topic_name].partitions)]
+    results = await ctx.broker.share_resets.request(gid, wanted) if wanted else {}
+    await _note(ctx, gid, {t.name for t in {topic.name: topic for topic, _, _ in wanted}.values()
+                           if not any(results[(t.topic_id, i)][0] for i in range(t.partitions))}, initialized=False)
     out = []
     for t in request.topics:
         topic = topics.get(t.topic_name)
@@ -117,7 +120,7 @@ async def delete(ctx: RequestContext, request: DeleteShareGroupOffsetsRequest) -
             code, message = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, _NOT_HOSTED
         else:
             for index in range(topic.partitions):
-                c, m = await _apply(ctx, gid, topic.topic_id, t.topic_name, index, -1)
+                c, m = results[(topic.topic_id, index)]
                 if c and not code:
                     code, message = c, m
         out.append(DT(topic_name=t.topic_name, topic_id=topic.topic_id if topic else uuid.UUID(int=0),

@@ -151,6 +151,11 @@ class Cluster:
             return key, (m.epoch if m is not None else 0)
         return dict(await asyncio.gather(*(epoch_of(k) for k in todo)))
 
+    async def change(self, change: Callable[[ClusterImage], None]) -> ClusterImage:
+        """Change the metadata document with ``change`` (a pure function of the
+        image, applied in place; it may run more than once), then notify the others."""
+        return await self._update(change)
+
     async def _update(self, change: Callable[[ClusterImage], None]) -> ClusterImage:
         """Change the metadata document, then tell the other live brokers (a
         datagram each, notify.py) so they need not wait for their heartbeat."""
@@ -549,6 +554,8 @@ class Cluster:
             if name not in image.topics:
                 raise UnknownTopic(name)
             gone[:] = [image.topics.pop(name)]
+            for key in [k for k in image.share_resets if k.startswith(f"{gone[0].topic_id}:")]:
+                del image.share_resets[key]     # share-group resets nobody will apply
         await self._update(remove)
         log.info("deleted topic %s", name)
         return gone[0]

@@ -34,6 +34,14 @@ are written only when not empty:
     "broker_configs": {"": {"log.retention.ms": "3600000"}, "2": {"message.max.bytes": "2097152"}},
     "group_configs": {"payments": {"consumer.session.timeout.ms": "50000"}}
 
+``share_resets`` holds the share-group offset resets and deletes
+(AlterShareGroupOffsets, DeleteShareGroupOffsets) that a partition's owner
+has yet to apply, by partition then group: ``[reset id, start offset]``, -1
+for a delete; the id is the document generation that added it, so ids only
+grow (docs/share-groups.md §10). Written only when not empty:
+
+    "share_resets": {"<topic id>:0": {"orders": [57, 0]}}
+
 Documents written before ownership existed lack "owners"/"epochs": their
 partitions read as unowned at epoch 0 and are claimed at start.
 """
@@ -144,6 +152,8 @@ class ClusterImage:
     # dynamic broker configs by resource name ("": cluster-wide default, else a node id)
     broker_configs: dict[str, dict[str, str]] = field(default_factory=dict)
     group_configs: dict[str, dict[str, str]] = field(default_factory=dict)   # by group id
+    # share-group resets owners must apply: "<topic id>:<index>" -> group id -> [reset id, start offset]
+    share_resets: dict[str, dict[str, list[int]]] = field(default_factory=dict)
 
     def to_doc(self) -> dict[str, Any]:
         doc = {"format": "sluice.cluster", "cluster_id": self.cluster_id,
@@ -152,7 +162,7 @@ class ClusterImage:
                "topics": [t.to_json() for t in self.topics.values()],
                "offsets": self.offsets.to_json() if self.offsets is not None else None,
                "draining": self.draining}
-        for key in ("broker_configs", "group_configs"):
+        for key in ("broker_configs", "group_configs", "share_resets"):
             configs = {k: v for k, v in getattr(self, key).items() if v}
             if configs:
                 doc[key] = configs
@@ -167,7 +177,14 @@ class ClusterImage:
                    Topic.from_json(offsets) if offsets else None,
                    [int(n) for n in doc.get("draining", [])],
                    {str(k): dict(v) for k, v in doc.get("broker_configs", {}).items()},
-                   {str(k): dict(v) for k, v in doc.get("group_configs", {}).items()})
+                   {str(k): dict(v) for k, v in doc.get("group_configs", {}).items()},
+                   {str(k): {str(g): [int(x) for x in r] for g, r in v.items()}
+                    for k, v in doc.get("share_resets", {}).items()})
+
+    def pending_share_reset(self, topic_id: uuid.UUID, index: int, group_id: str) -> tuple[int, int] | None:
+        """(reset id, start offset) of the reset pending for the share-partition, or None."""
+        r = self.share_resets.get(share_reset_key(topic_id, index), {}).get(group_id)
+        return (r[0], r[1]) if r else None
 
     def pending_moves(self) -> int:
         return sum(1 for t in self.owned_topics() for x in t.targets if x != NO_OWNER)
@@ -181,6 +198,11 @@ class ClusterImage:
             if t.topic_id == topic_id:
                 return t
         return None
+
+
+def share_reset_key(topic_id: uuid.UUID, index: int) -> str:
+    """The key of a partition in ``share_resets``."""
+    return f"{topic_id}:{index}"
 
 
 _decode_doc = json_decoder(CLUSTER_METADATA_KEY)

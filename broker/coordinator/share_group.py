@@ -76,6 +76,10 @@ class ShareGroup:
     assignment_epoch: int = 0
     members: dict[str, ShareMember] = field(default_factory=dict)
     topic_partitions: dict[str, int] = field(default_factory=dict)
+    # topics the group has had offsets in (subscribed, or reset), until their
+    # offsets are deleted: what DescribeShareGroupOffsets of all topics reads
+    # (Kafka's initialized share-group partitions), whichever broker holds them
+    initialized: set[str] = field(default_factory=set)
     persisted: bytes = b""          # the last state entry written or replayed
 
     @property
@@ -157,6 +161,15 @@ class ShareGroupCoordinator:
         g = self.groups[group_id] = ShareGroup(group_id)
         _background(self._persist(g))
         return g
+
+    def offsets_changed(self, group_id: str, topics: set[str], *, initialized: bool) -> asyncio.Future | None:
+        """AlterShareGroupOffsets (``initialized``) or DeleteShareGroupOffsets
+        changed the group's offsets in ``topics``: noted durably."""
+        g = self.groups.get(group_id)
+        if g is None:
+            return None
+        g.initialized = (g.initialized | topics) if initialized else (g.initialized - topics)
+        return self._persist(g)
 
     # ---------------------------------------------------------- durability
     def _append(self, group_id: str, data: bytes) -> asyncio.Future | None:
@@ -264,6 +277,7 @@ class ShareGroupCoordinator:
         sizes = self._subscribed_sizes(g)
         if sizes != g.topic_partitions:
             g.topic_partitions, bump = sizes, True
+        g.initialized |= set(sizes)
         if bump:
             g.group_epoch += 1
         if g.assignment_epoch < g.group_epoch:
@@ -339,6 +353,7 @@ def _background(fut: asyncio.Future | None) -> None:
 
 def _encode(g: ShareGroup) -> dict[str, Any]:
     return {"epoch": g.group_epoch, "assignment_epoch": g.assignment_epoch, "topic_partitions": g.topic_partitions,
+            "initialized": sorted(g.initialized),
             "members": [{"id": m.member_id, "rack": m.rack_id, "client_id": m.client_id,
                          "client_host": m.client_host, "topics": m.subscribed_topic_names,
                          "epoch": m.member_epoch, "previous_epoch": m.previous_member_epoch,
@@ -347,7 +362,8 @@ def _encode(g: ShareGroup) -> dict[str, Any]:
 
 
 def _decode(group_id: str, d: dict[str, Any]) -> ShareGroup:
-    g = ShareGroup(group_id, d["epoch"], d["assignment_epoch"], topic_partitions=dict(d["topic_partitions"]))
+    g = ShareGroup(group_id, d["epoch"], d["assignment_epoch"], topic_partitions=dict(d["topic_partitions"]),
+                   initialized=set(d.get("initialized", ())))
     for x in d["members"]:
         g.members[x["id"]] = ShareMember(x["id"], x["rack"], x["client_id"], x["client_host"], list(x["topics"]),
                                          x["epoch"], x["previous_epoch"],

@@ -133,6 +133,8 @@ class ReplicaManager:
         # the snapshots a manifest update carries: group id -> payload
         self.on_share_state: Callable[[Partition, str, bytes], None] = lambda p, group, data: None
         self.share_snapshots: Callable[[Partition], dict[str, bytes]] = lambda p: {}
+        # a partition serves from now on, claimed and loaded (share-group resets wait for it)
+        self.on_serving: Callable[[Partition], None] = lambda p: None
         self.store = store
         self.manifests = ManifestStore(store)
         self.tail_cache = TailCache(config["cache.tail.bytes"])
@@ -195,6 +197,8 @@ class ReplicaManager:
         await asyncio.gather(*(self._take_over(p, epoch, rec) for p, epoch, rec in takeovers))
         for p, _epoch in todo:
             p.became_owner()
+        for p, _epoch in todo:
+            self.on_serving(p)
 
     async def wal_load(self) -> None:
         if isinstance(self.wal, ObjectWriteAheadLog):
@@ -276,6 +280,7 @@ class ReplicaManager:
                                                                      epoch=epoch))
                         p.storage.set_manifest((await self.manifests.load(p.topic_id, p.index))[0])
                     self.storage_ok("claim")
+                    self.on_serving(p)
                     return
                 except ObjectStoreError as exc:
                     self.storage_error("claim", exc)

@@ -79,9 +79,9 @@ class SharePartitionManager:
                       offset_for_timestamp: Callable[[int], int | None]) -> SharePartition:
         sp = self.partitions.get(key)
         stored = self.durable.pop(key, None) if sp is None else None
-        reborn = None
+        reborn, reset_id = None, 0
         if stored is not None and stored.initialized and stored.start_offset < 0:
-            reborn, stored = stored.state_epoch + 1, None        # deleted offsets: start again
+            reborn, reset_id, stored = stored.state_epoch + 1, stored.reset_id, None   # deleted offsets: start again
         if stored is not None and stored.initialized:
             sp = self.partitions[key] = SharePartition.from_durable(self._config_of(key[0]), stored,
                                                                     leader_epoch=leader_epoch)
@@ -94,6 +94,7 @@ class SharePartitionManager:
                                               now_ms=self.clock.now_ms(), offset_for_timestamp=offset_for_timestamp)
             sp = self.partitions[key] = SharePartition(self._config_of(group_id), start, leader_epoch=leader_epoch,
                                                        state_epoch=reborn or 0)
+            sp.reset_id = reset_id
             if reborn is not None:      # replay must see this state over the deletion
                 self._background(self._persist(key, sp.take_snapshot()))
             log.info("share group %s: %s-%d starts at offset %d (%s)", group_id, key[1], key[2], start,
@@ -155,15 +156,19 @@ class SharePartitionManager:
                 out[key[0]] = encode(durable.snapshot())
         return out
 
-    def reset(self, key: ShareKey, start_offset: int, *, leader_epoch: int) -> asyncio.Future | None:
+    def reset(self, key: ShareKey, start_offset: int, *, leader_epoch: int,
+              reset_id: int = 0) -> asyncio.Future | None:
         """AlterShareGroupOffsets (the group is empty): a new state epoch, nothing in
         flight, the start offset ``start_offset``; -1 deletes the state
-        (DeleteShareGroupOffsets: the next fetch starts at share.auto.offset.reset)."""
+        (DeleteShareGroupOffsets: the next fetch starts at share.auto.offset.reset).
+        ``reset_id``: the cluster-metadata entry applied (``resets.py``), kept in
+        the state so that it is applied once."""
         sp = self.partitions.pop(key, None)
         stored = self.durable.pop(key, None)
         epoch = sp.state_epoch if sp is not None else stored.state_epoch if stored is not None else -1
         fresh = SharePartition(self._config_of(key[0]), max(start_offset, 0), state_epoch=max(epoch, 0),
                                leader_epoch=leader_epoch)
+        fresh.reset_id = max(reset_id, self._reset_id(sp, stored))
         snapshot = fresh.reset(start_offset)
         timer = self._timers.pop(key, None)
         if timer is not None:
@@ -175,6 +180,14 @@ class SharePartitionManager:
             self.durable[key].apply(snapshot)
         self._wake()
         return self._persist(key, snapshot)
+
+    @staticmethod
+    def _reset_id(sp: SharePartition | None, stored: DurableShareState | None) -> int:
+        return sp.reset_id if sp is not None else stored.reset_id if stored is not None else 0
+
+    def applied_reset(self, key: ShareKey) -> int:
+        """The id of the last cluster-metadata reset this share-partition's state holds (0: none)."""
+        return self._reset_id(self.partitions.get(key), self.durable.get(key))
 
     def _background(self, fut: asyncio.Future | None) -> None:
         if fut is not None:

@@ -163,6 +163,7 @@ class SharePartition:
         self.state_epoch = state_epoch
         self.snapshot_epoch = 0
         self.leader_epoch = leader_epoch
+        self.reset_id = 0          # the last cluster-metadata reset applied (state.py)
         self.ranges: list[InFlight] = []
 
     @property
@@ -420,7 +421,8 @@ class SharePartition:
         batches = batches[done:]
         while batches and batches[-1].delivery_state == RecordState.AVAILABLE and batches[-1].delivery_count == 0:
             batches.pop()
-        return ShareSnapshot(self.state_epoch, self.snapshot_epoch, self.leader_epoch, start, tuple(batches))
+        return ShareSnapshot(self.state_epoch, self.snapshot_epoch, self.leader_epoch, start, tuple(batches),
+                             self.reset_id)
 
     @classmethod
     def from_durable(cls, config: ShareConfig | Callable[[], ShareConfig], durable: DurableShareState, *,
@@ -432,6 +434,7 @@ class SharePartition:
         sp = cls(config, durable.start_offset, state_epoch=durable.state_epoch,
                  leader_epoch=durable.leader_epoch if leader_epoch is None else leader_epoch)
         sp.snapshot_epoch = durable.snapshot_epoch
+        sp.reset_id = durable.reset_id
         at = durable.start_offset
         for b in durable.batches:
             if b.last_offset < at:

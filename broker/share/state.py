@@ -22,6 +22,12 @@ Payload (big-endian)::
     i32 state_epoch | i32 snapshot_epoch | i32 leader_epoch | i64 start_offset
     u32 n, then n x (i64 first_offset, i64 last_offset, u8 delivery_state, u16 delivery_count)
 
+Version 2 (a snapshot written by a reset another broker asked for, and every
+snapshot after it) adds ``i64 reset_id`` after ``start_offset``: the id of
+the last ``share_resets`` entry of the cluster metadata applied to this
+state (docs/share-groups.md §10), so an owner can tell a pending reset it
+already applied from one it has not. Version 1 reads as reset id 0.
+
 Key: topic id (16 bytes) + i32 partition + group id (UTF-8), so a partition's
 entries share the partition's WAL key as a prefix.
 
@@ -92,6 +98,7 @@ class ShareSnapshot:
     leader_epoch: int
     start_offset: int
     batches: tuple[StateBatch, ...]
+    reset_id: int = 0       # the last cluster-metadata reset applied (0: none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,17 +112,23 @@ class ShareUpdate:
     batches: tuple[StateBatch, ...]
 
 
-_VERSION = 1
+_VERSION, _VERSION_RESET_ID = 1, 2
 _SNAPSHOT, _UPDATE = 0, 1
 _HEAD = struct.Struct(">BBiiiqI")
+_HEAD2 = struct.Struct(">BBiiiqqI")
 _BATCH = struct.Struct(">qqBH")
 _KEY_HEAD = struct.Struct(">16si")
 
 
 def encode(entry: ShareSnapshot | ShareUpdate) -> bytes:
     kind = _SNAPSHOT if isinstance(entry, ShareSnapshot) else _UPDATE
-    out = [_HEAD.pack(_VERSION, kind, entry.state_epoch, entry.snapshot_epoch, entry.leader_epoch,
-                      entry.start_offset, len(entry.batches))]
+    reset_id = entry.reset_id if isinstance(entry, ShareSnapshot) else 0
+    if reset_id:
+        out = [_HEAD2.pack(_VERSION_RESET_ID, kind, entry.state_epoch, entry.snapshot_epoch, entry.leader_epoch,
+                           entry.start_offset, reset_id, len(entry.batches))]
+    else:
+        out = [_HEAD.pack(_VERSION, kind, entry.state_epoch, entry.snapshot_epoch, entry.leader_epoch,
+                          entry.start_offset, len(entry.batches))]
     out.extend(_BATCH.pack(b.first_offset, b.last_offset, b.delivery_state, b.delivery_count)
                for b in entry.batches)
     return b"".join(out)
@@ -123,25 +136,32 @@ def encode(entry: ShareSnapshot | ShareUpdate) -> bytes:
 
 def decode(data: bytes | bytearray | memoryview) -> ShareSnapshot | ShareUpdate:
     data = bytes(data)
+    reset_id = 0
     try:
-        version, kind, state_epoch, snapshot_epoch, leader_epoch, start, n = _HEAD.unpack_from(data, 0)
+        version = data[0] if data else 0
+        head = _HEAD2 if version == _VERSION_RESET_ID else _HEAD
+        if version == _VERSION_RESET_ID:
+            _, kind, state_epoch, snapshot_epoch, leader_epoch, start, reset_id, n = head.unpack_from(data, 0)
+        else:
+            version, kind, state_epoch, snapshot_epoch, leader_epoch, start, n = head.unpack_from(data, 0)
     except struct.error as e:
         raise CorruptShareState(f"share state entry too short: {e}") from e
-    if version != _VERSION:
-        raise CorruptShareState(f"share state entry version {version}, not {_VERSION}")
+    if version not in (_VERSION, _VERSION_RESET_ID):
+        raise CorruptShareState(f"share state entry version {version}, not {_VERSION} or {_VERSION_RESET_ID}")
     if kind not in (_SNAPSHOT, _UPDATE):
         raise CorruptShareState(f"share state entry type {kind}")
-    if len(data) != _HEAD.size + n * _BATCH.size:
+    if len(data) != head.size + n * _BATCH.size:
         raise CorruptShareState(f"share state entry of {len(data)} bytes does not hold {n} batches")
     batches = []
     for i in range(n):
-        first, last, state, count = _BATCH.unpack_from(data, _HEAD.size + i * _BATCH.size)
+        first, last, state, count = _BATCH.unpack_from(data, head.size + i * _BATCH.size)
         try:
             batches.append(StateBatch(first, last, RecordState(state), count))
         except ValueError as e:
             raise CorruptShareState(f"share state batch {i}: {e}") from e
-    cls = ShareSnapshot if kind == _SNAPSHOT else ShareUpdate
-    return cls(state_epoch, snapshot_epoch, leader_epoch, start, tuple(batches))
+    if kind == _SNAPSHOT:
+        return ShareSnapshot(state_epoch, snapshot_epoch, leader_epoch, start, tuple(batches), reset_id)
+    return ShareUpdate(state_epoch, snapshot_epoch, leader_epoch, start, tuple(batches))
 
 
 def encode_key(topic_id: bytes, partition: int, group_id: str) -> bytes:
@@ -211,6 +231,7 @@ class DurableShareState:
         self.leader_epoch = -1
         self.start_offset = -1
         self.batches: list[StateBatch] = []
+        self.reset_id = 0               # the last cluster-metadata reset applied (ids only grow)
 
     @property
     def initialized(self) -> bool:
@@ -237,9 +258,11 @@ class DurableShareState:
         self.state_epoch = entry.state_epoch
         self.snapshot_epoch = entry.snapshot_epoch if newer else max(self.snapshot_epoch, entry.snapshot_epoch)
         self.leader_epoch = max(self.leader_epoch, entry.leader_epoch)
+        if isinstance(entry, ShareSnapshot):
+            self.reset_id = max(self.reset_id, entry.reset_id)
         self.batches = clip(self.batches, self.start_offset)
         return True
 
     def snapshot(self) -> ShareSnapshot:
         return ShareSnapshot(self.state_epoch, self.snapshot_epoch, self.leader_epoch, self.start_offset,
-                             tuple(self.batches))
+                             tuple(self.batches), self.reset_id)

@@ -181,6 +181,14 @@ class UploadTask:
         async with self._lock:
             return await self._upload_once(force)
 
+    async def record(self, p: Partition) -> bool:
+        """Record ``p``'s manifest now (its share state, say), outside the
+        interval; True when stored."""
+        async with self._lock:
+            if p.storage.offline or p.storage.epoch is None:
+                return False
+            return await self._update_manifest(p)
+
     async def _upload_once(self, force: bool) -> bool:
         rm = self.rm
         await self._delete_manifests_of_deleted_topics()

@@ -199,11 +199,13 @@ class _Member:
     """A share group member over one connection (kafka-python's codec): join, fetch,
     acknowledge. Its share session ends when the connection closes (``close``)."""
 
-    def __init__(self, port: int, group: str, topic: str) -> None:
+    def __init__(self, port: int, group: str, topic: str, fetch_port: int | None = None) -> None:
+        """``port``: the group coordinator's; ``fetch_port``: the partition owner's, if another broker."""
         self.port, self.group, self.topic = port, group, topic
         self.member = uuid.uuid4().hex[:22]
         self.epoch = 0
         self.c = WireClient(port)
+        self.f = WireClient(fetch_port) if fetch_port is not None else self.c
         hb = self.c.request(ShareGroupHeartbeatRequest(group_id=group, member_id=self.member, member_epoch=0,
                                                        rack_id=None, subscribed_topic_names=[topic]), 1)
         assert hb.error_code == 0, hb
@@ -212,7 +214,7 @@ class _Member:
     def fetch(self, max_records: int) -> list[tuple[int, int, int]]:
         """(first, last, delivery count) acquired (one ShareFetch; the session opens at epoch 0)."""
         F = ShareFetchRequest
-        r = self.c.request(F(group_id=self.group, member_id=self.member, share_session_epoch=self.epoch,
+        r = self.f.request(F(group_id=self.group, member_id=self.member, share_session_epoch=self.epoch,
                              max_wait_ms=2000, min_bytes=1, max_bytes=1 << 20, max_records=max_records,
                              batch_size=max_records,
                              topics=[F.FetchTopic(topic_id=self.topic_id, partitions=[
@@ -226,7 +228,7 @@ class _Member:
     def acknowledge(self, *batches: tuple[int, int, int]) -> None:
         A = ShareAcknowledgeRequest
         B = A.AcknowledgeTopic.AcknowledgePartition.AcknowledgementBatch
-        r = self.c.request(A(group_id=self.group, member_id=self.member, share_session_epoch=self.epoch, topics=[
+        r = self.f.request(A(group_id=self.group, member_id=self.member, share_session_epoch=self.epoch, topics=[
             A.AcknowledgeTopic(topic_id=self.topic_id, partitions=[A.AcknowledgeTopic.AcknowledgePartition(
                 partition_index=0, acknowledgement_batches=[
                     B(first_offset=f, last_offset=last, acknowledge_types=[t]) for f, last, t in batches])])]), 1)
@@ -238,6 +240,8 @@ class _Member:
                                                       rack_id=None, subscribed_topic_names=None), 1)
         assert r.error_code == 0
         self.c.close()
+        if self.f is not self.c:
+            self.f.close()
 
 
 def _offsets(acquired: list[tuple[int, int, int]]) -> dict[int, int]:
@@ -340,6 +344,50 @@ def test_kafka_share_groups_resets_deletes_offsets_and_the_group(broker_factory,
     assert group not in listed.lines
     m = _Member(b.port, group, topic)                   # a new group of that name: its state went too
     assert _offsets(m.fetch(20)) == {o: 1 for o in range(10)}
+
+
+def test_reset_and_delete_reach_a_partition_another_broker_owns(broker_factory, kafka_tools, tmp_path):
+    """Two brokers on one file:// bucket, the group's coordinator on one and the
+    partition on the other: ``kafka-share-groups --reset-offsets`` and
+    ``--delete-offsets`` (sent to the coordinator) change the share-partition
+    at its owner (docs/share-groups.md §4.10), ``--describe`` shows it, and a
+    member fetching from the owner sees it."""
+    bucket = f"file://{tmp_path / 'bucket'}"
+    brokers = {n: broker_factory("broker.heartbeat.interval.ms=200", f"node.id={n}", name=f"node{n}",
+                                 extra_args=["--object-store", bucket]) for n in (1, 2)}
+    admin = AdminClient({"bootstrap.servers": brokers[1].bootstrap})
+    _wait_for(lambda: len(admin.list_topics(timeout=10).brokers) == 2, 15, "both brokers", [])
+    topic, group = _unique("share"), _unique("sg")
+    with WireClient(brokers[1].port) as c:
+        [found] = c.request(FindCoordinatorRequest(key_type=0, coordinator_keys=[group]), 4).coordinators
+    assert found.error_code == 0, found
+    coordinator = found.node_id
+    owner = 3 - coordinator
+    admin.create_topics([NewTopic(topic, num_partitions=1, replica_assignment=[[owner]])])[topic].result(30)
+    _wait_for(lambda: admin.list_topics(topic, timeout=10).topics[topic].partitions[0].leader == owner, 15,
+              "the partition's owner", [])
+    _produce(brokers[owner].bootstrap, topic, 10)
+    ports = (brokers[coordinator].port, group, topic, brokers[owner].port)
+    m = _Member(*ports)
+    assert m.fetch(10) == []                            # share.auto.offset.reset=latest: starts at 10
+    m.leave()
+    base = ("--bootstrap-server", brokers[coordinator].bootstrap, "--group", group)
+    kafka_tools.run("kafka-share-groups", *base, "--reset-offsets", "--topic", topic, "--to-earliest", "--execute")
+    described = kafka_tools.run("kafka-share-groups", *base, "--describe")
+    assert [line.split() for line in described.lines[1:]] == [[group, topic, "0", "0", "10"]], described.describe()
+    m = _Member(*ports)
+    assert _offsets(m.fetch(20)) == {o: 1 for o in range(10)}
+    m.acknowledge((0, 9, 1))
+    m.leave()
+    deleted = kafka_tools.run("kafka-share-groups", *base, "--delete-offsets", "--topic", topic)
+    assert deleted.lines[1].split() == [topic, "Successful"], deleted.describe()
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
+    res = ConfigResource(ResourceType.GROUP, group, incremental_configs=[
+        ConfigEntry("share.auto.offset.reset", "earliest", incremental_operation=AlterConfigOpType.SET)])
+    admin.incremental_alter_configs([res])[res].result(30)
+    m = _Member(*ports)                                 # deleted: starts again at share.auto.offset.reset
+    assert _offsets(m.fetch(20)) == {o: 1 for o in range(10)}
+    m.leave()
 
 
 def test_closed_connection_releases_the_members_records(broker_factory, kafka_tools):
