@@ -1,7 +1,7 @@
 """DeleteGroups (42): delete empty groups and their committed offsets (a durable tombstone).
 A KIP-848 consumer group with members answers NON_EMPTY_GROUP, as a classic one. An
-empty share group goes with the state of its share-partitions this broker owns
-(``kafka-share-groups --delete``; another owner's stay, as offset resets do)."""
+empty share group goes with the state of its share-partitions, at whichever
+broker owns each (``kafka-share-groups --delete``; share/resets.py)."""
 from kafka.protocol.admin import DeleteGroupsRequest, DeleteGroupsResponse
 
 from wal import WalError
@@ -37,18 +37,24 @@ async def handle(ctx: RequestContext, request: DeleteGroupsRequest) -> DeleteGro
 
 
 async def _delete_share_group(ctx: RequestContext, gid: str) -> int:
+    """An empty share group goes after the state of its share-partitions has,
+    at each partition's owner (share/resets.py, as offset deletes): if an owner
+    cannot delete it, the group stays and the error is the answer."""
     b = ctx.broker
+    g = b.share_groups.get(gid)
+    if g is not None and g.members:
+        return ErrorCode.NON_EMPTY_GROUP
+    names = set(g.initialized) if g is not None else set()
+    for tid, _index in b.share_partitions.groups_of(gid):     # state here the group forgot
+        t = b.replicas.topic_by_id(tid)
+        if t is not None:
+            names.add(t.name)
+    topics = b.cluster.metadata.topics
+    wanted = [(topics[n], i, -1) for n in sorted(names) if n in topics for i in range(topics[n].partitions)]
+    results = await b.share_resets.request(gid, wanted) if wanted else {}
+    for code, _message in results.values():
+        if code and code != ErrorCode.UNKNOWN_TOPIC_OR_PARTITION:
+            return code
     if not b.share_groups.delete_empty(gid):
         return ErrorCode.NON_EMPTY_GROUP
-    for tid, index in sorted(b.share_partitions.groups_of(gid)):
-        t = b.replicas.topic_by_id(tid)
-        p = b.replicas.get(t.name, index) if t is not None else None
-        if p is None:
-            continue
-        fut = b.share_partitions.reset((gid, tid, index), -1, leader_epoch=p.leader_epoch)
-        if fut is not None:
-            try:
-                await fut
-            except WalError:
-                return ErrorCode.KAFKA_STORAGE_ERROR
     return ErrorCode.NONE

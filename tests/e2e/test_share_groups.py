@@ -387,6 +387,12 @@ def test_reset_and_delete_reach_a_partition_another_broker_owns(broker_factory, 
     admin.incremental_alter_configs([res])[res].result(30)
     m = _Member(*ports)                                 # deleted: starts again at share.auto.offset.reset
     assert _offsets(m.fetch(20)) == {o: 1 for o in range(10)}
+    m.acknowledge((0, 9, 1))
+    m.leave()
+    removed = kafka_tools.run("kafka-share-groups", *base, "--delete")
+    assert f"Deletion of requested share groups ('{group}') was successful." in removed.stdout, removed.describe()
+    m = _Member(*ports)                 # the group deleted with its state at the owner: from earliest again
+    assert _offsets(m.fetch(20)) == {o: 1 for o in range(10)}
     m.leave()
 
 
