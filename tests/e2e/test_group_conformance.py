@@ -272,6 +272,18 @@ def completing(w: Wire) -> Setup:
     return s
 
 
+def rejoin_after_a_disconnect(w: Wire, s: Setup) -> tuple[int, int, int]:
+    """The joining member's client disconnects while its JoinGroup is parked
+    (a consumer closing: its LeaveGroup waits behind the JoinGroup on that
+    connection); then the leader rejoins. Kafka still counts the parked
+    member as joined: (error, generation step, members the leader is given)."""
+    assert s.parked is not None
+    s.parked.close()
+    s.parked = None
+    r = w.join(s.group, s.a)
+    return r.error_code, r.generation_id - s.gen, len(r.members)
+
+
 @dataclass(frozen=True)
 class Row:
     api: str
@@ -409,6 +421,8 @@ ROWS = [
       lambda w, s: w.join(s.group, s.a, instance="ghost").error_code),
     R("JoinGroup", stable_static, "instance id of another member id", FENCED_INSTANCE_ID,
       lambda w, s: w.join(s.group, "x", instance="static-1").error_code),
+    R("JoinGroup", preparing, "leader, after the joining member's client disconnected", (NONE, 1, 2),
+      rejoin_after_a_disconnect),
     R("JoinGroup", stable_static, "fenced, other protocol type", INCONSISTENT_GROUP_PROTOCOL,
       lambda w, s: w.join(s.group, "x", instance="static-1", protocol_type="connect").error_code),
     # LeaveGroup (v5: top-level error, per-member errors; v1: one error)
