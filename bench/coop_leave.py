@@ -238,13 +238,7 @@ def run_rounds(bootstrap: str, rounds: int, *, partitions: int = 6, conf: dict[s
                leaves: tuple[str | float, ...] = LEAVES, seed: int | None = None,
                report: Callable[[int, Round], None] | None = None) -> list[Round]:
     """``rounds`` rounds on one topic, with a producer running: the ``leaves``
-    in order, then (beyond them) leave times drawn at random (``seed``).
-    A round may wait out a session: a consumer closing while its JoinGroup is
-    parked never gets its LeaveGroup through (it queues behind the JoinGroup
-    on that connection), so if it was made the leader nobody assigns until its
-    session expires, on Kafka as on Sluice; settling may take that long."""
-    session_s = {**COOP, **(conf or {})}["session.timeout.ms"] / 1000
-    settle_s = max(40.0, 2 * session_s)
+    in order, then (beyond them) leave times drawn at random (``seed``)."""
     topic = f"coop-{uuid.uuid4().hex[:8]}"
     create_topic(bootstrap, topic, partitions)
     rng = random.Random(seed)
@@ -253,7 +247,7 @@ def run_rounds(bootstrap: str, rounds: int, *, partitions: int = 6, conf: dict[s
     try:
         for i in range(rounds):
             leave = leaves[i] if i < len(leaves) else rng.choice(["settled", round(rng.uniform(0.1, 4.0), 2)])
-            r = one_round(bootstrap, topic, partitions, leave, conf=conf, settle_s=settle_s)
+            r = one_round(bootstrap, topic, partitions, leave, conf=conf)
             out.append(r)
             if report is not None:
                 report(i, r)
