@@ -17,6 +17,12 @@
 (b) OffsetCommit requests/s: several processes, one connection each,
     pipelining simple commits (generation -1, one partition per request,
     one group per connection) to a fixed depth; every answer is checked.
+
+``--coop-leave N`` runs instead a stress loop (``bench/coop_leave.py``):
+N rounds of three cooperative-sticky librdkafka consumers on six
+partitions, one leaving, each settled rebalance checked for a partition
+owned twice or not at all; ``--coop-kafka`` runs the same rounds on Apache
+Kafka next. Exit status 1 if any round failed.
 """
 from __future__ import annotations
 
@@ -55,6 +61,13 @@ def add_parser(kinds) -> None:
     g.add_argument("--data-dir", metavar="DIR", default=None,
                    help="parent of a self-started broker's temp data dir")
     g.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    g.add_argument("--coop-leave", type=int, default=0, metavar="ROUNDS",
+                   help="instead: the cooperative-sticky leave stress loop, this many rounds")
+    g.add_argument("--coop-session-ms", type=int, default=6000,
+                   help="the stress loop's consumers' session.timeout.ms (librdkafka's default: 45000)")
+    g.add_argument("--coop-kafka", action="store_true",
+                   help="run the stress loop on Apache Kafka 4.4 too (its jars in ~/.cache/sluice)")
+    g.add_argument("--coop-seed", type=int, default=None, help="seed of the stress loop's leave times")
     g.set_defaults(func=run_groups)
 
 
@@ -265,8 +278,65 @@ def _commit_rate(host: str, port: int, topic: str, conns: int, depth: int, durat
             "per_connection": results}
 
 
+# ------------------------------------------------------ cooperative stress
+def _coop_stress(target: str, bootstrap: str, args) -> dict:
+    from .coop_leave import run_rounds
+
+    def report(i: int, r) -> None:
+        leave = r.leave if isinstance(r.leave, str) else f"{r.leave}s"
+        print(f"{target} round {i + 1}/{args.coop_leave}: leave {leave}: "
+              f"{'ok' if r.ok else 'FAILED ' + r.detail} ({r.seconds:.1f} s)", flush=True)
+
+    conf = {"session.timeout.ms": args.coop_session_ms,
+            "heartbeat.interval.ms": min(3000, args.coop_session_ms // 12)}
+    rounds = run_rounds(bootstrap, args.coop_leave, conf=conf, seed=args.coop_seed, report=report)
+    return {"rounds": len(rounds), "failed": [r.detail for r in rounds if not r.ok],
+            "median_round_s": round(statistics.median(r.seconds for r in rounds), 2),
+            "commit_errors": sorted({e for r in rounds for e in r.commit_errors})}
+
+
+def run_coop_leave(args) -> int:
+    """``--coop-leave N``: the stress loop on Sluice (and on Kafka with ``--coop-kafka``)."""
+    results = {}
+    if args.bootstrap is not None:
+        results["sluice"] = _coop_stress("sluice", args.bootstrap, args)
+    else:
+        broker = BrokerProcess.start_temporary(
+            args.data_dir, overrides=[f"group.initial.rebalance.delay.ms={args.initial_delay_ms}"])
+        try:
+            results["sluice"] = _coop_stress("sluice", broker.bootstrap, args)
+        finally:
+            broker.stop()
+            broker.remove()
+    if args.coop_kafka:
+        import tempfile
+
+        from .kafka_reference import KafkaBroker, kafka_libs
+        kafka = KafkaBroker(tempfile.mkdtemp(prefix="sluice-bench-coop-kafka-", dir=args.data_dir),
+                            heap="-Xmx512m", libs=kafka_libs(),
+                            overrides={"group.initial.rebalance.delay.ms": str(args.initial_delay_ms)})
+        kafka.start()
+        try:
+            results["kafka"] = _coop_stress("kafka", kafka.bootstrap, args)
+        finally:
+            kafka.stop()
+            kafka.cleanup()
+    print(f"{'target':<10}{'rounds':>8}{'failed':>8}{'median round (s)':>18}  commit errors")
+    for target, r in results.items():
+        print(f"{target:<10}{r['rounds']:>8}{len(r['failed']):>8}{r['median_round_s']:>18}  "
+              f"{', '.join(r['commit_errors']) or '-'}")
+    write_results({"bench": "groups-coop-leave", "machine": machine(),
+                   "config": {"rounds": args.coop_leave, "session_timeout_ms": args.coop_session_ms,
+                              "initial_delay_ms": args.initial_delay_ms if args.bootstrap is None else None,
+                              "seed": args.coop_seed},
+                   "results": results}, args.json)
+    return 0 if all(not r["failed"] for r in results.values()) else 1
+
+
 # --------------------------------------------------------------------- main
 def run_groups(args) -> int:
+    if args.coop_leave:
+        return run_coop_leave(args)
     broker = None
     bootstrap = args.bootstrap
     if bootstrap is None:

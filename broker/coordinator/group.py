@@ -263,6 +263,15 @@ def _inconsistent(requested: str | None, current: str | None) -> bool:
     return requested is not None and current is not None and requested != current
 
 
+async def _parked(fut: asyncio.Future) -> Any:
+    """A JoinGroup or SyncGroup parked on its member's future. A handler is
+    cancelled when its client disconnects; the member's future must not be:
+    in Kafka the member still counts as having joined (or synced), so the
+    join completes as soon as the others are in rather than at the rebalance
+    timeout, and the member's session, not its socket, decides when it goes."""
+    return await asyncio.shield(fut)
+
+
 def _resolve(fut: asyncio.Future | None, value) -> None:
     if fut is not None and not fut.done():
         fut.set_result(value)
@@ -752,7 +761,7 @@ class GroupCoordinator:
         fut = self._await_join(m)
         self._prepare_rebalance(g, f"member {member_id} rejoined")
         self._maybe_complete_join(g)
-        return await fut
+        return await _parked(fut)
 
     def _current(self, g: Group, m: Member) -> JoinResult:
         assert g.protocol_name is not None  # only answered in CompletingRebalance or Stable
@@ -780,14 +789,14 @@ class GroupCoordinator:
         if g.state in (EMPTY, STABLE, COMPLETING):
             self._prepare_rebalance(g, f"member {m.member_id} joined")
         self._maybe_complete_join(g)
-        return await fut
+        return await _parked(fut)
 
     async def _update_and_wait(self, g, m, protocols, session_ms, rebalance_ms) -> JoinResult:
         m.protocols = list(protocols)
         m.session_timeout_ms, m.rebalance_timeout_ms = session_ms, rebalance_ms
         fut = self._await_join(m)
         self._maybe_complete_join(g)
-        return await fut
+        return await _parked(fut)
 
     async def _replace_static(self, g: Group, old: Member, m: Member) -> JoinResult:
         """A static member rejoined with an empty member id: it takes over the old id's place."""
@@ -836,7 +845,7 @@ class GroupCoordinator:
         else:
             self._prepare_rebalance(g, f"static member {m.group_instance_id} rejoined")
             self._maybe_complete_join(g)
-        return await fut
+        return await _parked(fut)
 
     # ------------------------------------------------- member checks (all APIs)
     @staticmethod
@@ -896,7 +905,7 @@ class GroupCoordinator:
         if member_id == g.leader_id:
             self._store_assignment(g, {x.member_id: assignments.get(x.member_id, b"")
                                        for x in g.members.values()})
-        err, assignment = await fut
+        err, assignment = await _parked(fut)
         return err, assignment, g
 
     def _store_assignment(self, g: Group, assignment: dict[str, bytes]) -> None:

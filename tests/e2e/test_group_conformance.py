@@ -9,9 +9,11 @@
    unknown), the generation, and only then the group's state; OffsetCommit's
    REBALANCE_IN_PROGRESS in CompletingRebalance is the last check, so a commit
    of the previous generation sent during a rebalance is ILLEGAL_GENERATION.
-2. Cooperative-sticky librdkafka consumers: three on six partitions, one
-   leaving, over several rounds; after every rebalance settles each partition
-   has one owner. And consumers that commit while a third member joins get no
+   A member whose client disconnected while its JoinGroup was parked still
+   counts as joined (the leader's rejoin completes the rebalance with it).
+2. Cooperative-sticky librdkafka consumers (``bench.coop_leave``): three on
+   six partitions, one leaving, over several rounds; after every rebalance
+   settles each partition has one owner. And consumers that commit while a third member joins get no
    REBALANCE_IN_PROGRESS for a commit of a generation that is already gone
    (read from librdkafka's own debug log, on Sluice and on Kafka).
 
@@ -19,17 +21,14 @@ Every wait is bounded; no assertion is about time.
 """
 from __future__ import annotations
 
-import logging
 import re
 import struct
-import threading
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from kafka.protocol.admin import DescribeGroupsRequest
 from kafka.protocol.consumer import (
@@ -42,6 +41,8 @@ from kafka.protocol.consumer import (
 )
 from kafka.protocol.metadata import FindCoordinatorRequest
 
+from bench import coop_leave
+from bench.coop_leave import CoopMember, settled, start_producer
 from bench.launch import BrokerProcess
 from tests.wire import WireClient
 
@@ -272,6 +273,18 @@ def completing(w: Wire) -> Setup:
     return s
 
 
+def rejoin_after_a_disconnect(w: Wire, s: Setup) -> tuple[int, int, int]:
+    """The joining member's client disconnects while its JoinGroup is parked
+    (a consumer closing: its LeaveGroup waits behind the JoinGroup on that
+    connection); then the leader rejoins. Kafka still counts the parked
+    member as joined: (error, generation step, members the leader is given)."""
+    assert s.parked is not None
+    s.parked.close()
+    s.parked = None
+    r = w.join(s.group, s.a)
+    return r.error_code, r.generation_id - s.gen, len(r.members)
+
+
 @dataclass(frozen=True)
 class Row:
     api: str
@@ -409,6 +422,8 @@ ROWS = [
       lambda w, s: w.join(s.group, s.a, instance="ghost").error_code),
     R("JoinGroup", stable_static, "instance id of another member id", FENCED_INSTANCE_ID,
       lambda w, s: w.join(s.group, "x", instance="static-1").error_code),
+    R("JoinGroup", preparing, "leader, after the joining member's client disconnected", (NONE, 1, 2),
+      rejoin_after_a_disconnect),
     R("JoinGroup", stable_static, "fenced, other protocol type", INCONSISTENT_GROUP_PROTOCOL,
       lambda w, s: w.join(s.group, "x", instance="static-1", protocol_type="connect").error_code),
     # LeaveGroup (v5: top-level error, per-member errors; v1: one error)
@@ -469,180 +484,21 @@ def test_commit_of_previous_generation_while_completing_rebalance(targets):
 
 
 # --------------------------------------------------------- cooperative consumers
-COOP = {"partition.assignment.strategy": "cooperative-sticky", "session.timeout.ms": 6000,
-        "heartbeat.interval.ms": 500, "enable.auto.commit": False, "auto.offset.reset": "earliest"}
 COMMIT_SENT = re.compile(r"Committing offsets for \d+ partition\(s\) with generation-id (-?\d+)")
 COMMIT_DONE = re.compile(r"OffsetCommit for \d+ partition\(s\) in join-state \S+: manual: returned: (.*)")
 JOINED = re.compile(r"JoinGroup response: GenerationId (-?\d+)")
 ILLEGAL_GENERATION_TEXT = "Broker: Specified group generation id is not valid"   # librdkafka's err2str
 
 
-class _Lines(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-
-
-class CoopMember(threading.Thread):
-    """A cooperative-sticky librdkafka consumer that consumes and commits its
-    positions synchronously every ``commit_every`` s (errors recorded, not
-    raised); with ``debug`` its librdkafka group log is kept in ``log.lines``."""
-
-    def __init__(self, bootstrap: str, group: str, topic: str, name: str, *, commit_every: float = 0.2,
-                 debug: bool = False) -> None:
-        super().__init__(daemon=True, name=name)
-        # client.id names it in DescribeGroups (Consumer.memberid() can block while it polls)
-        conf = {"bootstrap.servers": bootstrap, "group.id": group, "client.id": name, **COOP}
-        self.log = _Lines()
-        if debug:
-            logger = logging.getLogger(f"{__name__}.{name}")
-            logger.setLevel(logging.DEBUG)
-            logger.propagate = False
-            logger.addHandler(self.log)
-            conf.update({"debug": "cgrp", "logger": logger})
-        self.c = Consumer(conf)
-        self.c.subscribe([topic])
-        self.commit_every = commit_every
-        self.commit_errors: list[str] = []
-        self.stop_flag = threading.Event()
-        self.error: BaseException | None = None
-        self.owned: set[int] = set()   # its assignment, as of its last poll
-
-    def run(self) -> None:
-        # Consumer calls stay on this thread: assignment() from another thread can
-        # block while this one polls.
-        next_commit = 0.0
-        try:
-            while not self.stop_flag.is_set():
-                self.c.consume(num_messages=100, timeout=0.05)
-                self.owned = {tp.partition for tp in self.c.assignment()}
-                if time.monotonic() < next_commit:
-                    continue
-                next_commit = time.monotonic() + self.commit_every
-                positions = [tp for tp in self.c.position(self.c.assignment()) if tp.offset >= 0]
-                if positions:
-                    try:
-                        self.c.commit(offsets=positions, asynchronous=False)
-                    except KafkaException as exc:
-                        self.commit_errors.append(exc.args[0].name())
-        except BaseException as exc:  # surfaced by the test
-            self.error = exc
-
-    def close(self) -> None:
-        self.stop_flag.set()
-        self.join(20)
-        self.c.close()   # LeaveGroup
-
-
-def start_producer(bootstrap: str, topic: str, partitions: int) -> Callable[[], None]:
-    """Records keep arriving on every partition (so positions move and commits
-    carry offsets) until the returned stop() is called."""
-    stop = threading.Event()
-    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
-
-    def run() -> None:
-        while not stop.is_set():
-            for part in range(partitions):
-                p.produce(topic, b"v", partition=part)
-            p.poll(0)
-            time.sleep(0.05)
-        p.flush(10)
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-
-    def halt() -> None:
-        stop.set()
-        t.join(15)
-    return halt
-
-
-def decode_assignment(data: bytes) -> set[int]:
-    """The partitions of a ConsumerProtocol assignment (one topic here)."""
-    if not data:
-        return set()
-    pos = 2
-    (topics,) = struct.unpack_from(">i", data, pos)
-    pos += 4
-    out: set[int] = set()
-    for _ in range(topics):
-        (n,) = struct.unpack_from(">h", data, pos)
-        pos += 2 + n
-        (count,) = struct.unpack_from(">i", data, pos)
-        pos += 4
-        out |= set(struct.unpack_from(f">{count}i", data, pos))
-        pos += 4 * count
-    return out
-
-
-def settled(port: int, group: str, members: list[CoopMember], partitions: int,
-            timeout: float = 40.0) -> tuple[dict[str, set[int]], dict[str, set[int]]]:
-    """Once the rebalance has settled: the group is Stable with exactly these
-    members, every partition is owned, and the consumers' own assignments stay
-    the same over two looks. Returns (what each consumer owns, what the
-    coordinator last handed it), by name. Bounded."""
-    w = Wire(port)
-    deadline = time.monotonic() + timeout
-    previous = last = None
-    while time.monotonic() < deadline:
-        for m in members:
-            assert m.error is None, (m.name, m.error)
-        d = w.describe(group)
-        owned = {m.name: set(m.owned) for m in members}
-        given = {x.client_id: decode_assignment(bytes(x.member_assignment)) for x in d.members}
-        last = (d.group_state, owned, given)
-        if (d.group_state == "Stable" and sorted(x.client_id for x in d.members) == sorted(owned)
-                and set().union(*owned.values()) == set(range(partitions))):
-            if owned == previous:
-                return owned, given
-            previous = owned
-        else:
-            previous = None
-        time.sleep(0.2)
-    raise AssertionError(f"group {group} did not settle: (state, consumers' partitions, coordinator's) = {last}")
-
-
-def one_owner_each(settled_view: tuple[dict[str, set[int]], dict[str, set[int]]], partitions: int) -> None:
-    """Every partition has exactly one owner, and each consumer owns what the coordinator gave it."""
-    owned, given = settled_view
-    every = sorted(p for ps in owned.values() for p in ps)
-    assert every == list(range(partitions)), f"partitions owned twice or not at all: {owned}"
-    assert owned == given, (owned, given)
-
-
-def test_cooperative_sticky_member_leaves_each_partition_one_owner(broker_factory):
+def test_cooperative_sticky_member_leaves_each_partition_one_owner(sluice):
     """Three cooperative-sticky consumers on six partitions commit as they go;
     one leaves: once it has settled, then right after the others start (the
     leave races their joins and syncs), then a little later. In every round,
-    after each rebalance settles, every partition has exactly one owner."""
-    b = broker_factory("group.initial.rebalance.delay.ms=0")
-    topic, parts = unique("coop-leave"), 6
-    create_topic(b.bootstrap, topic, parts)
-    stop_producing = start_producer(b.bootstrap, topic, parts)
-    try:
-        for leave_after in ("settled", 0.2, 1.0, "settled", 0.5, 2.0, "settled", 1.5):
-            group = unique("grp")
-            members = [CoopMember(b.bootstrap, group, topic, f"{group}-{i}") for i in range(3)]
-            try:
-                for m in members:
-                    m.start()
-                if leave_after == "settled":
-                    one_owner_each(settled(b.port, group, members, parts), parts)
-                else:
-                    time.sleep(leave_after)
-                members[2].close()
-                one_owner_each(settled(b.port, group, members[:2], parts), parts)
-            finally:
-                for m in members:
-                    if m.is_alive():
-                        m.close()
-            for m in members:
-                assert m.error is None, (m.name, m.error)
-    finally:
-        stop_producing()
+    after each rebalance settles, every partition has exactly one owner
+    (``bench.coop_leave``; ``sluice bench groups --coop-leave N`` runs many)."""
+    rounds = coop_leave.run_rounds(sluice.bootstrap, 6)   # the first six of coop_leave.LEAVES
+    assert [r.detail for r in rounds if not r.ok] == []
+    assert [r.leave for r in rounds] == list(coop_leave.LEAVES[:6])
 
 
 def stale_commits(lines: list[str]) -> list[tuple[int, int, str]]:
@@ -674,25 +530,24 @@ def test_commit_of_a_gone_generation_is_not_rebalance_in_progress(request, targe
     if target == "kafka":
         b = request.getfixturevalue("kafka_broker")
     else:
-        b = request.getfixturevalue("broker_factory")("group.initial.rebalance.delay.ms=0")
+        b = request.getfixturevalue("sluice")
     topic, group, parts = unique("coop-commit"), unique("grp"), 4
     create_topic(b.bootstrap, topic, parts)
     stop_producing = start_producer(b.bootstrap, topic, parts)
-    port = b.port
     committers = [CoopMember(b.bootstrap, group, topic, f"c{i}", commit_every=0.02, debug=True) for i in range(2)]
     try:
         for m in committers:
             m.start()
-        settled(port, group, committers, parts)
+        settled(b.bootstrap, group, committers, parts)
         stale: list[tuple[int, int, str]] = []
         for attempt in range(4):
             joiner = CoopMember(b.bootstrap, group, topic, f"j{attempt}")
             joiner.start()
             try:
-                settled(port, group, [*committers, joiner], parts)
+                settled(b.bootstrap, group, [*committers, joiner], parts)
             finally:
                 joiner.close()
-            settled(port, group, committers, parts)
+            settled(b.bootstrap, group, committers, parts)
             stale = [s for m in committers for s in stale_commits(m.log.lines)]
             if stale:
                 break

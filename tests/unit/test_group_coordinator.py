@@ -426,6 +426,34 @@ async def test_leave_racing_join_completes_the_rebalance_without_the_leaver():
     assert gc.heartbeat("g", 3, follower, None) == E.UNKNOWN_MEMBER_ID
 
 
+async def test_a_parked_join_whose_client_disconnects_still_counts_as_joined():
+    """A consumer closing while its JoinGroup is parked (its LeaveGroup queued
+    behind it on the same connection) cancels the handler, not the member's
+    join: as in Kafka, the join completes once the others are in, with it,
+    and its session (not the rebalance timeout, 5 minutes for librdkafka)
+    decides when it goes. Before, the cancelled join left the two others
+    parked without partitions until the leaver's session or the rebalance
+    timeout ran out."""
+    gc, clock = make()
+    leader, follower, third = await preparing_trio(gc)   # the third's JoinGroup is parked
+    third.cancel()                                        # its connection closed
+    await settle()
+    t1, t2 = join(gc, leader), join(gc, follower)
+    await settle()
+    r1, r2 = t1.result(), t2.result()
+    g = gc.groups["g"]
+    assert r1.generation == r2.generation == 3 and g.state == COMPLETING
+    assert len(r1.members) == 3                           # the leader assigns to all three
+    (gone,) = set(g.members) - {leader, follower}
+    assert await sync(gc, leader, 3, {leader: b"a", follower: b"b", gone: b"c"}) == (E.NONE, b"a")
+    for _ in range(4):                                    # the two heartbeat; the third is silent
+        clock.advance(3)
+        await settle()
+        assert gc.heartbeat("g", g.generation, leader, None) in (E.NONE, E.REBALANCE_IN_PROGRESS)
+        assert gc.heartbeat("g", g.generation, follower, None) in (E.NONE, E.REBALANCE_IN_PROGRESS)
+    assert gone not in g.members and g.state == PREPARING  # its session expired: the next rebalance
+
+
 # ------------------------------------------------------- durable membership
 # Kafka's GroupMetadataValue: written at the leader's SyncGroup (members and
 # assignments), when the group becomes Empty and when a static member replaces
