@@ -39,9 +39,11 @@ Offsets are the classic coordinator's (``group.py``): one store per group id,
 with the member epoch checked here (OffsetCommit v9+ / OffsetFetch v9+). The
 group id space is shared: an empty classic group becomes a consumer group on a
 member's first heartbeat (and an empty consumer group a classic one on a
-JoinGroup), as Kafka converts empty groups; a classic group with members
-answers GROUP_ID_NOT_FOUND (Kafka's answer when online migration is
-disabled).
+JoinGroup), as Kafka converts empty groups; live groups migrate online
+(``classic_members.py``, under ``group.consumer.migration.policy``): a joining
+member upgrades a classic group with members, classic members are served
+inside a consumer group (``ConsumerMember.classic``), and the group is
+downgraded when a leaving member leaves only classic ones.
 
 Durable as Kafka's ConsumerGroup* records in ``__consumer_offsets`` are: each
 change of a group's state (members, epochs, subscriptions, current and target
@@ -49,7 +51,8 @@ assignments) is one entry of the classic coordinator's group log (in the
 broker, a WAL entry of kind 4 with the group id as key, snapshotted with the
 group's coordinator partition), appended before the heartbeat is answered:
 ``u8 op`` 32 + the group's state as JSON (the whole group; it is small and
-the last entry wins), 33 = the consumer group is gone. A restarted broker, or
+the last entry wins; a classic member's entry has a ``classic`` key: its session
+timeout and protocols), 33 = the consumer group is gone. A restarted broker, or
 the new coordinator of a moved partition, replays them: members keep their
 epochs and assignments and their sessions start again. An entry equal to the
 last one written is not written again, so a steady group's heartbeats write
@@ -204,8 +207,9 @@ class ConsumerGroupCoordinator:
         self.group_configs = group_configs   # kafka-configs --entity-type groups, by group id
         self.groups: dict[str, ConsumerGroup] = {}
         self.share: Any = None      # the share group coordinator: its ids are not consumer groups
-        from .classic_members import ClassicMembers  # it builds on this module's types
-        self.classic_protocol = ClassicMembers(self)   # classic members inside, and migration
+        # classic_members.ClassicMembers (set by the broker; it builds on this module):
+        # online migration and classic members inside; None: live groups never convert
+        self.classic_protocol: Any = None
 
     # ------------------------------------------------------------- config
     def assignor_names(self) -> list[str]:
@@ -345,6 +349,10 @@ class ConsumerGroupCoordinator:
             raise ConsumerGroupError(ErrorCode.GROUP_ID_NOT_FOUND, f"Group {group_id} is not a consumer group.")
         classic = self.classic.groups.get(group_id)
         if classic is not None and (classic.members or classic.state != "Empty"):
+            if create and self.classic_protocol is None:
+                raise ConsumerGroupError(ErrorCode.GROUP_ID_NOT_FOUND,
+                                         f"Cannot upgrade classic group {group_id} to consumer group "
+                                         f"because online upgrade is disabled.")
             if create:   # online upgrade (raises Kafka's refusal when it may not)
                 g = self.classic_protocol.upgrade(classic)
                 self.groups[group_id] = g
@@ -606,7 +614,7 @@ class ConsumerGroupCoordinator:
         """Kafka's consumerGroupFenceMember: the member goes; if only classic
         members remain and the policy allows, the group becomes a classic one
         again (the future: its entries, written), else a new epoch."""
-        if self.classic_protocol.downgrade_allowed(g, m):
+        if self.classic_protocol is not None and self.classic_protocol.downgrade_allowed(g, m):
             return self.classic_protocol.downgrade(g, m)
         self._remove(g, m)
         return None

@@ -700,6 +700,8 @@ class GroupCoordinator:
         if rebalance_timeout_ms < 0:
             rebalance_timeout_ms = session_timeout_ms
         cg = self.consumer.get(group_id) if self.consumer is not None else None
+        if cg is not None and cg.members and self.consumer.classic_protocol is None:
+            return JoinResult(ErrorCode.INCONSISTENT_GROUP_PROTOCOL, member_id=member_id)
         if cg is not None and cg.members:   # a classic member inside a consumer group (online migration)
             res, durable = self.consumer.classic_protocol.join(
                 cg, version=version, member_id=member_id, instance_id=group_instance_id, client_id=client_id,
@@ -882,8 +884,8 @@ class GroupCoordinator:
         if err:
             return (ErrorCode.REBALANCE_IN_PROGRESS if err == ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
                     else err), b"", None
-        cg = self.consumer.get(group_id) if self.consumer is not None else None
-        if cg is not None and cg.members:   # a classic member inside a consumer group
+        cg = self._inside_consumer_group(group_id)
+        if cg is not None:   # a classic member inside a consumer group
             err, assignment = self.consumer.classic_protocol.sync(
                 cg, generation=generation, member_id=member_id, instance_id=group_instance_id,
                 protocol_type=protocol_type, protocol_name=protocol_name)
@@ -947,6 +949,14 @@ class GroupCoordinator:
         self._persist_meta(g, assignment).add_done_callback(stored)
 
     # ------------------------------------------- online migration (classic_members.py)
+    def _inside_consumer_group(self, group_id: str) -> Any:
+        """The non-empty consumer group of that id whose classic members are served
+        by ``consumer.classic_protocol`` (None: a classic group's request)."""
+        if self.consumer is None or self.consumer.classic_protocol is None:
+            return None
+        cg = self.consumer.get(group_id)
+        return cg if cg is not None and cg.members else None
+
     def give_way(self, g: Group) -> None:
         """The group is upgraded to a consumer group (Kafka's convertToConsumerGroup):
         members waiting in JoinGroup or SyncGroup are told REBALANCE_IN_PROGRESS, and
@@ -1003,8 +1013,8 @@ class GroupCoordinator:
             return ErrorCode.NONE
         if err:
             return err
-        cg = self.consumer.get(group_id) if self.consumer is not None else None
-        if cg is not None and cg.members:   # a classic member inside a consumer group
+        cg = self._inside_consumer_group(group_id)
+        if cg is not None:   # a classic member inside a consumer group
             err, durable = self.consumer.classic_protocol.heartbeat(cg, generation=generation, member_id=member_id,
                                                                      instance_id=instance_id)
             if durable is not None:
@@ -1036,8 +1046,8 @@ class GroupCoordinator:
         err = self.group_error(group_id)
         if err:
             return err, []
-        cg = self.consumer.get(group_id) if self.consumer is not None else None
-        if cg is not None and cg.members:   # classic members inside a consumer group
+        cg = self._inside_consumer_group(group_id)
+        if cg is not None:   # classic members inside a consumer group
             left, durable = self.consumer.classic_protocol.leave(cg, members)
             if durable is not None:
                 durable.add_done_callback(lambda f: f.cancelled() or f.exception())

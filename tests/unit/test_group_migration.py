@@ -12,6 +12,7 @@ from kafka.protocol.consumer.metadata import ConsumerProtocolSubscription as Sub
 
 from broker.clock import ManualClock
 from broker.config import BrokerConfig
+from broker.coordinator.classic_members import ClassicMembers
 from broker.coordinator.consumer_group import ConsumerGroupCoordinator
 from broker.coordinator.consumer_protocol import encode_assignment, parse_assignment
 from broker.coordinator.group import EMPTY, PREPARING, STABLE, GroupCoordinator, OffsetAndMetadata
@@ -47,6 +48,7 @@ def make(**overrides):
     gc = GroupCoordinator(config, FakeLog(), clock)
     topics = {"t": FakeTopic(T1, 6)}
     gc.consumer = ConsumerGroupCoordinator(config, clock, gc, lambda: topics)
+    gc.consumer.classic_protocol = ClassicMembers(gc.consumer)
     gc.finish_loading()
     return gc, clock
 
