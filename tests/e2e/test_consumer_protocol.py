@@ -515,7 +515,8 @@ def test_members_survive_a_broker_restart(broker_factory):
 
 
 class ClassicRecorder(Recorder):
-    """A librdkafka consumer of ``protocol`` (classic: cooperative-sticky) that counts a
+    """A librdkafka consumer of ``protocol`` (classic: range; librdkafka's cooperative-sticky
+    puts user data in its assignments, which Kafka refuses to upgrade) that counts a
     record only once its offset is committed: a commit refused in a rebalance
     (ILLEGAL_GENERATION, REBALANCE_IN_PROGRESS, a classic member's answers) puts
     the position back, so a record is counted by exactly one member."""
@@ -526,7 +527,7 @@ class ClassicRecorder(Recorder):
         self.stop = threading.Event()
         self.partitions = 0
         self.errors: list[str] = []
-        extra = ({"partition.assignment.strategy": "cooperative-sticky", "session.timeout.ms": 6000,
+        extra = ({"partition.assignment.strategy": "range", "session.timeout.ms": 6000,
                   "heartbeat.interval.ms": 500} if protocol == "classic" else {})
         self.c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "group.protocol": protocol,
                            "enable.auto.commit": False, "auto.offset.reset": "earliest", "client.id": name,
@@ -566,7 +567,7 @@ def group_type(port: int, group: str) -> tuple[str, str] | None:
 
 
 def test_online_upgrade_and_downgrade_with_librdkafka(target):
-    """Two classic consumers (cooperative-sticky) on 6 partitions; a consumer-protocol
+    """Two classic consumers (range) on 6 partitions; a consumer-protocol
     member joins (the group upgrades, the classic members keep working inside it);
     the classic ones are replaced one by one by consumer-protocol ones (a rolling
     upgrade); then a classic member joins and every consumer-protocol member leaves
