@@ -15,6 +15,7 @@ from .clock import Clock, SystemClock
 from .cluster import Cluster, OwnershipDelta, TopicExists, topic_name_error
 from .cluster.ownership import Sources
 from .config import BrokerConfig
+from .coordinator.classic_members import ClassicMembers
 from .coordinator.consumer_group import ConsumerGroupCoordinator
 from .coordinator.group import GroupCoordinator
 from .coordinator.log import WalGroupLog
@@ -86,6 +87,7 @@ class Broker:
             config, self.clock, self.groups, lambda: self.cluster.metadata.topics,
             lambda group_id: self.cluster.metadata.image.group_configs.get(group_id, {}))
         self.groups.consumer = self.consumer_groups
+        self.consumer_groups.classic_protocol = ClassicMembers(self.consumer_groups)   # online migration
         # share groups (KIP-932): membership at the coordinator, records at the partition owner
         self.share_groups = ShareGroupCoordinator(
             config, self.clock, self.groups, self.consumer_groups, lambda: self.cluster.metadata.topics,

@@ -44,7 +44,8 @@ def _wal_type(v: str) -> str:
 
 
 def _migration_policy(v: str) -> str:
-    """Kafka's ConsumerGroupMigrationPolicy; Sluice converts only empty groups (any policy)."""
+    """Kafka's ConsumerGroupMigrationPolicy: which online conversions of a live group
+    are allowed (coordinator/classic_members.py); empty groups convert under any."""
     if v.strip().lower() not in ("bidirectional", "upgrade", "downgrade", "disabled"):
         raise ValueError(f"group.consumer.migration.policy must be one of bidirectional, upgrade, "
                          f"downgrade, disabled, not {v!r}")

@@ -67,7 +67,8 @@ async def handle(ctx: RequestContext, request: ConsumerGroupDescribeRequest) -> 
                      subscribed_topic_names=sorted(m.subscribed_topic_names),
                      subscribed_topic_regex=m.subscribed_topic_regex or "",
                      assignment=_assignment(ctx, m.owned()),   # as Kafka: with partitions being revoked
-                     target_assignment=_assignment(ctx, g.target.get(m.member_id, {})), member_type=1)
+                     target_assignment=_assignment(ctx, g.target.get(m.member_id, {})),
+                     member_type=0 if m.classic is not None else 1)   # KIP-1099: classic 0, consumer 1
                    for m in g.members.values()]
         out.append(G(error_code=ErrorCode.NONE, error_message=None, group_id=gid, group_state=g.state,
                      group_epoch=g.group_epoch, assignment_epoch=g.assignment_epoch,

@@ -1,22 +1,16 @@
 """JoinGroup (11): join a group; answered when the rebalance completes (group_coordinator.py).
 
-A KIP-848 consumer group of that id: empty, it becomes a classic group (as Kafka
-converts an empty group); with members, INCONSISTENT_GROUP_PROTOCOL (Kafka 4 can
-run classic members inside a consumer group; Sluice cannot, and says so at once)."""
+A non-empty KIP-848 consumer group of that id takes the member as a classic
+member inside it (online migration, coordinator/classic_members.py); an empty
+one becomes a classic group, as Kafka converts an empty group."""
 from kafka.protocol.consumer import JoinGroupRequest, JoinGroupResponse
 
-from ..errors import ErrorCode
 from .registry import RequestContext, api
 
 
 @api(JoinGroupRequest, JoinGroupResponse)
 async def handle(ctx: RequestContext, request: JoinGroupRequest) -> JoinGroupResponse:
     v = ctx.version
-    if (request.group_id and not ctx.broker.groups.group_error(request.group_id)
-            and not ctx.broker.consumer_groups.delete_empty(request.group_id)):
-        return JoinGroupResponse(version=v, throttle_time_ms=0, error_code=ErrorCode.INCONSISTENT_GROUP_PROTOCOL,
-                                 generation_id=-1, protocol_type=None, protocol_name=None if v >= 7 else "",
-                                 leader="", skip_assignment=False, member_id=request.member_id or "", members=[])
     res = await ctx.broker.groups.join_group(
         version=v, group_id=request.group_id, member_id=request.member_id or "",
         group_instance_id=request.group_instance_id if v >= 5 else None,

@@ -39,9 +39,11 @@ Offsets are the classic coordinator's (``group.py``): one store per group id,
 with the member epoch checked here (OffsetCommit v9+ / OffsetFetch v9+). The
 group id space is shared: an empty classic group becomes a consumer group on a
 member's first heartbeat (and an empty consumer group a classic one on a
-JoinGroup), as Kafka converts empty groups; a classic group with members
-answers GROUP_ID_NOT_FOUND (Kafka's answer when online migration is
-disabled).
+JoinGroup), as Kafka converts empty groups; live groups migrate online
+(``classic_members.py``, under ``group.consumer.migration.policy``): a joining
+member upgrades a classic group with members, classic members are served
+inside a consumer group (``ConsumerMember.classic``), and the group is
+downgraded when a leaving member leaves only classic ones.
 
 Durable as Kafka's ConsumerGroup* records in ``__consumer_offsets`` are: each
 change of a group's state (members, epochs, subscriptions, current and target
@@ -49,7 +51,8 @@ assignments) is one entry of the classic coordinator's group log (in the
 broker, a WAL entry of kind 4 with the group id as key, snapshotted with the
 group's coordinator partition), appended before the heartbeat is answered:
 ``u8 op`` 32 + the group's state as JSON (the whole group; it is small and
-the last entry wins), 33 = the consumer group is gone. A restarted broker, or
+the last entry wins; a classic member's entry has a ``classic`` key: its session
+timeout and protocols), 33 = the consumer group is gone. A restarted broker, or
 the new coordinator of a moved partition, replays them: members keep their
 epochs and assignments and their sessions start again. An entry equal to the
 last one written is not written again, so a steady group's heartbeats write
@@ -111,6 +114,13 @@ def _same(a: Assignment, b: Assignment) -> bool:
     return _copy(a) == _copy(b)
 
 
+@dataclass(slots=True)
+class ClassicMetadata:
+    """Kafka's ClassicMemberMetadata: what a classic member joined with."""
+    session_timeout_ms: int
+    protocols: list[tuple[str, bytes]]   # (name, ConsumerProtocolSubscription), in its order
+
+
 @dataclass(eq=False)
 class ConsumerMember:
     member_id: str
@@ -129,6 +139,10 @@ class ConsumerMember:
     pending_revocation: Assignment = field(default_factory=dict)
     session_timer: TimerHandle | None = None
     rebalance_timer: TimerHandle | None = None
+    # a member speaking the classic protocol inside this group (online migration,
+    # ``classic_members.py``): its JoinGroup's session timeout and protocols
+    classic: ClassicMetadata | None = None
+    classic_timer: TimerHandle | None = None   # its JoinGroup or SyncGroup deadline
 
     def owned(self) -> Assignment:
         """What the member may still hold: assigned plus pending revocation."""
@@ -193,6 +207,9 @@ class ConsumerGroupCoordinator:
         self.group_configs = group_configs   # kafka-configs --entity-type groups, by group id
         self.groups: dict[str, ConsumerGroup] = {}
         self.share: Any = None      # the share group coordinator: its ids are not consumer groups
+        # classic_members.ClassicMembers (set by the broker; it builds on this module):
+        # online migration and classic members inside; None: live groups never convert
+        self.classic_protocol: Any = None
 
     # ------------------------------------------------------------- config
     def assignor_names(self) -> list[str]:
@@ -226,7 +243,7 @@ class ConsumerGroupCoordinator:
     @staticmethod
     def _cancel(g: ConsumerGroup) -> None:
         for m in g.members.values():
-            for t in (m.session_timer, m.rebalance_timer):
+            for t in (m.session_timer, m.rebalance_timer, m.classic_timer):
                 if t is not None:
                     t.cancel()
 
@@ -332,10 +349,14 @@ class ConsumerGroupCoordinator:
             raise ConsumerGroupError(ErrorCode.GROUP_ID_NOT_FOUND, f"Group {group_id} is not a consumer group.")
         classic = self.classic.groups.get(group_id)
         if classic is not None and (classic.members or classic.state != "Empty"):
-            if create:
+            if create and self.classic_protocol is None:
                 raise ConsumerGroupError(ErrorCode.GROUP_ID_NOT_FOUND,
                                          f"Cannot upgrade classic group {group_id} to consumer group "
                                          f"because online upgrade is disabled.")
+            if create:   # online upgrade (raises Kafka's refusal when it may not)
+                g = self.classic_protocol.upgrade(classic)
+                self.groups[group_id] = g
+                return g
             raise ConsumerGroupError(ErrorCode.GROUP_ID_NOT_FOUND, f"Group {group_id} is not a consumer group.")
         if not create:
             raise ConsumerGroupError(ErrorCode.GROUP_ID_NOT_FOUND, f"Consumer group {group_id} not found.")
@@ -577,17 +598,26 @@ class ConsumerGroupCoordinator:
                          instance_id)
                 return HeartbeatResult(ErrorCode.NONE, None, member_id, epoch, 0, None)
         log.info("consumer group %s: member %s left", group_id, m.member_id)
-        self._remove(g, m)
-        return HeartbeatResult(ErrorCode.NONE, None, member_id, epoch, 0, None)
+        durable = self._fence(g, m)
+        return HeartbeatResult(ErrorCode.NONE, None, member_id, epoch, 0, None, durable=durable)
 
     def _drop(self, g: ConsumerGroup, m: ConsumerMember) -> None:
         g.members.pop(m.member_id, None)
         if m.instance_id and g.static_members.get(m.instance_id) == m.member_id:
             del g.static_members[m.instance_id]
-        for t in (m.session_timer, m.rebalance_timer):
+        for t in (m.session_timer, m.rebalance_timer, m.classic_timer):
             if t is not None:
                 t.cancel()
-        m.session_timer = m.rebalance_timer = None
+        m.session_timer = m.rebalance_timer = m.classic_timer = None
+
+    def _fence(self, g: ConsumerGroup, m: ConsumerMember) -> asyncio.Future | None:
+        """Kafka's consumerGroupFenceMember: the member goes; if only classic
+        members remain and the policy allows, the group becomes a classic one
+        again (the future: its entries, written), else a new epoch."""
+        if self.classic_protocol is not None and self.classic_protocol.downgrade_allowed(g, m):
+            return self.classic_protocol.downgrade(g, m)
+        self._remove(g, m)
+        return None
 
     def _remove(self, g: ConsumerGroup, m: ConsumerMember) -> None:
         """The member is gone (left, expired, fenced): its partitions are free; new epoch."""
@@ -637,8 +667,8 @@ class ConsumerGroupCoordinator:
     def _schedule_session(self, g: ConsumerGroup, m: ConsumerMember) -> None:
         if m.session_timer is not None:
             m.session_timer.cancel()
-        m.session_timer = self.clock.call_later(self._session_ms(g.group_id) / 1000, self._expired, g, m,
-                                                "session")
+        ms = m.classic.session_timeout_ms if m.classic is not None else self._session_ms(g.group_id)
+        m.session_timer = self.clock.call_later(ms / 1000, self._expired, g, m, "session")
 
     def _schedule_revocation(self, g: ConsumerGroup, m: ConsumerMember) -> None:
         self._cancel_revocation(m)
@@ -660,11 +690,16 @@ class ConsumerGroupCoordinator:
                 return
             log.info("consumer group %s: member %s did not revoke in its rebalance timeout", g.group_id,
                      m.member_id)
+        elif why in ("join", "sync"):
+            m.classic_timer = None
+            log.info("consumer group %s: classic member %s did not send its %s in its rebalance timeout",
+                     g.group_id, m.member_id, "JoinGroup" if why == "join" else "SyncGroup")
         else:
             m.session_timer = None
             log.info("consumer group %s: member %s session expired", g.group_id, m.member_id)
-        self._remove(g, m)
-        fut = self._persist(g)
+        fut = self._fence(g, m)
+        if self.groups.get(g.group_id) is g:
+            fut = self._persist(g)
         if fut is not None:
             fut.add_done_callback(lambda f: f.cancelled() or f.exception())
 
@@ -678,6 +713,8 @@ class ConsumerGroupCoordinator:
         m = g.members.get(member_id)
         if m is None:
             return ErrorCode.UNKNOWN_MEMBER_ID
+        if m.classic is not None:   # a classic member names its generation, the member epoch
+            return ErrorCode.ILLEGAL_GENERATION if epoch != m.member_epoch else ErrorCode.NONE
         if version < 9:
             return ErrorCode.UNSUPPORTED_VERSION
         if epoch != m.member_epoch:
@@ -692,7 +729,7 @@ class ConsumerGroupCoordinator:
         if m is None:
             return ErrorCode.UNKNOWN_MEMBER_ID
         if epoch != m.member_epoch:
-            return ErrorCode.STALE_MEMBER_EPOCH
+            return ErrorCode.ILLEGAL_GENERATION if m.classic is not None else ErrorCode.STALE_MEMBER_EPOCH
         return ErrorCode.NONE
 
 
@@ -736,7 +773,10 @@ def _encode(g: ConsumerGroup) -> dict[str, Any]:
             "topics": m.subscribed_topic_names, "regex": m.subscribed_topic_regex,
             "assignor": m.server_assignor, "epoch": m.member_epoch, "previous_epoch": m.previous_member_epoch,
             "state": m.state, "assigned": _enc_assignment(m.assigned),
-            "revoking": _enc_assignment(m.pending_revocation)} for m in g.members.values()],
+            "revoking": _enc_assignment(m.pending_revocation),
+            **({"classic": {"session_timeout_ms": m.classic.session_timeout_ms,
+                            "protocols": [[n, base64.b64encode(meta).decode()] for n, meta in m.classic.protocols]}}
+               if m.classic is not None else {})} for m in g.members.values()],
     }
 
 
@@ -749,6 +789,10 @@ def _decode(group_id: str, d: dict[str, Any]) -> ConsumerGroup:
                            x["rebalance_timeout_ms"], list(x["topics"]), x["regex"], x["assignor"], x["epoch"],
                            x["previous_epoch"], x["state"], _dec_assignment(x["assigned"]),
                            _dec_assignment(x["revoking"]))
+        if "classic" in x:   # since online migration; older entries have consumer members only
+            c = x["classic"]
+            m.classic = ClassicMetadata(c["session_timeout_ms"],
+                                        [(n, base64.b64decode(meta)) for n, meta in c["protocols"]])
         g.members[m.member_id] = m
         if m.instance_id:
             g.static_members[m.instance_id] = m.member_id

@@ -708,6 +708,18 @@ class GroupCoordinator:
             return JoinResult(ErrorCode.INVALID_SESSION_TIMEOUT, member_id=member_id)
         if rebalance_timeout_ms < 0:
             rebalance_timeout_ms = session_timeout_ms
+        cg = self.consumer.get(group_id) if self.consumer is not None else None
+        if cg is not None and cg.members and self.consumer.classic_protocol is None:
+            return JoinResult(ErrorCode.INCONSISTENT_GROUP_PROTOCOL, member_id=member_id)
+        if cg is not None and cg.members:   # a classic member inside a consumer group (online migration)
+            res, durable = self.consumer.classic_protocol.join(
+                cg, version=version, member_id=member_id, instance_id=group_instance_id, client_id=client_id,
+                client_host=client_host, session_timeout_ms=session_timeout_ms,
+                rebalance_timeout_ms=rebalance_timeout_ms, protocol_type=protocol_type, protocols=protocols)
+            return await _answer_when_durable(res, durable, JoinResult(ErrorCode.NOT_COORDINATOR,
+                                                                       member_id=member_id))
+        if cg is not None:   # an empty consumer group becomes a classic group, as Kafka converts it
+            self.consumer.delete_empty(group_id)
         g = self.groups.get(group_id)
         if g is None:
             if member_id:
@@ -869,7 +881,8 @@ class GroupCoordinator:
     # --------------------------------------------------------------- SyncGroup
     async def sync_group(self, *, group_id: str, generation: int, member_id: str,
                          group_instance_id: str | None, protocol_type: str | None,
-                         protocol_name: str | None, assignments: dict[str, bytes]) -> tuple[int, bytes, Group | None]:
+                         protocol_name: str | None,
+                         assignments: dict[str, bytes]) -> tuple[int, bytes, Group | SyncedProtocol | None]:
         """Kafka's order: unknown or Empty group, Dead, member, generation,
         protocol, then the state (PreparingRebalance: REBALANCE_IN_PROGRESS)."""
         if not group_id:
@@ -880,6 +893,12 @@ class GroupCoordinator:
         if err:
             return (ErrorCode.REBALANCE_IN_PROGRESS if err == ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
                     else err), b"", None
+        cg = self._inside_consumer_group(group_id)
+        if cg is not None:   # a classic member inside a consumer group
+            err, assignment = self.consumer.classic_protocol.sync(
+                cg, generation=generation, member_id=member_id, instance_id=group_instance_id,
+                protocol_type=protocol_type, protocol_name=protocol_name)
+            return err, assignment, SyncedProtocol(protocol_type, protocol_name)
         g = self.groups.get(group_id)
         if g is None or g.state == EMPTY:
             return ErrorCode.UNKNOWN_MEMBER_ID, b"", g
@@ -938,6 +957,58 @@ class GroupCoordinator:
                 x.sync_future = None
         self._persist_meta(g, assignment).add_done_callback(stored)
 
+    # ------------------------------------------- online migration (classic_members.py)
+    def _inside_consumer_group(self, group_id: str) -> Any:
+        """The non-empty consumer group of that id whose classic members are served
+        by ``consumer.classic_protocol`` (None: a classic group's request)."""
+        if self.consumer is None or self.consumer.classic_protocol is None:
+            return None
+        cg = self.consumer.get(group_id)
+        return cg if cg is not None and cg.members else None
+
+    def give_way(self, g: Group) -> None:
+        """The group is upgraded to a consumer group (Kafka's convertToConsumerGroup):
+        members waiting in JoinGroup or SyncGroup are told REBALANCE_IN_PROGRESS, and
+        the group keeps only its offsets: Empty, its GROUP_META written without members
+        (Kafka's classic group tombstone; the offsets stay)."""
+        for m in g.members.values():
+            _resolve(m.join_future, JoinResult(ErrorCode.REBALANCE_IN_PROGRESS, member_id=m.member_id))
+            _resolve(m.sync_future, (ErrorCode.REBALANCE_IN_PROGRESS, b""))
+            m.join_future = m.sync_future = None
+        self._cancel_timers(g)
+        g.members.clear()
+        g.static_members.clear()
+        g.pending_members.clear()
+        g.join_timer = None
+        g.initial_delay_pending = False
+        g.protocol_name = g.leader_id = None
+        g.state, g.previous, g.state_timestamp = EMPTY, None, self.clock.now_ms()   # a conversion, not a transition
+        self._persist_meta(g).add_done_callback(lambda f: f.cancelled() or f.exception())
+
+    def adopt(self, group_id: str, generation: int, members: list[Member],
+              assignment: Callable[[Member, str], bytes], reason: str) -> asyncio.Future:
+        """A consumer group downgraded (Kafka's convertToClassicGroup): the classic
+        group gets ``members`` at ``generation``, Stable with ``assignment(member,
+        protocol)`` each, written as GROUP_META; then it rebalances. Returns the write."""
+        g = self.groups.get(group_id)
+        if g is None:
+            g = self.groups[group_id] = Group(group_id)
+        self._cancel_timers(g)
+        g.pending_members.clear()
+        g.generation, g.protocol_type = generation, members[0].protocol_type
+        g.members = {m.member_id: m for m in members}
+        g.static_members = {m.group_instance_id: m.member_id for m in members if m.group_instance_id}
+        g.protocol_name = self._select_protocol(g)
+        g.leader_id = members[0].member_id
+        for m in members:
+            m.assignment = assignment(m, g.protocol_name)
+        g.state, g.previous = STABLE, None   # a conversion, not a transition
+        fut = self._persist_meta(g, {m.member_id: m.assignment for m in members})
+        for m in members:
+            self._schedule_session(g, m)
+        self._prepare_rebalance(g, reason)
+        return fut
+
     # --------------------------------------------------------------- Heartbeat
     def heartbeat(self, group_id: str, generation: int, member_id: str, instance_id: str | None) -> int:
         """Kafka's order: unknown group, Dead, member, generation, then the state:
@@ -950,6 +1021,13 @@ class GroupCoordinator:
         if err == ErrorCode.COORDINATOR_LOAD_IN_PROGRESS:  # as Kafka: answered blindly until loaded
             return ErrorCode.NONE
         if err:
+            return err
+        cg = self._inside_consumer_group(group_id)
+        if cg is not None:   # a classic member inside a consumer group
+            err, durable = self.consumer.classic_protocol.heartbeat(cg, generation=generation, member_id=member_id,
+                                                                     instance_id=instance_id)
+            if durable is not None:
+                durable.add_done_callback(lambda f: f.cancelled() or f.exception())
             return err
         g = self.groups.get(group_id)
         if g is None:
@@ -977,6 +1055,12 @@ class GroupCoordinator:
         err = self.group_error(group_id)
         if err:
             return err, []
+        cg = self._inside_consumer_group(group_id)
+        if cg is not None:   # classic members inside a consumer group
+            left, durable = self.consumer.classic_protocol.leave(cg, members)
+            if durable is not None:
+                durable.add_done_callback(lambda f: f.cancelled() or f.exception())
+            return ErrorCode.NONE, left
         g = self.groups.get(group_id)
         if g is None:
             return ErrorCode.NONE, [ErrorCode.UNKNOWN_MEMBER_ID] * len(members)
@@ -1097,6 +1181,25 @@ class GroupCoordinator:
         fut.add_done_callback(apply)
         await fut
         return ErrorCode.NONE
+
+
+@dataclass(slots=True)
+class SyncedProtocol:
+    """What a SyncGroup served inside a consumer group answers with (the request's own)."""
+    protocol_type: str | None
+    protocol_name: str | None
+
+
+async def _answer_when_durable(res: JoinResult, durable: asyncio.Future | None, failed: JoinResult) -> JoinResult:
+    """``res`` once ``durable`` (the group's new state) is written; ``failed`` if that fails."""
+    if durable is None:
+        return res
+    try:
+        await durable
+    except Exception as exc:
+        log.warning("group state not written (%s): JoinGroup answered %d", exc, failed.error)
+        return failed
+    return res
 
 
 def _encode_offsets(op: int, items) -> bytes:

@@ -11,9 +11,12 @@
 * Kafka's own Java client (VerifiableConsumer ``--group-protocol consumer``)
   in the same scenario, and ``kafka-consumer-groups`` (--describe, --members,
   --state, --list --type, --reset-offsets, --delete) on the group; also on both.
-* Empty groups converting between the protocols (both; Kafka with online
-  migration disabled, which is what Sluice offers), and membership surviving a
-  Sluice restart.
+* Empty groups converting between the protocols (both, online migration
+  disabled), and membership surviving a Sluice restart.
+* Online migration (both, ``group.consumer.migration.policy=bidirectional``):
+  librdkafka classic consumers upgraded one by one to ``group.protocol=consumer``
+  while consuming, then the group downgraded when its last consumer-protocol
+  member leaves a classic one behind; every record consumed once.
 """
 from __future__ import annotations
 
@@ -51,7 +54,8 @@ def unique(p: str) -> str:
 
 def _target(kind: str, broker_factory, kafka_tools, tmp_path, kafka_extra: dict[str, str] | None = None):
     if kind == "sluice":
-        b = broker_factory(*(f"{k}={v}" for k, v in FAST.items()), "group.initial.rebalance.delay.ms=0")
+        b = broker_factory(*(f"{k}={v}" for k, v in {**FAST, **(kafka_extra or {})}.items()),
+                           "group.initial.rebalance.delay.ms=0")
         yield b.bootstrap, b.port
         return
     from bench.kafka_reference import KafkaBroker
@@ -73,8 +77,8 @@ def target(request, broker_factory, kafka_tools, tmp_path):
 
 @pytest.fixture(params=["sluice", "kafka"])
 def target_no_migration(request, broker_factory, kafka_tools, tmp_path):
-    """As ``target``; Kafka with ``group.consumer.migration.policy=disabled``: Sluice
-    converts only empty groups, which is what Kafka does with online migration off."""
+    """As ``target``, both with ``group.consumer.migration.policy=disabled``: only
+    empty groups convert."""
     yield from _target(request.param, broker_factory, kafka_tools, tmp_path,
                        {"group.consumer.migration.policy": "disabled"})
 
@@ -508,3 +512,116 @@ def test_members_survive_a_broker_restart(broker_factory):
         assert (r.error_code, r.member_epoch) == (0, s.member_epoch)
         assert hb(c, g, "s", -1, instance_id="i1").error_code == 0
         assert hb(c, g, "a", -1).error_code == 0
+
+
+class ClassicRecorder(Recorder):
+    """A librdkafka consumer of ``protocol`` (classic: range; librdkafka's cooperative-sticky
+    puts user data in its assignments, which Kafka refuses to upgrade) that counts a
+    record only once its offset is committed: a commit refused in a rebalance
+    (ILLEGAL_GENERATION, REBALANCE_IN_PROGRESS, a classic member's answers) puts
+    the position back, so a record is counted by exactly one member."""
+
+    def __init__(self, bootstrap: str, group: str, topic: str, name: str, seen: list, lock: threading.Lock,
+                 protocol: str):
+        self.name, self.seen, self.lock = name, seen, lock
+        self.stop = threading.Event()
+        self.partitions = 0
+        self.errors: list[str] = []
+        extra = ({"partition.assignment.strategy": "range", "session.timeout.ms": 6000,
+                  "heartbeat.interval.ms": 500} if protocol == "classic" else {})
+        self.c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "group.protocol": protocol,
+                           "enable.auto.commit": False, "auto.offset.reset": "earliest", "client.id": name,
+                           **extra})
+        self.c.subscribe([topic])
+        self.thread = threading.Thread(target=self.run, name=name, daemon=True)
+        self.thread.start()
+
+    def run(self) -> None:
+        from confluent_kafka import TopicPartition
+        try:
+            while not self.stop.is_set():
+                m = self.c.poll(0.2)
+                self.partitions = len(self.c.assignment())
+                if m is None or m.error():
+                    continue
+                try:
+                    self.c.commit(message=m, asynchronous=False)
+                except KafkaException:
+                    try:   # not counted: read it again if the partition is still ours
+                        self.c.seek(TopicPartition(m.topic(), m.partition(), m.offset()))
+                    except KafkaException:
+                        pass
+                    continue
+                with self.lock:
+                    self.seen.append((int(m.value()), self.name))
+        finally:
+            self.c.close()
+
+
+def group_type(port: int, group: str) -> tuple[str, str] | None:
+    with WireClient(port) as c:
+        for x in c.request(ListGroupsRequest(states_filter=[], types_filter=[]), 5).groups:
+            if x.group_id == group:
+                return x.group_type, x.group_state
+    return None
+
+
+def test_online_upgrade_and_downgrade_with_librdkafka(target):
+    """Two classic consumers (range) on 6 partitions; a consumer-protocol
+    member joins (the group upgrades, the classic members keep working inside it);
+    the classic ones are replaced one by one by consumer-protocol ones (a rolling
+    upgrade); then a classic member joins and every consumer-protocol member leaves
+    (the group downgrades to a classic group). Every record is counted once, by the
+    member that committed it, and the committed offsets reach the end."""
+    bootstrap, port = target
+    topic = create_topic(bootstrap, 6)
+    group = unique("mig")
+    seen: list[tuple[int, str]] = []
+    produced: list[int] = []
+    lock = threading.Lock()
+    stop_producing = threading.Event()
+
+    def member(name: str, protocol: str) -> ClassicRecorder:
+        return ClassicRecorder(bootstrap, group, topic, name, seen, lock, protocol)
+
+    def flowing(what: str) -> None:
+        n = len(seen)
+        wait_until(lambda: len(seen) > n + 30, f"records flowing {what}")
+
+    members = {"c1": member("c1", "classic"), "c2": member("c2", "classic")}
+    producer = steady_producer(bootstrap, topic, stop_producing, produced)
+    try:
+        wait_until(lambda: members["c1"].partitions == members["c2"].partitions == 3, "two classic members")
+        assert group_type(port, group) == ("classic", "Stable")
+        flowing("in the classic group")
+        members["n1"] = member("n1", "consumer")                      # the upgrade
+        wait_until(lambda: members["n1"].partitions == 2 and sum(m.partitions for m in members.values()) == 6,
+                   "the consumer-protocol member has its share")
+        assert group_type(port, group)[0] == "consumer"
+        flowing("after the upgrade")
+        for old, new in (("c1", "n2"), ("c2", "n3")):                 # the rolling upgrade
+            members.pop(old).close()
+            members[new] = member(new, "consumer")
+            wait_until(lambda: sorted(m.partitions for m in members.values()) == [2, 2, 2], f"{new} has its share")
+            flowing(f"after {new} joined")
+        members["c3"] = member("c3", "classic")                       # a classic member inside the consumer group
+        wait_until(lambda: members["c3"].partitions >= 1 and sum(m.partitions for m in members.values()) == 6,
+                   "the classic member has partitions")
+        for name in ("n1", "n2", "n3"):                              # the last one leaving downgrades
+            members.pop(name).close()
+        wait_until(lambda: members["c3"].partitions == 6, "the classic member owns everything")
+        assert group_type(port, group)[0] == "classic"
+        flowing("after the downgrade")
+        stop_producing.set()
+        producer.join(60)
+        wait_until(lambda: len({v for v, _ in seen}) >= len(produced), "every record consumed")
+        time.sleep(1)   # anything consumed twice would show up now
+    finally:
+        stop_producing.set()
+        for m in members.values():
+            if m.thread.is_alive():
+                m.close()
+    values = sorted(v for v, _ in seen)
+    assert values == list(range(len(produced))), "duplicates or gaps"
+    assert {"c1", "c2", "n1", "c3"} <= {name for _, name in seen}
+    assert committed_at_end(bootstrap, group, topic, 6)
