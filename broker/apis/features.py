@@ -32,6 +32,9 @@ FEATURES: dict[str, Feature] = {
     # and offsets APIs; Kafka answers those UNSUPPORTED_VERSION below it). Level 2 is KIP-1191's
     # dead-letter queues, which Sluice does not have.
     "share.version": Feature(0, 1, finalized=1),
+    # KIP-848 consumer groups (level 1: ConsumerGroupHeartbeat, ConsumerGroupDescribe, and online
+    # migration of a group between the classic and consumer protocols), as Kafka 4 finalizes it.
+    "group.version": Feature(0, 1, finalized=1),
 }
 
 # Kafka 4.4's features (docs/kafka-4.4-api-versions.json) and why Sluice leaves each out.
@@ -39,8 +42,6 @@ NOT_ADVERTISED: dict[str, str] = {
     "metadata.version": "no KRaft metadata log: Sluice's cluster metadata is one object in the bucket",
     "kraft.version": "no KRaft quorum",
     "transaction.version": "no transactions (transactional producers are refused at once)",
-    "group.version": ("KIP-848 consumer groups are served (ConsumerGroupHeartbeat), but without live-group "
-                      "migration between the protocols; neither the Java client nor librdkafka reads the level"),
     "streams.version": "no Streams groups (KIP-1071)",
     "eligible.leader.replicas.version": "one replica per partition: no ISR, so no eligible leader replicas",
 }

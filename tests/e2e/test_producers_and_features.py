@@ -7,15 +7,16 @@ Apache Kafka 4.4 on the wire:
   coordinator epoch -1, no open transaction) on the partition it wrote, none
   on the other; DescribeProducers answers as Kafka for an unknown topic or
   partition and with the same producer shape;
-- ``kafka-features describe`` lists what Sluice implements (share.version 1:
-  share groups; broker/apis/features.py says why the others are absent),
+- ``kafka-features describe`` lists what Sluice implements (group.version 1:
+  KIP-848 consumer groups; share.version 1: share groups;
+  broker/apis/features.py says why the others are absent),
   ``kafka-features upgrade`` /
   ``disable`` fail with Kafka's messages, and UpdateFeatures answers as
   Kafka's controller for the updates both refuse alike.
 
 Differences that must exist: Kafka supports and finalizes its 4.4 features
-(metadata.version 33, transaction.version 2, group.version 1, ...), Sluice
-only share.version 1, so an update of one of the others is refused by
+(metadata.version 33, transaction.version 2, streams.version 1, ...), Sluice
+only group.version 1 and share.version 1, so an update of one of the others is refused by
 Sluice and applied (or validated) by Kafka.
 """
 from __future__ import annotations
@@ -129,12 +130,14 @@ def test_producers_and_features_as_kafka(broker, kafka_reference):
 def test_kafka_features_describe_and_refused_updates(broker, kafka_tools):
     b = broker.bootstrap
     res = kafka_tools.run("kafka-features", "--bootstrap-server", b, "describe")
-    assert [line.split() for line in res.lines] == [     # share groups (broker/apis/features.py)
+    assert sorted(line.split() for line in res.lines) == [     # KIP-848 and share groups (apis/features.py)
+        ["Feature:", "group.version", "SupportedMinVersion:", "0", "SupportedMaxVersion:", "1",
+         "FinalizedVersionLevel:", "1", "Epoch:", "0"],
         ["Feature:", "share.version", "SupportedMinVersion:", "0", "SupportedMaxVersion:", "1",
          "FinalizedVersionLevel:", "1", "Epoch:", "0"]], res.describe()
     calls = [("upgrade", "--feature", "transaction.version=2"),
              ("upgrade", "--feature", "transaction.version=2", "--dry-run"),
-             ("disable", "--feature", "group.version")]
+             ("disable", "--feature", "streams.version")]
     results = kafka_tools.run_many([("kafka-features", ("--bootstrap-server", b, *args)) for args in calls],
                                   check=False)
     upgrade, dry_run, disable = results
@@ -144,4 +147,4 @@ def test_kafka_features_describe_and_refused_updates(broker, kafka_tools):
             "following feature had an error: Invalid update version 2 for feature transaction.version. "
             "Local controller 1 does not support this feature.") in upgrade.stdout, upgrade.describe()
     assert "Can not upgrade transaction.version to 2." in dry_run.stdout, dry_run.describe()
-    assert "Feature group.version not found." in disable.stdout, disable.describe()
+    assert "Feature streams.version not found." in disable.stdout, disable.describe()

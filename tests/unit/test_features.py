@@ -25,7 +25,7 @@ def test_every_kafka_feature_is_implemented_or_has_a_reason():
 
 @pytest.fixture
 def group_version(monkeypatch):
-    """As once KIP-848 groups are served: group.version 0-1, finalized at 1."""
+    """group.version 0-1, finalized at 1 (KIP-848 groups), whatever FEATURES says."""
     monkeypatch.setitem(features.FEATURES, "group.version", Feature(0, 1, finalized=1))
     yield
 
