@@ -307,17 +307,18 @@ class KafkaServer:
         return bound
 
     async def shutdown(self, grace_seconds: float = 10.0) -> None:
-        """Stop accepting, let in-flight requests answer (and those of connections
-        their peers closed finish), sync the WAL, close."""
+        """Stop accepting, let in-flight requests answer, sync the WAL, close.
+        Requests of connections their peers closed are not waited for (nobody
+        reads their answers; a parked JoinGroup would hold shutdown): cancelled."""
         if self._server is not None:
             self._server.close()
-        tasks = [t for c in (*self.connections, *self.draining) for t, *_ in c.pending]
+        for c in list(self.draining):
+            c._cancel_pending()
+        self.draining.clear()
+        tasks = [t for c in self.connections for t, *_ in c.pending]
         if tasks:
             await asyncio.wait(tasks, timeout=grace_seconds)
         for c in list(self.connections):
             if c.transport is not None:
                 c.transport.close()
-        for c in list(self.draining):
-            c._cancel_pending()
-        self.draining.clear()
         await self.broker.close()
