@@ -264,11 +264,13 @@ def _inconsistent(requested: str | None, current: str | None) -> bool:
 
 
 async def _parked(fut: asyncio.Future) -> Any:
-    """A JoinGroup or SyncGroup parked on its member's future. A handler is
-    cancelled when its client disconnects; the member's future must not be:
-    in Kafka the member still counts as having joined (or synced), so the
-    join completes as soon as the others are in rather than at the rebalance
-    timeout, and the member's session, not its socket, decides when it goes."""
+    """A JoinGroup or SyncGroup parked on its member's future. A handler can
+    be cancelled (the broker closes its connection, or shuts down; a client's
+    own disconnect does not: its requests still run, see broker/network/server.py);
+    the member's future must not be: in Kafka the member still counts as
+    having joined (or synced), so the join completes as soon as the others
+    are in rather than at the rebalance timeout, and the member's session,
+    not its socket, decides when it goes."""
     return await asyncio.shield(fut)
 
 

@@ -11,6 +11,19 @@ pipelined behind a Produce sees that produce's records). A request the broker
 cannot parse, an unknown API key or an oversized frame closes the connection:
 there is no correlation id we could trust to answer. As in Kafka, requests
 that arrived before it are still answered first; nothing after it is read.
+
+A client that closes its end (or resets it) does not take back the requests
+it had sent: as Kafka's Selector closes a remote-closed channel gracefully
+(its outstanding receives are still processed, one by one, in order), the
+connection's pending requests still run to the end and only their answers
+are dropped. This matters to librdkafka: a consumer closing while its
+JoinGroup is parked queues its LeaveGroup behind it, times the LeaveGroup
+out and disconnects; Kafka reads and processes that LeaveGroup once the
+join completes, so the member leaves then rather than at session expiry.
+Only when the broker itself closes the connection (a handler failed, bad
+input) is what remains dropped unprocessed. The connection's end
+(``Broker.connection_closed``: share sessions) comes once its requests have
+drained.
 """
 from __future__ import annotations
 
@@ -60,13 +73,24 @@ class KafkaConnection(asyncio.Protocol):
         self.broker.metrics.connections.inc()
 
     def connection_lost(self, exc) -> None:
+        closed_here = self.closed   # by close(): what it had not answered is dropped
         self.closed = True
         self.server.connections.discard(self)
         self.broker.metrics.connections.dec()
+        if closed_here or not self.pending:
+            self._cancel_pending()
+            self.broker.connection_closed(self.id)
+            return
+        # The peer left: the requests it sent are still processed, in order (see the
+        # module docstring); _flush drops their answers and ends the connection after.
+        log.debug("connection %d: peer closed with %d requests pending; processing them",
+                  self.id, len(self.pending))
+        self.server.draining.add(self)
+
+    def _cancel_pending(self) -> None:
         for task, *_ in self.pending:
             task.cancel()
         self.pending.clear()
-        self.broker.connection_closed(self.id)
 
     def close(self, reason: str, *, flush: bool = False) -> None:
         """Close now; ``flush`` first sends the answers already written."""
@@ -217,6 +241,9 @@ class KafkaConnection(asyncio.Protocol):
                 self.broker.metrics.request_time(api_name, time.perf_counter() - received)
         finally:
             self._write(out)
+        if self.closed and not self.pending and self in self.server.draining:
+            self.server.draining.discard(self)
+            self.broker.connection_closed(self.id)
         if self._closing and not self.pending:
             self.close(self._closing, flush=True)
         if self._paused and len(self.pending) <= MAX_IN_FLIGHT // 2 and not self.closed \
@@ -254,6 +281,8 @@ class KafkaServer:
         load_all()
         self.broker = broker
         self.connections: set[KafkaConnection] = set()
+        # closed by their peer, still processing the requests it had sent
+        self.draining: set[KafkaConnection] = set()
         self._server: asyncio.base_events.Server | None = None
 
     async def bind(self, host: str, port: int) -> tuple[str, int]:
@@ -278,9 +307,14 @@ class KafkaServer:
         return bound
 
     async def shutdown(self, grace_seconds: float = 10.0) -> None:
-        """Stop accepting, let in-flight requests answer, sync the WAL, close."""
+        """Stop accepting, let in-flight requests answer, sync the WAL, close.
+        Requests of connections their peers closed are not waited for (nobody
+        reads their answers; a parked JoinGroup would hold shutdown): cancelled."""
         if self._server is not None:
             self._server.close()
+        for c in list(self.draining):
+            c._cancel_pending()
+        self.draining.clear()
         tasks = [t for c in self.connections for t, *_ in c.pending]
         if tasks:
             await asyncio.wait(tasks, timeout=grace_seconds)

@@ -10,7 +10,9 @@
    REBALANCE_IN_PROGRESS in CompletingRebalance is the last check, so a commit
    of the previous generation sent during a rebalance is ILLEGAL_GENERATION.
    A member whose client disconnected while its JoinGroup was parked still
-   counts as joined (the leader's rejoin completes the rebalance with it).
+   counts as joined (the leader's rejoin completes the rebalance with it),
+   and a LeaveGroup it had pipelined behind that JoinGroup before closing
+   (librdkafka's close mid-join) is still processed once the join completes.
 2. Cooperative-sticky librdkafka consumers (``bench.coop_leave``): three on
    six partitions, one leaving, over several rounds; after every rebalance
    settles each partition has one owner. And consumers that commit while a third member joins get no
@@ -285,6 +287,26 @@ def rejoin_after_a_disconnect(w: Wire, s: Setup) -> tuple[int, int, int]:
     return r.error_code, r.generation_id - s.gen, len(r.members)
 
 
+def leave_queued_behind_a_parked_join(w: Wire, s: Setup) -> tuple[int, int, int, str, int]:
+    """What librdkafka does when a consumer closes while its JoinGroup is
+    parked: a LeaveGroup (v1, as librdkafka sends it) pipelined behind the
+    JoinGroup on the same connection, which it then closes (the LeaveGroup
+    timed out). Kafka still processes the requests it had received, in order:
+    once the leader's rejoin completes the join, the queued LeaveGroup is
+    read and the member leaves, so the group prepares another rebalance.
+    (leader's join error, generation step, members it is given; then, once
+    the leave is processed or 10 s have passed: the state, how many members)."""
+    assert s.parked is not None
+    s.parked.send(LeaveGroupRequest(group_id=s.group, member_id=s.b), 1)
+    s.parked.close()
+    s.parked = None
+    r = w.join(s.group, s.a)
+    deadline = time.monotonic() + 10
+    while len((g := w.describe(s.group)).members) > 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return r.error_code, r.generation_id - s.gen, len(r.members), g.group_state, len(g.members)
+
+
 @dataclass(frozen=True)
 class Row:
     api: str
@@ -424,6 +446,8 @@ ROWS = [
       lambda w, s: w.join(s.group, "x", instance="static-1").error_code),
     R("JoinGroup", preparing, "leader, after the joining member's client disconnected", (NONE, 1, 2),
       rejoin_after_a_disconnect),
+    R("JoinGroup", preparing, "leader, the joining member's LeaveGroup queued behind its parked join",
+      (NONE, 1, 2, "PreparingRebalance", 1), leave_queued_behind_a_parked_join),
     R("JoinGroup", stable_static, "fenced, other protocol type", INCONSISTENT_GROUP_PROTOCOL,
       lambda w, s: w.join(s.group, "x", instance="static-1", protocol_type="connect").error_code),
     # LeaveGroup (v5: top-level error, per-member errors; v1: one error)
