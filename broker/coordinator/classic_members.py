@@ -272,13 +272,7 @@ class ClassicMembers:
         if sorted(sub.topics) != sorted(m.subscribed_topic_names):
             m.subscribed_topic_names, bump = list(sub.topics), True
         m.classic = ClassicMetadata(session_timeout_ms, list(protocols))
-        sizes = cgc._subscribed_sizes(g)
-        if sizes != g.topic_partitions:
-            g.topic_partitions, bump = sizes, True
-        if bump:
-            g.group_epoch += 1
-        if g.assignment_epoch < g.group_epoch:
-            cgc._assign(g)
+        cgc._advance(g, bump)
         cgc._reconcile(g, m, self._by_id(sub.owned))
         cgc._schedule_session(g, m)
         self._join_timeout(g, m, "sync", replace=True)

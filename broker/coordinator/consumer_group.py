@@ -464,14 +464,7 @@ class ConsumerGroupCoordinator:
             m.server_assignor, bump = assignor, True
         if epoch == 0 and not new and m.member_epoch == STATIC_LEAVE_EPOCH:
             m.member_epoch = 0
-        # the partition counts of what the group subscribes to (topics created, grown, deleted)
-        sizes = self._subscribed_sizes(g)
-        if sizes != g.topic_partitions:
-            g.topic_partitions, bump = sizes, True
-        if bump:
-            g.group_epoch += 1
-        if g.assignment_epoch < g.group_epoch:
-            self._assign(g)
+        self._advance(g, bump)
         before = _copy(m.assigned)
         self._reconcile(g, m, owned)
         self._schedule_session(g, m)
@@ -495,6 +488,18 @@ class ConsumerGroupCoordinator:
     def subscribed_topics(self, g: ConsumerGroup) -> set[str]:
         """The existing topics some member subscribes to (by name or regex)."""
         return set(self._subscribed_sizes(g))
+
+    def _advance(self, g: ConsumerGroup, bump: bool) -> None:
+        """A new group epoch if a member's subscription changed (``bump``) or the
+        partition counts of what the group subscribes to did (topics created,
+        grown, deleted); then a target assignment for it if there is none yet."""
+        sizes = self._subscribed_sizes(g)
+        if sizes != g.topic_partitions:
+            g.topic_partitions, bump = sizes, True
+        if bump:
+            g.group_epoch += 1
+        if g.assignment_epoch < g.group_epoch:
+            self._assign(g)
 
     def _subscribed_sizes(self, g: ConsumerGroup) -> dict[str, int]:
         topics = self.topics()
