@@ -225,9 +225,10 @@ class SharePartition:
             raise ValueError("acquire needs a member id")
         if max_records <= 0 or not batches:
             return []
-        lock_until = now_ms + self.config.record_lock_duration_ms
+        config = self.config        # the group's configs, read once per call
+        lock_until = now_ms + config.record_lock_duration_ms
         fetch_first, fetch_last = batches[0][0], batches[-1][1]
-        limit = min(max_records, self.config.max_record_locks - self.in_flight())
+        limit = min(max_records, config.max_record_locks - self.in_flight())
         last_to_acquire = fetch_last
         if limit <= 0:
             if not self.ranges or fetch_offset >= self.next_offset:
@@ -240,8 +241,8 @@ class SharePartition:
         stop = False
         lo = max(fetch_first, self.start_offset)
         i = self._at(lo)
-        limit_count = self.config.delivery_count_limit
-        throttle = self.config.throttle_limit
+        limit_count = config.delivery_count_limit
+        throttle = config.throttle_limit
         while i < len(self.ranges) and not stop:
             r = self.ranges[i]
             if r.first > last_to_acquire or acquired >= limit:
@@ -345,11 +346,11 @@ class SharePartition:
                     return Outcome(ShareErrorCode.INVALID_RECORD_STATE, "Member is not the owner of the record")
             plan.extend(_runs(b, first))
         changed: list[StateBatch] = []
+        renewed_until = now_ms + self.config.record_lock_duration_ms
         for first, last, ack in plan:
             if ack == AcknowledgeType.RENEW:
                 self._for_each(first, last, lambda r: self._set(
-                    r.first, r.last, RecordState.ACQUIRED, r.delivery_count, r.member_id,
-                    now_ms + self.config.record_lock_duration_ms))
+                    r.first, r.last, RecordState.ACQUIRED, r.delivery_count, r.member_id, renewed_until))
                 continue
             target = {AcknowledgeType.ACCEPT: RecordState.ACKNOWLEDGED,
                       AcknowledgeType.RELEASE: RecordState.AVAILABLE}.get(AcknowledgeType(ack), RecordState.ARCHIVED)
